@@ -1,0 +1,68 @@
+"""The backend contract: what brings the Database Unit up, reports on it, and takes it down.
+
+Lifecycle, the same for every backend:
+- `up()` makes the stack reachable and returns its endpoints; calling it again on a healthy stack
+  changes nothing and returns the same endpoints. On failure it leaves nothing half-started.
+- `status()` probes every service for real (a query, a PING, an API call) and never changes anything.
+- `down()` stops exactly what `up()` started (by PID, container or nothing at all for a deployment
+  the harness does not own) and is safe to call when nothing runs.
+- `endpoints()` reads the endpoints of a stack that is up, without probing, or None.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from harness.endpoints import StackEndpoints
+
+Reporter = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    endpoint: str
+    healthy: bool
+    version: str = ""
+    sizing: str = ""
+    detail: str = ""
+    pid: int | None = None
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    backend: str
+    services: list[ServiceStatus]
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        return bool(self.services) and all(s.healthy for s in self.services)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "healthy": self.healthy,
+            "services": [asdict(s) for s in self.services],
+            "facts": self.facts,
+        }
+
+
+class Backend(ABC):
+    name: str
+
+    @abstractmethod
+    def up(self, report: Reporter) -> StackEndpoints: ...
+
+    @abstractmethod
+    def down(self, report: Reporter, purge: bool = False) -> None:
+        """Stop what up() started; purge also deletes the state it kept (data, passwords)."""
+
+    @abstractmethod
+    def status(self) -> StackStatus: ...
+
+    @abstractmethod
+    def endpoints(self) -> StackEndpoints | None: ...

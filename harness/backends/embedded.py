@@ -1,0 +1,282 @@
+"""The embedded backend: every service as a local process on 127.0.0.1, state under one directory."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from harness.backends.base import Backend, Reporter, ServiceStatus, StackStatus
+from harness.cgroups import CgroupLimiter, CgroupStatus
+from harness.config import Settings
+from harness.endpoints import (
+    Secret,
+    StackEndpoints,
+    endpoints_path,
+    load_endpoints,
+    save_endpoints,
+    write_private_file,
+)
+from harness.services.aws import AwsEmulatorService, create_unit_resources
+from harness.services.osuser import server_user
+from harness.services.pgbouncer import PgBouncerService
+from harness.services.postgres import INITIALISED_MARKER, PostgresService
+from harness.services.process import PidFiles, ServiceError, stop_process
+from harness.services.redis import RedisService
+from harness.sizing import unit_sizing
+
+SECRETS_FILE = "secrets.json"
+
+
+class _Service(Protocol):
+    def is_running(self) -> bool: ...
+    def stop(self) -> bool: ...
+
+
+class EmbeddedBackend(Backend):
+    name = "embedded"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state = settings.state_dir
+        self.sizing = unit_sizing(settings.db_instance_class, settings.cache_node_type)
+        self.pids = PidFiles(self.state / "run")
+        digest = hashlib.sha1(str(self.state).encode()).hexdigest()[:10]
+        self.cgroup = CgroupLimiter(f"dbunit-harness-{digest}-postgres") if settings.cgroups != "off" else None
+
+    # -- state -------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.state.mkdir(parents=True, exist_ok=True)
+        with open(self.state / "lock", "w") as handle:
+            # Two `harness up` at once would race for the same ports and data directory.
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _secrets(self, create: bool) -> dict[str, Secret]:
+        path = self.state / SECRETS_FILE
+        if path.exists():
+            try:
+                raw = json.loads(path.read_text())
+                return {key: Secret(raw[key]) for key in ("master_password", "redis_password")}
+            except (ValueError, KeyError) as exc:
+                raise ServiceError(
+                    f"{path} is damaged ({exc}); remove the state directory with `harness down --purge`"
+                ) from None
+        if not create:
+            raise ServiceError(f"no {path}: the embedded stack was never started in {self.state}")
+        if (self.state / "postgres" / "data" / INITIALISED_MARKER).exists():
+            raise ServiceError(
+                f"{path} is missing but {self.state}/postgres/data holds an initialised cluster whose password "
+                "it recorded; remove the state with `harness down --purge` and start again"
+            )
+        raw = {"master_password": secrets.token_urlsafe(24), "redis_password": secrets.token_urlsafe(24)}
+        write_private_file(path, json.dumps(raw))
+        return {key: Secret(value) for key, value in raw.items()}
+
+    def _services(
+        self, creds: dict[str, Secret]
+    ) -> tuple[PostgresService, PgBouncerService, RedisService, AwsEmulatorService]:
+        s = self.settings
+        user = server_user(s.postgres_os_user)
+        logs = self.state / "logs"
+        postgres = PostgresService(
+            data_dir=self.state / "postgres" / "data",
+            log_path=logs / "postgres.log",
+            port=s.postgres_port,
+            database=s.database,
+            master_user=s.master_user,
+            master_password=creds["master_password"],
+            sizing=self.sizing.postgres,
+            user=user,
+            pids=self.pids,
+            cgroup=self.cgroup,
+            timeout_s=s.startup_timeout_s,
+        )
+        pgbouncer = PgBouncerService(
+            conf_dir=self.state / "pgbouncer",
+            log_path=logs / "pgbouncer.log",
+            port=s.proxy_port,
+            upstream_port=s.postgres_port,
+            database=s.database,
+            master_user=s.master_user,
+            master_password=creds["master_password"],
+            sizing=self.sizing.proxy,
+            user=user,
+            pids=self.pids,
+            timeout_s=s.startup_timeout_s,
+        )
+        redis = RedisService(
+            work_dir=self.state / "redis",
+            log_path=logs / "redis.log",
+            port=s.redis_port,
+            password=creds["redis_password"],
+            sizing=self.sizing.redis,
+            user=user,
+            pids=self.pids,
+            timeout_s=s.startup_timeout_s,
+        )
+        aws = AwsEmulatorService(
+            work_dir=self.state / "aws",
+            log_path=logs / "aws.log",
+            port=s.aws_port,
+            region=s.region,
+            pids=self.pids,
+            timeout_s=s.startup_timeout_s,
+        )
+        return postgres, pgbouncer, redis, aws
+
+    def _cgroup_status(self, postgres: PostgresService) -> CgroupStatus:
+        if self.cgroup is None:
+            return CgroupStatus(False, "", None, None, "cgroups = off in configuration")
+        record = postgres.record()
+        if record is not None and self.cgroup.contains(record.pid):
+            return CgroupStatus(
+                True,
+                self.cgroup.detect()[0],
+                self.sizing.postgres.memory_bytes,
+                float(self.sizing.postgres.vcpus),
+                self.cgroup.name,
+            )
+        return CgroupStatus(False, "", None, None, self.cgroup.detect()[1] if record else "PostgreSQL is not running")
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def up(self, report: Reporter) -> StackEndpoints:
+        with self._locked():
+            creds = self._secrets(create=True)
+            postgres, pgbouncer, redis, aws = self._services(creds)
+            started: list[_Service] = []
+            try:
+                for label, service in (
+                    ("postgres", postgres),
+                    ("pgbouncer", pgbouncer),
+                    ("redis", redis),
+                    ("aws", aws),
+                ):
+                    if service.is_running():
+                        report(f"{label}: already running")
+                        continue
+                    # A record for a dead process is what a crash leaves; the service starts afresh.
+                    self.pids.remove(label)
+                    began = time.monotonic()
+                    service.start()
+                    started.append(service)
+                    report(f"{label}: ready in {time.monotonic() - began:.1f} s")
+                cgroup = self._cgroup_status(postgres)
+                if self.settings.cgroups == "require" and not cgroup.enforced:
+                    raise ServiceError(f"cgroups = require, but PostgreSQL is not capped: {cgroup.reason}")
+                resources = create_unit_resources(aws.endpoint(), pgbouncer.endpoint())
+                endpoints = StackEndpoints(
+                    backend=self.name,
+                    proxy=pgbouncer.endpoint(),
+                    direct=postgres.endpoint(),
+                    redis=redis.endpoint(),
+                    aws=aws.endpoint(),
+                    resources=resources,
+                    facts={
+                        "postgres": postgres.facts(),
+                        "proxy": pgbouncer.facts(),
+                        "redis": redis.facts(),
+                        "aws": aws.facts(),
+                        "cgroup": cgroup.as_dict(),
+                        "machine_cores": os.cpu_count(),
+                        "state_dir": str(self.state),
+                    },
+                )
+                save_endpoints(self.state, endpoints)
+                return endpoints
+            except BaseException:
+                # Leave nothing half-started: stop what this call started, newest first.
+                for service in reversed(started):
+                    service.stop()
+                raise
+
+    def down(self, report: Reporter, purge: bool = False) -> None:
+        with self._locked():
+            endpoints_path(self.state).unlink(missing_ok=True)
+            creds = self._secrets(create=False) if (self.state / SECRETS_FILE).exists() else None
+            if creds is not None:
+                services: list[tuple[str, _Service]] = list(
+                    zip(("postgres", "pgbouncer", "redis", "aws"), self._services(creds), strict=True)
+                )
+                for label, service in reversed(services):
+                    if service.stop():
+                        report(f"{label}: stopped")
+            # Whatever else a record names (a crash between start and bookkeeping) goes too.
+            for record in self.pids.all():
+                if stop_process(record):
+                    report(f"{record.name}: stopped (PID {record.pid})")
+                self.pids.remove(record.name)
+            if self.cgroup is not None:
+                self.cgroup.remove()
+        if purge:
+            shutil.rmtree(self.state, ignore_errors=True)
+            report(f"removed {self.state}")
+
+    def endpoints(self) -> StackEndpoints | None:
+        return load_endpoints(self.state)
+
+    def status(self) -> StackStatus:
+        path = self.state / SECRETS_FILE
+        if not path.exists():
+            return StackStatus(self.name, [], {"state_dir": str(self.state), "note": "never started here"})
+        postgres, pgbouncer, redis, aws = self._services(self._secrets(create=False))
+        sizing = self.sizing
+        rows = [
+            _probe_row(
+                "postgres",
+                postgres,
+                postgres.endpoint().url(),
+                postgres.facts,
+                lambda f: (
+                    f"{f['instance_class']}: max_connections={f['max_connections']} "
+                    f"shared_buffers={f['shared_buffers']} pgvector {f['pgvector_version']}"
+                ),
+            ),
+            _probe_row(
+                "proxy (pgbouncer)",
+                pgbouncer,
+                pgbouncer.endpoint().url(),
+                pgbouncer.facts,
+                lambda f: f"transaction pooling, pool {f['pool_size']}, wait timeout {f['query_wait_timeout_s']} s",
+            ),
+            _probe_row(
+                "redis",
+                redis,
+                redis.endpoint().url(),
+                redis.facts,
+                lambda f: f"{f['node_type']}: maxmemory={f['maxmemory']} {f['maxmemory_policy']}",
+            ),
+            _probe_row("aws (ministack)", aws, aws.url, aws.facts, lambda f: f"region {f['region']}"),
+        ]
+        cgroup = self._cgroup_status(postgres)
+        facts = {
+            "state_dir": str(self.state),
+            "cgroup": cgroup.as_dict(),
+            "lambda_memory_mb": sizing.lambda_memory_mb,
+        }
+        return StackStatus(self.name, rows, facts)
+
+
+def _probe_row(name: str, service: Any, endpoint: str, facts: Any, describe: Any) -> ServiceStatus:
+    record = service.record()
+    pid = record.pid if record else None
+    if not service.is_running():
+        return ServiceStatus(name, endpoint, False, detail="not running", pid=pid)
+    try:
+        found = facts()
+    except Exception as exc:
+        return ServiceStatus(name, endpoint, False, detail=f"probe failed: {exc}", pid=pid)
+    return ServiceStatus(name, endpoint, True, version=str(found.get("version", "")), sizing=describe(found), pid=pid)

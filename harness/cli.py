@@ -1,0 +1,139 @@
+"""`harness`: bring the Database Unit up or down, show its status, export its endpoints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+
+from harness.backends import get_backend
+from harness.backends.base import StackStatus
+from harness.config import ConfigError, Settings, resolve_settings
+from harness.endpoints import EndpointFileError
+from harness.services.process import ServiceError
+
+# Exit codes of the stack commands; the sign-off has its own (see harness.thresholds).
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return resolve_settings(
+        {
+            "backend": getattr(args, "backend", None),
+            "state_dir": getattr(args, "state_dir", None),
+        }
+    )
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    began = time.monotonic()
+    endpoints = get_backend(settings).up(_say)
+    _say(f"stack ready in {time.monotonic() - began:.1f} s ({settings.backend}, state in {settings.state_dir})")
+    print(f"proxy   {endpoints.proxy.url()}")
+    print(f"direct  {endpoints.direct.url()}")
+    print(f"redis   {endpoints.redis.url()}")
+    print(
+        f"aws     {endpoints.aws.url} ({endpoints.aws.region}), bucket {endpoints.resources.exports_bucket}, "
+        f"secret {endpoints.resources.db_secret_id}"
+    )
+    print('Passwords are in `harness env`; eval "$(harness env)" exports them.')
+    return EXIT_OK
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    get_backend(settings).down(_say, purge=args.purge)
+    _say("stack down")
+    return EXIT_OK
+
+
+def format_status(status: StackStatus) -> str:
+    headers = ("service", "endpoint", "version", "sizing", "health")
+    rows = [
+        (s.name, s.endpoint, s.version, s.sizing, "ok" if s.healthy else f"DOWN: {s.detail}") for s in status.services
+    ]
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    lines = ["  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in [headers, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    cgroup = status.facts.get("cgroup")
+    if cgroup:
+        if cgroup.get("enforced"):
+            lines.append(
+                f"cgroup: PostgreSQL capped at {cgroup['memory_limit_bytes'] // 2**20} MiB and "
+                f"{cgroup['cpu_limit_vcpus']:g} vCPU ({cgroup['version']}, {cgroup['detail']})"
+            )
+        else:
+            lines.append(f"cgroup: PostgreSQL NOT capped: {cgroup['detail']}")
+    if "state_dir" in status.facts:
+        lines.append(f"state: {status.facts['state_dir']}")
+    return "\n".join(lines)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = get_backend(_settings(args)).status()
+    if args.json:
+        print(json.dumps(status.as_dict(), indent=2))
+    elif not status.services:
+        print(f"stack is not up ({status.facts.get('note', 'no services')}); start it with `harness up`")
+    else:
+        print(format_status(status))
+    return EXIT_OK if status.healthy else EXIT_FAILED
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    endpoints = get_backend(_settings(args)).endpoints()
+    if endpoints is None:
+        _say("the stack is not up: run `harness up` (or `make up`) first")
+        return EXIT_FAILED
+    for name, value in endpoints.environment().items():
+        print(f"export {name}={shlex.quote(value)}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--backend", choices=("embedded", "compose", "external"), help="overrides HARNESS_BACKEND")
+    common.add_argument("--state-dir", help="overrides HARNESS_STATE_DIR (default .harness)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", parents=[common], help="start the stack (a no-op when it is up)")
+    up.set_defaults(func=cmd_up)
+    down = sub.add_parser("down", parents=[common], help="stop every process the stack started")
+    down.add_argument("--purge", action="store_true", help="also delete the state directory (data, passwords)")
+    down.set_defaults(func=cmd_down)
+    status = sub.add_parser("status", parents=[common], help="probe each service; exit 1 if any is down")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+    env = sub.add_parser("env", parents=[common], help="print export lines for the running stack's endpoints")
+    env.set_defaults(func=cmd_env)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        _say(f"configuration error: {exc}")
+        return EXIT_CONFIG
+    except (ServiceError, EndpointFileError) as exc:
+        _say(f"error: {exc}")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

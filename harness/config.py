@@ -1,0 +1,173 @@
+"""Typed harness configuration, resolved once: argument > environment > file > default.
+
+Nothing here is read at import time: callers build a Settings with `resolve_settings()` and pass it
+down. The file is `harness.toml` (table `[harness]`) found in the working directory or an ancestor,
+or the path named by HARNESS_CONFIG.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from harness.sizing import UnknownProfileError, cache_node_type, db_instance_class
+
+CONFIG_FILE_NAME = "harness.toml"
+ENV_PREFIX = "HARNESS_"
+BACKENDS = ("embedded", "compose", "external")
+CGROUP_MODES = ("auto", "off", "require")
+
+
+class ConfigError(ValueError):
+    """Configuration that cannot be used; the message names the source and what to change."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend: str = "embedded"
+    # Relative paths are taken from the directory of the config file (or the working directory).
+    state_dir: Path = Path(".harness")
+    db_instance_class: str = "db.t3.micro"
+    cache_node_type: str = "cache.t3.micro"
+    postgres_port: int = 15432
+    proxy_port: int = 16432
+    redis_port: int = 16379
+    aws_port: int = 14566
+    database: str = "dbunit"
+    master_user: str = "dbunit_admin"
+    region: str = "us-east-2"
+    # "auto": cap PostgreSQL with a cgroup where the machine allows and report when it does not;
+    # "require": refuse to start without the cap; "off": never try.
+    cgroups: str = "auto"
+    startup_timeout_s: float = 60.0
+    # The unprivileged account PostgreSQL runs as when the harness itself runs as root.
+    postgres_os_user: str = "dbunit"
+    config_file: Path | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.cgroups not in CGROUP_MODES:
+            raise ConfigError(f"cgroups must be one of {', '.join(CGROUP_MODES)}, got {self.cgroups!r}")
+        try:
+            db_instance_class(self.db_instance_class)
+            cache_node_type(self.cache_node_type)
+        except UnknownProfileError as exc:
+            raise ConfigError(str(exc)) from None
+        ports = {name: getattr(self, name) for name in ("postgres_port", "proxy_port", "redis_port", "aws_port")}
+        for name, port in ports.items():
+            if not 1024 <= port <= 65535:
+                raise ConfigError(f"{name} must be between 1024 and 65535, got {port}")
+        if len(set(ports.values())) != len(ports):
+            raise ConfigError(f"ports must differ: {ports}")
+        if self.startup_timeout_s <= 0:
+            raise ConfigError(f"startup_timeout_s must be positive, got {self.startup_timeout_s}")
+
+
+_FIELD_TYPES: dict[str, type] = {
+    "backend": str,
+    "state_dir": Path,
+    "db_instance_class": str,
+    "cache_node_type": str,
+    "postgres_port": int,
+    "proxy_port": int,
+    "redis_port": int,
+    "aws_port": int,
+    "database": str,
+    "master_user": str,
+    "region": str,
+    "cgroups": str,
+    "startup_timeout_s": float,
+    "postgres_os_user": str,
+}
+
+
+def _coerce(name: str, raw: Any, source: str) -> Any:
+    kind = _FIELD_TYPES[name]
+    try:
+        if kind is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError
+            return int(raw)
+        if kind is float:
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(raw)
+        if kind is Path:
+            return Path(str(raw)).expanduser()
+        if not isinstance(raw, str):
+            raise ValueError
+        return raw
+    except ValueError:
+        raise ConfigError(f"{source}: {name} must be {kind.__name__}, got {raw!r}") from None
+
+
+def find_config_file(start: Path, environ: Mapping[str, str]) -> Path | None:
+    named = environ.get(ENV_PREFIX + "CONFIG")
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"HARNESS_CONFIG names {path}, which is not a file")
+        return path
+    for directory in (start, *start.parents):
+        candidate = directory / CONFIG_FILE_NAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    table = data.get("harness", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [harness] must be a table")
+    unknown = sorted(set(table) - set(_FIELD_TYPES))
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(_FIELD_TYPES))}")
+    return {name: _coerce(name, value, str(path)) for name, value in table.items()}
+
+
+def resolve_settings(
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Build Settings from arguments (overrides, None meaning unset), then HARNESS_* variables,
+    then harness.toml, then defaults."""
+    environ = os.environ if environ is None else environ
+    cwd = Path.cwd() if cwd is None else cwd
+    config_file = find_config_file(cwd, environ)
+    values: dict[str, Any] = _read_config_file(config_file) if config_file else {}
+    for name in _FIELD_TYPES:
+        env_name = ENV_PREFIX + name.upper()
+        if env_name in environ:
+            values[name] = _coerce(name, environ[env_name], f"environment variable {env_name}")
+    for name, value in (overrides or {}).items():
+        if name not in _FIELD_TYPES:
+            raise ConfigError(f"unknown setting {name!r}")
+        if value is not None:
+            values[name] = _coerce(name, value, "argument")
+    base = config_file.parent if config_file else cwd
+    state_dir = values.get("state_dir", Settings.state_dir)
+    values["state_dir"] = (base / state_dir).resolve() if not state_dir.is_absolute() else state_dir
+    return Settings(**values, config_file=config_file)
+
+
+def settings_as_dict(settings: Settings) -> dict[str, Any]:
+    out = {}
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        out[f.name] = str(value) if isinstance(value, Path) else value
+    return out
+
+
+def with_overrides(settings: Settings, **changes: Any) -> Settings:
+    return dataclasses.replace(settings, **changes)

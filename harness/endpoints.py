@@ -1,0 +1,243 @@
+"""Endpoint objects: how a client reaches each service of the unit, whatever backend runs it.
+
+The embedded, compose and external backends all produce a `StackEndpoints`; it is written to the
+state directory as JSON (mode 0600, it holds passwords) so pytest, Locust and the CLI find the same
+running stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+SCHEMA_VERSION = 1
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or a report."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class PostgresEndpoint:
+    host: str
+    port: int
+    user: str
+    password: Secret
+    dbname: str
+
+    def url(self, *, reveal: bool = False) -> str:
+        password = quote(self.password.reveal(), safe="") if reveal else "***"
+        return f"postgresql://{quote(self.user, safe='')}:{password}@{self.host}:{self.port}/{self.dbname}"
+
+    def conninfo_kwargs(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password.reveal(),
+            "dbname": self.dbname,
+        }
+
+    def connect(self, **kwargs: Any) -> Any:
+        """A psycopg connection; kwargs (autocommit, prepare_threshold, connect_timeout...) pass through."""
+        import psycopg
+
+        params = {"connect_timeout": 10, **self.conninfo_kwargs(), **kwargs}
+        return psycopg.connect(**params)
+
+
+@dataclass(frozen=True)
+class RedisEndpoint:
+    host: str
+    port: int
+    password: Secret
+    db: int = 0
+
+    def url(self, *, reveal: bool = False) -> str:
+        password = quote(self.password.reveal(), safe="") if reveal else "***"
+        # "default" is the user Redis 6+ assigns to requirepass; redis-cli rejects an empty user name.
+        return f"redis://default:{password}@{self.host}:{self.port}/{self.db}"
+
+    def client(self, **kwargs: Any) -> Any:
+        import redis
+
+        params = {"socket_timeout": 10, "socket_connect_timeout": 5, **kwargs}
+        return redis.Redis(host=self.host, port=self.port, password=self.password.reveal(), db=self.db, **params)
+
+
+@dataclass(frozen=True)
+class AwsResources:
+    """What the unit needs to exist on the AWS side before any scenario runs."""
+
+    exports_bucket: str
+    db_secret_id: str
+    kms_key_id: str = ""
+
+
+@dataclass(frozen=True)
+class AwsEndpoint:
+    # Empty url means "the SDK's default": real AWS, credentials from its usual chain.
+    url: str
+    region: str
+    access_key_id: str
+    secret_access_key: Secret
+
+    def client(self, service: str, **kwargs: Any) -> Any:
+        import boto3
+
+        params: dict[str, Any] = {"region_name": self.region}
+        if self.url:
+            params["endpoint_url"] = self.url
+        if self.access_key_id:
+            params["aws_access_key_id"] = self.access_key_id
+            params["aws_secret_access_key"] = self.secret_access_key.reveal()
+        params.update(kwargs)
+        return boto3.client(service, **params)
+
+
+@dataclass(frozen=True)
+class StackEndpoints:
+    backend: str
+    proxy: PostgresEndpoint
+    direct: PostgresEndpoint
+    redis: RedisEndpoint
+    aws: AwsEndpoint
+    resources: AwsResources
+    # Free-form facts for `harness status` and reports (versions, sizing, cgroup state); no secrets.
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def environment(self) -> dict[str, str]:
+        """The variables `harness env` exports; the same names for every backend."""
+        env = {
+            "DATABASE_URL": self.proxy.url(reveal=True),
+            "DATABASE_DIRECT_URL": self.direct.url(reveal=True),
+            "REDIS_URL": self.redis.url(reveal=True),
+            "AWS_DEFAULT_REGION": self.aws.region,
+            "HARNESS_EXPORTS_BUCKET": self.resources.exports_bucket,
+            "HARNESS_DB_SECRET_ID": self.resources.db_secret_id,
+        }
+        if self.aws.url:
+            env["AWS_ENDPOINT_URL"] = self.aws.url
+        if self.aws.access_key_id:
+            env["AWS_ACCESS_KEY_ID"] = self.aws.access_key_id
+            env["AWS_SECRET_ACCESS_KEY"] = self.aws.secret_access_key.reveal()
+        return env
+
+    def to_json(self) -> dict[str, Any]:
+        def plain(obj: Any) -> Any:
+            if isinstance(obj, Secret):
+                return obj.reveal()
+            if isinstance(obj, dict):
+                return {k: plain(v) for k, v in obj.items()}
+            if isinstance(obj, list | tuple):
+                return [plain(v) for v in obj]
+            return obj
+
+        raw = {
+            "backend": self.backend,
+            "proxy": {**asdict(self.proxy), "password": self.proxy.password},
+            "direct": {**asdict(self.direct), "password": self.direct.password},
+            "redis": {**asdict(self.redis), "password": self.redis.password},
+            "aws": {**asdict(self.aws), "secret_access_key": self.aws.secret_access_key},
+            "resources": asdict(self.resources),
+            "facts": self.facts,
+        }
+        return {"schema_version": SCHEMA_VERSION, **plain(raw)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StackEndpoints:
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise EndpointFileError(f"endpoint file schema_version is {version!r}, this harness reads {SCHEMA_VERSION}")
+        try:
+
+            def pg(d: dict[str, Any]) -> PostgresEndpoint:
+                return PostgresEndpoint(d["host"], int(d["port"]), d["user"], Secret(d["password"]), d["dbname"])
+
+            return cls(
+                backend=data["backend"],
+                proxy=pg(data["proxy"]),
+                direct=pg(data["direct"]),
+                redis=RedisEndpoint(
+                    data["redis"]["host"],
+                    int(data["redis"]["port"]),
+                    Secret(data["redis"]["password"]),
+                    int(data["redis"].get("db", 0)),
+                ),
+                aws=AwsEndpoint(
+                    data["aws"]["url"],
+                    data["aws"]["region"],
+                    data["aws"]["access_key_id"],
+                    Secret(data["aws"]["secret_access_key"]),
+                ),
+                resources=AwsResources(**data["resources"]),
+                facts=dict(data.get("facts", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EndpointFileError(f"endpoint file is missing or has a malformed field: {exc}") from None
+
+
+class EndpointFileError(ValueError):
+    pass
+
+
+ENDPOINTS_FILE = "endpoints.json"
+
+
+def endpoints_path(state_dir: Path) -> Path:
+    return state_dir / ENDPOINTS_FILE
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Write atomically with mode 0600: a reader never sees half a file, nobody else reads secrets."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_endpoints(state_dir: Path, endpoints: StackEndpoints) -> Path:
+    path = endpoints_path(state_dir)
+    write_private_file(path, json.dumps(endpoints.to_json(), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_endpoints(state_dir: Path) -> StackEndpoints | None:
+    path = endpoints_path(state_dir)
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise EndpointFileError(f"{path} is not valid JSON ({exc}); run `harness down` and `harness up`") from None
+    return StackEndpoints.from_json(data)

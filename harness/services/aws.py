@@ -1,0 +1,138 @@
+"""The AWS API emulator (ministack, LocalStack-compatible) and the resources the unit needs on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.endpoints import AwsEndpoint, AwsResources, PostgresEndpoint, Secret
+from harness.services.process import (
+    MissingBinaryError,
+    PidFiles,
+    ProcessRecord,
+    ensure_port_free,
+    spawn,
+    stop_process,
+    wait_until_ready,
+)
+
+NAME = "aws"
+# LocalStack's conventional credentials: emulators accept any, SDKs insist on having some.
+EMULATOR_ACCESS_KEY = "test"
+EMULATOR_SECRET_KEY = "test"
+EXPORTS_BUCKET = "dbunit-gdpr-exports"
+DB_SECRET_ID = "dbunit/rds/master"
+KMS_ALIAS = "alias/dbunit-harness"
+REQUIRED_SERVICES = ("s3", "secretsmanager", "kms", "lambda", "logs", "monitoring")
+
+
+def db_secret_document(endpoint: PostgresEndpoint) -> str:
+    """The JSON shape RDS stores in Secrets Manager for a master user."""
+    return json.dumps(
+        {
+            "engine": "postgres",
+            "host": endpoint.host,
+            "port": endpoint.port,
+            "username": endpoint.user,
+            "password": endpoint.password.reveal(),
+            "dbname": endpoint.dbname,
+        }
+    )
+
+
+def create_unit_resources(aws: AwsEndpoint, db: PostgresEndpoint) -> AwsResources:
+    """Create (or update) the exports bucket, the DB credentials secret and the KMS key. Idempotent."""
+    s3 = aws.client("s3")
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    if EXPORTS_BUCKET not in existing:
+        kwargs: dict[str, Any] = {"Bucket": EXPORTS_BUCKET}
+        if aws.region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": aws.region}
+        s3.create_bucket(**kwargs)
+
+    kms = aws.client("kms")
+    aliases = {a["AliasName"]: a.get("TargetKeyId", "") for a in kms.list_aliases().get("Aliases", [])}
+    key_id = aliases.get(KMS_ALIAS, "")
+    if not key_id:
+        key_id = kms.create_key(Description="dbunit-harness: GDPR exports and secrets")["KeyMetadata"]["KeyId"]
+        kms.create_alias(AliasName=KMS_ALIAS, TargetKeyId=key_id)
+
+    sm = aws.client("secretsmanager")
+    document = db_secret_document(db)
+    try:
+        sm.put_secret_value(SecretId=DB_SECRET_ID, SecretString=document)
+    except sm.exceptions.ResourceNotFoundException:
+        sm.create_secret(Name=DB_SECRET_ID, SecretString=document, KmsKeyId=key_id)
+    return AwsResources(exports_bucket=EXPORTS_BUCKET, db_secret_id=DB_SECRET_ID, kms_key_id=key_id)
+
+
+@dataclass
+class AwsEmulatorService:
+    work_dir: Path
+    log_path: Path
+    port: int
+    region: str
+    pids: PidFiles
+    timeout_s: float
+    host: str = "127.0.0.1"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def endpoint(self) -> AwsEndpoint:
+        return AwsEndpoint(self.url, self.region, EMULATOR_ACCESS_KEY, Secret(EMULATOR_SECRET_KEY))
+
+    def record(self) -> ProcessRecord | None:
+        return self.pids.read(NAME)
+
+    def is_running(self) -> bool:
+        record = self.record()
+        return record is not None and record.is_alive()
+
+    def health(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"{self.url}/_ministack/health", timeout=2) as response:
+            data = json.loads(response.read())
+        missing = [s for s in REQUIRED_SERVICES if data.get("services", {}).get(s) not in ("available", "running")]
+        if missing:
+            raise RuntimeError(f"emulator is up but these services are not available: {', '.join(missing)}")
+        return data
+
+    def start(self) -> None:
+        try:
+            import ministack  # noqa: F401
+        except ImportError:
+            raise MissingBinaryError("the ministack package is not installed; run `make install`") from None
+        ensure_port_free(self.port, "the AWS emulator", "aws_port")
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            # ministack binds every interface unless told otherwise.
+            "BIND_HOST": self.host,
+            "GATEWAY_PORT": str(self.port),
+            "MINISTACK_REGION": self.region,
+            # Its pid file, logs and S3 objects go to TMPDIR and S3_DATA_DIR: keep them in our state.
+            "TMPDIR": str(self.work_dir),
+            "S3_DATA_DIR": str(self.work_dir / "s3"),
+            "LOG_LEVEL": "INFO",
+        }
+        record = spawn(NAME, [sys.executable, "-m", "ministack"], self.log_path, env=env, cwd=self.work_dir)
+        self.pids.write(record)
+        wait_until_ready(record, self.health, timeout_s=self.timeout_s, log_path=self.log_path, what="AWS emulator")
+
+    def stop(self) -> bool:
+        record = self.record()
+        if record is None:
+            return False
+        stopped = stop_process(record, sig=signal.SIGTERM, timeout_s=10)
+        self.pids.remove(NAME)
+        return stopped
+
+    def facts(self) -> dict[str, Any]:
+        return {"emulator": "ministack", "version": self.health().get("version", ""), "region": self.region}

@@ -1,0 +1,121 @@
+"""PgBouncer in transaction mode: the local stand-in for RDS Proxy."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.endpoints import PostgresEndpoint, Secret
+from harness.services.osuser import ServerUser
+from harness.services.process import (
+    PidFiles,
+    ProcessRecord,
+    ensure_port_free,
+    find_binary,
+    spawn,
+    stop_process,
+    wait_until_ready,
+)
+from harness.sizing import ProxySizing
+
+NAME = "pgbouncer"
+INSTALL_HINT = "Install Debian's package: `apt-get install pgbouncer` (make up does this when run as root)."
+
+
+@dataclass
+class PgBouncerService:
+    conf_dir: Path
+    log_path: Path
+    port: int
+    upstream_port: int
+    database: str
+    master_user: str
+    master_password: Secret
+    sizing: ProxySizing
+    user: ServerUser
+    pids: PidFiles
+    timeout_s: float
+    host: str = "127.0.0.1"
+
+    def endpoint(self) -> PostgresEndpoint:
+        return PostgresEndpoint(self.host, self.port, self.master_user, self.master_password, self.database)
+
+    def record(self) -> ProcessRecord | None:
+        return self.pids.read(NAME)
+
+    def is_running(self) -> bool:
+        record = self.record()
+        return record is not None and record.is_alive()
+
+    def _write_config(self) -> Path:
+        self.conf_dir.mkdir(parents=True, exist_ok=True)
+        userlist = self.conf_dir / "userlist.txt"
+        # Only the auth user is listed; every other role (the application's included) is looked up in
+        # PostgreSQL through auth_query, as RDS Proxy looks roles up in its secrets.
+        userlist.write_text(f'"{self.master_user}" "{self.master_password.reveal()}"\n')
+        userlist.chmod(0o600)
+        settings = {
+            "listen_addr": self.host,
+            "listen_port": str(self.port),
+            "unix_socket_dir": "",
+            "auth_type": "scram-sha-256",
+            "auth_file": str(userlist),
+            "auth_user": self.master_user,
+            "auth_query": "SELECT usename, passwd FROM pg_shadow WHERE usename=$1",
+            "admin_users": self.master_user,
+            "stats_users": self.master_user,
+            # psycopg sends these at connect; PgBouncer must accept them instead of refusing the client.
+            "ignore_startup_parameters": "extra_float_digits,options",
+            **self.sizing.pgbouncer_settings(),
+        }
+        ini = self.conf_dir / "pgbouncer.ini"
+        ini.write_text(
+            "; Written by the harness from the RDS Proxy defaults; edits are overwritten.\n"
+            "[databases]\n"
+            f"* = host={self.host} port={self.upstream_port}\n"
+            "[pgbouncer]\n" + "".join(f"{key} = {value}\n" for key, value in settings.items())
+        )
+        ini.chmod(0o600)
+        self.user.own(ini, userlist)
+        return ini
+
+    def _probe(self) -> dict[str, Any]:
+        with self.endpoint().connect(connect_timeout=2, autocommit=True, prepare_threshold=None) as conn:
+            conn.execute("SELECT 1").fetchone()
+        return {}
+
+    def version(self) -> str:
+        binary = find_binary("pgbouncer", INSTALL_HINT)
+        out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=10).stdout
+        first = out.splitlines()[0] if out else ""
+        return first.removeprefix("PgBouncer ").strip()
+
+    def start(self) -> None:
+        binary = find_binary("pgbouncer", INSTALL_HINT)
+        ensure_port_free(self.port, "PgBouncer (RDS Proxy stand-in)", "proxy_port")
+        ini = self._write_config()
+        record = spawn(NAME, [str(binary), str(ini)], self.log_path, preexec=self.user.preexec())
+        self.pids.write(record)
+        wait_until_ready(record, self._probe, timeout_s=self.timeout_s, log_path=self.log_path, what="PgBouncer")
+
+    def stop(self) -> bool:
+        record = self.record()
+        if record is None:
+            return False
+        # SIGTERM is PgBouncer's immediate shutdown; SIGINT would wait for clients to go away.
+        stopped = stop_process(record, sig=signal.SIGTERM, timeout_s=10)
+        self.pids.remove(NAME)
+        return stopped
+
+    def facts(self) -> dict[str, Any]:
+        return {
+            "version": self.version(),
+            "pool_mode": "transaction",
+            "pool_size": self.sizing.pool_size,
+            "max_client_conn": self.sizing.max_client_connections,
+            "query_wait_timeout_s": self.sizing.connection_borrow_timeout_s,
+            "client_idle_timeout_s": self.sizing.idle_client_timeout_s,
+        }

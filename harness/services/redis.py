@@ -1,0 +1,112 @@
+"""Debian's redis-server in the foreground, sized and configured like an ElastiCache cache.t3.micro."""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.endpoints import RedisEndpoint, Secret
+from harness.services.osuser import ServerUser
+from harness.services.process import (
+    PidFiles,
+    ProcessRecord,
+    ensure_port_free,
+    find_binary,
+    spawn,
+    stop_process,
+    wait_until_ready,
+)
+from harness.sizing import RedisSizing
+
+NAME = "redis"
+INSTALL_HINT = "Install Debian's package: `apt-get install redis-server` (make up does this when run as root)."
+
+
+@dataclass
+class RedisService:
+    work_dir: Path
+    log_path: Path
+    port: int
+    password: Secret
+    sizing: RedisSizing
+    user: ServerUser
+    pids: PidFiles
+    timeout_s: float
+    host: str = "127.0.0.1"
+
+    def endpoint(self) -> RedisEndpoint:
+        return RedisEndpoint(self.host, self.port, self.password)
+
+    def record(self) -> ProcessRecord | None:
+        return self.pids.read(NAME)
+
+    def is_running(self) -> bool:
+        record = self.record()
+        return record is not None and record.is_alive()
+
+    def _write_config(self) -> Path:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.user.own(self.work_dir)
+        settings = {
+            "bind": self.host,
+            "port": str(self.port),
+            "protected-mode": "yes",
+            "daemonize": "no",
+            "dir": str(self.work_dir),
+            "logfile": '""',
+            # ElastiCache without a backup window: no RDB snapshots, no AOF.
+            "save": '""',
+            "appendonly": "no",
+            **self.sizing.server_settings(),
+        }
+        conf = self.work_dir / "redis.conf"
+        # The password lives in the 0600 file, not on the command line where `ps` would show it.
+        conf.write_text(
+            "# Written by the harness from the cache node profile; edits are overwritten.\n"
+            + "".join(f"{key} {value}\n" for key, value in settings.items())
+            + f'requirepass "{self.password.reveal()}"\n'
+        )
+        conf.chmod(0o600)
+        self.user.own(conf)
+        return conf
+
+    def _probe(self) -> dict[str, Any]:
+        client = self.endpoint().client(socket_timeout=2, socket_connect_timeout=2)
+        try:
+            client.ping()
+            return dict(client.info("server"))
+        finally:
+            client.close()
+
+    def start(self) -> None:
+        binary = find_binary("redis-server", INSTALL_HINT)
+        ensure_port_free(self.port, "Redis", "redis_port")
+        conf = self._write_config()
+        record = spawn(NAME, [str(binary), str(conf)], self.log_path, preexec=self.user.preexec())
+        self.pids.write(record)
+        wait_until_ready(record, self._probe, timeout_s=self.timeout_s, log_path=self.log_path, what="Redis")
+
+    def stop(self) -> bool:
+        record = self.record()
+        if record is None:
+            return False
+        stopped = stop_process(record, sig=signal.SIGTERM, timeout_s=10)
+        self.pids.remove(NAME)
+        return stopped
+
+    def facts(self) -> dict[str, Any]:
+        client = self.endpoint().client()
+        try:
+            server = client.info("server")
+            maxmemory = client.config_get("maxmemory")["maxmemory"]
+            policy = client.config_get("maxmemory-policy")["maxmemory-policy"]
+        finally:
+            client.close()
+        return {
+            "version": server["redis_version"],
+            "node_type": self.sizing.node_type,
+            "maxmemory": int(maxmemory),
+            "maxmemory_policy": policy,
+        }

@@ -1,0 +1,232 @@
+"""Instance sizing: the one place where AWS instance classes turn into server settings.
+
+Every figure the embedded stack (and the compose file) applies comes from these tables and the
+formulas AWS documents for RDS parameter groups and ElastiCache reserved memory. Adding a class is
+one table row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+GIB = 1024**3
+MIB = 1024**2
+KIB = 1024
+PG_PAGE = 8 * KIB
+
+# Lambda allocates CPU in proportion to memory; 1,769 MB buys one full vCPU.
+LAMBDA_MB_PER_VCPU = 1769
+
+
+@dataclass(frozen=True)
+class DbInstanceClass:
+    name: str
+    vcpus: int
+    memory_bytes: int
+
+
+@dataclass(frozen=True)
+class CacheNodeType:
+    name: str
+    vcpus: int
+    memory_bytes: int
+
+
+DB_INSTANCE_CLASSES: dict[str, DbInstanceClass] = {
+    c.name: c
+    for c in (
+        DbInstanceClass("db.t3.micro", 2, 1 * GIB),
+        DbInstanceClass("db.t4g.micro", 2, 1 * GIB),
+        DbInstanceClass("db.t3.small", 2, 2 * GIB),
+        DbInstanceClass("db.t3.medium", 2, 4 * GIB),
+    )
+}
+
+CACHE_NODE_TYPES: dict[str, CacheNodeType] = {
+    c.name: c
+    for c in (
+        CacheNodeType("cache.t3.micro", 2, GIB // 2),
+        # Named by the seed document; AWS no longer sells it.
+        CacheNodeType("cache.t2.micro", 1, int(0.555 * GIB)),
+        CacheNodeType("cache.t3.small", 2, int(1.37 * GIB)),
+    )
+}
+
+# The seed document's compute tier (section "Environment Configuration").
+SEED_LAMBDA_MEMORY_MB: dict[str, int] = {
+    "data_export": 512,
+    "data_deletion": 256,
+    "audit_logging": 128,
+}
+
+
+class UnknownProfileError(ValueError):
+    pass
+
+
+def db_instance_class(name: str) -> DbInstanceClass:
+    try:
+        return DB_INSTANCE_CLASSES[name]
+    except KeyError:
+        known = ", ".join(sorted(DB_INSTANCE_CLASSES))
+        raise UnknownProfileError(f"unknown DB instance class {name!r}; known: {known}") from None
+
+
+def cache_node_type(name: str) -> CacheNodeType:
+    try:
+        return CACHE_NODE_TYPES[name]
+    except KeyError:
+        known = ", ".join(sorted(CACHE_NODE_TYPES))
+        raise UnknownProfileError(f"unknown cache node type {name!r}; known: {known}") from None
+
+
+@dataclass(frozen=True)
+class PostgresSizing:
+    """Settings an RDS default parameter group gives an instance of this class."""
+
+    instance_class: str
+    vcpus: int
+    memory_bytes: int
+    max_connections: int
+    superuser_reserved_connections: int
+    shared_buffers_bytes: int
+    effective_cache_size_bytes: int
+    maintenance_work_mem_bytes: int
+    work_mem_bytes: int
+
+    def server_settings(self) -> dict[str, str]:
+        """postgresql.conf / `postgres -c` settings, units spelled the way PostgreSQL reads them."""
+        return {
+            "max_connections": str(self.max_connections),
+            "superuser_reserved_connections": str(self.superuser_reserved_connections),
+            "shared_buffers": f"{self.shared_buffers_bytes // KIB}kB",
+            "effective_cache_size": f"{self.effective_cache_size_bytes // KIB}kB",
+            "maintenance_work_mem": f"{self.maintenance_work_mem_bytes // KIB}kB",
+            "work_mem": f"{self.work_mem_bytes // KIB}kB",
+        }
+
+
+def postgres_sizing(instance_class: str) -> PostgresSizing:
+    """Apply the RDS PostgreSQL default parameter-group formulas to the class's nominal memory.
+
+    AWS's DBInstanceClassMemory is a little below nominal memory (the OS reserve is excluded), so real
+    instances report slightly fewer connections; nominal memory is the documented, reproducible figure.
+    """
+    cls = db_instance_class(instance_class)
+    mem = cls.memory_bytes
+    return PostgresSizing(
+        instance_class=cls.name,
+        vcpus=cls.vcpus,
+        memory_bytes=mem,
+        # LEAST({DBInstanceClassMemory/9531392}, 5000)
+        max_connections=min(mem // 9531392, 5000),
+        superuser_reserved_connections=3,
+        # {DBInstanceClassMemory/32768} pages of 8 kB: a quarter of memory.
+        shared_buffers_bytes=(mem // 32768) * PG_PAGE,
+        # {DBInstanceClassMemory/16384} pages of 8 kB: half of memory.
+        effective_cache_size_bytes=(mem // 16384) * PG_PAGE,
+        # GREATEST({DBInstanceClassMemory*1024/63963136}, 65536) kB
+        maintenance_work_mem_bytes=max(mem * 1024 // 63963136, 65536) * KIB,
+        # RDS keeps PostgreSQL's default.
+        work_mem_bytes=4 * MIB,
+    )
+
+
+@dataclass(frozen=True)
+class RedisSizing:
+    node_type: str
+    vcpus: int
+    memory_bytes: int
+    reserved_memory_percent: int
+    maxmemory_bytes: int
+    maxmemory_policy: str
+
+    def server_settings(self) -> dict[str, str]:
+        return {"maxmemory": str(self.maxmemory_bytes), "maxmemory-policy": self.maxmemory_policy}
+
+
+def redis_sizing(node_type: str, reserved_memory_percent: int = 25) -> RedisSizing:
+    """ElastiCache defaults: 25 % reserved memory, volatile-lru (keys without a TTL are never evicted)."""
+    node = cache_node_type(node_type)
+    if not 0 <= reserved_memory_percent < 100:
+        raise ValueError(f"reserved_memory_percent must be 0..99, got {reserved_memory_percent}")
+    return RedisSizing(
+        node_type=node.name,
+        vcpus=node.vcpus,
+        memory_bytes=node.memory_bytes,
+        reserved_memory_percent=reserved_memory_percent,
+        maxmemory_bytes=node.memory_bytes * (100 - reserved_memory_percent) // 100,
+        maxmemory_policy="volatile-lru",
+    )
+
+
+@dataclass(frozen=True)
+class ProxySizing:
+    """RDS Proxy defaults mapped onto PgBouncer (transaction pooling is the nearest stand-in)."""
+
+    max_connections_percent: int
+    max_idle_connections_percent: int
+    connection_borrow_timeout_s: int
+    idle_client_timeout_s: int
+    # Server connections the proxy may open: MaxConnectionsPercent of what non-superusers can use.
+    pool_size: int
+    max_client_connections: int
+
+    def pgbouncer_settings(self) -> dict[str, str]:
+        return {
+            "pool_mode": "transaction",
+            "default_pool_size": str(self.pool_size),
+            "max_db_connections": str(self.pool_size),
+            # RDS Proxy keeps no warm floor of backends and trims idle ones (MaxIdleConnectionsPercent);
+            # PgBouncer has no idle cap, so idle server connections are closed after a minute instead.
+            "min_pool_size": "0",
+            "reserve_pool_size": "0",
+            "query_wait_timeout": str(self.connection_borrow_timeout_s),
+            "client_idle_timeout": str(self.idle_client_timeout_s),
+            "server_idle_timeout": "60",
+            "max_client_conn": str(self.max_client_connections),
+        }
+
+
+def proxy_sizing(
+    pg: PostgresSizing,
+    max_connections_percent: int = 100,
+    max_idle_connections_percent: int = 50,
+    connection_borrow_timeout_s: int = 120,
+    idle_client_timeout_s: int = 1800,
+    max_client_connections: int = 2000,
+) -> ProxySizing:
+    usable = pg.max_connections - pg.superuser_reserved_connections
+    pool = max(1, usable * max_connections_percent // 100)
+    return ProxySizing(
+        max_connections_percent=max_connections_percent,
+        max_idle_connections_percent=max_idle_connections_percent,
+        connection_borrow_timeout_s=connection_borrow_timeout_s,
+        idle_client_timeout_s=idle_client_timeout_s,
+        pool_size=pool,
+        max_client_connections=max_client_connections,
+    )
+
+
+def lambda_vcpu_share(memory_mb: int) -> float:
+    """Fraction of one vCPU a Lambda function of this memory size gets."""
+    if memory_mb <= 0:
+        raise ValueError(f"Lambda memory must be positive, got {memory_mb} MB")
+    return memory_mb / LAMBDA_MB_PER_VCPU
+
+
+@dataclass(frozen=True)
+class UnitSizing:
+    """The whole Database Unit: one named DB class, one cache node type, the Lambda memory sizes."""
+
+    postgres: PostgresSizing
+    proxy: ProxySizing
+    redis: RedisSizing
+    lambda_memory_mb: dict[str, int] = field(default_factory=lambda: dict(SEED_LAMBDA_MEMORY_MB))
+
+
+def unit_sizing(
+    db_instance_class_name: str = "db.t3.micro", cache_node_type_name: str = "cache.t3.micro"
+) -> UnitSizing:
+    pg = postgres_sizing(db_instance_class_name)
+    return UnitSizing(postgres=pg, proxy=proxy_sizing(pg), redis=redis_sizing(cache_node_type_name))

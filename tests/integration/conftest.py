@@ -1,0 +1,76 @@
+"""Helpers for tests that run a second, throw-away stack beside the session's."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+class IsolatedStack:
+    """Drives the real CLI against its own state directory and ports."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        pg, proxy, redis, aws = free_ports(4)
+        self.ports = {"postgres_port": pg, "proxy_port": proxy, "redis_port": redis, "aws_port": aws}
+        self.env = {
+            **os.environ,
+            "HARNESS_STATE_DIR": str(state_dir),
+            **{f"HARNESS_{k.upper()}": str(v) for k, v in self.ports.items()},
+        }
+
+    def harness(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "harness.cli", *args],
+            env=env or self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def pids(self) -> dict[str, int]:
+        import json
+
+        run = self.state_dir / "run"
+        return {p.stem: json.loads(p.read_text())["pid"] for p in run.glob("*.json")} if run.exists() else {}
+
+    def processes_mentioning_state(self) -> list[str]:
+        import psutil
+
+        found = []
+        for proc in psutil.process_iter(["pid", "cmdline", "environ"]):
+            try:
+                cmdline = " ".join(proc.info["cmdline"] or [])
+                environ = proc.info["environ"] or {}
+            except psutil.Error:
+                continue
+            if str(self.state_dir) in cmdline or environ.get("TMPDIR") == str(self.state_dir / "aws"):
+                found.append(f"{proc.info['pid']}: {cmdline[:100]}")
+        return found
+
+
+@pytest.fixture
+def isolated_stack(tmp_path_factory: pytest.TempPathFactory):
+    stack = IsolatedStack(tmp_path_factory.mktemp("stack") / "state")
+    yield stack
+    stack.harness("down", "--purge")

@@ -1,0 +1,77 @@
+from pathlib import Path
+
+import pytest
+
+from harness.config import ConfigError, Settings, resolve_settings
+
+
+def write_config(directory: Path, body: str) -> Path:
+    path = directory / "harness.toml"
+    path.write_text(body)
+    return path
+
+
+def test_defaults_without_file_or_environment(tmp_path):
+    settings = resolve_settings(environ={}, cwd=tmp_path)
+    assert settings == Settings(state_dir=tmp_path / ".harness")
+    assert settings.config_file is None
+
+
+def test_argument_beats_environment_beats_file_beats_default(tmp_path):
+    write_config(tmp_path, "[harness]\nredis_port = 20001\nproxy_port = 20002\npostgres_port = 20003\n")
+    env = {"HARNESS_REDIS_PORT": "21001", "HARNESS_PROXY_PORT": "21002"}
+    settings = resolve_settings({"redis_port": 22001}, environ=env, cwd=tmp_path)
+    assert settings.redis_port == 22001  # argument
+    assert settings.proxy_port == 21002  # environment
+    assert settings.postgres_port == 20003  # file
+    assert settings.aws_port == Settings.aws_port  # default
+
+
+def test_none_argument_means_unset(tmp_path):
+    settings = resolve_settings({"backend": None}, environ={"HARNESS_BACKEND": "external"}, cwd=tmp_path)
+    assert settings.backend == "external"
+
+
+def test_file_found_in_an_ancestor_and_state_dir_relative_to_it(tmp_path):
+    write_config(tmp_path, '[harness]\nstate_dir = "state"\n')
+    nested = tmp_path / "a" / "b"
+    nested.mkdir(parents=True)
+    settings = resolve_settings(environ={}, cwd=nested)
+    assert settings.state_dir == tmp_path / "state"
+    assert settings.config_file == tmp_path / "harness.toml"
+
+
+def test_harness_config_variable_names_the_file(tmp_path):
+    path = tmp_path / "elsewhere.toml"
+    path.write_text('[harness]\ndb_instance_class = "db.t3.small"\n')
+    settings = resolve_settings(environ={"HARNESS_CONFIG": str(path)}, cwd=tmp_path)
+    assert settings.db_instance_class == "db.t3.small"
+
+
+@pytest.mark.parametrize(
+    ("body", "env", "message"),
+    [
+        ("[harness]\nredis_prot = 1\n", {}, "unknown setting.*redis_prot"),
+        ("[harness]\nredis_port = 'x'\n", {}, "redis_port must be int"),
+        ("[harness\n", {}, "not valid TOML"),
+        ("", {"HARNESS_POSTGRES_PORT": "abc"}, "HARNESS_POSTGRES_PORT: postgres_port must be int"),
+        ("", {"HARNESS_BACKEND": "docker"}, "backend must be one of"),
+        ("", {"HARNESS_DB_INSTANCE_CLASS": "db.x9.huge"}, "unknown DB instance class"),
+        ("", {"HARNESS_REDIS_PORT": "15432"}, "ports must differ"),
+        ("", {"HARNESS_AWS_PORT": "80"}, "between 1024 and 65535"),
+        ("", {"HARNESS_CGROUPS": "maybe"}, "cgroups must be one of"),
+        ("", {"HARNESS_CONFIG": "/nonexistent/harness.toml"}, "not a file"),
+    ],
+)
+def test_bad_configuration_names_the_source_and_the_problem(tmp_path, body, env, message):
+    if body:
+        write_config(tmp_path, body)
+    with pytest.raises(ConfigError, match=message):
+        resolve_settings(environ=env, cwd=tmp_path)
+
+
+def test_environment_is_read_when_resolving_not_at_import(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_REGION", "eu-west-1")
+    assert resolve_settings(cwd=tmp_path).region == "eu-west-1"
+    monkeypatch.setenv("HARNESS_REGION", "us-east-2")
+    assert resolve_settings(cwd=tmp_path).region == "us-east-2"
