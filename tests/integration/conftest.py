@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -70,7 +72,10 @@ class IsolatedStack:
 
 
 @pytest.fixture
-def isolated_stack(tmp_path_factory: pytest.TempPathFactory):
-    stack = IsolatedStack(tmp_path_factory.mktemp("stack") / "state")
+def isolated_stack():
+    # Not under pytest's basetemp: a concurrent pytest run prunes old basetemps, data directory included.
+    root = Path(tempfile.mkdtemp(prefix="dbunit-stack-"))
+    stack = IsolatedStack(root / "state")
     yield stack
     stack.harness("down", "--purge")
+    shutil.rmtree(root, ignore_errors=True)
