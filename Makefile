@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SYSTEM_PACKAGES := redis-server pgbouncer
+# `make up SEED=none` starts the unit without loading data; SEED=ci loads the small profile.
+SEED ?= default
 
-.PHONY: install system-packages up down status env test unit lint bench-stack clean
+.PHONY: install system-packages up down status test unit lint signoff signoff-ci bench-stack clean
 
 install: system-packages $(VENV)/.installed
 
@@ -31,6 +33,8 @@ $(VENV)/.installed: pyproject.toml
 
 up: install
 	$(BIN)/harness up
+	@# The functions log in as the role the seed creates, so they are deployed after it.
+	@if [ "$(SEED)" != none ]; then $(BIN)/harness seed --profile $(SEED) && $(BIN)/harness deploy; fi
 
 down:
 	@if [ -x $(BIN)/harness ]; then $(BIN)/harness down; else echo "nothing to stop (no $(VENV))"; fi
@@ -43,6 +47,12 @@ test: install
 
 unit: install
 	$(BIN)/pytest tests/unit
+
+signoff: install
+	$(BIN)/harness signoff --size signoff
+
+signoff-ci: install
+	$(BIN)/harness signoff --size ci
 
 lint: install
 	$(BIN)/ruff check .

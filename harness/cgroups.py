@@ -115,8 +115,65 @@ class CgroupLimiter:
             return False
         return any(line.rstrip().endswith("/" + self.name) for line in lines)
 
+    def exists(self) -> bool:
+        return any(directory.exists() for directory in [*self._v1_dirs().values(), self._v2_dir()])
+
     def remove(self) -> None:
         """Remove the group's directories; the kernel refuses while a process is still in them."""
         for directory in [*self._v1_dirs().values(), self._v2_dir()]:
             with contextlib.suppress(OSError):
                 directory.rmdir()
+
+    # -- live adjustments and readings of a configured group (the Lambda runtime uses these) ---------
+
+    def set_cpu_limit(self, vcpus: float | None) -> None:
+        """Change the CPU cap of the group `apply` configured; None lifts it."""
+        version, _ = self.detect()
+        if version == "v1":
+            quota = -1 if vcpus is None else max(1000, int(vcpus * CPU_PERIOD_US))
+            (self._v1_dirs()["cpu"] / "cpu.cfs_quota_us").write_text(str(quota))
+        elif version == "v2":
+            quota_text = "max" if vcpus is None else str(max(1000, int(vcpus * CPU_PERIOD_US)))
+            (self._v2_dir() / "cpu.max").write_text(f"{quota_text} {CPU_PERIOD_US}")
+
+    def reset_memory_peak(self) -> bool:
+        """Start a new peak measurement; False where the kernel cannot (cgroup v2 before Linux 6.12)."""
+        version, _ = self.detect()
+        try:
+            if version == "v1":
+                (self._v1_dirs()["memory"] / "memory.max_usage_in_bytes").write_text("0")
+                return True
+            if version == "v2":
+                (self._v2_dir() / "memory.peak").write_text("reset")
+                return True
+        except OSError:
+            return False
+        return False
+
+    def memory_peak_bytes(self) -> int | None:
+        version, _ = self.detect()
+        path = {
+            "v1": self._v1_dirs()["memory"] / "memory.max_usage_in_bytes",
+            "v2": self._v2_dir() / "memory.peak",
+        }.get(version)
+        try:
+            return int(path.read_text()) if path else None
+        except (OSError, ValueError):
+            return None
+
+    def oom_kills(self) -> int:
+        """How many processes the kernel killed in this group for exceeding its memory limit."""
+        version, _ = self.detect()
+        path = {
+            "v1": self._v1_dirs()["memory"] / "memory.oom_control",
+            "v2": self._v2_dir() / "memory.events",
+        }.get(version)
+        try:
+            lines = path.read_text().splitlines() if path else []
+        except OSError:
+            return 0
+        for line in lines:
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+        return 0

@@ -8,12 +8,22 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from harness.backends import get_backend
 from harness.backends.base import StackStatus
+from harness.cli_deploy import add_deploy_command
+from harness.cli_reports import (
+    DEFAULT_THRESHOLDS_FILE,
+    add_override_arguments,
+    add_report_commands,
+    add_threshold_commands,
+)
+from harness.cli_seed import add_seed_command
 from harness.config import ConfigError, Settings, resolve_settings
 from harness.endpoints import EndpointFileError
 from harness.services.process import ServiceError
+from harness.thresholds import EXIT_BROKEN, ThresholdConfigError, load_thresholds
 
 # Exit codes of the stack commands; the sign-off has its own (see harness.thresholds).
 EXIT_OK = 0
@@ -100,6 +110,31 @@ def cmd_env(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_signoff(args: argparse.Namespace) -> int:
+    from harness.signoff import SIZE_SEED_PROFILES, signoff
+
+    if args.size not in SIZE_SEED_PROFILES:
+        _say(f"--size must be one of {', '.join(SIZE_SEED_PROFILES)}")
+        return EXIT_CONFIG
+    settings = _settings(args)
+    try:
+        # Thresholds are parsed before anything starts: a typo must not cost a whole run.
+        thresholds = load_thresholds(args.thresholds, args.override, args.sets)
+    except (ThresholdConfigError, OSError) as exc:
+        _say(f"thresholds are invalid; nothing was run:\n{exc}")
+        return EXIT_BROKEN
+    return signoff(
+        settings,
+        thresholds,
+        size=args.size,
+        scenarios=args.scenarios,
+        reports_root=args.reports,
+        keep_up=args.keep_up,
+        pytest_args=args.pytest_args,
+        report=_say,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
@@ -117,6 +152,27 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
     env = sub.add_parser("env", parents=[common], help="print export lines for the running stack's endpoints")
     env.set_defaults(func=cmd_env)
+
+    add_seed_command(sub, parents=[common])
+    add_deploy_command(sub, parents=[common])
+    add_threshold_commands(sub)
+    add_report_commands(sub)
+
+    signoff = sub.add_parser(
+        "signoff",
+        parents=[common],
+        help="the pre-release run: stack, seed, scenarios, thresholds, report",
+        description="Exit 0 PASS, 3 WARN, 4 FAIL (a critical breach or a failed scenario check), "
+        "5 the run broke (a metric never measured, a scenario that could not run), 1 the stack failed.",
+    )
+    signoff.add_argument("--size", default="signoff", help="scenario size: ci (minutes) or signoff (default)")
+    signoff.add_argument("--thresholds", type=Path, default=DEFAULT_THRESHOLDS_FILE)
+    add_override_arguments(signoff)
+    signoff.add_argument("--scenarios", type=Path, default=Path("scenarios"))
+    signoff.add_argument("--reports", type=Path, default=Path("reports"), help="reports/<time>/ is written here")
+    signoff.add_argument("--keep-up", action="store_true", help="leave a stack this run started running")
+    signoff.add_argument("pytest_args", nargs="*", help="extra pytest arguments after --, e.g. -- -k pooling")
+    signoff.set_defaults(func=cmd_signoff)
     return parser
 
 

@@ -38,6 +38,9 @@ class Settings:
     proxy_port: int = 16432
     redis_port: int = 16379
     aws_port: int = 14566
+    # The local Lambda runtime (Invoke API) and the account's concurrent-executions limit it enforces.
+    lambda_port: int = 14567
+    lambda_concurrency: int = 10
     database: str = "dbunit"
     master_user: str = "dbunit_admin"
     region: str = "us-east-2"
@@ -47,6 +50,11 @@ class Settings:
     startup_timeout_s: float = 60.0
     # The unprivileged account PostgreSQL runs as when the harness itself runs as root.
     postgres_os_user: str = "dbunit"
+    # The TOML file that describes a deployment the harness does not own (backend "external").
+    external_config: Path | None = None
+    # Destructive scenarios (fault drills, deleting seeded users) refuse to run against an external
+    # deployment unless this is set for the run.
+    allow_destructive: bool = False
     config_file: Path | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -59,12 +67,15 @@ class Settings:
             cache_node_type(self.cache_node_type)
         except UnknownProfileError as exc:
             raise ConfigError(str(exc)) from None
-        ports = {name: getattr(self, name) for name in ("postgres_port", "proxy_port", "redis_port", "aws_port")}
+        port_names = ("postgres_port", "proxy_port", "redis_port", "aws_port", "lambda_port")
+        ports = {name: getattr(self, name) for name in port_names}
         for name, port in ports.items():
             if not 1024 <= port <= 65535:
                 raise ConfigError(f"{name} must be between 1024 and 65535, got {port}")
         if len(set(ports.values())) != len(ports):
             raise ConfigError(f"ports must differ: {ports}")
+        if not 1 <= self.lambda_concurrency <= 1000:
+            raise ConfigError(f"lambda_concurrency must be between 1 and 1000, got {self.lambda_concurrency}")
         if self.startup_timeout_s <= 0:
             raise ConfigError(f"startup_timeout_s must be positive, got {self.startup_timeout_s}")
 
@@ -78,13 +89,20 @@ _FIELD_TYPES: dict[str, type] = {
     "proxy_port": int,
     "redis_port": int,
     "aws_port": int,
+    "lambda_port": int,
+    "lambda_concurrency": int,
     "database": str,
     "master_user": str,
     "region": str,
     "cgroups": str,
     "startup_timeout_s": float,
     "postgres_os_user": str,
+    "external_config": Path,
+    "allow_destructive": bool,
 }
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
 
 
 def _coerce(name: str, raw: Any, source: str) -> Any:
@@ -98,13 +116,20 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
             if isinstance(raw, bool):
                 raise ValueError
             return float(raw)
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            if isinstance(raw, str) and raw.strip().lower() in _TRUE + _FALSE:
+                return raw.strip().lower() in _TRUE
+            raise ValueError
         if kind is Path:
             return Path(str(raw)).expanduser()
         if not isinstance(raw, str):
             raise ValueError
         return raw
     except ValueError:
-        raise ConfigError(f"{source}: {name} must be {kind.__name__}, got {raw!r}") from None
+        expected = "a boolean (true/false, 1/0)" if kind is bool else kind.__name__
+        raise ConfigError(f"{source}: {name} must be {expected}, got {raw!r}") from None
 
 
 def find_config_file(start: Path, environ: Mapping[str, str]) -> Path | None:
@@ -158,6 +183,9 @@ def resolve_settings(
     base = config_file.parent if config_file else cwd
     state_dir = values.get("state_dir", Settings.state_dir)
     values["state_dir"] = (base / state_dir).resolve() if not state_dir.is_absolute() else state_dir
+    external_config = values.get("external_config")
+    if external_config is not None and not external_config.is_absolute():
+        values["external_config"] = (base / external_config).resolve()
     return Settings(**values, config_file=config_file)
 
 

@@ -105,13 +105,16 @@ class AwsEndpoint:
     region: str
     access_key_id: str
     secret_access_key: Secret
+    # Where the Lambda API is served when not at `url` (the embedded backend's local Lambda runtime).
+    lambda_url: str = ""
 
     def client(self, service: str, **kwargs: Any) -> Any:
         import boto3
 
         params: dict[str, Any] = {"region_name": self.region}
-        if self.url:
-            params["endpoint_url"] = self.url
+        endpoint = self.lambda_url if service == "lambda" and self.lambda_url else self.url
+        if endpoint:
+            params["endpoint_url"] = endpoint
         if self.access_key_id:
             params["aws_access_key_id"] = self.access_key_id
             params["aws_secret_access_key"] = self.secret_access_key.reveal()
@@ -142,6 +145,9 @@ class StackEndpoints:
         }
         if self.aws.url:
             env["AWS_ENDPOINT_URL"] = self.aws.url
+        if self.aws.lambda_url:
+            # boto3 and the AWS CLI prefer a service's own endpoint variable to AWS_ENDPOINT_URL.
+            env["AWS_ENDPOINT_URL_LAMBDA"] = self.aws.lambda_url
         if self.aws.access_key_id:
             env["AWS_ACCESS_KEY_ID"] = self.aws.access_key_id
             env["AWS_SECRET_ACCESS_KEY"] = self.aws.secret_access_key.reveal()
@@ -193,6 +199,7 @@ class StackEndpoints:
                     data["aws"]["region"],
                     data["aws"]["access_key_id"],
                     Secret(data["aws"]["secret_access_key"]),
+                    str(data["aws"].get("lambda_url", "")),
                 ),
                 resources=AwsResources(**data["resources"]),
                 facts=dict(data.get("facts", {})),

@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harness.backends.base import Backend
+from harness.backends.compose import ComposeBackend
 from harness.backends.embedded import EmbeddedBackend
+from harness.backends.external import ExternalBackend
 from harness.config import ConfigError, Settings
 
 BACKENDS: dict[str, Callable[[Settings], Backend]] = {
     "embedded": EmbeddedBackend,
+    "compose": ComposeBackend,
+    "external": ExternalBackend,
 }
 
 

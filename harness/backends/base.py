@@ -61,6 +61,13 @@ class Backend(ABC):
     def down(self, report: Reporter, purge: bool = False) -> None:
         """Stop what up() started; purge also deletes the state it kept (data, passwords)."""
 
+    def can_restart(self, service: str) -> bool:
+        """Whether `restart(service)` is possible: fault drills need a stack the harness owns."""
+        return False
+
+    def restart(self, service: str, report: Reporter) -> None:
+        raise NotImplementedError(f"the {self.name} backend cannot restart {service}")
+
     @abstractmethod
     def status(self) -> StackStatus: ...
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -25,6 +26,7 @@ from harness.endpoints import (
     write_private_file,
 )
 from harness.services.aws import AwsEmulatorService, create_unit_resources
+from harness.services.lambda_runtime import LambdaRuntimeService
 from harness.services.osuser import server_user
 from harness.services.pgbouncer import PgBouncerService
 from harness.services.postgres import INITIALISED_MARKER, PostgresService
@@ -33,10 +35,13 @@ from harness.services.redis import RedisService
 from harness.sizing import unit_sizing
 
 SECRETS_FILE = "secrets.json"
+# Start order; stop order is the reverse.
+SERVICE_NAMES = ("postgres", "pgbouncer", "redis", "aws", "lambda")
 
 
 class _Service(Protocol):
     def is_running(self) -> bool: ...
+    def start(self) -> object: ...
     def stop(self) -> bool: ...
 
 
@@ -50,6 +55,7 @@ class EmbeddedBackend(Backend):
         self.pids = PidFiles(self.state / "run")
         digest = hashlib.sha1(str(self.state).encode()).hexdigest()[:10]
         self.cgroup = CgroupLimiter(f"dbunit-harness-{digest}-postgres") if settings.cgroups != "off" else None
+        self.lambda_cgroup_prefix = f"dbunit-harness-{digest}-lambda"
 
     # -- state -------------------------------------------------------------------------------------
 
@@ -87,7 +93,7 @@ class EmbeddedBackend(Backend):
 
     def _services(
         self, creds: dict[str, Secret]
-    ) -> tuple[PostgresService, PgBouncerService, RedisService, AwsEmulatorService]:
+    ) -> tuple[PostgresService, PgBouncerService, RedisService, AwsEmulatorService, LambdaRuntimeService]:
         s = self.settings
         user = server_user(s.postgres_os_user)
         logs = self.state / "logs"
@@ -135,7 +141,19 @@ class EmbeddedBackend(Backend):
             pids=self.pids,
             timeout_s=s.startup_timeout_s,
         )
-        return postgres, pgbouncer, redis, aws
+        lambda_runtime = LambdaRuntimeService(
+            state_dir=self.state / "lambda",
+            log_path=logs / "lambda.log",
+            port=s.lambda_port,
+            aws=aws.endpoint(),
+            concurrency=s.lambda_concurrency,
+            cgroups=s.cgroups,
+            cgroup_prefix=self.lambda_cgroup_prefix,
+            run_as=s.postgres_os_user,
+            pids=self.pids,
+            timeout_s=s.startup_timeout_s,
+        )
+        return postgres, pgbouncer, redis, aws, lambda_runtime
 
     def _cgroup_status(self, postgres: PostgresService) -> CgroupStatus:
         if self.cgroup is None:
@@ -156,15 +174,11 @@ class EmbeddedBackend(Backend):
     def up(self, report: Reporter) -> StackEndpoints:
         with self._locked():
             creds = self._secrets(create=True)
-            postgres, pgbouncer, redis, aws = self._services(creds)
+            postgres, pgbouncer, redis, aws, lambda_runtime = self._services(creds)
             started: list[_Service] = []
             try:
-                for label, service in (
-                    ("postgres", postgres),
-                    ("pgbouncer", pgbouncer),
-                    ("redis", redis),
-                    ("aws", aws),
-                ):
+                in_order = (postgres, pgbouncer, redis, aws, lambda_runtime)
+                for label, service in zip(SERVICE_NAMES, in_order, strict=True):
                     if service.is_running():
                         report(f"{label}: already running")
                         continue
@@ -183,13 +197,14 @@ class EmbeddedBackend(Backend):
                     proxy=pgbouncer.endpoint(),
                     direct=postgres.endpoint(),
                     redis=redis.endpoint(),
-                    aws=aws.endpoint(),
+                    aws=dataclasses.replace(aws.endpoint(), lambda_url=lambda_runtime.url),
                     resources=resources,
                     facts={
                         "postgres": postgres.facts(),
                         "proxy": pgbouncer.facts(),
                         "redis": redis.facts(),
                         "aws": aws.facts(),
+                        "lambda": lambda_runtime.facts(),
                         "cgroup": cgroup.as_dict(),
                         "machine_cores": os.cpu_count(),
                         "state_dir": str(self.state),
@@ -203,13 +218,27 @@ class EmbeddedBackend(Backend):
                     service.stop()
                 raise
 
+    def can_restart(self, service: str) -> bool:
+        return service in SERVICE_NAMES
+
+    def restart(self, service: str, report: Reporter) -> None:
+        """Stop one service and start it again on the same state (a fault drill)."""
+        if service not in SERVICE_NAMES:
+            raise ServiceError(f"unknown service {service!r}; the embedded stack has {', '.join(SERVICE_NAMES)}")
+        with self._locked():
+            target = dict(zip(SERVICE_NAMES, self._services(self._secrets(create=False)), strict=True))[service]
+            began = time.monotonic()
+            target.stop()
+            target.start()
+            report(f"{service}: restarted in {time.monotonic() - began:.1f} s")
+
     def down(self, report: Reporter, purge: bool = False) -> None:
         with self._locked():
             endpoints_path(self.state).unlink(missing_ok=True)
             creds = self._secrets(create=False) if (self.state / SECRETS_FILE).exists() else None
             if creds is not None:
                 services: list[tuple[str, _Service]] = list(
-                    zip(("postgres", "pgbouncer", "redis", "aws"), self._services(creds), strict=True)
+                    zip(SERVICE_NAMES, self._services(creds), strict=True)
                 )
                 for label, service in reversed(services):
                     if service.stop():
@@ -232,7 +261,7 @@ class EmbeddedBackend(Backend):
         path = self.state / SECRETS_FILE
         if not path.exists():
             return StackStatus(self.name, [], {"state_dir": str(self.state), "note": "never started here"})
-        postgres, pgbouncer, redis, aws = self._services(self._secrets(create=False))
+        postgres, pgbouncer, redis, aws, lambda_runtime = self._services(self._secrets(create=False))
         sizing = self.sizing
         rows = [
             _probe_row(
@@ -260,6 +289,16 @@ class EmbeddedBackend(Backend):
                 lambda f: f"{f['node_type']}: maxmemory={f['maxmemory']} {f['maxmemory_policy']}",
             ),
             _probe_row("aws (ministack)", aws, aws.url, aws.facts, lambda f: f"region {f['region']}"),
+            _probe_row(
+                "lambda (local runtime)",
+                lambda_runtime,
+                lambda_runtime.url,
+                lambda_runtime.facts,
+                lambda f: (
+                    f"concurrency {f['concurrency_limit']}, "
+                    + ("memory+CPU capped per environment" if f["cgroups"]["enforced"] else "NOT capped (CPU reported)")
+                ),
+            ),
         ]
         cgroup = self._cgroup_status(postgres)
         facts = {

@@ -218,4 +218,6 @@ class PostgresService:
             "maintenance_work_mem": row[5],
             "effective_cache_size": row[6],
             "instance_class": self.sizing.instance_class,
+            "vcpus": self.sizing.vcpus,
+            "memory_bytes": self.sizing.memory_bytes,
         }

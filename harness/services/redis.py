@@ -107,6 +107,7 @@ class RedisService:
         return {
             "version": server["redis_version"],
             "node_type": self.sizing.node_type,
+            "vcpus": self.sizing.vcpus,
             "maxmemory": int(maxmemory),
             "maxmemory_policy": policy,
         }

@@ -31,8 +31,14 @@ class IsolatedStack:
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
-        pg, proxy, redis, aws = free_ports(4)
-        self.ports = {"postgres_port": pg, "proxy_port": proxy, "redis_port": redis, "aws_port": aws}
+        pg, proxy, redis, aws, lambda_ = free_ports(5)
+        self.ports = {
+            "postgres_port": pg,
+            "proxy_port": proxy,
+            "redis_port": redis,
+            "aws_port": aws,
+            "lambda_port": lambda_,
+        }
         self.env = {
             **os.environ,
             "HARNESS_STATE_DIR": str(state_dir),

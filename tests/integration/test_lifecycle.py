@@ -27,11 +27,11 @@ def test_up_twice_is_a_no_op_and_down_leaves_no_process(isolated_stack):
     first = isolated_stack.harness("up")
     assert first.returncode == 0, first.stderr
     pids = isolated_stack.pids()
-    assert set(pids) == {"postgres", "pgbouncer", "redis", "aws"}
+    assert set(pids) == {"postgres", "pgbouncer", "redis", "aws", "lambda"}
 
     second = isolated_stack.harness("up")
     assert second.returncode == 0, second.stderr
-    assert second.stderr.count("already running") == 4
+    assert second.stderr.count("already running") == 5
     assert isolated_stack.pids() == pids
 
     status = isolated_stack.harness("status", "--json")
@@ -55,6 +55,7 @@ def test_env_exports_endpoints_a_shell_can_use(isolated_stack):
     exported = dict(line.removeprefix("export ").split("=", 1) for line in env.stdout.splitlines())
     assert exported["DATABASE_URL"].endswith(f":{isolated_stack.ports['proxy_port']}/dbunit")
     assert exported["AWS_ENDPOINT_URL"] == f"http://127.0.0.1:{isolated_stack.ports['aws_port']}"
+    assert exported["AWS_ENDPOINT_URL_LAMBDA"] == f"http://127.0.0.1:{isolated_stack.ports['lambda_port']}"
 
 
 def test_up_after_a_crash_recovers(isolated_stack):

@@ -6,6 +6,7 @@ import uuid
 import psycopg
 import pytest
 
+from harness.proxy import pools
 from harness.sizing import postgres_sizing, redis_sizing
 
 pytestmark = pytest.mark.integration
@@ -41,15 +42,9 @@ def test_passwords_are_required(stack):
 def test_queries_through_the_proxy_reach_postgres_through_pgbouncer(stack):
     with stack.proxy.connect(autocommit=True, prepare_threshold=None) as conn:
         assert conn.execute("SELECT 41 + 1").fetchone()[0] == 42
-    admin = stack.proxy.conninfo_kwargs() | {"dbname": "pgbouncer"}
-    with psycopg.connect(**admin, autocommit=True, prepare_threshold=None) as console:
-        cursor = console.execute("SHOW POOLS")
-        pools = cursor.fetchall()
-        columns = [c.name for c in cursor.description]
-    databases = {row[columns.index("database")] for row in pools}
-    assert stack.proxy.dbname in databases
-    mode = {row[columns.index("pool_mode")] for row in pools if row[columns.index("database")] == stack.proxy.dbname}
-    assert mode == {"transaction"}
+    ours = [p for p in pools(stack) if p["database"] == stack.proxy.dbname]
+    assert ours, "PgBouncer has no pool for the database the proxy endpoint names"
+    assert {p["pool_mode"] for p in ours} == {"transaction"}
 
 
 def test_redis_is_sized_like_the_cache_node(stack, harness_settings):

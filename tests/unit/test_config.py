@@ -75,3 +75,50 @@ def test_environment_is_read_when_resolving_not_at_import(tmp_path, monkeypatch)
     assert resolve_settings(cwd=tmp_path).region == "eu-west-1"
     monkeypatch.setenv("HARNESS_REGION", "us-east-2")
     assert resolve_settings(cwd=tmp_path).region == "us-east-2"
+
+
+def test_external_config_is_relative_to_the_config_file_like_state_dir(tmp_path):
+    write_config(tmp_path, '[harness]\nbackend = "external"\nexternal_config = "deploy/staging.toml"\n')
+    nested = tmp_path / "sub"
+    nested.mkdir()
+    settings = resolve_settings(environ={}, cwd=nested)
+    assert settings.external_config == tmp_path / "deploy" / "staging.toml"
+    assert Settings().external_config is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("1", True), ("true", True), ("YES", True), ("0", False), ("false", False), ("", False)]
+)
+def test_allow_destructive_from_the_environment(tmp_path, raw, expected):
+    settings = resolve_settings(environ={"HARNESS_ALLOW_DESTRUCTIVE": raw}, cwd=tmp_path)
+    assert settings.allow_destructive is expected
+
+
+def test_allow_destructive_is_off_unless_set_and_rejects_anything_but_a_boolean(tmp_path):
+    assert resolve_settings(environ={}, cwd=tmp_path).allow_destructive is False
+    write_config(tmp_path, "[harness]\nallow_destructive = true\n")
+    assert resolve_settings(environ={}, cwd=tmp_path).allow_destructive is True
+    with pytest.raises(ConfigError, match="HARNESS_ALLOW_DESTRUCTIVE: allow_destructive must be a boolean"):
+        resolve_settings(environ={"HARNESS_ALLOW_DESTRUCTIVE": "maybe"}, cwd=tmp_path)
+
+
+def test_lambda_runtime_port_and_concurrency_resolve_like_every_setting(tmp_path):
+    defaults = resolve_settings(environ={}, cwd=tmp_path)
+    assert (defaults.lambda_port, defaults.lambda_concurrency) == (14567, 10)
+    write_config(tmp_path, "[harness]\nlambda_port = 20567\n")
+    settings = resolve_settings(environ={"HARNESS_LAMBDA_CONCURRENCY": "3"}, cwd=tmp_path)
+    assert (settings.lambda_port, settings.lambda_concurrency) == (20567, 3)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"HARNESS_LAMBDA_PORT": "14566"}, "ports must differ"),
+        ({"HARNESS_LAMBDA_PORT": "99"}, "lambda_port must be between 1024 and 65535"),
+        ({"HARNESS_LAMBDA_PORT": "x"}, "HARNESS_LAMBDA_PORT: lambda_port must be int"),
+        ({"HARNESS_LAMBDA_CONCURRENCY": "0"}, "lambda_concurrency must be between 1 and 1000"),
+    ],
+)
+def test_bad_lambda_settings_are_named(tmp_path, env, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_settings(environ=env, cwd=tmp_path)

@@ -82,3 +82,32 @@ def test_damaged_file_is_a_clear_error(tmp_path, content, message):
     endpoints_path(tmp_path).write_text(content)
     with pytest.raises(EndpointFileError, match=message):
         load_endpoints(tmp_path)
+
+
+def with_lambda_runtime() -> StackEndpoints:
+    import dataclasses
+
+    base = sample()
+    return dataclasses.replace(base, aws=dataclasses.replace(base.aws, lambda_url="http://127.0.0.1:14567"))
+
+
+def test_lambda_clients_go_to_the_lambda_url_and_others_do_not():
+    aws = with_lambda_runtime().aws
+    assert aws.client("lambda").meta.endpoint_url == "http://127.0.0.1:14567"
+    assert aws.client("s3").meta.endpoint_url == "http://127.0.0.1:14566"
+    assert sample().aws.client("lambda").meta.endpoint_url == "http://127.0.0.1:14566"
+
+
+def test_lambda_url_is_exported_and_survives_the_file(tmp_path):
+    endpoints = with_lambda_runtime()
+    assert endpoints.environment()["AWS_ENDPOINT_URL_LAMBDA"] == "http://127.0.0.1:14567"
+    assert "AWS_ENDPOINT_URL_LAMBDA" not in sample().environment()
+    save_endpoints(tmp_path, endpoints)
+    assert load_endpoints(tmp_path) == endpoints
+
+
+def test_a_file_written_before_the_lambda_runtime_still_loads(tmp_path):
+    data = sample().to_json()
+    del data["aws"]["lambda_url"]
+    endpoints_path(tmp_path).write_text(json.dumps(data))
+    assert load_endpoints(tmp_path).aws.lambda_url == ""

@@ -1,0 +1,132 @@
+"""Connections and clients, created on first use in an execution environment and kept while it is warm.
+
+Configuration comes from environment variables set at deployment (`harness deploy` sets them):
+DB_SECRET_ID (Secrets Manager secret in RDS's JSON shape: host, port, username, password, dbname;
+host is the RDS Proxy endpoint), DB_SCHEMA (default app), EXPORTS_BUCKET, REDIS_SECRET_ID (a secret
+{host, port, password, tls, db}), EXPORT_URL_TTL_S (default 3600). boto3 takes its endpoint from
+AWS_ENDPOINT_URL when that is set (an emulator), from the region otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import boto3
+import psycopg
+import redis
+from botocore.config import Config
+
+# RDS Proxy (and PgBouncer) end idle client connections; a connection idle this long is pinged first.
+_PING_AFTER_IDLE_S = 60.0
+
+_clients: dict[str, Any] = {}
+_secrets: dict[str, dict[str, Any]] = {}
+_db: psycopg.Connection[Any] | None = None
+_db_used_at = 0.0
+_redis: redis.Redis | None = None
+
+
+class ConfigurationError(RuntimeError):
+    """The function was deployed without a setting it needs; the message names it."""
+
+
+def setting(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name, default)
+    if not value:
+        raise ConfigurationError(
+            f"environment variable {name} is not set: deploy the function with `harness deploy`, or set it in "
+            "the function's configuration (see functions/README.md)"
+        )
+    return value
+
+
+def client(service: str) -> Any:
+    if service not in _clients:
+        # SigV4 everywhere: presigned S3 URLs need it with KMS-encrypted objects and in newer regions.
+        _clients[service] = boto3.client(service, config=Config(signature_version="s3v4", retries={"mode": "standard"}))
+    return _clients[service]
+
+
+def prepare(*services: str) -> None:
+    """Build these AWS clients at import: INIT runs with boosted CPU and is not billed as the first request's
+    duration, whereas botocore loading its service models at 128 MB's CPU share takes about a second."""
+    for service in services:
+        client(service)
+
+
+def secret(secret_id: str) -> dict[str, Any]:
+    if secret_id not in _secrets:
+        sm = client("secretsmanager")
+        try:
+            raw = sm.get_secret_value(SecretId=secret_id)["SecretString"]
+        except sm.exceptions.ResourceNotFoundException:
+            raise ConfigurationError(
+                f"secret {secret_id} does not exist: `harness deploy` writes the functions' secrets on a local "
+                "stack; elsewhere create it or point the function's setting at an existing one"
+            ) from None
+        try:
+            _secrets[secret_id] = dict(json.loads(raw))
+        except (ValueError, TypeError):
+            raise ConfigurationError(f"secret {secret_id} is not a JSON object") from None
+    return _secrets[secret_id]
+
+
+def schema() -> str:
+    return setting("DB_SCHEMA", "app")
+
+
+def _connect() -> psycopg.Connection[Any]:
+    creds = secret(setting("DB_SECRET_ID"))
+    try:
+        return psycopg.connect(
+            host=creds["host"],
+            port=int(creds["port"]),
+            user=creds["username"],
+            password=creds["password"],
+            dbname=creds.get("dbname") or creds["username"],
+            autocommit=True,
+            # The proxy multiplexes transactions over server connections: a statement prepared on one
+            # backend would not exist on the next, so psycopg must never prepare.
+            prepare_threshold=None,
+            connect_timeout=10,
+            application_name=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "gdpr-lambda"),
+        )
+    except KeyError as exc:
+        raise ConfigurationError(f"DB secret lacks {exc}: it must hold host, port, username, password") from None
+    except psycopg.OperationalError:
+        # Rotated credentials: read the secret again on the next attempt.
+        _secrets.pop(setting("DB_SECRET_ID"), None)
+        raise
+
+
+def db() -> psycopg.Connection[Any]:
+    """The environment's connection through the proxy, reconnected if it was closed or went stale."""
+    global _db, _db_used_at
+    if _db is not None and not _db.closed and not _db.broken and time.monotonic() - _db_used_at > _PING_AFTER_IDLE_S:
+        try:
+            _db.execute("SELECT 1")
+        except psycopg.OperationalError:
+            _db.close()
+    if _db is None or _db.closed or _db.broken:
+        _db = _connect()
+    _db_used_at = time.monotonic()
+    return _db
+
+
+def cache() -> redis.Redis:
+    global _redis
+    if _redis is None:
+        creds = secret(setting("REDIS_SECRET_ID"))
+        _redis = redis.Redis(
+            host=creds["host"],
+            port=int(creds["port"]),
+            password=creds.get("password") or None,
+            ssl=bool(creds.get("tls", False)),
+            db=int(creds.get("db", 0)),
+            socket_timeout=10,
+            socket_connect_timeout=5,
+        )
+    return _redis

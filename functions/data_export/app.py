@@ -1,0 +1,165 @@
+"""data_export: every row of one user's data, as gzipped NDJSON in the exports bucket, behind a presigned URL.
+
+Event: {"user_id": 42}. Result: {"ok": true, "bucket", "key", "url", "expires_in", "row_counts", "rows",
+"bytes"}, or {"ok": false, "error": {"type", "message"}} for input that cannot be processed (nothing is
+written then). Each line of the object is {"table": <name>, "row": <the row as JSON>}.
+
+Memory stays bounded whatever the user's size: rows are read through a server-side cursor in one
+REPEATABLE READ snapshot, compressed as they arrive, and uploaded in parts of PART_BYTES (S3 multipart;
+a single PUT when the whole export fits in one part). The audit entry is written once the object is
+complete; if it cannot be, the object is removed again and the invocation fails, so an export never
+exists unaudited.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from datetime import UTC, datetime
+from typing import Any
+
+from gdpr_common.logs import log
+from gdpr_common.resources import client, db, prepare, schema, setting
+from gdpr_common.schema import USER_TABLES, UserTable, export_prefix
+from gdpr_common.validation import InvalidInput, error_result, user_request
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+prepare("secretsmanager", "s3")
+
+# S3's minimum part size is 5 MiB; 8 MiB keeps a 512 MB function far from its limit.
+PART_BYTES = 8 * 1024 * 1024
+CURSOR_ROWS = 1000
+ACTION = "gdpr.export"
+
+
+class _MultipartWriter:
+    """Collects compressed bytes and ships them to S3 part by part."""
+
+    def __init__(self, s3: Any, bucket: str, key: str) -> None:
+        self.s3, self.bucket, self.key = s3, bucket, key
+        self.buffer = bytearray()
+        self.upload_id: str | None = None
+        self.parts: list[dict[str, Any]] = []
+        self.bytes = 0
+
+    def write(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) >= PART_BYTES:
+            self._upload_part()
+
+    def _upload_part(self) -> None:
+        if self.upload_id is None:
+            self.upload_id = self.s3.create_multipart_upload(
+                Bucket=self.bucket, Key=self.key, ContentType="application/x-ndjson", ContentEncoding="gzip"
+            )["UploadId"]
+        number = len(self.parts) + 1
+        response = self.s3.upload_part(
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=bytes(self.buffer)
+        )
+        self.parts.append({"PartNumber": number, "ETag": response["ETag"]})
+        self.bytes += len(self.buffer)
+        self.buffer.clear()
+
+    def close(self) -> None:
+        if self.upload_id is None:
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=self.key,
+                Body=bytes(self.buffer),
+                ContentType="application/x-ndjson",
+                ContentEncoding="gzip",
+            )
+            self.bytes += len(self.buffer)
+            self.buffer.clear()
+            return
+        if self.buffer:
+            self._upload_part()
+        self.s3.complete_multipart_upload(
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": self.parts}
+        )
+
+    def abort(self) -> None:
+        if self.upload_id is not None:
+            self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+
+
+def _row_query(table: UserTable) -> sql.Composed:
+    # to_jsonb renders every column server-side; the row arrives as JSON text, ready to write.
+    row = sql.SQL("to_jsonb(t)")
+    for column in table.vector_columns:
+        row = sql.SQL("{} || jsonb_build_object({}, t.{}::real[])").format(
+            row, sql.Literal(column), sql.Identifier(column)
+        )
+    return sql.SQL("SELECT ({})::text FROM {} t WHERE t.{} = %s").format(
+        row, sql.Identifier(schema(), table.name), sql.Identifier(table.user_column)
+    )
+
+
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        user_id = user_request(event)
+    except InvalidInput as exc:
+        log("WARNING", "rejected export request", context, reason=str(exc))
+        return error_result(exc)
+    bucket = setting("EXPORTS_BUCKET")
+    ttl = int(setting("EXPORT_URL_TTL_S", "3600"))
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    key = f"{export_prefix(user_id)}{stamp}-{getattr(context, 'aws_request_id', 'local')}.ndjson.gz"
+    s3 = client("s3")
+    conn = db()
+    writer = _MultipartWriter(s3, bucket, key)
+    counts: dict[str, int] = {}
+    try:
+        with conn.transaction():
+            # One snapshot for every table: the export is consistent even while the user is active.
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            users = sql.Identifier(schema(), "users")
+            found = conn.execute(sql.SQL("SELECT 1 FROM {} WHERE user_id = %s").format(users), (user_id,)).fetchone()
+            if found is None:
+                log("INFO", "export requested for an unknown user", context, user_id=user_id)
+                return error_result(InvalidInput(f"user {user_id} does not exist"), "UserNotFound")
+            compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: gzip framing
+            for table in USER_TABLES:
+                prefix = f'{{"table":"{table.name}","row":'.encode()
+                count = 0
+                with conn.cursor(name=f"export_{table.name}") as cursor:
+                    cursor.itersize = CURSOR_ROWS
+                    cursor.execute(_row_query(table), (user_id,))
+                    for (row,) in cursor:
+                        writer.write(compressor.compress(prefix + row.encode() + b"}\n"))
+                        count += 1
+                counts[table.name] = count
+            writer.write(compressor.flush())
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    rows = sum(counts.values())
+    details = {"bucket": bucket, "key": key, "row_counts": counts, "bytes": writer.bytes}
+    try:
+        conn.execute(
+            sql.SQL("INSERT INTO {} (actor, action, subject_user_id, details) VALUES (%s, %s, %s, %s)").format(
+                sql.Identifier(schema(), "audit_log")
+            ),
+            (f"lambda:{getattr(context, 'function_name', 'data_export')}", ACTION, user_id, Jsonb(details)),
+        )
+    except BaseException:
+        s3.delete_object(Bucket=bucket, Key=key)
+        raise
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl)
+    elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
+    log("INFO", "export written", context, user_id=user_id, key=key, rows=rows, bytes=writer.bytes,
+        parts=max(1, len(writer.parts)), elapsed_ms=elapsed_ms)
+    return {
+        "ok": True,
+        "user_id": user_id,
+        "bucket": bucket,
+        "key": key,
+        "url": url,
+        "expires_in": ttl,
+        "row_counts": counts,
+        "rows": rows,
+        "bytes": writer.bytes,
+    }

@@ -1,0 +1,311 @@
+"""The compose backend: the unit as Docker containers from compose/docker-compose.yml.
+
+`up` runs `docker compose up --wait` through testcontainers' DockerCompose (so a CLI user and a pytest
+session start and stop the stack the same way), waits on the services' healthchecks, creates the same
+bucket, secret and KMS key as the embedded stack, and writes the same endpoint file. `down` runs
+`docker compose down --volumes` for the project `up` created.
+
+Passwords, ports and the project name go to `<state>/compose/compose.env` (mode 0600), passed with
+--env-file. Compose lets the shell's environment override that file, so the endpoints are built from
+the values compose will actually use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.backends.base import Backend, Reporter, StackStatus
+from harness.backends.external import forget_endpoints, probe_stack, refuse_foreign_stack
+from harness.compose_spec import (
+    COMPOSE_DIR,
+    COMPOSE_FILE,
+    DATABASE_VAR,
+    DB_PASSWORD_VAR,
+    IMAGES,
+    MASTER_USER_VAR,
+    PORT_VARS,
+    PROJECT_NAME,
+    REDIS_PASSWORD_VAR,
+    sizing_override,
+)
+from harness.config import Settings
+from harness.endpoints import (
+    AwsEndpoint,
+    PostgresEndpoint,
+    RedisEndpoint,
+    Secret,
+    StackEndpoints,
+    load_endpoints,
+    save_endpoints,
+    write_private_file,
+)
+from harness.services.aws import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, create_unit_resources
+from harness.services.process import ServiceError, ensure_port_free
+from harness.sizing import unit_sizing
+
+ENV_FILE = "compose.env"
+OVERRIDE_FILE = "sizing.override.yml"
+NO_DOCKER_HINT = "or use --backend embedded"
+DOCKER_TIMEOUT_S = 20
+HOST = "127.0.0.1"
+
+
+def _first_line(text: str | bytes | None) -> str:
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[0].rstrip(".") if lines else ""
+
+
+def _tail(text: str | bytes | None, lines: int = 30) -> str:
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    kept = (text or "").rstrip().splitlines()[-lines:]
+    return "\n".join(f"    {line}" for line in kept)
+
+
+def _docker(docker: str, *args: str) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            [docker, *args], capture_output=True, text=True, timeout=DOCKER_TIMEOUT_S, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired:
+        raise ServiceError(
+            f"`docker {' '.join(args)}` did not answer within {DOCKER_TIMEOUT_S} s; check the Docker engine "
+            f"(DOCKER_HOST, docker context), {NO_DOCKER_HINT}"
+        ) from None
+    except OSError as exc:
+        raise ServiceError(f"cannot run {docker}: {exc}; reinstall Docker, {NO_DOCKER_HINT}") from None
+
+
+def require_docker() -> str:
+    """The docker CLI's path once an engine and the compose plugin answer; otherwise one clear line."""
+    docker = shutil.which("docker")
+    if docker is None:
+        raise ServiceError(
+            "the compose backend needs Docker, but there is no `docker` command on PATH; install Docker Engine "
+            f"with its compose plugin, {NO_DOCKER_HINT}"
+        )
+    engine = _docker(docker, "version", "--format", "{{.Server.Version}}")
+    if engine.returncode != 0 or not engine.stdout.strip():
+        reason = _first_line(engine.stderr) or "`docker version` reported no server"
+        raise ServiceError(
+            f"no Docker engine answers ({reason}); start Docker or point DOCKER_HOST at a running engine, "
+            f"{NO_DOCKER_HINT}"
+        )
+    plugin = _docker(docker, "compose", "version", "--short")
+    if plugin.returncode != 0:
+        raise ServiceError(
+            f"the Docker engine answers but `docker compose` does not ({_first_line(plugin.stderr)}); install "
+            f"the Compose v2 plugin (Debian: docker-compose-plugin), {NO_DOCKER_HINT}"
+        )
+    return docker
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    values = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            values[key.strip()] = value
+    return values
+
+
+class ComposeBackend(Backend):
+    name = "compose"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state = settings.state_dir
+        self.work_dir = self.state / "compose"
+        self.env_path = self.work_dir / ENV_FILE
+        self.sizing = unit_sizing(settings.db_instance_class, settings.cache_node_type)
+        # One project per state directory, as the embedded stack keeps one set of processes per state.
+        digest = hashlib.sha1(str(self.state).encode()).hexdigest()[:10]
+        self.project = f"{PROJECT_NAME}-{digest}"
+
+    # -- files handed to docker compose ------------------------------------------------------------
+
+    def _write_env_file(self) -> dict[str, str]:
+        previous = read_env_file(self.env_path)
+        s = self.settings
+        values = {
+            "COMPOSE_PROJECT_NAME": self.project,
+            **{var: str(getattr(s, setting)) for setting, var in PORT_VARS.items()},
+            DATABASE_VAR: s.database,
+            MASTER_USER_VAR: s.master_user,
+            # Kept across `up`s: PostgreSQL sets its password once, when it initialises its volume.
+            DB_PASSWORD_VAR: previous.get(DB_PASSWORD_VAR) or secrets.token_urlsafe(24),
+            REDIS_PASSWORD_VAR: previous.get(REDIS_PASSWORD_VAR) or secrets.token_urlsafe(24),
+        }
+        write_private_file(
+            self.env_path,
+            "# Written by `harness up --backend compose` for docker compose --env-file; holds passwords.\n"
+            + "".join(f"{key}={value}\n" for key, value in values.items()),
+        )
+        return values
+
+    def compose_files(self) -> list[Path]:
+        """The committed file, plus an override with the sized keys when the profile is not the default."""
+        files = [COMPOSE_FILE]
+        default = (Settings.db_instance_class, Settings.cache_node_type)
+        if (self.settings.db_instance_class, self.settings.cache_node_type) != default:
+            override = self.work_dir / OVERRIDE_FILE
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            override.write_text(
+                f"# Written by the harness: sizing of {self.sizing.postgres.instance_class} / "
+                f"{self.sizing.redis.node_type}.\n" + yaml.safe_dump(sizing_override(self.sizing), sort_keys=False)
+            )
+            files.append(override)
+        return files
+
+    def _compose(self, docker: str) -> Any:
+        from testcontainers.compose import DockerCompose
+
+        # testcontainers logs a failed command's output at ERROR, which Python would print as stray lines;
+        # this backend reports failures itself, with that output.
+        quiet = logging.getLogger("testcontainers")
+        if not quiet.handlers:
+            quiet.addHandler(logging.NullHandler())
+        if not COMPOSE_FILE.exists():
+            raise ServiceError(f"{COMPOSE_FILE} is missing: the compose backend runs from a dbunit-harness checkout")
+        return DockerCompose(
+            context=str(COMPOSE_DIR),
+            compose_file_name=[str(path) for path in self.compose_files()],
+            env_file=str(self.env_path),
+            docker_command_path=docker,
+            wait=True,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def _is_running(self, compose: Any) -> bool:
+        try:
+            return bool(compose.get_containers())
+        except (subprocess.CalledProcessError, ValueError):
+            return False
+
+    def _failure(self, what: str, compose: Any, exc: subprocess.CalledProcessError) -> ServiceError:
+        try:
+            logs = compose.get_logs()[0]
+        except (subprocess.CalledProcessError, OSError):
+            logs = ""
+        return ServiceError(
+            f"`{what}` failed (exit {exc.returncode}):\n{_tail(exc.stderr)}"
+            + (f"\n  last lines of `docker compose logs`:\n{_tail(logs)}" if logs else "")
+        )
+
+    def _remove(self, compose: Any, report: Reporter) -> None:
+        try:
+            compose.stop(down=True)
+        except subprocess.CalledProcessError as exc:
+            raise self._failure("docker compose down --volumes", compose, exc) from None
+        # Compose lets the shell's COMPOSE_PROJECT_NAME win over the env file, and so does this line.
+        project = os.environ.get("COMPOSE_PROJECT_NAME", self.project)
+        report(f"compose: removed the containers and volumes of project {project}")
+
+    def _endpoints(
+        self, values: dict[str, str]
+    ) -> tuple[PostgresEndpoint, PostgresEndpoint, RedisEndpoint, AwsEndpoint]:
+        def port(setting: str) -> int:
+            return int(values[PORT_VARS[setting]])
+
+        db_password = Secret(values[DB_PASSWORD_VAR])
+        user, database = values[MASTER_USER_VAR], values[DATABASE_VAR]
+        return (
+            PostgresEndpoint(HOST, port("proxy_port"), user, db_password, database),
+            PostgresEndpoint(HOST, port("postgres_port"), user, db_password, database),
+            RedisEndpoint(HOST, port("redis_port"), Secret(values[REDIS_PASSWORD_VAR])),
+            AwsEndpoint(
+                f"http://{HOST}:{port('aws_port')}",
+                self.settings.region,
+                EMULATOR_ACCESS_KEY,
+                Secret(EMULATOR_SECRET_KEY),
+            ),
+        )
+
+    def up(self, report: Reporter) -> StackEndpoints:
+        refuse_foreign_stack(self.state, self.name)
+        docker = require_docker()
+        written = self._write_env_file()
+        values = {key: os.environ.get(key, value) for key, value in written.items()}
+        compose = self._compose(docker)
+        started_here = not self._is_running(compose)
+        if started_here:
+            # Compose would fail on a busy port with a long trace; say which setting to change instead.
+            for setting, var in PORT_VARS.items():
+                ensure_port_free(int(values[var]), f"the compose stack's {setting.removesuffix('_port')}", setting)
+        report(
+            f"compose: docker compose up --wait, project {values['COMPOSE_PROJECT_NAME']} "
+            "(the first start pulls images and can take minutes)"
+        )
+        began = time.monotonic()
+        try:
+            compose.start()
+        except subprocess.CalledProcessError as exc:
+            failure = self._failure("docker compose up --wait", compose, exc)
+            if started_here:
+                self._remove(compose, report)
+            raise failure from None
+        report(f"compose: every service healthy in {time.monotonic() - began:.1f} s")
+        proxy, direct, redis, aws = self._endpoints(values)
+        try:
+            resources = create_unit_resources(aws, proxy)
+        except Exception as exc:
+            if started_here:
+                self._remove(compose, report)
+            raise ServiceError(
+                f"LocalStack is healthy but creating the bucket, secret and KMS key failed: {exc}"
+            ) from None
+        report(f"aws: bucket {resources.exports_bucket}, secret {resources.db_secret_id} and KMS key ready")
+        endpoints = StackEndpoints(
+            backend=self.name,
+            proxy=proxy,
+            direct=direct,
+            redis=redis,
+            aws=aws,
+            resources=resources,
+            facts={
+                "project": values["COMPOSE_PROJECT_NAME"],
+                "compose_files": list(compose.compose_file_name),
+                "images": {**IMAGES, "localstack": os.environ.get("LOCALSTACK_IMAGE", IMAGES["localstack"])},
+                "instance_class": self.sizing.postgres.instance_class,
+                "node_type": self.sizing.redis.node_type,
+                "state_dir": str(self.state),
+            },
+        )
+        save_endpoints(self.state, endpoints)
+        return endpoints
+
+    def down(self, report: Reporter, purge: bool = False) -> None:
+        if self.env_path.exists():
+            self._remove(self._compose(require_docker()), report)
+        else:
+            report(f"compose: nothing was started from {self.state}")
+        forget_endpoints(self.state, self.name, report)
+        if purge and self.work_dir.exists():
+            shutil.rmtree(self.work_dir)
+            report(f"removed {self.work_dir}")
+
+    def endpoints(self) -> StackEndpoints | None:
+        endpoints = load_endpoints(self.state)
+        return endpoints if endpoints is not None and endpoints.backend == self.name else None
+
+    def status(self) -> StackStatus:
+        endpoints = self.endpoints()
+        facts: dict[str, Any] = {"state_dir": str(self.state)}
+        if endpoints is None:
+            return StackStatus(self.name, [], {**facts, "note": "the compose stack was not started from here"})
+        return StackStatus(self.name, probe_stack(endpoints), {**facts, "project": endpoints.facts.get("project")})

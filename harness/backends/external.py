@@ -1,0 +1,390 @@
+"""The external backend: a real deployment (staging) the harness reaches but does not own.
+
+Endpoints come from a TOML file (`external_config`; example in fixtures/external.example.toml) and
+credentials from where a deployment keeps them: an environment variable, the AWS SDK's own chain
+(AWS_PROFILE, SSO, instance role) and Secrets Manager. `up` and `down` change nothing there and say
+so; `status` probes read-only. Destructive scenarios call `require_destructive_allowed` first.
+
+The read-only probes here serve the compose backend too: both report on endpoints they did not start
+as processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.backends.base import Backend, Reporter, ServiceStatus, StackStatus
+from harness.config import ConfigError, Settings, resolve_settings
+from harness.endpoints import (
+    AwsEndpoint,
+    AwsResources,
+    PostgresEndpoint,
+    RedisEndpoint,
+    Secret,
+    StackEndpoints,
+    endpoints_path,
+    load_endpoints,
+    save_endpoints,
+)
+from harness.services.process import ServiceError
+
+DEFAULT_DB_PASSWORD_ENV = "DATABASE_PASSWORD"
+DEFAULT_REDIS_PASSWORD_ENV = "REDIS_PASSWORD"
+EXAMPLE_CONFIG = "fixtures/external.example.toml"
+ALLOW_DESTRUCTIVE_HINT = "set HARNESS_ALLOW_DESTRUCTIVE=1 (or allow_destructive = true in harness.toml)"
+PROBE_TIMEOUT_S = 5
+
+
+class DestructiveRefusedError(ConfigError):
+    """A destructive scenario was about to run against a deployment nobody allowed it to change."""
+
+
+# -- the config file -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostPort:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class ExternalConfig:
+    """What the file says; no secret is ever in it."""
+
+    path: Path
+    proxy: HostPort
+    direct: HostPort
+    db_user: str
+    dbname: str
+    db_password_env: str
+    # Empty: no Secrets Manager lookup.
+    db_password_secret_id: str
+    redis: HostPort
+    redis_db: int
+    redis_password_env: str
+    region: str
+    # Empty: the SDK's default endpoint, i.e. real AWS.
+    aws_endpoint_url: str
+    exports_bucket: str
+    db_secret_id: str
+    kms_key_id: str
+
+
+class _Table:
+    """One TOML table, read with errors that name the file, the table and the key."""
+
+    def __init__(self, path: Path, name: str, data: Any, known: set[str]) -> None:
+        self.path, self.name = path, name
+        # The file's top level has no [name] of its own.
+        self.label = f"[{name}]" if name else "the top level"
+        if not isinstance(data, dict):
+            raise self.error(f"{self.label} must be a table")
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise self.error(f"{self.label} has unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        self.data = data
+
+    def error(self, message: str) -> ConfigError:
+        return ConfigError(f"{self.path}: {message} (see {EXAMPLE_CONFIG})")
+
+    def text(self, key: str, default: str | None = None) -> str:
+        value = self.data.get(key, default)
+        if value is None:
+            raise self.error(f"{self.label} {key} is required")
+        if not isinstance(value, str):
+            raise self.error(f"{self.label} {key} must be a string, got {value!r}")
+        return value
+
+    def nonempty(self, key: str) -> str:
+        value = self.text(key)
+        if not value.strip():
+            raise self.error(f"{self.label} {key} must not be empty")
+        return value
+
+    def integer(self, key: str, default: int, low: int, high: int) -> int:
+        value = self.data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self.error(f"{self.label} {key} must be an integer from {low} to {high}, got {value!r}")
+        return value
+
+    def table(self, key: str, known: set[str]) -> _Table:
+        if key not in self.data:
+            raise self.error(f"[{self.name}.{key}] is required")
+        return _Table(self.path, f"{self.name}.{key}", self.data[key], known)
+
+    def host_port(self, default_port: int) -> HostPort:
+        return HostPort(self.nonempty("host"), self.integer("port", default_port, 1, 65535))
+
+
+def load_external_config(path: Path) -> ExternalConfig:
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"external_config names {path}, which does not exist; copy {EXAMPLE_CONFIG}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read external_config {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    root = _Table(path, "", data, {"postgres", "redis", "aws"})
+    for required in ("postgres", "redis", "aws"):
+        if required not in data:
+            raise root.error(f"[{required}] is required")
+    pg = _Table(
+        path, "postgres", data["postgres"], {"user", "dbname", "password_env", "password_secret_id", "proxy", "direct"}
+    )
+    redis = _Table(path, "redis", data["redis"], {"host", "port", "db", "password_env"})
+    aws = _Table(path, "aws", data["aws"], {"region", "endpoint_url", "exports_bucket", "db_secret_id", "kms_key_id"})
+    db_secret_id = aws.nonempty("db_secret_id")
+    return ExternalConfig(
+        path=path,
+        proxy=pg.table("proxy", {"host", "port"}).host_port(5432),
+        direct=pg.table("direct", {"host", "port"}).host_port(5432),
+        db_user=pg.nonempty("user"),
+        dbname=pg.nonempty("dbname"),
+        db_password_env=pg.text("password_env", DEFAULT_DB_PASSWORD_ENV),
+        # RDS keeps the credentials in the unit's own secret; that is where the password is looked for.
+        db_password_secret_id=pg.text("password_secret_id", db_secret_id),
+        redis=redis.host_port(6379),
+        redis_db=redis.integer("db", 0, 0, 15),
+        redis_password_env=redis.text("password_env", DEFAULT_REDIS_PASSWORD_ENV),
+        region=aws.nonempty("region"),
+        aws_endpoint_url=aws.text("endpoint_url", ""),
+        exports_bucket=aws.nonempty("exports_bucket"),
+        db_secret_id=db_secret_id,
+        kms_key_id=aws.text("kms_key_id", ""),
+    )
+
+
+# -- credentials -----------------------------------------------------------------------------------
+
+SecretReader = Callable[[AwsEndpoint, str], str]
+
+
+def read_secret_string(aws: AwsEndpoint, secret_id: str) -> str:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        client = aws.client("secretsmanager", config=_aws_client_config())
+        return str(client.get_secret_value(SecretId=secret_id)["SecretString"])
+    except (BotoCoreError, ClientError, KeyError) as exc:
+        raise ServiceError(f"cannot read Secrets Manager secret {secret_id!r}: {exc}") from None
+
+
+def _password_from_secret(document: str, secret_id: str) -> str:
+    # RDS stores a JSON document ({"username", "password", ...}); a plain string is the password itself.
+    try:
+        parsed = json.loads(document)
+    except json.JSONDecodeError:
+        return document
+    if isinstance(parsed, dict):
+        if not isinstance(parsed.get("password"), str):
+            raise ServiceError(f'Secrets Manager secret {secret_id!r} is JSON without a string "password" key')
+        return parsed["password"]
+    return document
+
+
+def resolve_endpoints(
+    config: ExternalConfig, environ: Mapping[str, str], read_secret: SecretReader = read_secret_string
+) -> StackEndpoints:
+    """The deployment's endpoints, passwords found at call time: environment first, then Secrets Manager."""
+    # No keys of our own: the SDK finds credentials in its usual chain (environment, profile, SSO, role).
+    aws = AwsEndpoint(config.aws_endpoint_url, config.region, "", Secret(""))
+    db_password = environ.get(config.db_password_env, "")
+    if not db_password:
+        if not config.db_password_secret_id:
+            raise ConfigError(
+                f"no password for PostgreSQL user {config.db_user!r}: export {config.db_password_env}, or name a "
+                f"Secrets Manager secret with password_secret_id in [postgres] of {config.path}"
+            )
+        try:
+            document = read_secret(aws, config.db_password_secret_id)
+        except ServiceError as exc:
+            raise ServiceError(
+                f"no database password: {config.db_password_env} is unset and {exc}. Export {config.db_password_env}, "
+                "or fix the AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, SSO, role)"
+            ) from None
+        db_password = _password_from_secret(document, config.db_password_secret_id)
+    secret = Secret(db_password)
+    # A Redis without AUTH is legitimate; an empty password makes the client skip AUTH.
+    redis_password = Secret(environ.get(config.redis_password_env, ""))
+    return StackEndpoints(
+        backend=ExternalBackend.name,
+        proxy=PostgresEndpoint(config.proxy.host, config.proxy.port, config.db_user, secret, config.dbname),
+        direct=PostgresEndpoint(config.direct.host, config.direct.port, config.db_user, secret, config.dbname),
+        redis=RedisEndpoint(config.redis.host, config.redis.port, redis_password, config.redis_db),
+        aws=aws,
+        resources=AwsResources(config.exports_bucket, config.db_secret_id, config.kms_key_id),
+        facts={"external_config": str(config.path)},
+    )
+
+
+# -- read-only probes (shared with the compose backend) ---------------------------------------------
+
+
+def _aws_client_config() -> Any:
+    from botocore.config import Config
+
+    # botocore's defaults (60 s connect, several retries) would make a dead endpoint look like a hang.
+    return Config(connect_timeout=PROBE_TIMEOUT_S, read_timeout=PROBE_TIMEOUT_S * 2, retries={"max_attempts": 1})
+
+
+def _probe_postgres(endpoint: PostgresEndpoint) -> tuple[str, str]:
+    with endpoint.connect(connect_timeout=PROBE_TIMEOUT_S, prepare_threshold=None) as conn:
+        # BEGIN READ ONLY: whatever the probe runs cannot write.
+        conn.read_only = True
+        version, pgvector, max_connections, shared_buffers = conn.execute(
+            "SELECT current_setting('server_version'), "
+            "(SELECT extversion FROM pg_extension WHERE extname = 'vector'), "
+            "current_setting('max_connections'), current_setting('shared_buffers')"
+        ).fetchone()
+    vector = f"pgvector {pgvector}" if pgvector else "no pgvector extension"
+    return version, f"max_connections={max_connections} shared_buffers={shared_buffers} {vector}"
+
+
+def _probe_proxy(endpoint: PostgresEndpoint) -> tuple[str, str]:
+    with endpoint.connect(connect_timeout=PROBE_TIMEOUT_S, prepare_threshold=None) as conn:
+        conn.read_only = True
+        conn.execute("SELECT 1").fetchone()
+    return "", "SELECT 1 answered through the proxy"
+
+
+def _probe_redis(endpoint: RedisEndpoint) -> tuple[str, str]:
+    client = endpoint.client(socket_timeout=PROBE_TIMEOUT_S, socket_connect_timeout=PROBE_TIMEOUT_S)
+    try:
+        client.ping()
+        version = client.info("server")["redis_version"]
+        # INFO, not CONFIG GET: ElastiCache disables the CONFIG command.
+        memory = client.info("memory")
+    finally:
+        client.close()
+    return str(version), f"maxmemory={memory.get('maxmemory')} {memory.get('maxmemory_policy')}"
+
+
+def _probe_aws(endpoints: StackEndpoints) -> tuple[str, str]:
+    config = _aws_client_config()
+    bucket, secret_id = endpoints.resources.exports_bucket, endpoints.resources.db_secret_id
+    endpoints.aws.client("s3", config=config).head_bucket(Bucket=bucket)
+    endpoints.aws.client("secretsmanager", config=config).describe_secret(SecretId=secret_id)
+    return "", f"region {endpoints.aws.region}: bucket {bucket} and secret {secret_id} exist"
+
+
+def _row(name: str, endpoint: str, probe: Callable[[], tuple[str, str]]) -> ServiceStatus:
+    try:
+        version, sizing = probe()
+    except Exception as exc:
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        return ServiceStatus(name, endpoint, False, detail=f"probe failed: {type(exc).__name__}: {first_line}")
+    return ServiceStatus(name, endpoint, True, version=version, sizing=sizing)
+
+
+def probe_stack(endpoints: StackEndpoints) -> list[ServiceStatus]:
+    """One row per service, each from a real, read-only request; nothing is created or changed."""
+    aws_endpoint = endpoints.aws.url or f"AWS ({endpoints.aws.region})"
+    return [
+        _row("postgres (direct)", endpoints.direct.url(), lambda: _probe_postgres(endpoints.direct)),
+        _row("proxy", endpoints.proxy.url(), lambda: _probe_proxy(endpoints.proxy)),
+        _row("redis", endpoints.redis.url(), lambda: _probe_redis(endpoints.redis)),
+        _row("aws", aws_endpoint, lambda: _probe_aws(endpoints)),
+    ]
+
+
+def refuse_foreign_stack(state_dir: Path, backend: str) -> None:
+    """Stop a backend from overwriting the endpoint file of another backend's stack in the same state dir."""
+    existing = load_endpoints(state_dir)
+    if existing is not None and existing.backend != backend:
+        raise ServiceError(
+            f"{endpoints_path(state_dir)} belongs to the {existing.backend} stack; stop it with "
+            f"`harness down --backend {existing.backend}`, or give the {backend} backend its own --state-dir"
+        )
+
+
+def forget_endpoints(state_dir: Path, backend: str, report: Reporter) -> None:
+    """Remove the endpoint file if this backend wrote it."""
+    path = endpoints_path(state_dir)
+    if path.exists() and (existing := load_endpoints(state_dir)) is not None and existing.backend == backend:
+        path.unlink()
+        report(f"{backend}: removed {path}")
+
+
+# -- destructive scenarios --------------------------------------------------------------------------
+
+
+def refuses_destructive(settings: Settings, backend: str | None = None) -> bool:
+    """True when a destructive scenario must not run: the target is not the harness's own and nobody allowed it."""
+    return (backend or settings.backend) == ExternalBackend.name and not settings.allow_destructive
+
+
+def require_destructive_allowed(
+    target: Settings | StackEndpoints, what: str = "this destructive scenario", settings: Settings | None = None
+) -> None:
+    """Raise DestructiveRefusedError unless `what` may change data on the target.
+
+    Given endpoints, the permission is read from `settings` or, without them, resolved now (environment
+    and harness.toml), so it is the permission of this run, not of whoever wrote an endpoint file.
+    """
+    if isinstance(target, StackEndpoints):
+        backend = target.backend
+        settings = settings if settings is not None else resolve_settings()
+        where = f"the external deployment at {target.proxy.host}"
+    else:
+        backend, settings = target.backend, target
+        where = f"the external deployment described in {target.external_config}"
+    if refuses_destructive(settings, backend):
+        raise DestructiveRefusedError(
+            f"refusing to run {what} against {where}: it would change or delete real data. "
+            f"If that is intended, {ALLOW_DESTRUCTIVE_HINT} for this run."
+        )
+
+
+# -- the backend ------------------------------------------------------------------------------------
+
+
+class ExternalBackend(Backend):
+    name = "external"
+
+    def __init__(
+        self,
+        settings: Settings,
+        environ: Mapping[str, str] | None = None,
+        read_secret: SecretReader = read_secret_string,
+    ) -> None:
+        if settings.external_config is None:
+            raise ConfigError(
+                "backend external needs a config file describing the deployment: set HARNESS_EXTERNAL_CONFIG=<path> "
+                f'or external_config = "<path>" in harness.toml (example: {EXAMPLE_CONFIG})'
+            )
+        self.settings = settings
+        self.environ = os.environ if environ is None else environ
+        self.read_secret = read_secret
+        # Parsed now, so a malformed file fails before anything else happens.
+        self.config = load_external_config(settings.external_config)
+
+    def _describe(self) -> str:
+        return f"the deployment in {self.config.path} (proxy {self.config.proxy.host})"
+
+    def up(self, report: Reporter) -> StackEndpoints:
+        report(f"external: {self._describe()} is not the harness's to start; nothing was started or changed")
+        refuse_foreign_stack(self.settings.state_dir, self.name)
+        endpoints = self.endpoints()
+        path = save_endpoints(self.settings.state_dir, endpoints)
+        report(f"external: endpoints written to {path} for pytest, Locust and `harness env`")
+        return endpoints
+
+    def down(self, report: Reporter, purge: bool = False) -> None:
+        report(f"external: {self._describe()} is not the harness's to stop; nothing was stopped or changed")
+        # purge has nothing more to delete: the harness keeps no state for a deployment it does not own.
+        forget_endpoints(self.settings.state_dir, self.name, report)
+
+    def endpoints(self) -> StackEndpoints:
+        return resolve_endpoints(self.config, self.environ, self.read_secret)
+
+    def status(self) -> StackStatus:
+        endpoints = self.endpoints()
+        return StackStatus(self.name, probe_stack(endpoints), {"external_config": str(self.config.path)})

@@ -1,0 +1,108 @@
+"""The application's cache-aside path: read through Redis to PostgreSQL, as the Database Unit's
+backend does. Every key is namespaced by user (`user:{id}:...`) so a GDPR deletion can find and remove
+all of a user's cached data with one SCAN pattern, and every key has a TTL so ElastiCache's default
+volatile-lru policy can evict it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+PROFILE_TTL_S = 300
+SEARCH_TTL_S = 60
+
+
+def user_prefix(user_id: int) -> str:
+    return f"user:{int(user_id)}:"
+
+
+def user_key_pattern(user_id: int) -> str:
+    """The SCAN MATCH pattern covering every cached key of one user."""
+    return user_prefix(user_id) + "*"
+
+
+def profile_key(user_id: int) -> str:
+    return user_prefix(user_id) + "profile"
+
+
+def search_key(user_id: int, embedding: np.ndarray, k: int) -> str:
+    digest = hashlib.blake2b(np.asarray(embedding, dtype=np.float32).tobytes(), digest_size=12).hexdigest()
+    return user_prefix(user_id) + f"search:{k}:{digest}"
+
+
+@dataclass
+class CacheCounters:
+    hits: int = 0
+    misses: int = 0
+
+    @property
+    def hit_rate(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+
+PROFILE_FIELDS = ("user_id", "email", "display_name", "full_name", "city", "country", "locale")
+PROFILE_SQL = (
+    "SELECT u.user_id, u.email, u.display_name, p.full_name, p.city, p.country, p.locale "
+    "FROM users u JOIN profiles p USING (user_id) WHERE u.user_id = %s"
+)
+SEARCH_SQL = "SELECT doc_id FROM documents WHERE tenant_id = %s ORDER BY embedding <=> %s LIMIT %s"
+
+
+class CacheAside:
+    """Read-through for user profiles and per-user vector-search results.
+
+    `conn` is a psycopg connection (through the proxy in the application's case); `redis` a redis-py
+    client. Not thread-safe: one per worker, as a connection is.
+    """
+
+    def __init__(self, redis: Any, conn: Any, profile_ttl_s: int = PROFILE_TTL_S, search_ttl_s: int = SEARCH_TTL_S):
+        self.redis = redis
+        self.conn = conn
+        self.profile_ttl_s = profile_ttl_s
+        self.search_ttl_s = search_ttl_s
+        self.counters = CacheCounters()
+
+    def profile(self, user_id: int) -> dict[str, Any] | None:
+        key = profile_key(user_id)
+        cached = self.redis.get(key)
+        if cached is not None:
+            self.counters.hits += 1
+            return json.loads(cached)
+        self.counters.misses += 1
+        row = self.conn.execute(PROFILE_SQL, (user_id,)).fetchone()
+        if row is None:
+            return None
+        value = dict(zip(PROFILE_FIELDS, row, strict=True))
+        self.redis.set(key, json.dumps(value), ex=self.profile_ttl_s)
+        return value
+
+    def search(self, user_id: int, tenant_id: int, embedding: np.ndarray, k: int = 10) -> list[int]:
+        key = search_key(user_id, embedding, k)
+        cached = self.redis.get(key)
+        if cached is not None:
+            self.counters.hits += 1
+            return json.loads(cached)
+        self.counters.misses += 1
+        ids = [row[0] for row in self.conn.execute(SEARCH_SQL, (tenant_id, embedding, k)).fetchall()]
+        self.redis.set(key, json.dumps(ids), ex=self.search_ttl_s)
+        return ids
+
+
+def delete_user_keys(redis: Any, user_id: int, batch: int = 500) -> int:
+    """Remove every cached key of one user (SCAN, never KEYS: KEYS blocks the server)."""
+    removed = 0
+    pending: list[Any] = []
+    for key in redis.scan_iter(match=user_key_pattern(user_id), count=batch):
+        pending.append(key)
+        if len(pending) >= batch:
+            removed += redis.unlink(*pending)
+            pending.clear()
+    if pending:
+        removed += redis.unlink(*pending)
+    return removed

@@ -1,0 +1,91 @@
+"""`harness deploy`: package the GDPR functions and create or update them on the stack's Lambda endpoint.
+
+Contract with harness.cli: `add_deploy_command(subparsers, parents=[common])` registers the
+sub-command with `func=run_deploy`; `run_deploy(args)` returns the exit code: 0 deployed (or already up
+to date), 1 could not deploy (message on stderr). Settings come from `args.settings` when the caller put
+a resolved Settings there, else from `resolve_settings()` with the common `--backend` / `--state-dir`
+options if the parser has them (a ConfigError propagates, for main to report).
+
+The endpoint is the running stack's (`harness up`): the embedded backend's local Lambda runtime,
+LocalStack in compose, or a real account for the external backend. On a local stack the functions'
+secrets (application role through the proxy, Redis) are written first; elsewhere pass their ids.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from harness.config import resolve_settings
+from harness.endpoints import EndpointFileError, load_endpoints
+from harness.lambdas import (
+    DEFAULT_ROLE_ARN,
+    TIMEOUTS_S,
+    DeployError,
+    definitions,
+    deploy_to_stack,
+    package,
+)
+from harness.sizing import SEED_LAMBDA_MEMORY_MB
+
+
+def add_deploy_command(subparsers: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
+    sizes = ", ".join(f"{n} {m} MB / {TIMEOUTS_S[n]} s" for n, m in SEED_LAMBDA_MEMORY_MB.items())
+    parser = subparsers.add_parser(
+        "deploy",
+        parents=list(parents),
+        help="package the GDPR Lambda functions and create/update them on the stack's Lambda endpoint",
+        description=f"Package and deploy the GDPR functions ({sizes}). Unchanged functions are left alone.",
+    )
+    parser.add_argument("--function", action="append", dest="functions", choices=list(SEED_LAMBDA_MEMORY_MB),
+                        help="deploy only this function (repeatable; default: all three)")
+    parser.add_argument("--db-secret-id", help="Secrets Manager id of the DB credentials (RDS JSON shape, host = "
+                        "the proxy); default: written from the local stack's application role")
+    parser.add_argument("--redis-secret-id", help="Secrets Manager id of {host, port, password, tls} for Redis; "
+                        "default: written from the local stack")
+    parser.add_argument("--role-arn", default=DEFAULT_ROLE_ARN, help="execution role (required on real AWS)")
+    parser.add_argument("--package-only", type=Path, metavar="DIR",
+                        help="write the zips to DIR and deploy nothing (for uploading them elsewhere)")
+    parser.set_defaults(func=run_deploy)
+    return parser
+
+
+def run_deploy(args: argparse.Namespace) -> int:
+    settings = getattr(args, "settings", None) or resolve_settings(
+        {"backend": getattr(args, "backend", None), "state_dir": getattr(args, "state_dir", None)}
+    )
+    try:
+        if args.package_only is not None:
+            args.package_only.mkdir(parents=True, exist_ok=True)
+            for definition in definitions(args.functions):
+                path = args.package_only / f"{definition.name}.zip"
+                path.write_bytes(package(definition))
+                print(f"{definition.name}: {path} ({path.stat().st_size:,} bytes)")
+            return 0
+        stack = load_endpoints(settings.state_dir)
+        if stack is None:
+            raise DeployError(f"no running stack found in {settings.state_dir}: start it with `harness up`")
+        endpoint = stack.aws.lambda_url or stack.aws.url or "AWS"
+        results = deploy_to_stack(
+            stack,
+            settings.state_dir,
+            names=args.functions,
+            db_secret_id=args.db_secret_id,
+            redis_secret_id=args.redis_secret_id,
+            role_arn=args.role_arn,
+        )
+    except (DeployError, EndpointFileError) as exc:
+        print(f"harness deploy: {exc}", file=sys.stderr)
+        return 1
+    except (BotoCoreError, ClientError) as exc:
+        print(f"harness deploy: the AWS endpoint refused or failed ({exc}); check it with `harness status`",
+              file=sys.stderr)
+        return 1
+    for result in results:
+        print(f"{result.name}: {result.action} ({result.memory_mb} MB, timeout {result.timeout_s} s) at {endpoint}")
+    return 0

@@ -1,0 +1,104 @@
+"""`harness seed`: load a profile's data into the running stack.
+
+Contract with harness.cli: `add_seed_command(subparsers, parents=[common])` registers the sub-command
+with `func=run_seed`; `run_seed(args)` returns the exit code. Settings come from `args.settings` when
+the caller put a resolved Settings there, else from `resolve_settings()` with the common `--backend` /
+`--state-dir` options if the parser has them (a ConfigError propagates, for main to report). The stack
+comes from `load_endpoints(settings.state_dir)`. Exit codes: 0 loaded or already loaded, 1 could not
+seed (message on stderr, previous data intact), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.config import resolve_settings
+from harness.endpoints import EndpointFileError, load_endpoints
+from harness.migrations import MigrationError
+from harness.seed import SeedError, app_credentials, data_root, seed
+from harness.seed_profiles import INDEX_KINDS, PROFILES, SeedProfileError, get_profile
+from harness.vectors import VectorDataError, open_vector_file
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
+    return value
+
+
+def _seed_value(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seed must not be negative, got {value}")
+    return value
+
+
+def add_seed_command(subparsers: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
+    sizes = "; ".join(f"{p.name}: {p.users:,} users, {p.vectors:,} x {p.dim}" for p in PROFILES.values())
+    parser = subparsers.add_parser(
+        "seed",
+        parents=list(parents),
+        help="load users, personal data, documents with embeddings and vector ground truth",
+        description=(
+            "Seed the unit's database through the direct endpoint. Re-running the same options is a no-op; "
+            f"other options replace the data in one transaction. Profiles: {sizes}."
+        ),
+    )
+    parser.add_argument("--profile", default="default", choices=list(PROFILES), help="data size (default: default)")
+    parser.add_argument("--users", type=_positive_int, help="override the profile's number of users")
+    parser.add_argument("--vectors", type=_positive_int, help="override the profile's number of documents")
+    parser.add_argument("--dim", type=_positive_int, help="embedding dimension (384, 768, 1536...)")
+    parser.add_argument("--seed", type=_seed_value, help="random seed of the generated data")
+    parser.add_argument("--index", choices=INDEX_KINDS, help="vector index (default: hnsw)")
+    parser.add_argument("--m", type=_positive_int, help="HNSW m (default 16)")
+    parser.add_argument("--ef-construction", type=_positive_int, help="HNSW ef_construction (default 64)")
+    parser.add_argument("--lists", type=_positive_int, help="IVFFlat lists (default: rows/1000, sqrt above 1M)")
+    parser.add_argument("--build-memory", help="maintenance_work_mem for the index build only (default 512MB)")
+    parser.add_argument("--embeddings", type=Path,
+                        help="load your own embeddings (.npy or .parquet) instead of generated ones; "
+                             "the last rows are held out as queries")
+    parser.add_argument("--force", action="store_true", help="reload even if the database holds this seed")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.set_defaults(func=run_seed)
+    return parser
+
+
+def run_seed(args: argparse.Namespace) -> int:
+    settings = getattr(args, "settings", None) or resolve_settings(
+        {"backend": getattr(args, "backend", None), "state_dir": getattr(args, "state_dir", None)}
+    )
+    try:
+        stack = load_endpoints(settings.state_dir)
+        if stack is None:
+            raise SeedError(f"no running stack found in {settings.state_dir}: start it with `harness up`")
+        if args.embeddings is not None and args.vectors is not None:
+            raise SeedError("--vectors does not apply with --embeddings: the file's row count decides")
+        profile = get_profile(
+            args.profile, users=args.users, vectors=args.vectors, dim=args.dim, seed=args.seed, kind=args.index,
+            m=args.m, ef_construction=args.ef_construction, lists=args.lists, build_memory=args.build_memory,
+        )
+        source = None
+        if args.embeddings is not None:
+            source = open_vector_file(args.embeddings.expanduser(), profile.queries, expected_dim=args.dim)
+        role, password = app_credentials(stack, settings.state_dir)
+        report = seed(stack.direct, profile, data_root(settings.state_dir), password, app_role=role, source=source,
+                      force=args.force, progress=not args.quiet)
+    except (SeedError, SeedProfileError, VectorDataError, MigrationError, EndpointFileError) as exc:
+        print(f"harness seed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("harness seed: interrupted; the previous data is intact", file=sys.stderr)
+        return 130
+    print(report.summary())
+    return 0

@@ -1,0 +1,397 @@
+"""The GDPR functions as deployable Lambda zips, their deployment, and invoking them as a scenario does.
+
+Packaging: each function's folder under functions/ plus the shared package functions/common/gdpr_common,
+zipped with fixed timestamps so the same source gives the same CodeSha256 (an unchanged function is not
+re-uploaded). Dependencies (psycopg, redis, boto3) are not in the zip: the local runtime provides the
+harness's own; on AWS attach a layer with psycopg[binary] and redis (boto3 is in the Python runtime).
+
+Invoking: `invoke_series` runs N invocations (optionally concurrent) and returns each one's REPORT line
+parsed, so a scenario gets durations, billed durations, Max Memory Used, cold starts, errors, throttles
+and GB-seconds exactly as CloudWatch would show them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import re
+import statistics
+import time
+import zipfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.endpoints import AwsEndpoint, StackEndpoints
+from harness.lambda_runtime.report import ReportLine, find_report_line
+from harness.sizing import SEED_LAMBDA_MEMORY_MB
+
+FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
+COMMON_PACKAGE = "gdpr_common"
+RUNTIME = "python3.12"
+HANDLER = "app.handler"
+# Accepted by the emulators; a real account needs the ARN of a role allowed to read the secrets,
+# write the bucket and reach the VPC (pass --role-arn).
+DEFAULT_ROLE_ARN = "arn:aws:iam::000000000000:role/dbunit-gdpr-lambda"
+# Timeouts: above the seed document's duration critical (250 s) for the two functions whose duration
+# grows with the user's data, so a slow run is measured as slow rather than cut off as an error; the
+# audit batch is bounded (500 entries) and fails fast.
+TIMEOUTS_S: dict[str, int] = {"data_export": 300, "data_deletion": 300, "audit_logging": 30}
+APP_DB_SECRET_ID = "dbunit/rds/app"
+REDIS_SECRET_ID = "dbunit/elasticache/auth"
+# Which settings each function gets: no function holds a secret it does not use.
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "data_export": ("DB_SECRET_ID", "DB_SCHEMA", "EXPORTS_BUCKET", "EXPORT_URL_TTL_S"),
+    "data_deletion": ("DB_SECRET_ID", "DB_SCHEMA", "EXPORTS_BUCKET", "REDIS_SECRET_ID"),
+    "audit_logging": ("DB_SECRET_ID", "DB_SCHEMA"),
+}
+_ZIP_TIME = (2020, 1, 1, 0, 0, 0)
+_UNCAPPED_CPU = re.compile(r"^HARNESS RequestId: \S+\tCPU Time: (?P<ms>[0-9.]+) ms", re.MULTILINE)
+# Lambda's synchronous invoke may run 900 s; botocore's default 60 s read timeout would cut it short.
+INVOKE_READ_TIMEOUT_S = 910
+
+
+class DeployError(RuntimeError):
+    """The functions could not be packaged or deployed; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class FunctionDefinition:
+    name: str
+    memory_mb: int
+    timeout_s: int
+    source_dir: Path
+
+
+def definitions(names: Sequence[str] | None = None) -> list[FunctionDefinition]:
+    known = {
+        name: FunctionDefinition(name, memory, TIMEOUTS_S[name], FUNCTIONS_DIR / name)
+        for name, memory in SEED_LAMBDA_MEMORY_MB.items()
+    }
+    chosen = list(names) if names else list(known)
+    unknown = [n for n in chosen if n not in known]
+    if unknown:
+        raise DeployError(f"unknown function(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return [known[n] for n in chosen]
+
+
+def _add_tree(archive: zipfile.ZipFile, root: Path, prefix: str) -> None:
+    for path in sorted(root.rglob("*")):
+        if path.is_dir() or "__pycache__" in path.parts or path.suffix == ".pyc":
+            continue
+        info = zipfile.ZipInfo(prefix + path.relative_to(root).as_posix(), date_time=_ZIP_TIME)
+        info.external_attr = 0o644 << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        archive.writestr(info, path.read_bytes())
+
+
+def package(definition: FunctionDefinition) -> bytes:
+    """The deployment zip: app.py at the root, the shared package beside it."""
+    common = FUNCTIONS_DIR / "common" / COMMON_PACKAGE
+    for required in (definition.source_dir / "app.py", common / "__init__.py"):
+        if not required.is_file():
+            raise DeployError(f"{required} is missing: the functions/ folder of the repository is incomplete")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        _add_tree(archive, definition.source_dir, "")
+        _add_tree(archive, common, f"{COMMON_PACKAGE}/")
+    return buffer.getvalue()
+
+
+def code_sha256(zip_bytes: bytes) -> str:
+    """The CodeSha256 Lambda reports: base64 of the zip's SHA-256."""
+    return base64.b64encode(hashlib.sha256(zip_bytes).digest()).decode()
+
+
+def _put_secret(aws: AwsEndpoint, secret_id: str, document: dict[str, Any]) -> None:
+    sm = aws.client("secretsmanager")
+    text = json.dumps(document)
+    try:
+        sm.put_secret_value(SecretId=secret_id, SecretString=text)
+    except sm.exceptions.ResourceNotFoundException:
+        sm.create_secret(Name=secret_id, SecretString=text)
+
+
+def ensure_stack_secrets(stack: StackEndpoints, state_dir: Path) -> tuple[str, str]:
+    """Write the functions' secrets for a local stack: the application role through the proxy, and Redis.
+
+    The functions log in as the seed's application role (it may append to audit_log but not change it),
+    not as the master user the stack's own secret holds.
+    """
+    from harness.seed import SeedError, app_credentials
+
+    try:
+        role, password = app_credentials(stack, state_dir, create=False)
+    except SeedError as exc:
+        raise DeployError(f"{exc}; the functions log in as the application role the seed creates") from None
+    _put_secret(
+        stack.aws,
+        APP_DB_SECRET_ID,
+        {
+            "engine": "postgres",
+            "host": stack.proxy.host,
+            "port": stack.proxy.port,
+            "username": role,
+            "password": password.reveal(),
+            "dbname": stack.proxy.dbname,
+        },
+    )
+    redis = stack.redis
+    _put_secret(
+        stack.aws,
+        REDIS_SECRET_ID,
+        {"host": redis.host, "port": redis.port, "password": redis.password.reveal(), "tls": False},
+    )
+    return APP_DB_SECRET_ID, REDIS_SECRET_ID
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    name: str
+    action: str  # "created", "updated", "unchanged"
+    memory_mb: int
+    timeout_s: int
+    code_sha256: str
+
+
+def deploy(
+    lambda_client: Any,
+    *,
+    db_secret_id: str,
+    redis_secret_id: str,
+    exports_bucket: str,
+    names: Sequence[str] | None = None,
+    name_prefix: str = "",
+    role_arn: str = DEFAULT_ROLE_ARN,
+    schema: str = "app",
+) -> list[DeployResult]:
+    """Create or update each function on the Lambda endpoint `lambda_client` talks to."""
+    settings = {
+        "DB_SECRET_ID": db_secret_id,
+        "DB_SCHEMA": schema,
+        "EXPORTS_BUCKET": exports_bucket,
+        "REDIS_SECRET_ID": redis_secret_id,
+        "EXPORT_URL_TTL_S": "3600",
+    }
+    results = []
+    for definition in definitions(names):
+        zip_bytes = package(definition)
+        sha = code_sha256(zip_bytes)
+        name = name_prefix + definition.name
+        config = {
+            "Runtime": RUNTIME,
+            "Handler": HANDLER,
+            "Role": role_arn,
+            "MemorySize": definition.memory_mb,
+            "Timeout": definition.timeout_s,
+            "Environment": {"Variables": {k: settings[k] for k in _NEEDS[definition.name]}},
+            "Description": f"GDPR {definition.name} (dbunit-harness)",
+        }
+        try:
+            current = lambda_client.get_function_configuration(FunctionName=name)
+        except lambda_client.exceptions.ResourceNotFoundException:
+            current = None
+        if current is None:
+            lambda_client.create_function(FunctionName=name, Code={"ZipFile": zip_bytes}, Publish=False, **config)
+            lambda_client.get_waiter("function_active_v2").wait(FunctionName=name)
+            results.append(DeployResult(name, "created", definition.memory_mb, definition.timeout_s, sha))
+            continue
+        changed = False
+        if current.get("CodeSha256") != sha:
+            lambda_client.update_function_code(FunctionName=name, ZipFile=zip_bytes)
+            lambda_client.get_waiter("function_updated_v2").wait(FunctionName=name)
+            changed = True
+        if any(current.get(key) != value for key, value in config.items() if key != "Environment") or current.get(
+            "Environment", {}
+        ).get("Variables", {}) != config["Environment"]["Variables"]:
+            lambda_client.update_function_configuration(FunctionName=name, **config)
+            lambda_client.get_waiter("function_updated_v2").wait(FunctionName=name)
+            changed = True
+        action = "updated" if changed else "unchanged"
+        results.append(DeployResult(name, action, definition.memory_mb, definition.timeout_s, sha))
+    return results
+
+
+def deploy_to_stack(
+    stack: StackEndpoints,
+    state_dir: Path,
+    *,
+    names: Sequence[str] | None = None,
+    db_secret_id: str | None = None,
+    redis_secret_id: str | None = None,
+    role_arn: str = DEFAULT_ROLE_ARN,
+) -> list[DeployResult]:
+    """Deploy the functions to the stack's Lambda endpoint. On a stack the harness owns, the secrets the
+    functions read are written first; an external account must name its own."""
+    if db_secret_id is None or redis_secret_id is None:
+        if stack.backend == "external":
+            raise DeployError(
+                "the external backend needs --db-secret-id and --redis-secret-id: the harness "
+                "does not write secrets into an account it does not own"
+            )
+        local_db, local_redis = ensure_stack_secrets(stack, state_dir)
+        db_secret_id, redis_secret_id = db_secret_id or local_db, redis_secret_id or local_redis
+    return deploy(
+        lambda_client(stack.aws),
+        db_secret_id=db_secret_id,
+        redis_secret_id=redis_secret_id,
+        exports_bucket=stack.resources.exports_bucket,
+        names=names,
+        role_arn=role_arn,
+    )
+
+
+# -- invoking ------------------------------------------------------------------------------------
+
+
+def lambda_client(aws: AwsEndpoint) -> Any:
+    """A Lambda client for measurements: no automatic retries (a throttle must count as a throttle, not
+    turn into a slower success) and a read timeout above Lambda's 900 s maximum."""
+    from botocore.config import Config
+
+    return aws.client(
+        "lambda",
+        config=Config(
+            retries={"total_max_attempts": 1},
+            read_timeout=INVOKE_READ_TIMEOUT_S,
+            connect_timeout=10,
+            # A burst scenario invokes many at once; botocore's default pool of 10 would queue them.
+            max_pool_connections=64,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Invocation:
+    function: str
+    throttled: bool
+    function_error: str | None
+    payload: Any
+    report: ReportLine | None  # None when throttled (no environment ran)
+    wall_ms: float
+    log_tail: str = ""
+    # CPU time the invocation used, reported by the local runtime only where it cannot cap CPU.
+    cpu_ms: float | None = None
+
+
+def invoke(client: Any, function: str, payload: Any) -> Invocation:
+    """One synchronous invocation with the log tail, its REPORT line parsed."""
+    began = time.perf_counter()
+    try:
+        response = client.invoke(FunctionName=function, Payload=json.dumps(payload).encode(), LogType="Tail")
+    except client.exceptions.TooManyRequestsException:
+        return Invocation(function, True, None, None, None, (time.perf_counter() - began) * 1000)
+    wall_ms = (time.perf_counter() - began) * 1000
+    body = response["Payload"].read()
+    tail = base64.b64decode(response.get("LogResult", "")).decode("utf-8", "replace")
+    parsed = json.loads(body) if body else None
+    cpu = _UNCAPPED_CPU.search(tail)
+    return Invocation(
+        function,
+        False,
+        response.get("FunctionError"),
+        parsed,
+        find_report_line(tail),
+        wall_ms,
+        tail,
+        float(cpu["ms"]) if cpu else None,
+    )
+
+
+@dataclass
+class InvocationSeries:
+    function: str
+    invocations: list[Invocation] = field(default_factory=list)
+
+    @property
+    def reports(self) -> list[ReportLine]:
+        return [i.report for i in self.invocations if i.report is not None]
+
+    @property
+    def durations_ms(self) -> list[float]:
+        return [r.duration_ms for r in self.reports]
+
+    @property
+    def billed_durations_ms(self) -> list[int]:
+        return [r.billed_duration_ms for r in self.reports]
+
+    @property
+    def max_memory_used_mb(self) -> list[int]:
+        return [r.max_memory_used_mb for r in self.reports]
+
+    @property
+    def init_durations_ms(self) -> list[float]:
+        return [r.init_duration_ms for r in self.reports if r.init_duration_ms is not None]
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for i in self.invocations if i.function_error)
+
+    @property
+    def throttles(self) -> int:
+        return sum(1 for i in self.invocations if i.throttled)
+
+    @property
+    def gb_seconds(self) -> float:
+        return sum(r.gb_seconds for r in self.reports)
+
+    def summary(self) -> dict[str, Any]:
+        durations = sorted(self.durations_ms)
+
+        def pct(p: float) -> float | None:
+            return durations[min(len(durations) - 1, int(p / 100 * len(durations)))] if durations else None
+
+        return {
+            "function": self.function,
+            "invocations": len(self.invocations),
+            "errors": self.errors,
+            "throttles": self.throttles,
+            "cold_starts": len(self.init_durations_ms),
+            "duration_ms": {
+                "mean": statistics.fmean(durations) if durations else None,
+                "p50": pct(50),
+                "p95": pct(95),
+                "max": durations[-1] if durations else None,
+            },
+            "init_duration_ms_mean": statistics.fmean(self.init_durations_ms) if self.init_durations_ms else None,
+            "billed_ms_total": sum(self.billed_durations_ms),
+            "max_memory_used_mb": max(self.max_memory_used_mb, default=None),
+            "gb_seconds": self.gb_seconds,
+        }
+
+
+def invoke_series(
+    client: Any,
+    function: str,
+    payloads: Sequence[Any] | Callable[[int], Any],
+    count: int,
+    *,
+    concurrency: int = 1,
+) -> InvocationSeries:
+    """Invoke `function` `count` times, `concurrency` at a time; payloads are cycled (or payloads(i))."""
+    if count < 1 or concurrency < 1:
+        raise ValueError(f"count and concurrency must be at least 1, got {count} and {concurrency}")
+    if not callable(payloads) and not payloads:
+        raise ValueError("payloads is empty: give at least one event")
+
+    def payload(i: int) -> Any:
+        return payloads(i) if callable(payloads) else payloads[i % len(payloads)]
+
+    series = InvocationSeries(function)
+    if concurrency == 1:
+        series.invocations = [invoke(client, function, payload(i)) for i in range(count)]
+    else:
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            series.invocations = list(pool.map(lambda i: invoke(client, function, payload(i)), range(count)))
+    return series
+
+
+def monthly_gb_seconds(series: InvocationSeries, invocations_per_month: int) -> float:
+    """GB-seconds a month of this traffic would bill, from the series' mean per invocation."""
+    if not series.reports:
+        return 0.0
+    return series.gb_seconds / len(series.reports) * invocations_per_month

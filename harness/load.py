@@ -1,0 +1,288 @@
+"""The measuring core: closed and open load models whose latencies land in HDR histograms.
+
+Closed model: N clients, each issuing its next request as soon as the last returns. It measures what
+N busy clients get, and by construction it slows down when the server does (a stall hides itself).
+
+Open model: requests are due at a constant rate whatever the server does, and each latency is taken
+from the request's *intended* start (wrk2's coordinated-omission correction): when the server stalls,
+every request that should have been sent during the stall is charged the time it waited. The service
+time (from the actual send) is kept beside it, so the two can be compared.
+
+Every run is bounded twice, by duration and by request count; whichever comes first ends it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+
+from hdrh.histogram import HdrHistogram
+
+from harness.results import new_histogram
+
+# One request: raises on failure. A client is built per worker so each owns its connection.
+Request = Callable[[], object]
+ClientFactory = Callable[[int], AbstractContextManager[Request]]
+# Names the kind of a failure (a refused connection, a timeout...) so they can be counted apart.
+Classifier = Callable[[BaseException], str]
+MAX_ERROR_SAMPLES = 5
+MICROS = 1_000_000
+
+
+class LoadError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Limits:
+    duration_s: float
+    max_requests: int
+
+    def __post_init__(self) -> None:
+        if not 0 < self.duration_s <= 24 * 3600:
+            raise LoadError(f"duration_s must be in (0, 86400], got {self.duration_s}")
+        if self.max_requests <= 0:
+            raise LoadError(f"max_requests must be positive, got {self.max_requests}")
+
+
+@dataclass
+class LoadResult:
+    model: str
+    clients: int
+    # Microseconds, as results.new_histogram() expects. In the open model: from the intended start.
+    latency: HdrHistogram = field(default_factory=new_histogram)
+    # From the actual send; equals `latency` in the closed model.
+    service_time: HdrHistogram = field(default_factory=new_histogram)
+    ok: int = 0
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    target_rate: float | None = None
+
+    @property
+    def throughput(self) -> float:
+        return self.ok / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def error_rate(self) -> float:
+        total = self.ok + self.errors
+        return self.errors / total if total else 0.0
+
+    def percentile_ms(self, percentile: float, corrected: bool = True) -> float:
+        histogram = self.latency if corrected else self.service_time
+        if histogram.get_total_count() == 0:
+            raise LoadError("no successful request was measured, so there is no percentile")
+        return histogram.get_value_at_percentile(percentile) / 1000
+
+    def summary(self) -> str:
+        if self.ok == 0:
+            return f"{self.model}: 0 ok, {self.errors} errors ({'; '.join(self.error_samples)})"
+        return (
+            f"{self.model} x{self.clients}: {self.ok} ok, {self.errors} errors in {self.elapsed_s:.1f} s "
+            f"({self.throughput:.0f}/s); p50 {self.percentile_ms(50):.2f} ms, p95 {self.percentile_ms(95):.2f} ms, "
+            f"p99 {self.percentile_ms(99):.2f} ms"
+        )
+
+
+class _Collector:
+    """Per-worker histograms, merged at the end: no lock on the hot path."""
+
+    def __init__(self, result: LoadResult) -> None:
+        self.result = result
+        self.lock = threading.Lock()
+
+    def merge(self, worker: _WorkerTally) -> None:
+        with self.lock:
+            self.result.latency.add(worker.latency)
+            self.result.service_time.add(worker.service)
+            self.result.ok += worker.ok
+            self.result.errors += sum(worker.kinds.values())
+            for kind, count in worker.kinds.items():
+                self.result.errors_by_kind[kind] = self.result.errors_by_kind.get(kind, 0) + count
+            room = MAX_ERROR_SAMPLES - len(self.result.error_samples)
+            self.result.error_samples.extend(worker.samples[:room])
+
+
+def _type_name(exc: BaseException) -> str:
+    return type(exc).__name__
+
+
+@dataclass
+class _WorkerTally:
+    classify: Classifier
+    latency: HdrHistogram = field(default_factory=new_histogram)
+    service: HdrHistogram = field(default_factory=new_histogram)
+    ok: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
+    samples: list[str] = field(default_factory=list)
+
+    def failed(self, exc: BaseException, context: str = "") -> None:
+        kind = self.classify(exc)
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
+        if len(self.samples) < MAX_ERROR_SAMPLES:
+            self.samples.append(f"{context}{type(exc).__name__}: {exc}".strip()[:300])
+
+
+def _record(histogram: HdrHistogram, seconds: float) -> None:
+    histogram.record_value(max(1, round(seconds * MICROS)))
+
+
+def _run_workers(count: int, target: Callable[[int], None]) -> None:
+    threads = [threading.Thread(target=target, args=(i,), name=f"load-{i}", daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+class _Progress:
+    """A line on stderr every few seconds while a run goes: long runs show they are alive."""
+
+    def __init__(self, label: str, result: LoadResult, counter: Callable[[], int], enabled: bool) -> None:
+        self.label, self.result, self.counter, self.enabled = label, result, counter, enabled
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        began = time.monotonic()
+        while not self.stop.wait(5.0):
+            done = self.counter()
+            elapsed = time.monotonic() - began
+            print(f"  {self.label}: {done} requests in {elapsed:.0f} s ({done / elapsed:.0f}/s)", file=sys.stderr)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        if self.enabled:
+            self.thread.start()
+        try:
+            yield
+        finally:
+            self.stop.set()
+
+
+def run_closed(
+    client_factory: ClientFactory,
+    clients: int,
+    limits: Limits,
+    *,
+    label: str = "closed",
+    progress: bool = False,
+    classify: Classifier = _type_name,
+) -> LoadResult:
+    """`clients` workers, each sending its next request when the last one returns."""
+    if clients <= 0:
+        raise LoadError(f"clients must be positive, got {clients}")
+    result = LoadResult(model="closed", clients=clients)
+    collector = _Collector(result)
+    issued = 0
+    issued_lock = threading.Lock()
+    began = time.perf_counter()
+    deadline = began + limits.duration_s
+
+    def take_ticket() -> bool:
+        nonlocal issued
+        with issued_lock:
+            if issued >= limits.max_requests or time.perf_counter() >= deadline:
+                return False
+            issued += 1
+            return True
+
+    def worker(index: int) -> None:
+        tally = _WorkerTally(classify)
+        try:
+            with client_factory(index) as request:
+                while take_ticket():
+                    start = time.perf_counter()
+                    try:
+                        request()
+                    except Exception as exc:
+                        tally.failed(exc)
+                        continue
+                    _record(tally.latency, time.perf_counter() - start)
+                    tally.ok += 1
+        except Exception as exc:
+            # The client could not even be built (a refused connection, say): that is one error too.
+            tally.failed(exc, "client setup: ")
+        tally.service = tally.latency
+        collector.merge(tally)
+
+    with _Progress(label, result, lambda: issued, progress).running():
+        _run_workers(clients, worker)
+    result.elapsed_s = time.perf_counter() - began
+    return result
+
+
+def run_open(
+    client_factory: ClientFactory,
+    rate_per_s: float,
+    limits: Limits,
+    *,
+    workers: int,
+    label: str = "open",
+    progress: bool = False,
+    classify: Classifier = _type_name,
+) -> LoadResult:
+    """Requests due every 1/rate seconds, served by up to `workers` concurrent clients.
+
+    A request due while every worker is busy waits for one, and that wait is part of its latency.
+    """
+    if rate_per_s <= 0:
+        raise LoadError(f"rate_per_s must be positive, got {rate_per_s}")
+    if workers <= 0:
+        raise LoadError(f"workers must be positive, got {workers}")
+    result = LoadResult(model="open", clients=workers, target_rate=rate_per_s)
+    collector = _Collector(result)
+    total = min(limits.max_requests, max(1, int(limits.duration_s * rate_per_s)))
+    next_ticket = 0
+    ticket_lock = threading.Lock()
+    began = time.perf_counter()
+    # A stalled server must not stretch the run without bound: nothing is sent after this.
+    hard_deadline = began + limits.duration_s * 2 + 5
+
+    def take_ticket() -> float | None:
+        nonlocal next_ticket
+        with ticket_lock:
+            if next_ticket >= total or time.perf_counter() >= hard_deadline:
+                return None
+            intended = began + next_ticket / rate_per_s
+            next_ticket += 1
+            return intended
+
+    def worker(index: int) -> None:
+        tally = _WorkerTally(classify)
+        try:
+            with client_factory(index) as request:
+                while (intended := take_ticket()) is not None:
+                    wait = intended - time.perf_counter()
+                    if wait > 0:
+                        time.sleep(wait)
+                    start = time.perf_counter()
+                    try:
+                        request()
+                    except Exception as exc:
+                        tally.failed(exc)
+                        continue
+                    end = time.perf_counter()
+                    _record(tally.latency, end - intended)
+                    _record(tally.service, end - start)
+                    tally.ok += 1
+        except Exception as exc:
+            tally.failed(exc, "client setup: ")
+        collector.merge(tally)
+
+    with _Progress(label, result, lambda: next_ticket, progress).running():
+        _run_workers(workers, worker)
+    result.elapsed_s = time.perf_counter() - began
+    return result
+
+
+@contextlib.contextmanager
+def plain_client(request: Request) -> Iterator[Request]:
+    """A client with nothing to open or close."""
+    yield request

@@ -1,0 +1,125 @@
+"""Monthly projections: free-tier usage and cost after the free tier, from the deployment shape, the
+monthly model (fixtures/monthly_model.yaml) and the Lambda durations a run measured.
+
+Everything here is arithmetic on named inputs, so each figure in a report can be traced to them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.sizing import SEED_LAMBDA_MEMORY_MB
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "fixtures" / "monthly_model.yaml"
+
+
+class ModelError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class MonthlyModel:
+    rds_instances: int
+    elasticache_nodes: int
+    rds_storage_gb: float
+    free_tier_hours_per_month: float
+    billing_hours_per_month: float
+    invocations: dict[str, int]
+    free_tier: dict[str, float]
+    prices: dict[str, float]
+
+
+def _number(raw: dict[str, Any], key: str, where: str) -> float:
+    value = raw.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ModelError(f"{where}: {key} must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+def load_model(path: Path = DEFAULT_MODEL) -> MonthlyModel:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ModelError(f"cannot read the monthly model {path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ModelError(f"{path}: expected a mapping at the top level")
+    sections = {}
+    for name in ("deployment", "lambda_invocations_per_month", "free_tier", "prices_usd"):
+        section = raw.get(name)
+        if not isinstance(section, dict):
+            raise ModelError(f"{path}: section {name!r} is missing or not a mapping")
+        sections[name] = section
+    deployment = sections["deployment"]
+    invocations = sections["lambda_invocations_per_month"]
+    unknown = sorted(set(invocations) - set(SEED_LAMBDA_MEMORY_MB))
+    if unknown:
+        raise ModelError(
+            f"{path}: unknown Lambda function(s) {', '.join(unknown)}; known: {', '.join(SEED_LAMBDA_MEMORY_MB)}"
+        )
+    prices_needed = (
+        "rds_db_t3_micro_postgres_per_hour",
+        "rds_gp2_storage_per_gb_month",
+        "elasticache_cache_t3_micro_per_hour",
+        "lambda_per_gb_second",
+        "lambda_per_million_requests",
+    )
+    return MonthlyModel(
+        rds_instances=int(_number(deployment, "rds_instances", f"{path}: deployment")),
+        elasticache_nodes=int(_number(deployment, "elasticache_nodes", f"{path}: deployment")),
+        rds_storage_gb=_number(deployment, "rds_storage_gb", f"{path}: deployment"),
+        free_tier_hours_per_month=_number(raw, "free_tier_hours_per_month", str(path)),
+        billing_hours_per_month=_number(raw, "billing_hours_per_month", str(path)),
+        invocations={f: int(_number(invocations, f, f"{path}: lambda_invocations_per_month")) for f in invocations},
+        free_tier={
+            k: _number(sections["free_tier"], k, f"{path}: free_tier")
+            for k in ("rds_hours", "elasticache_hours", "lambda_requests", "lambda_gb_seconds")
+        },
+        prices={k: _number(sections["prices_usd"], k, f"{path}: prices_usd") for k in prices_needed},
+    )
+
+
+@dataclass(frozen=True)
+class Projection:
+    rds_hours: float
+    elasticache_hours: float
+    lambda_requests: int
+    lambda_gb_seconds: float
+    lambda_requests_pct: float
+    lambda_gb_seconds_pct: float
+    monthly_usd_after_free_tier: float
+    breakdown_usd: dict[str, float]
+
+
+def project(model: MonthlyModel, mean_billed_ms: dict[str, float]) -> Projection:
+    """mean_billed_ms: each function's mean billed duration measured in the run (every function in the
+    model must have one: a projection from a function never measured would be a guess)."""
+    missing = sorted(f for f in model.invocations if f not in mean_billed_ms)
+    if missing:
+        raise ModelError(f"no measured duration for {', '.join(missing)}: run the Lambda scenario first")
+    gb_seconds = sum(
+        count * mean_billed_ms[f] / 1000 * SEED_LAMBDA_MEMORY_MB[f] / 1024 for f, count in model.invocations.items()
+    )
+    requests = sum(model.invocations.values())
+    hours = model.billing_hours_per_month
+    prices = model.prices
+    breakdown = {
+        "rds_instance": model.rds_instances * hours * prices["rds_db_t3_micro_postgres_per_hour"],
+        "rds_storage": model.rds_storage_gb * prices["rds_gp2_storage_per_gb_month"],
+        "elasticache_node": model.elasticache_nodes * hours * prices["elasticache_cache_t3_micro_per_hour"],
+        "lambda_compute": gb_seconds * prices["lambda_per_gb_second"],
+        "lambda_requests": requests / 1e6 * prices["lambda_per_million_requests"],
+    }
+    return Projection(
+        rds_hours=model.rds_instances * model.free_tier_hours_per_month,
+        elasticache_hours=model.elasticache_nodes * model.free_tier_hours_per_month,
+        lambda_requests=requests,
+        lambda_gb_seconds=gb_seconds,
+        lambda_requests_pct=100.0 * requests / model.free_tier["lambda_requests"],
+        lambda_gb_seconds_pct=100.0 * gb_seconds / model.free_tier["lambda_gb_seconds"],
+        monthly_usd_after_free_tier=sum(breakdown.values()),
+        breakdown_usd=breakdown,
+    )

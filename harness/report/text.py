@@ -1,0 +1,146 @@
+"""Plain-text renderings: the fixed-width verdict table printed at the end of a run, and report.md."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from harness.report.figures import MetricSummary, format_value
+from harness.thresholds import EXIT_CODE_MEANINGS, Status, Threshold, ThresholdResult, exit_code, verdict
+
+# The environment facts a reader looks for first, in this order; any others follow alphabetically.
+PREFERRED_FACTS = ("backend", "versions", "sizing", "cgroups", "machine", "data_profile", "git_revision")
+
+
+def flatten_facts(run: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Run facts as (dotted key, text) rows, preferred keys first."""
+    rows: list[tuple[str, str]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, Mapping) and value:
+            for key in sorted(value):
+                walk(f"{prefix}.{key}", value[key])
+        elif isinstance(value, list | tuple):
+            rows.append((prefix, ", ".join(str(v) for v in value)))
+        else:
+            rows.append((prefix, "yes" if value is True else "no" if value is False else str(value)))
+
+    ordered = [k for k in PREFERRED_FACTS if k in run] + sorted(k for k in run if k not in PREFERRED_FACTS)
+    for key in ordered:
+        walk(key, run[key])
+    return rows
+
+
+def missing_facts(run: Mapping[str, Any]) -> list[str]:
+    return [k for k in PREFERRED_FACTS if k not in run]
+
+
+def conditions(t: Threshold) -> str:
+    """Both levels in one phrase. Expressions state what must hold, hence 'unless'."""
+    parts = [f"{verb} unless {c}" for verb, c in (("warn", t.warning), ("fail", t.critical)) if c is not None]
+    return "; ".join(parts)
+
+
+def margin_text(result: ThresholdResult) -> str:
+    if result.margin is None:
+        return "-"
+    text = format_value(result.margin, result.threshold.unit)
+    if result.margin > 0:
+        text = "+" + text
+    pct = result.margin_pct
+    return text if pct is None else f"{text} ({pct:+.0f}%)"
+
+
+def verdict_rows(results: Sequence[ThresholdResult]) -> list[tuple[str, ...]]:
+    return [
+        (
+            r.status.value,
+            r.threshold.id + (" *" if r.threshold.ours else ""),
+            "-" if r.threshold.warning is None else str(r.threshold.warning),
+            "-" if r.threshold.critical is None else str(r.threshold.critical),
+            format_value(r.measured, r.threshold.unit),
+            "-" if r.level is None else f"{r.level_name} {format_value(r.level, r.threshold.unit)}",
+            margin_text(r),
+            "-" if r.sample_size is None else str(r.sample_size),
+        )
+        for r in results
+    ]
+
+
+# Expressions state what must hold to pass, so the columns say what happens when one does not.
+VERDICT_HEADERS = ("STATUS", "THRESHOLD", "WARN UNLESS", "FAIL UNLESS", "MEASURED", "LEVEL", "MARGIN", "N")
+
+
+def _fixed_width(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+    lines = ["  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in [headers, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def format_verdict_table(results: Sequence[ThresholdResult]) -> str:
+    """The verdict as fixed-width text, with a line per non-passing threshold saying why."""
+    lines = _fixed_width(VERDICT_HEADERS, verdict_rows(results))
+    notes = [f"  {r.status.value} {r.threshold.id}: {r.message}" for r in results if r.status is not Status.PASS]
+    if notes:
+        lines += ["", *notes]
+    if any(r.threshold.ours for r in results):
+        lines += ["", "* level set by the harness, not the seed document"]
+    code = exit_code(results)
+    lines += ["", f"verdict: {verdict(results).value} (exit {code}: {EXIT_CODE_MEANINGS[code]})"]
+    return "\n".join(lines)
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(_md_escape(str(c)) for c in row) + " |" for row in rows]
+    return lines
+
+
+def render_markdown(
+    run: Mapping[str, Any],
+    results: Sequence[ThresholdResult],
+    summaries: Sequence[MetricSummary],
+    generated_at: str,
+    threshold_sources: Sequence[str],
+) -> str:
+    code = exit_code(results)
+    lines = [
+        "# Database Unit sign-off report",
+        "",
+        f"**Verdict: {verdict(results).value}** (exit {code}: {EXIT_CODE_MEANINGS[code]}). Generated {generated_at}.",
+        "",
+        "## Environment",
+        "",
+        *_md_table(("fact", "value"), flatten_facts(run)),
+    ]
+    if missing_facts(run):
+        lines += ["", f"Not recorded in this run: {', '.join(missing_facts(run))}."]
+    lines += ["", "## Thresholds", "", *_md_table(VERDICT_HEADERS, verdict_rows(results)), ""]
+    for r in results:
+        if r.status is not Status.PASS:
+            lines.append(f"- **{r.status.value}** `{r.threshold.id}`: {r.message}")
+    lines += [
+        "",
+        "`*` marks levels the harness sets itself; the others come from the seed document "
+        "(see each threshold's source in report.json).",
+        "",
+        "## Measurements",
+        "",
+    ]
+    rows = [
+        (
+            s.name,
+            s.kind.value,
+            s.unit or "-",
+            s.text(),
+        )
+        for s in summaries
+    ]
+    lines += _md_table(("metric", "kind", "unit", "figures"), rows)
+    lines += ["", f"Thresholds from: {', '.join(threshold_sources)}.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,168 @@
+"""`harness signoff`: the pre-release run. Bring the stack up if needed, seed if needed, run the
+scenario suite, judge every threshold, and write reports/<time>/ with report.json, report.md,
+report.html and junit.xml. Ends in PASS, WARN or FAIL (or a broken run), as an exit code CI can gate on.
+
+Scenario checks (pytest assertions on behaviour: the proxy queued instead of refusing, no acknowledged
+write was lost...) count as well: a failed check is a critical breach, a scenario that could not run at
+all is a broken run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.backends import get_backend
+from harness.backends.base import Reporter
+from harness.config import Settings
+from harness.endpoints import StackEndpoints
+from harness.report import format_verdict_table, render_report
+from harness.results import Results, machine_facts
+from harness.seed import app_credentials, data_root, seed
+from harness.seed_profiles import get_profile
+from harness.thresholds import EXIT_BROKEN, EXIT_FAIL, EXIT_PASS, EXIT_WARN, ThresholdSet
+
+# The scenario sizes and the seed profile each one needs (scenarios/conftest.py holds the knobs).
+SIZE_SEED_PROFILES = {"ci": "ci", "signoff": "default"}
+# pytest's own exit codes: 1 means tests ran and some failed; anything else means it could not run them.
+PYTEST_TESTS_FAILED = 1
+
+
+@dataclass(frozen=True)
+class ScenarioOutcome:
+    exit_code: int
+    passed: int
+    failed: list[str]
+    errors: list[str]
+    skipped: int
+
+    def as_facts(self) -> dict[str, object]:
+        return {"passed": self.passed, "failed": self.failed, "errors": self.errors, "skipped": self.skipped}
+
+
+def _read_junit(path: Path) -> tuple[int, list[str], list[str], int]:
+    if not path.exists():
+        return 0, [], [], 0
+    passed, failed, errors, skipped = 0, [], [], 0
+    for case in ET.parse(path).getroot().iter("testcase"):
+        name = f"{case.get('classname', '')}::{case.get('name', '')}"
+        if case.find("failure") is not None:
+            failed.append(name)
+        elif case.find("error") is not None:
+            errors.append(name)
+        elif case.find("skipped") is not None:
+            skipped += 1
+        else:
+            passed += 1
+    return passed, failed, errors, skipped
+
+
+def run_scenarios(
+    settings: Settings, scenarios: Path, results_path: Path, size: str, out_dir: Path, extra_args: list[str]
+) -> ScenarioOutcome:
+    junit = out_dir / "scenarios-junit.xml"
+    env = {
+        **os.environ,
+        "HARNESS_RESULTS": str(results_path),
+        "HARNESS_SCENARIO_SIZE": size,
+        # The child resolves the same stack whatever its working directory or config file.
+        "HARNESS_STATE_DIR": str(settings.state_dir),
+        "HARNESS_BACKEND": settings.backend,
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(scenarios),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-s",
+        f"--junitxml={junit}",
+        *extra_args,
+    ]
+    rc = subprocess.run(command, env=env).returncode
+    passed, failed, errors, skipped = _read_junit(junit)
+    if rc == 0:
+        code = EXIT_PASS
+    elif rc == PYTEST_TESTS_FAILED and not errors:
+        code = EXIT_FAIL
+    else:
+        code = EXIT_BROKEN
+    if rc not in (0, PYTEST_TESTS_FAILED) and not errors:
+        errors = [f"pytest exited {rc} (no tests collected, interrupted or a usage error)"]
+    return ScenarioOutcome(code, passed, failed, errors, skipped)
+
+
+def ensure_stack(settings: Settings, report: Reporter) -> tuple[StackEndpoints, bool]:
+    """The running stack, started if it was not; True when this call started it."""
+    backend = get_backend(settings)
+    endpoints = backend.endpoints()
+    if endpoints is not None and backend.status().healthy:
+        report(f"using the running {settings.backend} stack")
+        return endpoints, False
+    report(f"starting the {settings.backend} stack")
+    return backend.up(report), True
+
+
+def signoff(
+    settings: Settings,
+    thresholds: ThresholdSet,
+    *,
+    size: str,
+    scenarios: Path,
+    reports_root: Path,
+    keep_up: bool,
+    pytest_args: list[str],
+    report: Reporter,
+) -> int:
+    began = time.monotonic()
+    out_dir = reports_root / time.strftime("%Y%m%d-%H%M%S")
+    out_dir.mkdir(parents=True, exist_ok=False)
+    endpoints, started = ensure_stack(settings, report)
+    try:
+        profile = get_profile(SIZE_SEED_PROFILES[size])
+        _, app_password = app_credentials(endpoints, settings.state_dir)
+        seeded = seed(endpoints.direct, profile, data_root(settings.state_dir), app_password)
+        report(seeded.summary())
+        results_path = out_dir / "results.json"
+        results = Results.open(
+            results_path,
+            run={
+                **machine_facts(Path.cwd()),
+                "backend": settings.backend,
+                "stack": endpoints.facts,
+                "data_profile": profile.name,
+                "scenario_size": size,
+            },
+        )
+        report(f"running scenarios ({size} size) from {scenarios}")
+        outcome = run_scenarios(settings, scenarios, results_path, size, out_dir, pytest_args)
+        results.update_run({"scenario_checks": outcome.as_facts(), "duration_s": round(time.monotonic() - began, 1)})
+        rendered = render_report(results_path, out_dir, thresholds)
+    finally:
+        if started and not keep_up:
+            get_backend(settings).down(report)
+    print(format_verdict_table(rendered.evaluation))
+    print(
+        f"\nscenario checks: {outcome.passed} passed, {len(outcome.failed)} failed, "
+        f"{len(outcome.errors)} errors, {outcome.skipped} skipped"
+    )
+    for name in outcome.failed:
+        print(f"  FAILED check: {name}")
+    for name in outcome.errors:
+        print(f"  BROKEN: {name}")
+    code = max(rendered.exit_code, outcome.exit_code)
+    print(
+        f"\nsign-off (thresholds and scenario checks): {VERDICT_WORDS[code]} (exit {code}); "
+        f"report: {rendered.files['report.html']}"
+    )
+    return code
+
+
+VERDICT_WORDS = {EXIT_PASS: "PASS", EXIT_WARN: "WARN", EXIT_FAIL: "FAIL", EXIT_BROKEN: "BROKEN"}

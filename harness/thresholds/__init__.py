@@ -1,0 +1,54 @@
+"""Thresholds as data: a k6-like expression grammar, threshold files with overrides, and evaluation.
+
+thresholds = load_thresholds(Path("fixtures/thresholds.yaml"), [Path("ci.yaml")], ["id:warning=p95 < 80ms"])
+outcome = evaluate(thresholds, load_results("reports/run/results.json"))
+sys.exit(exit_code(outcome))
+"""
+
+from harness.thresholds.config import (
+    Problem,
+    Threshold,
+    ThresholdConfigError,
+    ThresholdSet,
+    apply_override_text,
+    apply_sets,
+    load_thresholds,
+    parse_thresholds,
+)
+from harness.thresholds.evaluate import (
+    EXIT_BROKEN,
+    EXIT_CODE_MEANINGS,
+    EXIT_FAIL,
+    EXIT_PASS,
+    EXIT_WARN,
+    Status,
+    ThresholdResult,
+    evaluate,
+    exit_code,
+    verdict,
+)
+from harness.thresholds.grammar import Condition, ExpressionError, parse_expression
+
+__all__ = [
+    "EXIT_BROKEN",
+    "EXIT_CODE_MEANINGS",
+    "EXIT_FAIL",
+    "EXIT_PASS",
+    "EXIT_WARN",
+    "Condition",
+    "ExpressionError",
+    "Problem",
+    "Status",
+    "Threshold",
+    "ThresholdConfigError",
+    "ThresholdResult",
+    "ThresholdSet",
+    "apply_override_text",
+    "apply_sets",
+    "evaluate",
+    "exit_code",
+    "load_thresholds",
+    "parse_expression",
+    "parse_thresholds",
+    "verdict",
+]

@@ -1,0 +1,156 @@
+"""Judge a run's measurements against thresholds: PASS, WARN, FAIL, or ERROR when it cannot be judged.
+
+A threshold whose metric no scenario recorded is an ERROR, never a pass: a misspelt metric in a
+scenario, or a scenario that did not run, must not look like a healthy build.
+
+Exit codes (the process exit status of `harness signoff` and `harness report render`):
+
+    0  EXIT_PASS     every threshold passed
+    3  EXIT_WARN     at least one warning level breached, no critical one
+    4  EXIT_FAIL     at least one critical level breached
+    5  EXIT_BROKEN   the run itself broke: a threshold could not be judged (metric missing, no samples),
+                     or the thresholds or results could not be read
+
+1 and 2 are left alone on purpose: Python exits 1 on an uncaught exception and argparse exits 2 on a
+usage error, and neither may be mistaken for "warnings only" or "critical breach". The codes rise with
+severity, so `rc <= 3` reads "no critical breach, nothing broken".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from harness.metrics import REGISTRY
+from harness.results import MeasurementError, RunResults
+from harness.thresholds.config import Threshold, ThresholdSet
+
+EXIT_PASS = 0
+EXIT_WARN = 3
+EXIT_FAIL = 4
+EXIT_BROKEN = 5
+
+EXIT_CODE_MEANINGS: dict[int, str] = {
+    EXIT_PASS: "all thresholds passed",
+    EXIT_WARN: "warnings only: a warning level was breached, no critical one",
+    EXIT_FAIL: "a critical level was breached",
+    EXIT_BROKEN: "the run broke: a threshold could not be judged, or input could not be read",
+}
+
+
+class Status(StrEnum):
+    PASS = "PASS"
+    WARN = "WARN"
+    FAIL = "FAIL"
+    ERROR = "ERROR"
+
+
+@dataclass(frozen=True)
+class ThresholdResult:
+    threshold: Threshold
+    status: Status
+    # In the metric's unit; None when the status is ERROR.
+    measured: float | None
+    # The level the status is about: the first one to fire on a PASS (headroom), else the breached one.
+    level: float | None
+    level_name: str | None
+    # Positive: headroom left before the level fires. Negative: how far past the level the run went.
+    margin: float | None
+    sample_size: int | None
+    message: str
+
+    @property
+    def margin_pct(self) -> float | None:
+        if self.margin is None or not self.level:
+            return None
+        return 100.0 * self.margin / abs(self.level)
+
+
+def _margin(threshold: Threshold, measured: float, level: float) -> float:
+    match threshold.condition.comparator:
+        case "<" | "<=":
+            return level - measured
+        case ">" | ">=":
+            return measured - level
+        case _:
+            # 0.0 - x, not -x: a met equality has margin 0, not -0.
+            return 0.0 - abs(measured - level)
+
+
+def _describe(threshold: Threshold, status: Status, measured: float, level_name: str, level: float) -> str:
+    unit = f" {threshold.unit}" if threshold.unit else ""
+    stat = threshold.condition.statistic
+    condition = threshold.warning if level_name == "warning" else threshold.critical
+    if status is Status.PASS:
+        return f"{stat} = {measured:.6g}{unit} meets `{condition}`"
+    return f"{stat} = {measured:.6g}{unit} breaches {level_name} `{condition}` (level {level:.6g}{unit})"
+
+
+def _not_judged(threshold: Threshold, message: str) -> ThresholdResult:
+    return ThresholdResult(threshold, Status.ERROR, None, None, None, None, None, message)
+
+
+def evaluate_threshold(threshold: Threshold, results: RunResults) -> ThresholdResult:
+    data = results.get(threshold.metric)
+    if data is None:
+        return _not_judged(
+            threshold,
+            f"{threshold.metric} was never measured: no scenario recorded it in {results.path}; run the "
+            "scenario that records it, or check the metric name the scenario uses",
+        )
+    expected_kind = REGISTRY[threshold.metric].kind
+    if data.kind != expected_kind or data.unit != threshold.unit:
+        return _not_judged(
+            threshold,
+            f"{threshold.metric} is stored as {data.kind} in {data.unit!r} but the registry says "
+            f"{expected_kind} in {threshold.unit!r}; the results file predates a registry change, "
+            "re-run the scenarios",
+        )
+    try:
+        figure = data.statistic(threshold.condition.statistic)
+    except MeasurementError as exc:
+        return _not_judged(threshold, str(exc))
+    warning, critical = threshold.warning, threshold.critical
+    warning_level, critical_level = threshold.level("warning"), threshold.level("critical")
+    if critical and critical_level is not None and not critical.holds(figure.value, critical_level):
+        status, level_name, level = Status.FAIL, "critical", critical_level
+    elif warning and warning_level is not None and not warning.holds(figure.value, warning_level):
+        status, level_name, level = Status.WARN, "warning", warning_level
+    elif warning_level is not None:
+        status, level_name, level = Status.PASS, "warning", warning_level
+    else:
+        assert critical_level is not None, "validated thresholds have at least one level"
+        status, level_name, level = Status.PASS, "critical", critical_level
+    return ThresholdResult(
+        threshold,
+        status,
+        figure.value,
+        level,
+        level_name,
+        _margin(threshold, figure.value, level),
+        figure.sample_size,
+        _describe(threshold, status, figure.value, level_name, level),
+    )
+
+
+def evaluate(thresholds: ThresholdSet, results: RunResults) -> list[ThresholdResult]:
+    return [evaluate_threshold(t, results) for t in thresholds.thresholds]
+
+
+def exit_code(results: Sequence[ThresholdResult]) -> int:
+    """The worst outcome wins; a broken run outranks a breach because its verdict cannot be trusted."""
+    statuses = {r.status for r in results}
+    if Status.ERROR in statuses:
+        return EXIT_BROKEN
+    if Status.FAIL in statuses:
+        return EXIT_FAIL
+    if Status.WARN in statuses:
+        return EXIT_WARN
+    return EXIT_PASS
+
+
+def verdict(results: Sequence[ThresholdResult]) -> Status:
+    return {EXIT_BROKEN: Status.ERROR, EXIT_FAIL: Status.FAIL, EXIT_WARN: Status.WARN}.get(
+        exit_code(results), Status.PASS
+    )

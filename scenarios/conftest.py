@@ -1,0 +1,148 @@
+"""Fixtures shared by the scenarios: the run's results file, the scenario size, seeded data.
+
+Scenarios run against whatever stack the `stack` fixture (harness's pytest plugin) yields, and append
+their measurements to one results file: HARNESS_RESULTS when `harness signoff` runs them, otherwise a
+fresh file under reports/scenarios-<time>/.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from harness.config import Settings
+from harness.endpoints import PostgresEndpoint, StackEndpoints
+from harness.results import Results, machine_facts
+from harness.seed import app_credentials, app_endpoint, current_seed, data_root, load_current_ground_truth, seed
+from harness.seed_profiles import get_profile
+from harness.vectors import GroundTruth
+
+
+@dataclass(frozen=True)
+class ScenarioSize:
+    """Every knob a scenario reads; `ci` finishes in minutes, `signoff` is a real run."""
+
+    name: str
+    seed_profile: str
+    # Connection pooling.
+    pool_clients: tuple[int, ...]
+    pool_requests_per_client: int
+    # Client counts up to this one are the design load at which proxy.acquire_ms is judged.
+    acquire_design_clients: int
+    storm_clients: int
+    storm_hold_s: float
+    # Vector search.
+    search_concurrency: tuple[int, ...]
+    search_queries: int
+    ef_search: int
+    ef_sweep: tuple[int, ...]
+    filtered_queries: int
+    # Cache.
+    cache_skews: tuple[float, ...]
+    cache_skew: float
+    cache_requests: int
+    cache_warmup_requests: int
+    cache_overflow_bytes: int
+    # Bounds every load loop obeys whatever the size.
+    max_duration_s: float
+
+
+SIZES: dict[str, ScenarioSize] = {
+    "ci": ScenarioSize(
+        name="ci",
+        seed_profile="ci",
+        pool_clients=(1, 8, 32, 150),
+        pool_requests_per_client=10,
+        acquire_design_clients=8,
+        storm_clients=200,
+        storm_hold_s=0.3,
+        search_concurrency=(1, 4),
+        search_queries=400,
+        ef_search=40,
+        ef_sweep=(10, 20, 40, 80, 160),
+        filtered_queries=20,
+        cache_skews=(0.6, 1.0, 1.4),
+        cache_skew=1.0,
+        cache_requests=6_000,
+        cache_warmup_requests=1_000,
+        cache_overflow_bytes=450 * 2**20,
+        max_duration_s=60,
+    ),
+    "signoff": ScenarioSize(
+        name="signoff",
+        seed_profile="default",
+        pool_clients=(1, 10, 50, 100, 200),
+        pool_requests_per_client=200,
+        acquire_design_clients=10,
+        storm_clients=500,
+        storm_hold_s=0.5,
+        search_concurrency=(1, 2, 4, 8),
+        search_queries=4_000,
+        ef_search=40,
+        ef_sweep=(10, 20, 40, 80, 160, 320),
+        filtered_queries=100,
+        cache_skews=(0.6, 0.8, 1.0, 1.2, 1.4),
+        cache_skew=1.0,
+        cache_requests=60_000,
+        cache_warmup_requests=10_000,
+        cache_overflow_bytes=600 * 2**20,
+        max_duration_s=300,
+    ),
+}
+
+
+@pytest.fixture(scope="session")
+def size() -> ScenarioSize:
+    name = os.environ.get("HARNESS_SCENARIO_SIZE", "ci")
+    try:
+        return SIZES[name]
+    except KeyError:
+        raise pytest.UsageError(f"HARNESS_SCENARIO_SIZE={name!r}; choose one of {', '.join(SIZES)}") from None
+
+
+@pytest.fixture(scope="session")
+def results(stack: StackEndpoints, size: ScenarioSize) -> Results:
+    path = os.environ.get("HARNESS_RESULTS")
+    if not path:
+        path = str(Path("reports") / f"scenarios-{time.strftime('%Y%m%d-%H%M%S')}" / "results.json")
+    return Results.open(
+        path,
+        run={
+            **machine_facts(Path.cwd()),
+            "backend": stack.backend,
+            "stack": stack.facts,
+            "scenario_size": size.name,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class SeededData:
+    app: PostgresEndpoint
+    app_direct: PostgresEndpoint
+    ground_truth: GroundTruth
+    profile: str
+
+
+@pytest.fixture(scope="session")
+def seeded(stack: StackEndpoints, harness_settings: Settings, size: ScenarioSize, results: Results) -> SeededData:
+    """The data in the database, or the size's seed profile when it holds none, and the application's
+    endpoints. Data already loaded (by `make up` or `harness signoff`) is used as it is: replacing a
+    100k-vector seed with a small one for a quick run would cost the next full run its data."""
+    data = data_root(harness_settings.state_dir)
+    state = current_seed(stack.direct)
+    if state is None:
+        _, password = app_credentials(stack, harness_settings.state_dir)
+        seed(stack.direct, get_profile(size.seed_profile), data, password)
+        state = current_seed(stack.direct)
+    results.update_run({"data_profile": state.profile, "seed": {"fingerprint": state.fingerprint}})
+    return SeededData(
+        app=app_endpoint(stack, harness_settings.state_dir),
+        app_direct=app_endpoint(stack, harness_settings.state_dir, via_proxy=False),
+        ground_truth=load_current_ground_truth(stack.direct, data),
+        profile=state.profile,
+    )

@@ -1,0 +1,143 @@
+"""Lambda durations: the GDPR functions, deployed to the stack's Lambda endpoint at the document's memory
+sizes, across user data volumes; error rate; throttles under a burst past the concurrency limit; and the
+largest export that would stay under the 180 s duration warning at 512 MB.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.backends.external import require_destructive_allowed
+from harness.lambdas import InvocationSeries, deploy_to_stack, invoke_series, lambda_client
+from harness.results import Results
+
+DURATION_WARNING_MS = 180_000
+# Invocations per user in a measured series: the first may be a cold start, the rest are warm.
+REPEATS = 3
+
+
+@pytest.fixture(scope="module")
+def client(stack, harness_settings, seeded):
+    deploy_to_stack(stack, harness_settings.state_dir)
+    return lambda_client(stack.aws)
+
+
+def record_series(results: Results, series: InvocationSeries, labels: dict[str, object]) -> None:
+    function = series.function
+    if series.durations_ms:
+        results.record_latency(f"lambda.{function}.duration_ms", series.durations_ms, labels)
+    ran = len(series.invocations) - series.throttles
+    results.record_rate(f"lambda.{function}.error_rate_pct", series.errors, ran, labels)
+    results.record_count(f"lambda.{function}.throttles", series.throttles, labels)
+
+
+def users_across_volumes(seeded, count: int) -> list[tuple[int, int]]:
+    """(user_id, rows of personal data) from the smallest user to the largest, spread by rank."""
+    with seeded.app_direct.connect(autocommit=True, prepare_threshold=None) as conn:
+        rows = conn.execute(
+            "SELECT u.user_id, 1 + (SELECT count(*) FROM events e WHERE e.user_id = u.user_id) "
+            "+ (SELECT count(*) FROM consents c WHERE c.user_id = u.user_id) "
+            "+ (SELECT count(*) FROM documents d WHERE d.owner_user_id = u.user_id) AS n "
+            "FROM users u ORDER BY n, u.user_id"
+        ).fetchall()
+    picks = sorted({round(i) for i in np.linspace(0, len(rows) - 1, count)})
+    return [(rows[i][0], rows[i][1]) for i in picks]
+
+
+def test_export_durations_across_user_volumes(client, seeded, results):
+    points = []
+    for user_id, volume in users_across_volumes(seeded, 5):
+        series = invoke_series(client, "data_export", [{"user_id": user_id}], REPEATS)
+        record_series(results, series, {"volume": "by_user"})
+        assert series.errors == 0, [i.payload for i in series.invocations if i.function_error]
+        answers = [i.payload for i in series.invocations if i.payload]
+        assert all(a.get("ok") for a in answers), answers[:1]
+        warm = min(series.durations_ms)
+        points.append({"rows": float(volume), "duration_ms": warm})
+        print(f"data_export user {user_id} ({volume} rows): warm {warm:.1f} ms, {series.summary()['duration_ms']}")
+    results.record_series("lambda.data_export.scaling", points)
+    # Duration grows with rows: fit a line through the warm durations and find where it crosses 180 s.
+    rows = np.array([p["rows"] for p in points])
+    durations = np.array([p["duration_ms"] for p in points])
+    slope, intercept = np.polyfit(rows, durations, 1)
+    if slope > 0:
+        limit = (DURATION_WARNING_MS - intercept) / slope
+        results.record_value("lambda.data_export.rows_within_warning", float(limit))
+        print(f"data_export: {slope * 1000:.3f} ms per 1,000 rows; about {limit:,.0f} rows fit under 180 s at 512 MB")
+    assert durations[-1] >= durations[0], "the largest user's export was faster than the smallest's"
+
+
+def test_audit_logging_durations_by_batch_size(client, results):
+    for size in (1, 50, 500):
+        batch = {"events": [{"actor": "scenario", "action": "load.test", "details": {"i": i}} for i in range(size)]}
+        series = invoke_series(client, "audit_logging", [batch], REPEATS)
+        record_series(results, series, {"batch": size})
+        assert series.errors == 0
+        assert all(i.payload == {"ok": True, "inserted": size} for i in series.invocations), series.invocations[0]
+        print(f"audit_logging batch {size}: {series.summary()['duration_ms']}")
+
+
+def clone_users(seeded, sources: list[int]) -> list[int]:
+    """Copies of real users with their personal data (not their documents: those are the vector-search
+    corpus, whose ground truth a deletion would invalidate), for the deletion function to erase."""
+    clones = []
+    with seeded.app_direct.connect(prepare_threshold=None) as conn:
+        for source in sources:
+            new_id = conn.execute(
+                "INSERT INTO users (tenant_id, email, display_name, status, created_at, updated_at) "
+                "SELECT tenant_id, 'clone-' || gen_random_uuid() || '@example.test', display_name, status, "
+                "created_at, updated_at FROM users WHERE user_id = %s RETURNING user_id",
+                (source,),
+            ).fetchone()[0]
+            conn.execute(
+                "INSERT INTO profiles SELECT %s, full_name, date_of_birth, phone, street, city, country, locale, "
+                "updated_at FROM profiles WHERE user_id = %s",
+                (new_id, source),
+            )
+            conn.execute(
+                "INSERT INTO consents (user_id, purpose, granted, recorded_at, source) "
+                "SELECT %s, purpose, granted, recorded_at, source FROM consents WHERE user_id = %s",
+                (new_id, source),
+            )
+            conn.execute(
+                "INSERT INTO events (user_id, occurred_at, event_type, ip_address, user_agent, payload) "
+                "SELECT %s, occurred_at, event_type, ip_address, user_agent, payload FROM events WHERE user_id = %s",
+                (new_id, source),
+            )
+            clones.append(new_id)
+        conn.commit()
+    return clones
+
+
+def test_deletion_durations_and_nothing_left(stack, client, seeded, results):
+    require_destructive_allowed(stack)
+    sources = [user for user, _ in users_across_volumes(seeded, 3)]
+    for user_id in clone_users(seeded, sources):
+        series = invoke_series(client, "data_deletion", [{"user_id": user_id}], 2)
+        record_series(results, series, {"volume": "by_user"})
+        assert series.errors == 0, [i.payload for i in series.invocations if i.function_error]
+        first, retry = (i.payload for i in series.invocations)
+        assert first["ok"] and first["verified"] and first["user_existed"]
+        assert retry["ok"] and not retry["user_existed"], "a retried deletion must be a harmless no-op"
+        with seeded.app_direct.connect(autocommit=True, prepare_threshold=None) as conn:
+            left = conn.execute(
+                "SELECT (SELECT count(*) FROM users WHERE user_id = %(u)s) + "
+                "(SELECT count(*) FROM events WHERE user_id = %(u)s) + "
+                "(SELECT count(*) FROM consents WHERE user_id = %(u)s)",
+                {"u": user_id},
+            ).fetchone()[0]
+        assert left == 0
+        print(f"data_deletion user {user_id}: {series.summary()['duration_ms']}")
+
+
+def test_burst_past_the_concurrency_limit_is_throttled(stack, client, seeded, results):
+    limit = int(stack.facts.get("lambda", {}).get("concurrency_limit", 0))
+    if not limit:
+        pytest.skip("the Lambda endpoint does not report its concurrency limit")
+    biggest = users_across_volumes(seeded, 2)[-1][0]
+    series = invoke_series(client, "data_export", [{"user_id": biggest}], 3 * limit, concurrency=2 * limit)
+    results.record_count("lambda.burst_throttles", series.throttles, {"function": "data_export"})
+    print(f"burst of {3 * limit} exports, {2 * limit} at once, limit {limit}: {series.throttles} throttled")
+    assert series.throttles > 0, "more concurrent invocations than the limit, and none was throttled"
+    assert series.errors == 0

@@ -1,0 +1,103 @@
+"""The `thresholds` and `report` subcommands as harness/cli.py will wire them: exit codes and output."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from harness.cli_reports import DEFAULT_THRESHOLDS_FILE, add_report_commands, add_threshold_commands
+from harness.results import Results
+from harness.thresholds import EXIT_BROKEN, EXIT_FAIL, EXIT_PASS, EXIT_WARN
+
+CPU_ONLY = """\
+schema_version: 1
+thresholds:
+  - metric: rds.cpu_pct
+    warning: mean < 70%
+    critical: mean < 90%
+    unit: "%"
+    source: s
+"""
+
+
+def run(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="harness")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_threshold_commands(sub)
+    add_report_commands(sub)
+    args = parser.parse_args(list(argv))
+    return args.func(args)
+
+
+def test_thresholds_check_accepts_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("thresholds", "check", str(DEFAULT_THRESHOLDS_FILE)) == EXIT_PASS
+    out = capsys.readouterr().out
+    assert "vector_search.latency_ms" in out and "warn unless p95 < 50ms; fail unless p95 < 100ms  (ours)" in out
+    assert "24 thresholds valid" in out
+
+
+def test_thresholds_check_reports_problems_and_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(CPU_ONLY.replace("rds.cpu_pct", "rds.cpu"))
+    assert run("thresholds", "check", str(bad)) == EXIT_BROKEN
+    err = capsys.readouterr().err
+    assert f"{bad}:3:13: unknown metric 'rds.cpu'" in err
+
+
+def test_thresholds_check_applies_overrides(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    override = tmp_path / "o.yaml"
+    override.write_text("schema_version: 1\noverrides:\n  rds.cpu_pct:\n    warning: mean < 95%\n")
+    assert run("thresholds", "check", str(DEFAULT_THRESHOLDS_FILE), "--override", str(override)) == EXIT_BROKEN
+    assert "wrong side of critical" in capsys.readouterr().err
+    args = ("thresholds", "check", str(DEFAULT_THRESHOLDS_FILE), "--set", "rds.cpu_pct:warning=mean < 50%")
+    assert run(*args) == EXIT_PASS
+    assert "warn unless mean < 50%" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("cpu", "extra_threshold", "expected"),
+    [
+        (10.0, "", EXIT_PASS),
+        (75.0, "", EXIT_WARN),
+        (95.0, "", EXIT_FAIL),
+        (10.0, "  - metric: cache.evictions\n    warning: count == 0\n    unit: none\n    source: s\n", EXIT_BROKEN),
+    ],
+)
+def test_report_render_exits_with_the_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cpu: float, extra_threshold: str, expected: int
+) -> None:
+    results = tmp_path / "results.json"
+    for t in range(3):
+        Results.open(results).record_value("rds.cpu_pct", cpu, t=float(t))
+    thresholds = tmp_path / "t.yaml"
+    thresholds.write_text(CPU_ONLY + extra_threshold)
+    code = run("report", "render", str(results), "--out", str(tmp_path / "report"), "--thresholds", str(thresholds))
+    assert code == expected
+    out = capsys.readouterr().out
+    assert f"(exit {expected}:" in out
+    assert (tmp_path / "report" / "report.html").is_file()
+
+
+def test_report_render_refuses_broken_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    thresholds = tmp_path / "t.yaml"
+    thresholds.write_text(CPU_ONLY)
+    out = str(tmp_path / "report")
+    assert run("report", "render", str(tmp_path / "absent.json"), "--out", out, "--thresholds", str(thresholds)) == (
+        EXIT_BROKEN
+    )
+    assert "cannot read results" in capsys.readouterr().err
+    missing = str(tmp_path / "nope.yaml")
+    assert run("report", "render", str(tmp_path / "absent.json"), "--out", out, "--thresholds", missing) == EXIT_BROKEN
+    assert "pass --thresholds FILE" in capsys.readouterr().err
+
+
+def test_report_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    Results.open(a).record_latency("vector_search.latency_ms", [10.0] * 50)
+    Results.open(b).record_latency("vector_search.latency_ms", [20.0] * 50)
+    assert run("report", "compare", str(a), str(b)) == EXIT_PASS
+    out = capsys.readouterr().out
+    assert "vector_search.latency_ms  p95" in out and "+100.0%" in out and "worse" in out
+    assert run("report", "compare", str(a), str(tmp_path / "absent.json")) == EXIT_BROKEN

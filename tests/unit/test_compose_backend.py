@@ -1,0 +1,297 @@
+"""The compose backend without a Docker engine: the one-line errors, and its docker commands against a fake CLI."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.backends import get_backend
+from harness.backends.compose import ComposeBackend, read_env_file, require_docker
+from harness.compose_spec import COMPOSE_FILE
+from harness.config import Settings
+from harness.endpoints import AwsResources, load_endpoints, save_endpoints
+from harness.services.process import PortBusyError, ServiceError
+
+# Answers like docker 28 with compose v2, and logs each call. Behaviour is chosen per test through
+# FAKE_DOCKER_* variables: no engine, no compose plugin, `up --wait` failing.
+FAKE_DOCKER = """#!/bin/sh
+echo "$*" >> "$FAKE_DOCKER_LOG"
+case "$*" in
+  "version --format {{.Server.Version}}")
+    if [ -n "$FAKE_DOCKER_NO_ENGINE" ]; then
+      echo "Cannot connect to the Docker daemon at unix:///nonexistent.sock. Is the docker daemon running?" >&2
+      exit 1
+    fi
+    echo 28.2.2 ;;
+  "compose version --short")
+    if [ -n "$FAKE_DOCKER_NO_COMPOSE" ]; then echo "docker: unknown command: docker compose" >&2; exit 1; fi
+    echo 2.39.1 ;;
+  *" ps --format json") ;;
+  *" up --wait")
+    if [ -n "$FAKE_DOCKER_UP_FAILS" ]; then
+      echo "dependency failed to start: container dbunit-postgres-1 is unhealthy" >&2
+      exit 1
+    fi ;;
+  *" logs") echo "postgres-1  | FATAL:  could not map anonymous shared memory" ;;
+  *" down --volumes") ;;
+  *) echo "fake docker: unexpected arguments: $*" >&2; exit 2 ;;
+esac
+"""
+
+
+@pytest.fixture
+def fake_docker(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text(FAKE_DOCKER)
+    docker.chmod(0o755)
+    log = tmp_path / "docker-calls.log"
+    log.touch()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
+    for name in ("FAKE_DOCKER_NO_ENGINE", "FAKE_DOCKER_NO_COMPOSE", "FAKE_DOCKER_UP_FAILS"):
+        monkeypatch.delenv(name, raising=False)
+    return log
+
+
+@pytest.fixture
+def no_aws(monkeypatch):
+    """create_unit_resources without LocalStack: records what it was asked to create."""
+    calls = []
+
+    def fake(aws, db):
+        calls.append((aws, db))
+        return AwsResources("dbunit-gdpr-exports", "dbunit/rds/master", "key-1")
+
+    monkeypatch.setattr("harness.backends.compose.create_unit_resources", fake)
+    return calls
+
+
+@pytest.fixture
+def port_checks(monkeypatch):
+    """The busy-port check, recorded instead of binding sockets; a port put in `busy` fails it."""
+    checked: list[tuple[int, str]] = []
+    busy: set[int] = set()
+
+    def check(port, service, setting):
+        checked.append((port, setting))
+        if port in busy:
+            raise PortBusyError(f"port {port} for {service} is already in use; choose another: {setting}")
+
+    monkeypatch.setattr("harness.backends.compose.ensure_port_free", check)
+    return checked, busy
+
+
+@pytest.fixture
+def clean_compose_env(monkeypatch):
+    # Variables compose would take from the shell over the env file; a developer's shell may set them.
+    for name in ("DBUNIT_DB_PASSWORD", "DBUNIT_REDIS_PASSWORD", "COMPOSE_PROJECT_NAME", "LOCALSTACK_IMAGE"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("POSTGRES_PORT", "PROXY_PORT", "REDIS_PORT", "AWS_PORT", "DATABASE", "MASTER_USER"):
+        monkeypatch.delenv(f"HARNESS_{name}", raising=False)
+
+
+def compose_calls(log: Path) -> list[str]:
+    return [line for line in log.read_text().splitlines() if line.startswith("compose -f")]
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+# -- no engine: exit 1 with one clear line ---------------------------------------------------------
+
+
+def cli_env(tmp_path: Path, path: str, **extra: str) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("HARNESS_", "FAKE_DOCKER", "DOCKER_"))}
+    return {**keep, "PATH": path, "HARNESS_STATE_DIR": str(tmp_path / "state"), **extra}
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess, *phrases: str) -> None:
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for phrase in phrases:
+        assert phrase in lines[0]
+    assert "--backend embedded" in lines[0]
+
+
+def test_up_without_a_docker_command_says_so_in_one_line(tmp_path):
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    result = run_cli("up", "--backend", "compose", env=cli_env(tmp_path, str(empty)))
+    assert_one_error_line(result, "no `docker` command on PATH")
+    assert not (tmp_path / "state" / "endpoints.json").exists()
+
+
+def test_up_when_no_engine_answers_says_so_in_one_line(tmp_path, fake_docker):
+    env = cli_env(tmp_path, os.environ["PATH"], FAKE_DOCKER_LOG=str(fake_docker), FAKE_DOCKER_NO_ENGINE="1")
+    result = run_cli("up", "--backend", "compose", env=env)
+    assert_one_error_line(result, "no Docker engine answers", "Cannot connect to the Docker daemon")
+    assert compose_calls(fake_docker) == []
+    assert not (tmp_path / "state" / "endpoints.json").exists()
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI on this machine")
+def test_the_real_docker_cli_with_a_dead_socket_gives_the_same_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    with pytest.raises(ServiceError) as failure:
+        require_docker()
+    message = str(failure.value)
+    assert "\n" not in message
+    assert message.startswith("no Docker engine answers (Cannot connect to the Docker daemon")
+    assert "no-engine.sock" in message
+
+
+def test_an_engine_without_the_compose_plugin_says_so_in_one_line(fake_docker, monkeypatch):
+    monkeypatch.setenv("FAKE_DOCKER_NO_COMPOSE", "1")
+    with pytest.raises(ServiceError) as failure:
+        require_docker()
+    message = str(failure.value)
+    assert "\n" not in message
+    assert "`docker compose` does not (docker: unknown command: docker compose)" in message
+    assert "docker-compose-plugin" in message and "--backend embedded" in message
+
+
+# -- with an engine (a fake one) --------------------------------------------------------------------
+
+
+def test_up_runs_compose_up_wait_then_creates_the_resources_and_writes_the_endpoint_file(
+    tmp_path, fake_docker, no_aws, clean_compose_env, port_checks
+):
+    settings = Settings(backend="compose", state_dir=tmp_path / "state", postgres_port=25432, redis_port=26379)
+    backend = get_backend(settings)
+    assert isinstance(backend, ComposeBackend)
+    reports: list[str] = []
+    endpoints = backend.up(reports.append)
+
+    env_path = tmp_path / "state" / "compose" / "compose.env"
+    assert compose_calls(fake_docker)[-1] == f"compose -f {COMPOSE_FILE} --env-file {env_path} up --wait"
+    assert oct(env_path.stat().st_mode & 0o777) == "0o600"
+    values = read_env_file(env_path)
+    assert values["HARNESS_POSTGRES_PORT"] == "25432" and values["HARNESS_REDIS_PORT"] == "26379"
+    assert values["COMPOSE_PROJECT_NAME"] == backend.project
+
+    assert endpoints.backend == "compose"
+    assert (endpoints.direct.host, endpoints.direct.port) == ("127.0.0.1", 25432)
+    assert (endpoints.proxy.host, endpoints.proxy.port) == ("127.0.0.1", settings.proxy_port)
+    assert endpoints.direct.password.reveal() == values["DBUNIT_DB_PASSWORD"]
+    assert endpoints.redis.password.reveal() == values["DBUNIT_REDIS_PASSWORD"]
+    assert endpoints.aws.url == f"http://127.0.0.1:{settings.aws_port}"
+    # The secret is created pointing at the proxy, as the embedded stack does.
+    assert no_aws == [(endpoints.aws, endpoints.proxy)]
+    assert load_endpoints(settings.state_dir) == endpoints
+    assert backend.endpoints() == endpoints
+    assert any("every service healthy" in line for line in reports)
+
+
+def test_a_busy_port_is_reported_before_compose_starts_anything(
+    tmp_path, fake_docker, no_aws, clean_compose_env, port_checks
+):
+    checked, busy = port_checks
+    busy.add(26379)
+    settings = Settings(backend="compose", state_dir=tmp_path / "state", redis_port=26379)
+    with pytest.raises(PortBusyError, match=r"26379.*redis_port"):
+        ComposeBackend(settings).up(lambda _: None)
+    assert [call for call in compose_calls(fake_docker) if call.endswith("up --wait")] == []
+    assert (settings.postgres_port, "postgres_port") in checked
+
+
+def test_up_again_keeps_the_passwords_the_database_was_initialised_with(
+    tmp_path, fake_docker, no_aws, clean_compose_env, port_checks
+):
+    backend = ComposeBackend(Settings(backend="compose", state_dir=tmp_path / "state"))
+    first = backend.up(lambda _: None)
+    second = backend.up(lambda _: None)
+    assert second.direct.password == first.direct.password
+    assert second.redis.password == first.redis.password
+
+
+def test_a_password_from_the_shell_wins_as_it_does_for_compose(
+    tmp_path, fake_docker, no_aws, clean_compose_env, port_checks, monkeypatch
+):
+    monkeypatch.setenv("DBUNIT_DB_PASSWORD", "chosen-by-the-user")
+    endpoints = ComposeBackend(Settings(backend="compose", state_dir=tmp_path / "state")).up(lambda _: None)
+    assert endpoints.proxy.password.reveal() == "chosen-by-the-user"
+
+
+def test_another_profile_adds_an_override_with_its_sizing(
+    tmp_path, fake_docker, no_aws, clean_compose_env, port_checks
+):
+    settings = Settings(backend="compose", state_dir=tmp_path / "state", db_instance_class="db.t3.small")
+    ComposeBackend(settings).up(lambda _: None)
+    override = tmp_path / "state" / "compose" / "sizing.override.yml"
+    assert f"-f {COMPOSE_FILE} -f {override} " in compose_calls(fake_docker)[-1]
+    postgres = yaml.safe_load(override.read_text())["services"]["postgres"]
+    assert "max_connections=225" in postgres["command"]
+    assert postgres["deploy"]["resources"]["limits"]["memory"] == "2048m"
+
+
+def test_a_failed_up_removes_what_it_started_and_shows_why(
+    tmp_path, fake_docker, no_aws, clean_compose_env, port_checks, monkeypatch
+):
+    monkeypatch.setenv("FAKE_DOCKER_UP_FAILS", "1")
+    backend = ComposeBackend(Settings(backend="compose", state_dir=tmp_path / "state"))
+    with pytest.raises(ServiceError) as failure:
+        backend.up(lambda _: None)
+    message = str(failure.value)
+    assert "container dbunit-postgres-1 is unhealthy" in message
+    assert "could not map anonymous shared memory" in message
+    assert compose_calls(fake_docker)[-1].endswith(" down --volumes")
+    assert backend.endpoints() is None
+    assert no_aws == []
+
+
+def test_down_removes_containers_and_volumes_and_the_endpoint_file(
+    tmp_path, fake_docker, no_aws, clean_compose_env, port_checks
+):
+    backend = ComposeBackend(Settings(backend="compose", state_dir=tmp_path / "state"))
+    backend.up(lambda _: None)
+    reports: list[str] = []
+    backend.down(reports.append, purge=True)
+    assert compose_calls(fake_docker)[-1].endswith(" down --volumes")
+    assert backend.endpoints() is None
+    assert not (tmp_path / "state" / "compose").exists()
+    assert any(f"project {backend.project}" in line for line in reports)
+
+
+def test_down_when_nothing_was_started_needs_no_docker(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    reports: list[str] = []
+    ComposeBackend(Settings(backend="compose", state_dir=tmp_path / "state")).down(reports.append)
+    assert reports == [f"compose: nothing was started from {tmp_path / 'state'}"]
+
+
+def test_up_refuses_to_replace_another_backends_stack(tmp_path, fake_docker, no_aws, clean_compose_env, port_checks):
+    embedded_state = tmp_path / "state"
+    save_endpoints(embedded_state, _embedded_endpoints())
+    with pytest.raises(ServiceError, match=r"belongs to the embedded stack.*harness down --backend embedded"):
+        ComposeBackend(Settings(backend="compose", state_dir=embedded_state)).up(lambda _: None)
+    assert compose_calls(fake_docker) == []
+
+
+def test_status_before_up_reports_the_stack_as_not_up(tmp_path):
+    status = ComposeBackend(Settings(backend="compose", state_dir=tmp_path / "state")).status()
+    assert status.services == [] and not status.healthy
+
+
+def _embedded_endpoints():
+    from harness.endpoints import AwsEndpoint, PostgresEndpoint, RedisEndpoint, Secret, StackEndpoints
+
+    pg = PostgresEndpoint("127.0.0.1", 15432, "dbunit_admin", Secret("p"), "dbunit")
+    return StackEndpoints(
+        backend="embedded",
+        proxy=pg,
+        direct=pg,
+        redis=RedisEndpoint("127.0.0.1", 16379, Secret("r")),
+        aws=AwsEndpoint("http://127.0.0.1:14566", "us-east-2", "test", Secret("test")),
+        resources=AwsResources("b", "s", "k"),
+    )

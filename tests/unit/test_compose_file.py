@@ -1,0 +1,261 @@
+"""compose/docker-compose.yml: valid compose, pinned, loopback-only, secret-free, and sized like the embedded stack."""
+
+import copy
+import importlib.resources
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from harness import compose_spec
+from harness.compose_spec import COMPOSE_DIR, COMPOSE_FILE
+from harness.config import Settings
+from harness.endpoints import Secret
+from harness.services.postgres import PostgresService
+from harness.sizing import GIB, MIB, unit_sizing
+
+SERVICES = ("postgres", "pgbouncer", "redis", "localstack")
+# ${VAR}, ${VAR:-default}, ${VAR:?message}
+INTERPOLATION = re.compile(r"^\$\{(?P<var>[A-Z0-9_]+)(?:(?P<op>:[-?])(?P<arg>[^}]*))?\}$")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def default_sizing():
+    return unit_sizing(Settings.db_instance_class, Settings.cache_node_type)
+
+
+def default_of(value: str) -> str:
+    """What compose makes of a value when the variables it names are unset (their :- default)."""
+    return re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", value)
+
+
+def memory_bytes(limit: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)([bkmg])", limit).groups()
+    return int(number) * {"b": 1, "k": 1024, "m": MIB, "g": GIB}[unit]
+
+
+def flag_pairs(args: list[str], flag: str) -> dict[str, str]:
+    """`-c k=v -c k2=v2` as {k: v, k2: v2}."""
+    pairs = {}
+    for i, arg in enumerate(args):
+        if arg == flag:
+            key, value = args[i + 1].split("=", 1)
+            pairs[key] = value
+    return pairs
+
+
+def test_committed_file_is_what_the_generator_writes():
+    assert COMPOSE_FILE.read_text() == compose_spec.default_compose_text(), (
+        "compose/docker-compose.yml drifted from harness/sizing.py / harness/compose_spec.py; "
+        "run `python -m harness.compose_spec --write`"
+    )
+    assert compose_spec.main(["--check"]) == 0
+
+
+def schema_errors(document: dict) -> list[str]:
+    # The schema Docker's compose-spec project publishes, as vendored by check-jsonschema.
+    schema_file = importlib.resources.files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
+    schema = json.loads(schema_file.read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document)]
+
+
+def test_file_parses_as_yaml_and_validates_against_the_compose_specification(compose):
+    assert schema_errors(compose) == []
+    assert set(compose["services"]) == set(SERVICES)
+
+
+def test_the_schema_check_rejects_what_compose_would_reject(compose):
+    broken = copy.deepcopy(compose)
+    broken["services"]["redis"]["healthcheck"]["every"] = "2s"
+    broken["services"]["postgres"]["deploy"]["resources"]["limits"]["memory"] = 1024
+    errors = "\n".join(schema_errors(broken))
+    assert "limits/memory: 1024 is not of type 'string'" in errors
+    assert "'every'" in errors
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_service_has_a_healthcheck_and_resource_limits(compose, service):
+    spec = compose["services"][service]
+    test = spec["healthcheck"]["test"]
+    assert test[0] == "CMD-SHELL" and test[1].strip()
+    assert int(spec["healthcheck"]["retries"]) > 0
+    limits = spec["deploy"]["resources"]["limits"]
+    assert float(limits["cpus"]) > 0
+    assert memory_bytes(limits["memory"]) > 0
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_images_are_pinned_to_a_tag(compose, service):
+    image = default_of(compose["services"][service]["image"])
+    repository, _, tag = image.rpartition(":")
+    assert repository and "/" not in tag, f"{service}: {image!r} has no tag"
+    assert tag not in ("latest", "nightly", "edge", "main"), f"{service}: {image!r} is not pinned"
+    assert image == compose_spec.IMAGES[service]
+
+
+def test_localstack_is_the_last_tag_that_starts_without_a_token_and_passes_one_through(compose):
+    localstack = compose["services"]["localstack"]
+    assert default_of(localstack["image"]) == "localstack/localstack:4.14.0"
+    assert localstack["environment"]["LOCALSTACK_AUTH_TOKEN"] == "${LOCALSTACK_AUTH_TOKEN:-}"
+
+
+def test_postgres_runs_with_the_embedded_settings_and_the_instance_limits(compose, default_sizing):
+    spec = compose["services"]["postgres"]
+    assert spec["command"][0] == "postgres"
+    # What the embedded stack writes to postgresql.conf, less what only a local process needs.
+    embedded = PostgresService(
+        data_dir=Path("unused"),
+        log_path=Path("unused"),
+        port=Settings.postgres_port,
+        database=Settings.database,
+        master_user=Settings.master_user,
+        master_password=Secret("unused"),
+        sizing=default_sizing.postgres,
+        user=None,
+        pids=None,
+        cgroup=None,
+        timeout_s=1,
+    ).settings()
+    for host_only in ("listen_addresses", "port", "unix_socket_directories"):
+        del embedded[host_only]
+    assert flag_pairs(spec["command"], "-c") == {key: value.strip("'") for key, value in embedded.items()}
+    limits = spec["deploy"]["resources"]["limits"]
+    assert float(limits["cpus"]) == default_sizing.postgres.vcpus
+    assert memory_bytes(limits["memory"]) == default_sizing.postgres.memory_bytes == GIB
+
+
+def test_redis_runs_with_the_cache_node_settings_and_limits(compose, default_sizing):
+    spec = compose["services"]["redis"]
+    command = spec["command"]
+    assert command[0] == "redis-server"
+    options = dict(zip(command[1::2], command[2::2], strict=True))
+    expected = {f"--{key}": value for key, value in default_sizing.redis.server_settings().items()}
+    assert {key: options[key] for key in expected} == expected
+    assert options["--maxmemory"] == "402653184" and options["--maxmemory-policy"] == "volatile-lru"
+    assert options["--save"] == "" and options["--appendonly"] == "no"
+    assert INTERPOLATION.match(options["--requirepass"])["op"] == ":?"
+    limits = spec["deploy"]["resources"]["limits"]
+    assert float(limits["cpus"]) == default_sizing.redis.vcpus
+    assert memory_bytes(limits["memory"]) == default_sizing.redis.memory_bytes
+
+
+def test_pgbouncer_pools_in_transaction_mode_with_the_rds_proxy_defaults(compose, default_sizing):
+    spec = compose["services"]["pgbouncer"]
+    settings = dict(arg.split("=", 1) for arg in spec["command"])
+    assert settings == default_sizing.proxy.pgbouncer_settings()
+    assert settings["pool_mode"] == "transaction"
+    assert spec["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_sizing_drift_would_fail_the_parity_test():
+    small = compose_spec.render(compose_spec.build_compose(unit_sizing("db.t3.small", "cache.t3.small")))
+    assert small != COMPOSE_FILE.read_text()
+    assert "max_connections=225" in small
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_ports_are_published_on_loopback_only(compose, service):
+    spec = compose["services"][service]
+    assert "network_mode" not in spec
+    assert spec["ports"], f"{service} publishes no port"
+    for mapping in spec["ports"]:
+        assert isinstance(mapping, str) and mapping.startswith("127.0.0.1:"), f"{service}: {mapping!r}"
+
+
+def test_published_ports_default_to_the_harness_settings(compose):
+    published = {
+        service: int(default_of(compose["services"][service]["ports"][0]).split(":")[1]) for service in SERVICES
+    }
+    assert published == {
+        "postgres": Settings.postgres_port,
+        "pgbouncer": Settings.proxy_port,
+        "redis": Settings.redis_port,
+        "localstack": Settings.aws_port,
+    }
+
+
+def _environment_values(compose):
+    for service, spec in compose["services"].items():
+        for key, value in spec.get("environment", {}).items():
+            yield service, key, str(value)
+
+
+def test_no_secret_is_written_in_the_file(compose):
+    secret_names = re.compile(r"PASSWORD|TOKEN|SECRET|AUTH")
+    checked = 0
+    for service, key, value in _environment_values(compose):
+        if not secret_names.search(key):
+            continue
+        checked += 1
+        reference = INTERPOLATION.match(value)
+        assert reference, f"{service}.{key} holds a literal"
+        if key != "LOCALSTACK_AUTH_TOKEN":
+            # Required, no default: compose refuses to start rather than use a password from the file.
+            assert reference["op"] == ":?", f"{service}.{key} must use ${{VAR:?}}"
+    assert checked >= 4
+
+
+def test_pgbouncer_entrypoint_writes_the_config_and_a_private_userlist(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # Stands in for pgbouncer: shows the config it was given and the auth file's mode and content.
+    fake = bin_dir / "pgbouncer"
+    fake.write_text(
+        '#!/bin/sh\ncat "$1"\nauth=$(sed -n \'s/^auth_file = //p\' "$1")\n'
+        'echo "userlist: $(cat "$auth") mode $(stat -c %a "$auth")"\n'
+    )
+    fake.chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "PGUSER": "dbunit_admin",
+        "PGPASSWORD": "pw-123",
+        "PGBOUNCER_UPSTREAM_HOST": "postgres",
+        "PGBOUNCER_PORT": "6432",
+        "TMPDIR": str(tmp_path),
+    }
+    args = compose_spec.pgbouncer_command(unit_sizing().proxy)
+    result = subprocess.run(
+        ["/bin/sh", str(COMPOSE_DIR / "pgbouncer" / "entrypoint.sh"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "* = host=postgres port=5432" in lines
+    assert "listen_port = 6432" in lines
+    assert "auth_type = scram-sha-256" in lines
+    assert "auth_user = dbunit_admin" in lines
+    assert "auth_query = SELECT usename, passwd FROM pg_shadow WHERE usename=$1" in lines
+    assert "pool_mode = transaction" in lines
+    assert "default_pool_size = 109" in lines
+    assert 'userlist: "dbunit_admin" "pw-123" mode 600' in lines
+
+
+def test_pgbouncer_entrypoint_refuses_to_start_without_a_password(tmp_path):
+    result = subprocess.run(
+        ["/bin/sh", str(COMPOSE_DIR / "pgbouncer" / "entrypoint.sh")],
+        env={"PATH": "/usr/bin:/bin", "PGUSER": "u", "PGBOUNCER_UPSTREAM_HOST": "h", "PGBOUNCER_PORT": "1"},
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert result.returncode != 0
+    assert "PGPASSWORD" in result.stderr
+
+
+def test_postgres_init_script_creates_the_embedded_extensions():
+    sql = (COMPOSE_DIR / "postgres" / "initdb" / "10-extensions.sql").read_text()
+    for extension in ("vector", "pg_stat_statements"):
+        assert f"CREATE EXTENSION IF NOT EXISTS {extension};" in sql

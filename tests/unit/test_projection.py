@@ -1,0 +1,54 @@
+import pytest
+
+from harness.projection import DEFAULT_MODEL, ModelError, load_model, project
+
+MEASURED = {"data_export": 100.0, "data_deletion": 100.0, "audit_logging": 100.0}
+
+
+def test_default_model_loads():
+    model = load_model(DEFAULT_MODEL)
+    assert model.rds_instances == 1
+    assert set(model.invocations) == {"data_export", "data_deletion", "audit_logging"}
+
+
+def test_projection_arithmetic():
+    model = load_model(DEFAULT_MODEL)
+    p = project(model, MEASURED)
+    assert p.rds_hours == 744 and p.elasticache_hours == 744
+    # 2000 x 0.1 s x 0.5 GB + 1000 x 0.1 x 0.25 + 300000 x 0.1 x 0.125
+    assert p.lambda_gb_seconds == pytest.approx(100 + 25 + 3750)
+    assert p.lambda_requests == 303_000
+    assert p.lambda_requests_pct == pytest.approx(30.3)
+    assert p.lambda_gb_seconds_pct == pytest.approx(3875 / 4000)
+    assert p.breakdown_usd["rds_instance"] == pytest.approx(730 * 0.018)
+    assert p.breakdown_usd["elasticache_node"] == pytest.approx(730 * 0.017)
+    assert p.breakdown_usd["rds_storage"] == pytest.approx(20 * 0.115)
+    assert p.monthly_usd_after_free_tier == pytest.approx(sum(p.breakdown_usd.values()))
+
+
+def test_gb_seconds_follow_measured_duration():
+    model = load_model(DEFAULT_MODEL)
+    slow = project(model, {f: 2 * v for f, v in MEASURED.items()})
+    assert slow.lambda_gb_seconds == pytest.approx(2 * project(model, MEASURED).lambda_gb_seconds)
+
+
+def test_a_function_never_measured_is_an_error():
+    with pytest.raises(ModelError, match="no measured duration for data_export"):
+        project(load_model(DEFAULT_MODEL), {"data_deletion": 1.0, "audit_logging": 1.0})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("- a list\n", "mapping at the top level"),
+        ("deployment: {}\n", "section 'lambda_invocations_per_month' is missing"),
+        (DEFAULT_MODEL.read_text().replace("data_export: 2000", "data_exprot: 2000"), "unknown Lambda function"),
+        (DEFAULT_MODEL.read_text().replace("rds_instances: 1", "rds_instances: -1"), "rds_instances must be"),
+        ("{{{", "cannot read"),
+    ],
+)
+def test_bad_model_is_a_clear_error(tmp_path, text, message):
+    path = tmp_path / "model.yaml"
+    path.write_text(text)
+    with pytest.raises(ModelError, match=message):
+        load_model(path)

@@ -1,0 +1,113 @@
+"""The report files rendered from the recorded sample run (tests/data/sample-results.json)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from harness.report import ReportOutcome, compare_paths, format_verdict_table, render_report
+from harness.results import Results
+from harness.thresholds import EXIT_BROKEN, Status, load_thresholds
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "tests" / "data" / "sample-results.json"
+DEFAULTS = ROOT / "fixtures" / "thresholds.yaml"
+
+
+@pytest.fixture(scope="module")
+def outcome(tmp_path_factory: pytest.TempPathFactory) -> ReportOutcome:
+    return render_report(SAMPLE, tmp_path_factory.mktemp("report"), load_thresholds(DEFAULTS))
+
+
+def test_every_file_is_written(outcome: ReportOutcome) -> None:
+    for name in ("report.json", "report.md", "report.html", "junit.xml", "results"):
+        assert outcome.files[name].stat().st_size > 0, name
+    assert outcome.files["results"].read_bytes() == SAMPLE.read_bytes()
+
+
+def test_the_sample_shows_every_status(outcome: ReportOutcome) -> None:
+    statuses = {r.threshold.id: r.status for r in outcome.evaluation}
+    assert statuses["lambda.data_deletion.error_rate_pct"] is Status.FAIL
+    assert statuses["free_tier.cloudwatch_logs_bytes"] is Status.ERROR
+    assert statuses["rds.connections_pct"] is Status.WARN
+    assert statuses["vector_search.latency_ms"] is Status.PASS
+    assert outcome.exit_code == EXIT_BROKEN
+
+
+def test_report_json(outcome: ReportOutcome) -> None:
+    document = json.loads(outcome.files["report.json"].read_text())
+    assert (document["verdict"], document["exit_code"]) == ("ERROR", EXIT_BROKEN)
+    assert document["run"]["sizing"]["db_instance_class"] == "db.t3.micro"
+    by_id = {t["id"]: t for t in document["thresholds"]}
+    fail = by_id["lambda.data_deletion.error_rate_pct"]
+    assert (fail["status"], fail["level"], fail["level_name"], fail["sample_size"]) == ("FAIL", 10.0, "critical", 500)
+    assert fail["margin"] < 0
+    assert document["figures"]["vector_search.latency_ms"]["values"]["count"] == 3000
+
+
+def test_junit(outcome: ReportOutcome) -> None:
+    suite = ET.parse(outcome.files["junit.xml"]).getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("24", "1", "1")
+    cases = {case.get("name"): case for case in suite.iter("testcase")}
+    assert cases["lambda.data_deletion.error_rate_pct"].find("failure") is not None
+    assert cases["free_tier.cloudwatch_logs_bytes"].find("error") is not None
+    warned = cases["rds.connections_pct"]
+    assert warned.find("failure") is None and warned.find("error") is None
+    assert (warned.findtext("system-out") or "").startswith("WARN: ")
+    properties = {p.get("name"): p.get("value") for p in warned.iter("property")}
+    assert properties["status"] == "WARN" and properties["level"] == "70"
+
+
+def test_html_is_self_contained_and_complete(outcome: ReportOutcome) -> None:
+    html = outcome.files["report.html"].read_text()
+    assert "<script" not in html.lower()
+    references = re.findall(r'(?:src|href)="([^"]*)"', html)
+    assert references and all(r.startswith("data:image/svg+xml;base64,") for r in references)
+    assert "http://" not in html and "https://" not in html and "url(" not in html
+    assert html.count("<figure") >= 8  # CDFs, timelines, the recall curve, the Lambda charts
+    for chart_id in ("lambda.duration_ms", "vector_search.recall_curve", "cache.hit_rate_pct", "rds.connections_pct"):
+        assert f'id="chart-{chart_id}"' in html
+    for result in outcome.evaluation:
+        assert result.threshold.id in html
+    for fact in ("db.t3.micro", "cgroups.in_force", "machine.cores", "git_revision", "data_profile"):
+        assert fact in html
+
+
+def test_markdown(outcome: ReportOutcome) -> None:
+    text = outcome.files["report.md"].read_text()
+    assert "**Verdict: ERROR** (exit 5:" in text
+    assert "| FAIL | lambda.data_deletion.error_rate_pct |" in text
+
+
+def test_verdict_table_is_fixed_width(outcome: ReportOutcome) -> None:
+    lines = format_verdict_table(outcome.evaluation).splitlines()
+    header, rule = lines[0], lines[1]
+    gaps = [m.start() for m in re.finditer(r"(?<=-)  (?=-)", rule)]
+    assert len(gaps) == 7
+    rows = lines[2 : 2 + len(outcome.evaluation)]
+    for line in [header, *rows]:
+        for gap in gaps:
+            assert line[gap : gap + 2] in ("  ", " ", ""), line
+    assert (
+        lines[-1]
+        == "verdict: ERROR (exit 5: the run broke: a threshold could not be judged, or input could not be read)"
+    )
+
+
+def test_compare_two_runs(tmp_path: Path) -> None:
+    slower = tmp_path / "slower.json"
+    shutil.copyfile(SAMPLE, slower)
+    Results.open(slower).record_latency("vector_search.latency_ms", [90.0] * 600)
+    text = compare_paths(SAMPLE, slower)
+    (p95,) = [line for line in text.splitlines() if re.match(r"vector_search\.latency_ms +p95 ", line)]
+    assert p95.endswith("worse")
+    (count,) = [line for line in text.splitlines() if re.match(r"vector_search\.latency_ms +count ", line)]
+    assert "+600" in count and not count.endswith(("worse", "better"))
+    same = compare_paths(SAMPLE, SAMPLE)
+    assert "0 figure(s) worse in B than in A" in same
