@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from harness.endpoints import AwsEndpoint, AwsResources, PostgresEndpoint, Secret
 from harness.services.process import (
     MissingBinaryError,
     PidFiles,
-    ProcessRecord,
+    PidTracked,
     ensure_port_free,
     spawn,
-    stop_process,
     wait_until_ready,
 )
 
@@ -73,7 +71,8 @@ def create_unit_resources(aws: AwsEndpoint, db: PostgresEndpoint) -> AwsResource
 
 
 @dataclass
-class AwsEmulatorService:
+class AwsEmulatorService(PidTracked):
+    name: ClassVar[str] = NAME
     work_dir: Path
     log_path: Path
     port: int
@@ -88,13 +87,6 @@ class AwsEmulatorService:
 
     def endpoint(self) -> AwsEndpoint:
         return AwsEndpoint(self.url, self.region, EMULATOR_ACCESS_KEY, Secret(EMULATOR_SECRET_KEY))
-
-    def record(self) -> ProcessRecord | None:
-        return self.pids.read(NAME)
-
-    def is_running(self) -> bool:
-        record = self.record()
-        return record is not None and record.is_alive()
 
     def health(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"{self.url}/_ministack/health", timeout=2) as response:
@@ -125,14 +117,6 @@ class AwsEmulatorService:
         record = spawn(NAME, [sys.executable, "-m", "ministack"], self.log_path, env=env, cwd=self.work_dir)
         self.pids.write(record)
         wait_until_ready(record, self.health, timeout_s=self.timeout_s, log_path=self.log_path, what="AWS emulator")
-
-    def stop(self) -> bool:
-        record = self.record()
-        if record is None:
-            return False
-        stopped = stop_process(record, sig=signal.SIGTERM, timeout_s=10)
-        self.pids.remove(NAME)
-        return stopped
 
     def facts(self) -> dict[str, Any]:
         return {"emulator": "ministack", "version": self.health().get("version", ""), "region": self.region}

@@ -14,16 +14,15 @@ import sys
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from harness.endpoints import AwsEndpoint
 from harness.lambda_runtime.server import HEALTH_PATH
 from harness.services.process import (
     PidFiles,
-    ProcessRecord,
+    PidTracked,
     ensure_port_free,
     spawn,
-    stop_process,
     wait_until_ready,
 )
 
@@ -31,7 +30,12 @@ NAME = "lambda"
 
 
 @dataclass
-class LambdaRuntimeService:
+class LambdaRuntimeService(PidTracked):
+    name: ClassVar[str] = NAME
+    # SIGTERM makes the server kill its workers by PID and remove their cgroups before it exits;
+    # stop_process then kills the process group, which the workers share, as a backstop.
+    stop_signal: ClassVar[int] = signal.SIGTERM
+    stop_timeout_s: ClassVar[float] = 15.0
     state_dir: Path
     log_path: Path
     port: int
@@ -47,13 +51,6 @@ class LambdaRuntimeService:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
-
-    def record(self) -> ProcessRecord | None:
-        return self.pids.read(NAME)
-
-    def is_running(self) -> bool:
-        record = self.record()
-        return record is not None and record.is_alive()
 
     def health(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"{self.url}{HEALTH_PATH}", timeout=2) as response:
@@ -85,16 +82,6 @@ class LambdaRuntimeService:
         record = spawn(NAME, command, self.log_path, env=env, cwd=self.state_dir)
         self.pids.write(record)
         wait_until_ready(record, self.health, timeout_s=self.timeout_s, log_path=self.log_path, what="Lambda runtime")
-
-    def stop(self) -> bool:
-        record = self.record()
-        if record is None:
-            return False
-        # SIGTERM makes the server kill its workers by PID and remove their cgroups before it exits;
-        # stop_process then kills the process group, which the workers share, as a backstop.
-        stopped = stop_process(record, sig=signal.SIGTERM, timeout_s=15)
-        self.pids.remove(NAME)
-        return stopped
 
     def facts(self) -> dict[str, Any]:
         health = self.health()

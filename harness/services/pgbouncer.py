@@ -6,17 +6,16 @@ import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from harness.endpoints import PostgresEndpoint, Secret
 from harness.services.osuser import ServerUser
 from harness.services.process import (
     PidFiles,
-    ProcessRecord,
+    PidTracked,
     ensure_port_free,
     find_binary,
     spawn,
-    stop_process,
     wait_until_ready,
 )
 from harness.sizing import ProxySizing
@@ -26,7 +25,10 @@ INSTALL_HINT = "Install Debian's package: `apt-get install pgbouncer` (make up d
 
 
 @dataclass
-class PgBouncerService:
+class PgBouncerService(PidTracked):
+    name: ClassVar[str] = NAME
+    # SIGTERM is PgBouncer's immediate shutdown; SIGINT would wait for clients to go away.
+    stop_signal: ClassVar[int] = signal.SIGTERM
     conf_dir: Path
     log_path: Path
     port: int
@@ -42,13 +44,6 @@ class PgBouncerService:
 
     def endpoint(self) -> PostgresEndpoint:
         return PostgresEndpoint(self.host, self.port, self.master_user, self.master_password, self.database)
-
-    def record(self) -> ProcessRecord | None:
-        return self.pids.read(NAME)
-
-    def is_running(self) -> bool:
-        record = self.record()
-        return record is not None and record.is_alive()
 
     def _write_config(self) -> Path:
         self.conf_dir.mkdir(parents=True, exist_ok=True)
@@ -100,15 +95,6 @@ class PgBouncerService:
         record = spawn(NAME, [str(binary), str(ini)], self.log_path, preexec=self.user.preexec())
         self.pids.write(record)
         wait_until_ready(record, self._probe, timeout_s=self.timeout_s, log_path=self.log_path, what="PgBouncer")
-
-    def stop(self) -> bool:
-        record = self.record()
-        if record is None:
-            return False
-        # SIGTERM is PgBouncer's immediate shutdown; SIGINT would wait for clients to go away.
-        stopped = stop_process(record, sig=signal.SIGTERM, timeout_s=10)
-        self.pids.remove(NAME)
-        return stopped
 
     def facts(self) -> dict[str, Any]:
         return {

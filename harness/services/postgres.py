@@ -8,7 +8,7 @@ import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from harness.cgroups import CgroupLimiter, CgroupStatus
 from harness.endpoints import PostgresEndpoint, Secret
@@ -16,11 +16,10 @@ from harness.services.osuser import ServerUser
 from harness.services.process import (
     MissingBinaryError,
     PidFiles,
-    ProcessRecord,
+    PidTracked,
     ServiceError,
     ensure_port_free,
     spawn,
-    stop_process,
     wait_until_ready,
 )
 from harness.sizing import PostgresSizing
@@ -45,7 +44,11 @@ def bin_dir() -> Path:
 
 
 @dataclass
-class PostgresService:
+class PostgresService(PidTracked):
+    name: ClassVar[str] = NAME
+    # SIGINT is PostgreSQL's "fast" shutdown: it does not wait for clients to disconnect.
+    stop_signal: ClassVar[int] = signal.SIGINT
+    stop_timeout_s: ClassVar[float] = 30.0
     data_dir: Path
     log_path: Path
     port: int
@@ -61,13 +64,6 @@ class PostgresService:
 
     def endpoint(self, dbname: str | None = None) -> PostgresEndpoint:
         return PostgresEndpoint(self.host, self.port, self.master_user, self.master_password, dbname or self.database)
-
-    def record(self) -> ProcessRecord | None:
-        return self.pids.read(NAME)
-
-    def is_running(self) -> bool:
-        record = self.record()
-        return record is not None and record.is_alive()
 
     def settings(self) -> dict[str, str]:
         return {
@@ -190,12 +186,7 @@ class PostgresService:
         return status
 
     def stop(self) -> bool:
-        record = self.record()
-        stopped = False
-        if record is not None:
-            # SIGINT is PostgreSQL's "fast" shutdown: it does not wait for clients to disconnect.
-            stopped = stop_process(record, sig=signal.SIGINT, timeout_s=30)
-            self.pids.remove(NAME)
+        stopped = super().stop()
         if self.cgroup is not None:
             self.cgroup.remove()
         return stopped

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import psutil
 
@@ -138,6 +138,35 @@ class PidFiles:
             return []
         records = [self.read(p.stem) for p in sorted(self.run_dir.glob("*.json"))]
         return [r for r in records if r is not None]
+
+
+class PidTracked:
+    """What every locally started service shares: its PID record, liveness, and a stop by PID.
+
+    Subclasses set `name` (the record's name), `stop_signal` (the server's own fast, clean shutdown)
+    and `stop_timeout_s`, and have a `pids: PidFiles` attribute.
+    """
+
+    name: ClassVar[str]
+    stop_signal: ClassVar[int] = signal.SIGTERM
+    stop_timeout_s: ClassVar[float] = 10.0
+    pids: PidFiles
+
+    def record(self) -> ProcessRecord | None:
+        return self.pids.read(self.name)
+
+    def is_running(self) -> bool:
+        record = self.record()
+        return record is not None and record.is_alive()
+
+    def stop(self) -> bool:
+        """Stop the process and forget its record; True if it was running."""
+        record = self.record()
+        if record is None:
+            return False
+        stopped = stop_process(record, sig=self.stop_signal, timeout_s=self.stop_timeout_s)
+        self.pids.remove(self.name)
+        return stopped
 
 
 def spawn(

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from harness.endpoints import RedisEndpoint, Secret
 from harness.services.osuser import ServerUser
 from harness.services.process import (
     PidFiles,
-    ProcessRecord,
+    PidTracked,
     ensure_port_free,
     find_binary,
     spawn,
-    stop_process,
     wait_until_ready,
 )
 from harness.sizing import RedisSizing
@@ -25,7 +23,8 @@ INSTALL_HINT = "Install Debian's package: `apt-get install redis-server` (make u
 
 
 @dataclass
-class RedisService:
+class RedisService(PidTracked):
+    name: ClassVar[str] = NAME
     work_dir: Path
     log_path: Path
     port: int
@@ -38,13 +37,6 @@ class RedisService:
 
     def endpoint(self) -> RedisEndpoint:
         return RedisEndpoint(self.host, self.port, self.password)
-
-    def record(self) -> ProcessRecord | None:
-        return self.pids.read(NAME)
-
-    def is_running(self) -> bool:
-        record = self.record()
-        return record is not None and record.is_alive()
 
     def _write_config(self) -> Path:
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -87,14 +79,6 @@ class RedisService:
         record = spawn(NAME, [str(binary), str(conf)], self.log_path, preexec=self.user.preexec())
         self.pids.write(record)
         wait_until_ready(record, self._probe, timeout_s=self.timeout_s, log_path=self.log_path, what="Redis")
-
-    def stop(self) -> bool:
-        record = self.record()
-        if record is None:
-            return False
-        stopped = stop_process(record, sig=signal.SIGTERM, timeout_s=10)
-        self.pids.remove(NAME)
-        return stopped
 
     def facts(self) -> dict[str, Any]:
         client = self.endpoint().client()
