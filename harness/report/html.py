@@ -73,12 +73,9 @@ def render_html(
         "<h1>Database Unit sign-off report</h1>",
         f'<p><span class="badge {escape(overall)}">{escape(overall)}</span> '
         f"exit {code}: {escape(EXIT_CODE_MEANINGS[code])}. Generated {escape(generated_at)}.</p>",
-        "<h2>Environment</h2>",
-        _table(("fact", "value"), flatten_facts(run)),
     ]
-    if missing_facts(run):
-        parts.append(f'<p class="note">Not recorded in this run: {escape(", ".join(missing_facts(run)))}.</p>')
     rows = verdict_rows(results)
+    # The verdict's reasons first; the environment (long) follows them, before the charts.
     parts += [
         "<h2>Thresholds</h2>",
         _table(
@@ -101,6 +98,12 @@ def render_html(
         "Margin: headroom before the level fires (positive), or how far past it the run went (negative).</p>",
         '<details><summary class="note">Where each threshold comes from</summary>'
         f'<ul class="note">{sources}</ul></details>',
+        "<h2>Environment</h2>",
+        _table(("fact", "value"), flatten_facts(run)),
+    ]
+    if missing_facts(run):
+        parts.append(f'<p class="note">Not recorded in this run: {escape(", ".join(missing_facts(run)))}.</p>')
+    parts += [
         "<h2>Charts</h2>",
     ]
     if not charts:
