@@ -22,7 +22,8 @@ from harness.backends.base import Reporter
 from harness.config import Settings
 from harness.endpoints import StackEndpoints
 from harness.report import format_verdict_table, render_report
-from harness.results import Results, machine_facts
+from harness.results import Results
+from harness.run_facts import run_facts
 from harness.seed import app_credentials, data_root, seed
 from harness.seed_profiles import get_profile
 from harness.thresholds import EXIT_BROKEN, EXIT_FAIL, EXIT_PASS, EXIT_WARN, ThresholdSet
@@ -133,13 +134,7 @@ def signoff(
         results_path = out_dir / "results.json"
         results = Results.open(
             results_path,
-            run={
-                **machine_facts(Path.cwd()),
-                "backend": settings.backend,
-                "stack": endpoints.facts,
-                "data_profile": profile.name,
-                "scenario_size": size,
-            },
+            run={**run_facts(endpoints, Path.cwd()), "data_profile": profile.name, "scenario_size": size},
         )
         report(f"running scenarios ({size} size) from {scenarios}")
         outcome = run_scenarios(settings, scenarios, results_path, size, out_dir, pytest_args)

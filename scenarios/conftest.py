@@ -16,7 +16,8 @@ import pytest
 
 from harness.config import Settings
 from harness.endpoints import PostgresEndpoint, StackEndpoints
-from harness.results import Results, machine_facts
+from harness.results import Results
+from harness.run_facts import run_facts
 from harness.seed import app_credentials, app_endpoint, current_seed, data_root, load_current_ground_truth, seed
 from harness.seed_profiles import get_profile
 from harness.vectors import GroundTruth
@@ -111,12 +112,7 @@ def results(stack: StackEndpoints, size: ScenarioSize) -> Results:
         path = str(Path("reports") / f"scenarios-{time.strftime('%Y%m%d-%H%M%S')}" / "results.json")
     return Results.open(
         path,
-        run={
-            **machine_facts(Path.cwd()),
-            "backend": stack.backend,
-            "stack": stack.facts,
-            "scenario_size": size.name,
-        },
+        run={**run_facts(stack, Path.cwd()), "scenario_size": size.name},
     )
 
 

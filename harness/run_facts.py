@@ -1,0 +1,46 @@
+"""The environment a report states: which stack, which versions, what sizing, whether caps held."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness.endpoints import StackEndpoints
+from harness.results import machine_facts
+
+
+def run_facts(stack: StackEndpoints, repo: Path | None = None) -> dict[str, Any]:
+    """Facts for a results file's run section, from the endpoint file's facts and this machine."""
+    facts = stack.facts
+    pg, proxy, redis = facts.get("postgres", {}), facts.get("proxy", {}), facts.get("redis", {})
+    versions = {
+        "postgres": pg.get("version"),
+        "pgvector": pg.get("pgvector_version"),
+        "pgbouncer": proxy.get("version"),
+        "redis": redis.get("version"),
+        "aws_emulator": " ".join(
+            str(v) for v in (facts.get("aws", {}).get("emulator"), facts.get("aws", {}).get("version")) if v
+        ),
+        "lambda_runtime": facts.get("lambda", {}).get("version"),
+    }
+    sizing = {
+        "db_instance_class": pg.get("instance_class"),
+        "max_connections": pg.get("max_connections"),
+        "shared_buffers": pg.get("shared_buffers"),
+        "work_mem": pg.get("work_mem"),
+        "maintenance_work_mem": pg.get("maintenance_work_mem"),
+        "effective_cache_size": pg.get("effective_cache_size"),
+        "proxy_pool_size": proxy.get("pool_size"),
+        "cache_node_type": redis.get("node_type"),
+        "redis_maxmemory": redis.get("maxmemory"),
+        "redis_maxmemory_policy": redis.get("maxmemory_policy"),
+    }
+    cgroups = {"postgres": facts.get("cgroup"), "lambda": facts.get("lambda", {}).get("cgroups")}
+    return {
+        **machine_facts(repo),
+        "backend": stack.backend,
+        # Absent figures (an external deployment reports fewer) are left out rather than shown as None.
+        "versions": {k: v for k, v in versions.items() if v},
+        "sizing": {k: v for k, v in sizing.items() if v is not None},
+        "cgroups": {k: v for k, v in cgroups.items() if v},
+    }
