@@ -56,7 +56,7 @@ class LoadResult:
     clients: int
     # Microseconds, as results.new_histogram() expects. In the open model: from the intended start.
     latency: HdrHistogram = field(default_factory=new_histogram)
-    # From the actual send; equals `latency` in the closed model.
+    # From the actual send; in the closed model the same as `latency`, to within the ticket's lock.
     service_time: HdrHistogram = field(default_factory=new_histogram)
     ok: int = 0
     errors: int = 0
@@ -166,93 +166,20 @@ class _Progress:
             self.stop.set()
 
 
-def run_closed(
+def _drive(
+    result: LoadResult,
     client_factory: ClientFactory,
-    clients: int,
-    limits: Limits,
+    take_ticket: Callable[[], float | None],
+    issued: Callable[[], int],
     *,
-    label: str = "closed",
-    progress: bool = False,
-    classify: Classifier = _type_name,
+    label: str,
+    progress: bool,
+    classify: Classifier,
 ) -> LoadResult:
-    """`clients` workers, each sending its next request when the last one returns."""
-    if clients <= 0:
-        raise LoadError(f"clients must be positive, got {clients}")
-    result = LoadResult(model="closed", clients=clients)
+    """Run `result.clients` workers until take_ticket() returns None. Each ticket is the request's
+    intended start (perf_counter time); latency counts from it, service time from the actual send."""
     collector = _Collector(result)
-    issued = 0
-    issued_lock = threading.Lock()
     began = time.perf_counter()
-    deadline = began + limits.duration_s
-
-    def take_ticket() -> bool:
-        nonlocal issued
-        with issued_lock:
-            if issued >= limits.max_requests or time.perf_counter() >= deadline:
-                return False
-            issued += 1
-            return True
-
-    def worker(index: int) -> None:
-        tally = _WorkerTally(classify)
-        try:
-            with client_factory(index) as request:
-                while take_ticket():
-                    start = time.perf_counter()
-                    try:
-                        request()
-                    except Exception as exc:
-                        tally.failed(exc)
-                        continue
-                    _record(tally.latency, time.perf_counter() - start)
-                    tally.ok += 1
-        except Exception as exc:
-            # The client could not even be built (a refused connection, say): that is one error too.
-            tally.failed(exc, "client setup: ")
-        tally.service = tally.latency
-        collector.merge(tally)
-
-    with _Progress(label, result, lambda: issued, progress).running():
-        _run_workers(clients, worker)
-    result.elapsed_s = time.perf_counter() - began
-    return result
-
-
-def run_open(
-    client_factory: ClientFactory,
-    rate_per_s: float,
-    limits: Limits,
-    *,
-    workers: int,
-    label: str = "open",
-    progress: bool = False,
-    classify: Classifier = _type_name,
-) -> LoadResult:
-    """Requests due every 1/rate seconds, served by up to `workers` concurrent clients.
-
-    A request due while every worker is busy waits for one, and that wait is part of its latency.
-    """
-    if rate_per_s <= 0:
-        raise LoadError(f"rate_per_s must be positive, got {rate_per_s}")
-    if workers <= 0:
-        raise LoadError(f"workers must be positive, got {workers}")
-    result = LoadResult(model="open", clients=workers, target_rate=rate_per_s)
-    collector = _Collector(result)
-    total = min(limits.max_requests, max(1, int(limits.duration_s * rate_per_s)))
-    next_ticket = 0
-    ticket_lock = threading.Lock()
-    began = time.perf_counter()
-    # A stalled server must not stretch the run without bound: nothing is sent after this.
-    hard_deadline = began + limits.duration_s * 2 + 5
-
-    def take_ticket() -> float | None:
-        nonlocal next_ticket
-        with ticket_lock:
-            if next_ticket >= total or time.perf_counter() >= hard_deadline:
-                return None
-            intended = began + next_ticket / rate_per_s
-            next_ticket += 1
-            return intended
 
     def worker(index: int) -> None:
         tally = _WorkerTally(classify)
@@ -273,13 +200,86 @@ def run_open(
                     _record(tally.service, end - start)
                     tally.ok += 1
         except Exception as exc:
+            # The client could not even be built (a refused connection, say): that is one error too.
             tally.failed(exc, "client setup: ")
         collector.merge(tally)
 
-    with _Progress(label, result, lambda: next_ticket, progress).running():
-        _run_workers(workers, worker)
+    with _Progress(label, result, issued, progress).running():
+        _run_workers(result.clients, worker)
     result.elapsed_s = time.perf_counter() - began
     return result
+
+
+def run_closed(
+    client_factory: ClientFactory,
+    clients: int,
+    limits: Limits,
+    *,
+    label: str = "closed",
+    progress: bool = False,
+    classify: Classifier = _type_name,
+) -> LoadResult:
+    """`clients` workers, each sending its next request when the last one returns."""
+    if clients <= 0:
+        raise LoadError(f"clients must be positive, got {clients}")
+    issued = 0
+    lock = threading.Lock()
+    deadline = time.perf_counter() + limits.duration_s
+
+    def take_ticket() -> float | None:
+        nonlocal issued
+        with lock:
+            now = time.perf_counter()
+            if issued >= limits.max_requests or now >= deadline:
+                return None
+            issued += 1
+            # Due now: a closed client never waits for a schedule, so latency equals service time.
+            return now
+
+    result = LoadResult(model="closed", clients=clients)
+    return _drive(
+        result, client_factory, take_ticket, lambda: issued, label=label, progress=progress, classify=classify
+    )
+
+
+def run_open(
+    client_factory: ClientFactory,
+    rate_per_s: float,
+    limits: Limits,
+    *,
+    workers: int,
+    label: str = "open",
+    progress: bool = False,
+    classify: Classifier = _type_name,
+) -> LoadResult:
+    """Requests due every 1/rate seconds, served by up to `workers` concurrent clients.
+
+    A request due while every worker is busy waits for one, and that wait is part of its latency.
+    """
+    if rate_per_s <= 0:
+        raise LoadError(f"rate_per_s must be positive, got {rate_per_s}")
+    if workers <= 0:
+        raise LoadError(f"workers must be positive, got {workers}")
+    total = min(limits.max_requests, max(1, int(limits.duration_s * rate_per_s)))
+    next_ticket = 0
+    lock = threading.Lock()
+    began = time.perf_counter()
+    # A stalled server must not stretch the run without bound: nothing is sent after this.
+    hard_deadline = began + limits.duration_s * 2 + 5
+
+    def take_ticket() -> float | None:
+        nonlocal next_ticket
+        with lock:
+            if next_ticket >= total or time.perf_counter() >= hard_deadline:
+                return None
+            intended = began + next_ticket / rate_per_s
+            next_ticket += 1
+            return intended
+
+    result = LoadResult(model="open", clients=workers, target_rate=rate_per_s)
+    return _drive(
+        result, client_factory, take_ticket, lambda: next_ticket, label=label, progress=progress, classify=classify
+    )
 
 
 @contextlib.contextmanager
