@@ -274,6 +274,14 @@ _SPECS += [
                "keys evicted while writing more than maxmemory of values with a TTL", better=None),
     MetricSpec("cache.overflow_hit_rate_pct", MetricKind.RATE, "%", "Share still cached after overflow",
                "of a uniform sample of the written keys, those still in Redis after the overflow", better="higher"),
+    # Locust runs (harness/locustusers). locust.failure_rate_pct is judged, by fixtures/thresholds-locust.yaml.
+    MetricSpec("locust.request_ms", MetricKind.HISTOGRAM, "ms", "Locust request latency (CDF)",
+               "every request Locust counted, failed ones included, per request type and name; exact, unlike "
+               "Locust's own rounded percentiles", better="lower", hdr_scale=1000),
+    MetricSpec("locust.failure_rate_pct", MetricKind.RATE, "%", "Locust requests failed",
+               "requests that failed for a reason no service metric counts (errors, refused connections, wrong "
+               "answers), of all requests; Lambda function errors and throttles count in lambda.<function>.*",
+               better="lower"),
 ]
 # fmt: on
 for _function in SEED_LAMBDA_MEMORY_MB:

@@ -159,9 +159,10 @@ def test_acquisition_and_throughput_by_client_count(stack, seeded, size, results
 
         unexpected = {kind: n for kind, n in result.errors_by_kind.items() if kind != "refused"}
         assert not unexpected, f"{mode} x{clients} failed for another reason than refusal: {result.error_samples}"
-        # Past max_connections a direct client may be refused (the storm below makes sure of it); through
-        # the proxy or a pool, never.
-        if mode != "direct" or clients < max_connections - 10:
+        # Direct clients that reconnect for every request may be refused well before max_connections:
+        # an exiting backend holds its slot until the postmaster reaps it. Through the proxy or a pool,
+        # never; directly, only past half of max_connections.
+        if mode != "direct" or clients <= max_connections // 2:
             assert result.errors == 0, f"{mode} x{clients} lost requests: {result.error_samples}"
 
 
