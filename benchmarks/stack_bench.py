@@ -43,7 +43,7 @@ def main() -> None:
     figures: dict[str, list[float]] = {"up, fresh state (initdb)": [], "up, existing state": [], "down": []}
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="stack-bench-") as tmp:
-            pg, proxy, redis, aws = free_ports(4)
+            pg, proxy, redis, aws, lambda_port = free_ports(5)
             env = {
                 **os.environ,
                 "HARNESS_STATE_DIR": str(Path(tmp) / "state"),
@@ -51,6 +51,7 @@ def main() -> None:
                 "HARNESS_PROXY_PORT": str(proxy),
                 "HARNESS_REDIS_PORT": str(redis),
                 "HARNESS_AWS_PORT": str(aws),
+                "HARNESS_LAMBDA_PORT": str(lambda_port),
             }
             try:
                 figures["up, fresh state (initdb)"].append(timed(env, "up"))
