@@ -7,7 +7,7 @@ SYSTEM_PACKAGES := redis-server pgbouncer
 # `make up SEED=none` starts the unit without loading data; SEED=ci loads the small profile.
 SEED ?= default
 
-.PHONY: install system-packages up down status test unit lint signoff signoff-ci bench-stack clean
+.PHONY: install system-packages up down status test unit lint signoff signoff-ci bench-stack locust bench-locust clean
 
 install: system-packages $(VENV)/.installed
 
@@ -59,6 +59,16 @@ lint: install
 
 bench-stack: install
 	$(BIN)/python benchmarks/stack_bench.py
+
+# A headless Locust run against the unit, ending with the thresholds' verdict as its exit code:
+# `make locust LOCUSTFILE=cache LOCUST_ARGS="-u 8 -t 2m --shape ramp"`.
+LOCUSTFILE ?= vector_search
+LOCUST_ARGS ?= -u 8 -r 8 -t 1m
+locust: install
+	$(BIN)/locust -f locustfiles/$(LOCUSTFILE).py --headless $(LOCUST_ARGS)
+
+bench-locust: install
+	$(BIN)/python benchmarks/locust_bench.py
 
 clean: down
 	rm -rf $(VENV) .harness reports

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from harness.backends.external import require_destructive_allowed
+from harness.clones import clone_user
 from harness.lambdas import InvocationSeries, deploy_to_stack, invoke_series, lambda_client
 from harness.results import Results
 
@@ -79,35 +80,8 @@ def test_audit_logging_durations_by_batch_size(client, results):
 
 
 def clone_users(seeded, sources: list[int]) -> list[int]:
-    """Copies of real users with their personal data (not their documents: those are the vector-search
-    corpus, whose ground truth a deletion would invalidate), for the deletion function to erase."""
-    clones = []
-    with seeded.app_direct.connect(prepare_threshold=None) as conn:
-        for source in sources:
-            new_id = conn.execute(
-                "INSERT INTO users (tenant_id, email, display_name, status, created_at, updated_at) "
-                "SELECT tenant_id, 'clone-' || gen_random_uuid() || '@example.test', display_name, status, "
-                "created_at, updated_at FROM users WHERE user_id = %s RETURNING user_id",
-                (source,),
-            ).fetchone()[0]
-            conn.execute(
-                "INSERT INTO profiles SELECT %s, full_name, date_of_birth, phone, street, city, country, locale, "
-                "updated_at FROM profiles WHERE user_id = %s",
-                (new_id, source),
-            )
-            conn.execute(
-                "INSERT INTO consents (user_id, purpose, granted, recorded_at, source) "
-                "SELECT %s, purpose, granted, recorded_at, source FROM consents WHERE user_id = %s",
-                (new_id, source),
-            )
-            conn.execute(
-                "INSERT INTO events (user_id, occurred_at, event_type, ip_address, user_agent, payload) "
-                "SELECT %s, occurred_at, event_type, ip_address, user_agent, payload FROM events WHERE user_id = %s",
-                (new_id, source),
-            )
-            clones.append(new_id)
-        conn.commit()
-    return clones
+    with seeded.app_direct.connect(prepare_threshold=None) as conn, conn.transaction():
+        return [clone_user(conn, source) for source in sources]
 
 
 def test_deletion_durations_and_nothing_left(stack, client, seeded, results):

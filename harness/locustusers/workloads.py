@@ -1,0 +1,171 @@
+"""The unit's workloads as abstract Locust Users: vector search, cache-aside reads and GDPR requests.
+
+Each gives its requests as methods; a locustfile subclasses it, picks the tasks, their weights and the
+wait time. The knobs are Locust options (harness.locustusers.plugin): --ef-search, --k, --via, --zipf-s,
+--audit-batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from locust.env import Environment
+
+from harness import clones
+from harness.backends.external import require_destructive_allowed
+from harness.cache import CacheAside
+from harness.locustusers.users import LambdaUser, PostgresUser, timed_request
+from harness.vectors import recall_at_k
+
+SEARCH_SQL = "SELECT doc_id FROM documents ORDER BY embedding <=> %s LIMIT %s"
+RECALL_K = 10
+
+
+class VectorSearchUser(PostgresUser):
+    """Top-k cosine KNN over the seeded documents with the seed's held-out queries. Latency goes to
+    vector_search.latency_ms and, when k >= 10, recall@10 against the exact neighbours to
+    vector_search.recall_at_10, so a fast but wrong index cannot pass."""
+
+    abstract = True
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.truth = self.harness.ground_truth()
+        # Each user walks the queries in its own order: all users sending one sequence would flatter caches.
+        self.order = np.random.default_rng().permutation(len(self.truth.queries))
+        self.position = 0
+
+    def search(self) -> None:
+        k, ef_search = int(self.options.k), int(self.options.ef_search)
+        query = int(self.order[self.position % len(self.order)])
+        self.position += 1
+        labels = {"source": "locust", "via": self.options.via, "k": k, "ef_search": ef_search or "server"}
+        if k >= RECALL_K:
+            self.harness.tally.expect("vector_search.recall_at_10")
+        rows = self.pg.execute(
+            "vector search",
+            SEARCH_SQL,
+            (self.truth.queries[query], k),
+            metric="vector_search.latency_ms",
+            labels=labels,
+            local_settings={"hnsw.ef_search": str(ef_search)} if ef_search else None,
+        )
+        if rows is not None and k >= RECALL_K:
+            recall = recall_at_k([[row[0] for row in rows]], self.truth.ids[query : query + 1], RECALL_K)
+            self.harness.tally.ratio("vector_search.recall_at_10", recall, 1, labels)
+
+
+class _Rows:
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        self._rows = rows
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self._rows
+
+
+class _PooledStatements:
+    """The part of a connection CacheAside uses, borrowing from the pool per statement: a cache hit then
+    holds no database connection, as in an application that borrows only on a miss."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+
+    def execute(self, query: str, params: Any) -> _Rows:
+        with self._pool.connection() as conn:
+            return _Rows(conn.execute(query, params).fetchall())
+
+
+class CacheUser(PostgresUser):
+    """The application's cache-aside reads (harness/cache.py): profiles, and per-user search results, each
+    with Zipf popularity (`--zipf-s`) that is the same for every user and worker. Each read is one request of
+    type cache; whether Redis answered goes to cache.hit_rate_pct."""
+
+    abstract = True
+
+    def on_start(self) -> None:
+        super().on_start()
+        users, self.tenants = self.harness.population()
+        self.users = users
+        self.queries = self.harness.ground_truth().queries
+        skew = float(self.options.zipf_s)
+        seeds = np.random.default_rng().integers(0, 2**31, size=2)
+        self.profiles = self.harness.zipf("profiles", users, skew).child(int(seeds[0]))
+        # A search result is cached per (user, query): the key space is users x queries.
+        pairs = np.arange(len(users) * len(self.queries))
+        self.searches = self.harness.zipf("searches", pairs, skew).child(int(seeds[1]))
+        self.cache = CacheAside(self.harness.redis(), _PooledStatements(self.harness.pool()))
+        self.labels = {"source": "locust", "zipf_s": skew}
+
+    def read_profile(self) -> None:
+        user = int(self.profiles.sample(1)[0])
+        self._read("profile", lambda: self.cache.profile(user))
+
+    def read_search(self) -> None:
+        pair = int(self.searches.sample(1)[0])
+        user = int(self.users[pair // len(self.queries)])
+        embedding = self.queries[pair % len(self.queries)]
+        self._read("search", lambda: self.cache.search(user, self.tenants[user], embedding))
+
+    def _read(self, name: str, read: Callable[[], Any]) -> None:
+        tally = self.harness.tally
+        tally.expect("cache.hit_rate_pct")
+        hits_before = self.cache.counters.hits
+        with timed_request(self, "cache", name) as outcome:
+            outcome.value = read()
+        if outcome.exception is None:
+            tally.rate("cache.hit_rate_pct", self.cache.counters.hits - hits_before, 1, self.labels)
+
+
+def clone_user(pool: Any, source: int) -> int:
+    with pool.connection() as conn, conn.transaction():
+        return clones.clone_user(conn, source, tag="locust")
+
+
+def discard_clone(pool: Any, clone: int) -> None:
+    with pool.connection() as conn, conn.transaction():
+        clones.discard_clone(conn, clone)
+
+
+class GdprUser(LambdaUser, PostgresUser):
+    """Data-subject requests through the GDPR functions (functions/README.md). A deletion erases a fresh
+    clone of a seeded user, never the seeded data, and is refused against an external deployment unless
+    HARNESS_ALLOW_DESTRUCTIVE=1."""
+
+    abstract = True
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        self.rng = np.random.default_rng()
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.users, _ = self.harness.population()
+
+    def export(self) -> None:
+        self.lambdas.invoke("data_export", {"user_id": int(self.rng.choice(self.users))})
+
+    def delete(self) -> None:
+        require_destructive_allowed(self.harness.stack(), "a GDPR deletion load", self.harness.settings)
+        # Cloning is set-up, not the request under test: it is not timed.
+        pool = self.harness.pool()
+        clone = clone_user(pool, int(self.rng.choice(self.users)))
+        deleted = None
+        try:
+            deleted = self.lambdas.invoke("data_deletion", {"user_id": clone})
+        finally:
+            # Also when the run stops this user mid-request: the clone must not outlive the run.
+            if deleted is None:
+                discard_clone(pool, clone)
+
+    def audit(self) -> None:
+        subjects = self.rng.choice(self.users, size=int(self.options.audit_batch))
+        events = [
+            {"actor": "locust", "action": "profile.view", "subject_user_id": int(user), "details": {"i": i}}
+            for i, user in enumerate(subjects)
+        ]
+        self.lambdas.invoke("audit_logging", {"events": events})
