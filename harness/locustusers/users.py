@@ -143,8 +143,6 @@ class PostgresClient:
         of successes in that harness metric; `local_settings` (e.g. hnsw.ef_search) apply to this statement
         only, in its own transaction, as a session SET would leak to other clients of a transaction pooler."""
         tally = self._user.harness.tally
-        if metric:
-            tally.expect(metric)
         pool = self._user.harness.pool()
         with timed_request(self._user, self.request_type, name) as outcome, pool.connection() as conn:
             if local_settings:
@@ -157,6 +155,10 @@ class PostgresClient:
                 cursor = conn.execute(query, params)
                 outcome.value = cursor.fetchall() if cursor.description else []
             # Rows have no wire size at hand; Locust's size column stays 0 for PostgreSQL.
+        # Declared once the request has an outcome (success or failure): a request the end of the run
+        # interrupted (GreenletExit passes through) was never attempted to completion.
+        if metric:
+            tally.expect(metric)
         if outcome.exception is None and metric:
             tally.latency(metric, outcome.elapsed_ms, labels)
         return outcome.value
@@ -229,7 +231,6 @@ class LambdaClient:
         tally = self._user.harness.tally
         prefix = f"lambda.{function}"
         labels = {"source": "locust"}
-        tally.expect(f"{prefix}.duration_ms", f"{prefix}.error_rate_pct", f"{prefix}.throttles")
         client = self._user.harness.lambda_client()
         with timed_request(self._user, self.request_type, function) as outcome:
             invocation = invoke(client, function, payload)
@@ -246,6 +247,8 @@ class LambdaClient:
                 raise UnexpectedAnswer(f"{function} answered {json.dumps(answer)[:300]}")
             outcome.response_length = len(json.dumps(answer))
             outcome.value = invocation
+        # After the outcome, as in execute(): an invocation cut off by the end of the run is not counted.
+        tally.expect(f"{prefix}.duration_ms", f"{prefix}.error_rate_pct", f"{prefix}.throttles")
         return outcome.value
 
 
