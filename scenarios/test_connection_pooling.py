@@ -219,6 +219,23 @@ def test_lambda_style_storm(stack, seeded, size, results, mode):
         assert len(waits) == size.storm_clients
 
 
+def wait_for_the_proxy(stack, seeded, timeout_s: float = 60.0) -> None:
+    """Leave the stack as the drill found it: PgBouncer's server connections died with PostgreSQL, and it
+    waits server_login_retry (15 s) after a failed login, so later scenarios would time out connecting."""
+    with contextlib.suppress(ProxyAdminUnavailable):
+        release_server_connections(stack)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with seeded.app.connect(autocommit=True, prepare_threshold=None, connect_timeout=5) as conn:
+                conn.execute("SELECT 1").fetchone()
+            return
+        except psycopg.Error:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
+
+
 def test_pool_recovers_after_postgres_restart(stack, harness_settings, seeded, results):
     from harness.backends import get_backend
 
@@ -279,6 +296,7 @@ def test_pool_recovers_after_postgres_restart(stack, harness_settings, seeded, r
         stored = {row[0] for row in admin.execute("SELECT n FROM public.pool_drill")}
         admin.execute("DROP TABLE public.pool_drill")
     lost = [n for n in acknowledged if n not in stored]
+    wait_for_the_proxy(stack, seeded)
     assert first_success_after, "the pool never served a query after PostgreSQL restarted"
     recovery_s = first_success_after[0] - restarted_at
     results.record_value("pool.recovery_s", recovery_s)
