@@ -518,8 +518,9 @@ class LambdaRuntime:
             error = outcome.error
         if outcome.kind != "ok":
             payload, function_error = json.dumps(error).encode(), "Unhandled"
-        duration = outcome.duration_ms if outcome.kind != "init_error" else 0.0
-        init = outcome.init_duration_ms
+        # Rounded as the REPORT line prints them, so its Billed Duration follows from its own figures.
+        duration = round(outcome.duration_ms, 2) if outcome.kind != "init_error" else 0.0
+        init = round(outcome.init_duration_ms, 2) if outcome.init_duration_ms is not None else None
         report = ReportLine(
             request_id=request_id,
             duration_ms=duration,
