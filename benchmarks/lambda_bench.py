@@ -17,9 +17,9 @@ import statistics
 import sys
 import zipfile
 
+from harness.app.gdpr import InvocationSeries, invoke_series, lambda_client
 from harness.config import resolve_settings
 from harness.endpoints import load_endpoints
-from harness.lambdas import InvocationSeries, invoke_series, lambda_client
 
 BURN = (
     "def handler(event, context):\n"

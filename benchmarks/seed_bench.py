@@ -31,10 +31,10 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from harness.config import resolve_settings
+from harness.data.profiles import PROFILES, get_profile
+from harness.data.seed import generated_source, seed
+from harness.data.tables import Population
 from harness.endpoints import PostgresEndpoint, Secret, load_endpoints
-from harness.seed import generated_source, seed
-from harness.seed_data import Population
-from harness.seed_profiles import PROFILES, get_profile
 from harness.sizing import KIB, postgres_sizing
 
 BENCH_DB = "dbunit_seed_bench"

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from harness.config import Settings
+from harness.data.profiles import get_profile
+from harness.data.seed import app_credentials, app_endpoint, current_seed, data_root, load_current_ground_truth, seed
+from harness.data.vectors import GroundTruth
 from harness.endpoints import PostgresEndpoint, StackEndpoints
-from harness.results import Results
-from harness.run_facts import run_facts
-from harness.seed import app_credentials, app_endpoint, current_seed, data_root, load_current_ground_truth, seed
-from harness.seed_profiles import get_profile
-from harness.vectors import GroundTruth
+from harness.measure.results import Results
+from harness.measure.run_facts import run_facts
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from pgvector.psycopg import register_vector
 
-from harness.cache import CacheAside, CacheCounters
-from harness.load import Limits, Request, run_closed
-from harness.sampling import ResourceSampler, Samples
-from harness.workload import ZipfKeys
+from harness.app.cache_aside import CacheAside, CacheCounters
+from harness.measure.load import Limits, Request, run_closed
+from harness.measure.popularity import ZipfKeys
+from harness.measure.sampling import ResourceSampler, Samples
 
 WORKERS = 4
 

@@ -18,10 +18,10 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
-from harness.load import Limits, Request, run_closed
-from harness.proxy import ProxyAdminUnavailable, release_server_connections
-from harness.results import new_histogram
-from harness.sampling import ResourceSampler
+from harness.measure.load import Limits, Request, run_closed
+from harness.measure.results import new_histogram
+from harness.measure.sampling import ResourceSampler
+from harness.services.pgbouncer_admin import ProxyAdminUnavailable, release_server_connections
 
 QUERY = "SELECT user_id, display_name FROM users WHERE user_id = %s"
 # The phrases PostgreSQL uses when it refuses a connection for lack of slots.

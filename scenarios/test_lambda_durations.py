@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from harness.app.clones import clone_user
+from harness.app.gdpr import InvocationSeries, deploy_to_stack, invoke_series, lambda_client
 from harness.backends.external import require_destructive_allowed
-from harness.clones import clone_user
-from harness.lambdas import InvocationSeries, deploy_to_stack, invoke_series, lambda_client
-from harness.results import Results
+from harness.measure.results import Results
 
 DURATION_WARNING_MS = 180_000
 # Invocations per user in a measured series: the first may be a cold start, the rest are warm.

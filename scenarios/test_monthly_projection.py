@@ -5,8 +5,8 @@ custom metrics on the AWS endpoint). Runs after the Lambda scenario, whose durat
 
 from __future__ import annotations
 
-from harness.metrics import Statistic
-from harness.projection import load_model, project
+from harness.measure.metrics import Statistic
+from harness.measure.projection import load_model, project
 
 LOG_EVENTS_CAP = 20_000
 

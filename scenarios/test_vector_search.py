@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from pgvector.psycopg import register_vector
 
-from harness.load import Limits, Request, run_closed
-from harness.sampling import ResourceSampler
-from harness.vectors import recall_at_k
+from harness.data.vectors import recall_at_k
+from harness.measure.load import Limits, Request, run_closed
+from harness.measure.sampling import ResourceSampler
 
 K = 10
 SEARCH_SQL = "SELECT doc_id FROM documents ORDER BY embedding <=> %s LIMIT %s"

@@ -25,8 +25,7 @@ from typing import Any
 import yaml
 
 from harness.backends.base import Backend, Reporter, StackStatus
-from harness.backends.external import forget_endpoints, probe_stack, refuse_foreign_stack
-from harness.compose_spec import (
+from harness.backends.compose_spec import (
     COMPOSE_DIR,
     COMPOSE_FILE,
     DATABASE_VAR,
@@ -38,6 +37,7 @@ from harness.compose_spec import (
     REDIS_PASSWORD_VAR,
     sizing_override,
 )
+from harness.backends.external import forget_endpoints, probe_stack, refuse_foreign_stack
 from harness.config import Settings
 from harness.endpoints import (
     AwsEndpoint,

@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from harness.backends.base import Backend, Reporter, ServiceStatus, StackStatus
-from harness.cgroups import CgroupLimiter, CgroupStatus
 from harness.config import Settings
 from harness.endpoints import (
     Secret,
@@ -26,7 +25,8 @@ from harness.endpoints import (
     write_private_file,
 )
 from harness.services.aws import AwsEmulatorService, create_unit_resources
-from harness.services.lambda_runtime import LambdaRuntimeService
+from harness.services.cgroups import CgroupLimiter, CgroupStatus
+from harness.services.lambda_server import LambdaRuntimeService
 from harness.services.osuser import server_user
 from harness.services.pgbouncer import PgBouncerService
 from harness.services.postgres import INITIALISED_MARKER, PostgresService

@@ -26,7 +26,6 @@ from typing import Any
 
 import psutil
 
-from harness.cgroups import CgroupLimiter
 from harness.lambda_runtime.protocol import (
     LOG_MARK,
     REPLY_FD_VARIABLE,
@@ -36,6 +35,7 @@ from harness.lambda_runtime.protocol import (
     read_frame,
     write_frame,
 )
+from harness.services.cgroups import CgroupLimiter
 from harness.services.osuser import ServerUser
 from harness.sizing import lambda_vcpu_share
 

@@ -27,7 +27,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.cgroups import CgroupLimiter
 from harness.lambda_runtime.environment import (
     MIB,
     EnvironmentFailure,
@@ -37,7 +36,8 @@ from harness.lambda_runtime.environment import (
     new_env_id,
 )
 from harness.lambda_runtime.publisher import CloudWatchPublisher
-from harness.lambda_runtime.report import ReportLine, billed_duration_ms
+from harness.lambda_runtime.report_line import ReportLine, billed_duration_ms
+from harness.services.cgroups import CgroupLimiter
 from harness.services.osuser import ServerUser
 
 ACCOUNT_ID = "000000000000"

@@ -14,9 +14,9 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.cli_reports import DEFAULT_THRESHOLDS_FILE
+from harness.cli.reports import DEFAULT_THRESHOLDS_FILE
+from harness.measure.results import RunResults
 from harness.report import format_verdict_table
-from harness.results import RunResults
 from harness.thresholds import (
     EXIT_BROKEN,
     EXIT_CODE_MEANINGS,

@@ -40,8 +40,8 @@ from harness.locustusers.gate import DEFAULT_THRESHOLD_FILES, judge, judged_thre
 from harness.locustusers.run import AccountedFailure, HarnessRun, StackNotUpError
 from harness.locustusers.shapes import SHAPES, Profile, ShapeError, ShapeParams, default_run_time_s
 from harness.locustusers.tally import RunTotals, Tally
+from harness.measure.results import Results, machine_facts
 from harness.report import render_report
-from harness.results import Results, machine_facts
 from harness.thresholds import EXIT_BROKEN, ThresholdConfigError, ThresholdSet
 
 logger = logging.getLogger("harness.locust")

@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from harness.app.gdpr import lambda_client
 from harness.backends import get_backend
 from harness.config import Settings, resolve_settings
+from harness.data.seed import app_endpoint, data_root, load_current_ground_truth
+from harness.data.vectors import GroundTruth
 from harness.endpoints import StackEndpoints
-from harness.lambdas import lambda_client
 from harness.locustusers.tally import RunTotals, Tally
-from harness.seed import app_endpoint, data_root, load_current_ground_truth
-from harness.vectors import GroundTruth
-from harness.workload import ZipfKeys
+from harness.measure.popularity import ZipfKeys
 
 # Long enough for a loaded proxy, short enough that a stale endpoint file fails within a run.
 POOL_OPEN_TIMEOUT_S = 10.0

@@ -23,8 +23,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from harness.metrics import MetricKind, metric_spec
-from harness.results import HDR_HIGHEST, Results, new_histogram
+from harness.measure.metrics import MetricKind, metric_spec
+from harness.measure.results import HDR_HIGHEST, Results, new_histogram
 
 Labels = Mapping[str, str | int | float]
 # A metric and its labels as sorted pairs: hashable, and equal for equal label sets.
@@ -45,7 +45,7 @@ def _key(metric: str, kind: MetricKind, labels: Labels | None) -> Key:
     if key is None:
         spec = metric_spec(metric)
         if spec.kind != kind:
-            raise ValueError(f"{metric} is a {spec.kind} metric, not a {kind}; see harness/metrics.py")
+            raise ValueError(f"{metric} is a {spec.kind} metric, not a {kind}; see harness/measure/metrics.py")
         key = _KEYS[given] = (metric, tuple(sorted((str(k), str(v)) for k, v in (labels or {}).items())))
     return key
 

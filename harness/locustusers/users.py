@@ -30,7 +30,7 @@ from gevent import monkey
 from locust import User
 from locust.env import Environment
 
-from harness.lambdas import Invocation, invoke
+from harness.app.gdpr import Invocation, invoke
 from harness.locustusers.plugin import harness_run
 from harness.locustusers.run import AccountedFailure
 

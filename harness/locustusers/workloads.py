@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 from locust.env import Environment
 
-from harness import clones
+from harness.app import clones
+from harness.app.cache_aside import CacheAside
 from harness.backends.external import require_destructive_allowed
-from harness.cache import CacheAside
+from harness.data.vectors import recall_at_k
 from harness.locustusers.users import LambdaUser, PostgresUser, timed_request
-from harness.vectors import recall_at_k
 
 SEARCH_SQL = "SELECT doc_id FROM documents ORDER BY embedding <=> %s LIMIT %s"
 RECALL_K = 10
@@ -82,7 +82,7 @@ class _PooledStatements:
 
 
 class CacheUser(PostgresUser):
-    """The application's cache-aside reads (harness/cache.py): profiles, and per-user search results, each
+    """The application's cache-aside reads (harness/app/cache_aside.py): profiles, and per-user search results, each
     with Zipf popularity (`--zipf-s`) that is the same for every user and worker. Each read is one request of
     type cache; whether Redis answered goes to cache.hit_rate_pct."""
 

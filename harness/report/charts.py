@@ -19,8 +19,8 @@ from hdrh.histogram import HdrHistogram
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from harness.metrics import CHART_TITLES, REGISTRY, MetricKind, convert, unit_family
-from harness.results import MetricData, RunResults
+from harness.measure.metrics import CHART_TITLES, REGISTRY, MetricKind, convert, unit_family
+from harness.measure.results import MetricData, RunResults
 from harness.thresholds import ThresholdResult
 
 WARNING_COLOUR = "#c77700"

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.metrics import REGISTRY
+from harness.measure.metrics import REGISTRY
+from harness.measure.results import RunResults, load_results
 from harness.report.figures import VOLUME_FIGURES, figure_unit, format_value, summarize
 from harness.report.text import _fixed_width
-from harness.results import RunResults, load_results
 
 # Changes smaller than this fraction of the baseline are noise in a load test, not a direction.
 SAME_WITHIN = 0.01

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.metrics import MetricKind, Statistic, convert, unit_family
-from harness.results import MeasurementError, MetricData, RunResults
+from harness.measure.metrics import MetricKind, Statistic, convert, unit_family
+from harness.measure.results import MeasurementError, MetricData, RunResults
 
 SUMMARY_STATISTICS: dict[MetricKind, tuple[Statistic, ...]] = {
     MetricKind.HISTOGRAM: (

@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness.measure.results import load_results
 from harness.report.compare import RESULTS_FILE_NAME
 from harness.report.figures import summarize
 from harness.report.html import render_html
 from harness.report.junit import write_junit
 from harness.report.text import render_markdown
-from harness.results import load_results
 from harness.thresholds import EXIT_CODE_MEANINGS, ThresholdResult, ThresholdSet, evaluate, exit_code, verdict
 
 REPORT_SCHEMA_VERSION = 1

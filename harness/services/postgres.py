@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from harness.cgroups import CgroupLimiter, CgroupStatus
 from harness.endpoints import PostgresEndpoint, Secret
+from harness.services.cgroups import CgroupLimiter, CgroupStatus
 from harness.services.osuser import ServerUser
 from harness.services.process import (
     MissingBinaryError,

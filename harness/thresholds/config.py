@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from harness.metrics import (
+from harness.measure.metrics import (
     ALLOWED_STATS,
     DIMENSIONLESS,
     REGISTRY,

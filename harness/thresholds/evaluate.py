@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from harness.metrics import REGISTRY
-from harness.results import MeasurementError, RunResults
+from harness.measure.metrics import REGISTRY
+from harness.measure.results import MeasurementError, RunResults
 from harness.thresholds.config import Threshold, ThresholdSet
 
 EXIT_PASS = 0

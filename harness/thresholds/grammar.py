@@ -4,7 +4,7 @@
     statistic  := "p" NUMBER | "p(" NUMBER ")" | min | max | mean | count | rate | value
     comparator := "<" | "<=" | ">" | ">=" | "=="
     number     := ["-"] DIGITS ["_" DIGITS]... ["." DIGITS]
-    unit       := one of harness.metrics.UNITS (ms, s, %, MB, GiB, h, USD...), or none
+    unit       := one of harness.measure.metrics.UNITS (ms, s, %, MB, GiB, h, USD...), or none
 
 An expression states what must hold for the run to pass: `p95 < 50ms` passes when the 95th percentile
 is under 50 ms. A bare number is in the metric's own unit. Spaces between tokens are optional.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from harness.metrics import STAT_NAMES, UNITS, Statistic, suggest
+from harness.measure.metrics import STAT_NAMES, UNITS, Statistic, suggest
 
 COMPARATORS = ("<", "<=", ">", ">=", "==")
 _EXPECTED_STAT = "a statistic (p95, p99.9, p(95), min, max, mean, count, rate, value)"

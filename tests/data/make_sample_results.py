@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.results import Results
+from harness.measure.results import Results
 
 OUT = Path(__file__).with_name("sample-results.json")
 T0 = 1_750_000_000.0

@@ -29,12 +29,12 @@ from typing import Any
 import pytest
 from psycopg import sql
 
+from harness.app.gdpr import deploy, invoke, invoke_series, lambda_client
+from harness.data.profiles import get_profile
+from harness.data.seed import seed
 from harness.endpoints import PostgresEndpoint, StackEndpoints
-from harness.lambda_runtime.report import parse_report_line
-from harness.lambdas import deploy, invoke, invoke_series, lambda_client
-from harness.seed import seed
-from harness.seed_profiles import get_profile
-from harness.services.lambda_runtime import LambdaRuntimeService
+from harness.lambda_runtime.report_line import parse_report_line
+from harness.services.lambda_server import LambdaRuntimeService
 from harness.services.process import PidFiles
 
 pytestmark = pytest.mark.integration

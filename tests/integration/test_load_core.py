@@ -5,7 +5,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from harness.load import Limits, Request, run_closed, run_open
+from harness.measure.load import Limits, Request, run_closed, run_open
 
 pytestmark = pytest.mark.integration
 

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from harness.app.gdpr import deploy_to_stack
 from harness.config import Settings
+from harness.data.profiles import get_profile
+from harness.data.seed import app_credentials, current_seed, data_root, seed
 from harness.endpoints import StackEndpoints
-from harness.lambdas import deploy_to_stack
-from harness.metrics import Statistic
-from harness.results import RunResults, load_results
-from harness.seed import app_credentials, current_seed, data_root, seed
-from harness.seed_profiles import get_profile
+from harness.measure.metrics import Statistic
+from harness.measure.results import RunResults, load_results
 
 pytestmark = pytest.mark.integration
 

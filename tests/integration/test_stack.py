@@ -6,7 +6,7 @@ import uuid
 import psycopg
 import pytest
 
-from harness.proxy import pools
+from harness.services.pgbouncer_admin import pools
 from harness.sizing import postgres_sizing, redis_sizing
 
 pytestmark = pytest.mark.integration

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cgroups import CgroupLimiter
+from harness.services.cgroups import CgroupLimiter
 
 
 def fake_v1(root: Path) -> None:

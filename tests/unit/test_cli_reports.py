@@ -1,4 +1,4 @@
-"""The `thresholds` and `report` subcommands as harness/cli.py will wire them: exit codes and output."""
+"""The `thresholds` and `report` subcommands as harness/cli/main.py will wire them: exit codes and output."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli_reports import DEFAULT_THRESHOLDS_FILE, add_report_commands, add_threshold_commands
-from harness.results import Results
+from harness.cli.reports import DEFAULT_THRESHOLDS_FILE, add_report_commands, add_threshold_commands
+from harness.measure.results import Results
 from harness.thresholds import EXIT_BROKEN, EXIT_FAIL, EXIT_PASS, EXIT_WARN
 
 CPU_ONLY = """\

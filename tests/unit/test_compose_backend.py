@@ -11,7 +11,7 @@ import yaml
 
 from harness.backends import get_backend
 from harness.backends.compose import ComposeBackend, read_env_file, require_docker
-from harness.compose_spec import COMPOSE_FILE
+from harness.backends.compose_spec import COMPOSE_FILE
 from harness.config import Settings
 from harness.endpoints import AwsResources, load_endpoints, save_endpoints
 from harness.services.process import PortBusyError, ServiceError

@@ -11,8 +11,8 @@ import jsonschema
 import pytest
 import yaml
 
-from harness import compose_spec
-from harness.compose_spec import COMPOSE_DIR, COMPOSE_FILE
+from harness.backends import compose_spec
+from harness.backends.compose_spec import COMPOSE_DIR, COMPOSE_FILE
 from harness.config import Settings
 from harness.endpoints import Secret
 from harness.services.postgres import PostgresService
@@ -55,8 +55,8 @@ def flag_pairs(args: list[str], flag: str) -> dict[str, str]:
 
 def test_committed_file_is_what_the_generator_writes():
     assert COMPOSE_FILE.read_text() == compose_spec.default_compose_text(), (
-        "compose/docker-compose.yml drifted from harness/sizing.py / harness/compose_spec.py; "
-        "run `python -m harness.compose_spec --write`"
+        "compose/docker-compose.yml drifted from harness/sizing.py / harness/backends/compose_spec.py; "
+        "run `python -m harness.backends.compose_spec --write`"
     )
     assert compose_spec.main(["--check"]) == 0
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.results import Results, load_results
+from harness.measure.results import Results, load_results
 from harness.thresholds import (
     EXIT_BROKEN,
     EXIT_CODE_MEANINGS,

@@ -3,8 +3,7 @@ import zipfile
 
 import pytest
 
-from harness.lambda_runtime.report import ReportLine
-from harness.lambdas import (
+from harness.app.gdpr import (
     TIMEOUTS_S,
     DeployError,
     Invocation,
@@ -14,6 +13,7 @@ from harness.lambdas import (
     monthly_gb_seconds,
     package,
 )
+from harness.lambda_runtime.report_line import ReportLine
 
 
 def test_definitions_follow_the_seed_document():
@@ -66,7 +66,7 @@ def test_series_summary_counts_cold_starts_errors_throttles_and_gb_seconds():
 def test_deploy_package_only_writes_one_zip_per_function(tmp_path):
     import argparse
 
-    from harness.cli_deploy import add_deploy_command
+    from harness.cli.deploy import add_deploy_command
 
     parser = argparse.ArgumentParser()
     add_deploy_command(parser.add_subparsers())

@@ -1,6 +1,6 @@
 import pytest
 
-from harness.lambda_runtime.report import (
+from harness.lambda_runtime.report_line import (
     ReportLine,
     ReportLineError,
     billed_duration_ms,

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from harness.load import Limits, LoadError, plain_client, run_closed, run_open
+from harness.measure.load import Limits, LoadError, plain_client, run_closed, run_open
 
 
 def count_above(histogram, micros: int) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.locustusers.gate import DEFAULT_THRESHOLD_FILES, judge, judged_thresholds, load_gate_thresholds
-from harness.results import Results
+from harness.measure.results import Results
 from harness.thresholds import EXIT_BROKEN, EXIT_FAIL, EXIT_PASS, EXIT_WARN, Status, ThresholdConfigError
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from harness.locustusers.tally import RATE_INTERVAL_S, RunTotals, Tally
-from harness.metrics import Statistic
-from harness.results import Results, new_histogram
+from harness.measure.metrics import Statistic
+from harness.measure.results import Results, new_histogram
 
 
 def test_latencies_from_many_workers_merge_to_the_exact_percentiles_of_all_requests() -> None:

@@ -1,6 +1,6 @@
 import io
 
-from harness.progress import Progress
+from harness.measure.progress import Progress
 
 
 def test_progress_reports_count_percentage_and_rate_when_it_ends():

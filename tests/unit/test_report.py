@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.measure.results import Results
 from harness.report import ReportOutcome, compare_paths, format_verdict_table, render_report
-from harness.results import Results
 from harness.thresholds import EXIT_BROKEN, Status, load_thresholds
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from harness.metrics import Statistic, UnknownMetricError
-from harness.results import (
+from harness.measure.metrics import Statistic, UnknownMetricError
+from harness.measure.results import (
     HDR_HIGHEST,
     HDR_LOWEST,
     MeasurementError,
@@ -139,7 +139,7 @@ def test_a_prebuilt_histogram_is_added_whole(tmp_path: Path) -> None:
     assert figure.value == pytest.approx(4.5, rel=1e-3)
 
     foreign = HdrHistogram(HDR_LOWEST, HDR_HIGHEST // 10, 2)
-    with pytest.raises(ResultsError, match=r"build it with harness\.results\.new_histogram\(\)"):
+    with pytest.raises(ResultsError, match=r"build it with harness\.measure\.results\.new_histogram\(\)"):
         results.record_latency("proxy.acquire_ms", foreign)
 
 

@@ -1,7 +1,7 @@
 from dataclasses import replace
 
 from harness.endpoints import AwsEndpoint, AwsResources, PostgresEndpoint, RedisEndpoint, Secret, StackEndpoints
-from harness.run_facts import run_facts
+from harness.measure.run_facts import run_facts
 
 
 def sample() -> StackEndpoints:

@@ -7,11 +7,11 @@ import stat
 import numpy as np
 import pytest
 
-from harness.cli_seed import add_seed_command
+from harness.cli.seed import add_seed_command
 from harness.config import Settings
-from harness.endpoints import AwsEndpoint, AwsResources, PostgresEndpoint, RedisEndpoint, Secret, StackEndpoints
-from harness.migrations import FIXTURES_SQL_DIR, MigrationError, load_migrations, schema_version
-from harness.seed import (
+from harness.data.migrations import FIXTURES_SQL_DIR, MigrationError, load_migrations, schema_version
+from harness.data.profiles import PROFILES, IndexSpec, SeedProfileError, get_profile
+from harness.data.seed import (
     APP_CREDENTIALS_FILE,
     SeedError,
     app_credentials,
@@ -20,9 +20,9 @@ from harness.seed import (
     generated_source,
     seed_fingerprint,
 )
-from harness.seed_data import Population
-from harness.seed_profiles import PROFILES, IndexSpec, SeedProfileError, get_profile
-from harness.vectors import DOC_ID_BASE
+from harness.data.tables import Population
+from harness.data.vectors import DOC_ID_BASE
+from harness.endpoints import AwsEndpoint, AwsResources, PostgresEndpoint, RedisEndpoint, Secret, StackEndpoints
 
 
 def small(**changes):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.metrics import REGISTRY
+from harness.measure.metrics import REGISTRY
 from harness.thresholds import (
     ThresholdConfigError,
     apply_override_text,
@@ -89,7 +89,7 @@ def test_unknown_metric_is_an_error_with_position_and_suggestion() -> None:
     text = doc(CPU.replace("rds.cpu_pct", "rds.cpu_pcnt"))
     assert problems_of(text) == [
         "t.yaml:3:13: unknown metric 'rds.cpu_pcnt' (did you mean 'rds.cpu_pct'?); use a name from "
-        "harness/metrics.py REGISTRY, or add a MetricSpec there"
+        "harness/measure/metrics.py REGISTRY, or add a MetricSpec there"
     ]
 
 

@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from harness.vectors import (
+from harness.data.vectors import (
     BLOCK_ROWS,
     DOC_ID_BASE,
     ClusteredVectors,

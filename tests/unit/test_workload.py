@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from harness.cache import profile_key, search_key, user_key_pattern
-from harness.workload import ZipfKeys
+from harness.app.cache_aside import profile_key, search_key, user_key_pattern
+from harness.measure.popularity import ZipfKeys
 
 
 def test_zipf_is_deterministic_for_a_seed():

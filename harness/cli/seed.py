@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import resolve_settings
+from harness.data.migrations import MigrationError
+from harness.data.profiles import INDEX_KINDS, PROFILES, SeedProfileError, get_profile
+from harness.data.seed import SeedError, app_credentials, data_root, seed
+from harness.data.vectors import VectorDataError, open_vector_file
 from harness.endpoints import EndpointFileError, load_endpoints
-from harness.migrations import MigrationError
-from harness.seed import SeedError, app_credentials, data_root, seed
-from harness.seed_profiles import INDEX_KINDS, PROFILES, SeedProfileError, get_profile
-from harness.vectors import VectorDataError, open_vector_file
 
 
 def _positive_int(text: str) -> int:

@@ -6,7 +6,7 @@ filled by binary COPY in bounded chunks, indexed and analysed, then swapped for 
 fingerprint, untouched. The fingerprint (profile, sizes, seed, dimension, fixture SQL, index) lives in
 `app.seed_state`; seeding the same one again does nothing.
 
-Ground truth for the held-out queries is written under `data_dir/<dataset>/` (see harness.vectors).
+Ground truth for the held-out queries is written under `data_dir/<dataset>/` (see harness.data.vectors).
 """
 
 from __future__ import annotations
@@ -28,12 +28,10 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from harness.endpoints import PostgresEndpoint, Secret, StackEndpoints, write_private_file
-from harness.migrations import FIXTURES_SQL_DIR, Migration, load_migrations, schema_version
-from harness.progress import Progress, note
-from harness.seed_data import Population, TableData
-from harness.seed_profiles import SeedProfile
-from harness.vectors import (
+from harness.data.migrations import FIXTURES_SQL_DIR, Migration, load_migrations, schema_version
+from harness.data.profiles import SeedProfile
+from harness.data.tables import Population, TableData
+from harness.data.vectors import (
     DOC_ID_BASE,
     ClusteredVectors,
     GroundTruth,
@@ -42,6 +40,8 @@ from harness.vectors import (
     load_ground_truth,
     save_ground_truth,
 )
+from harness.endpoints import PostgresEndpoint, Secret, StackEndpoints, write_private_file
+from harness.measure.progress import Progress, note
 
 APP_SCHEMA = "app"
 STAGING_SCHEMA = "app_staging"
@@ -290,7 +290,7 @@ def seed(
     session of their own, which a transaction-mode pooler does not give).
 
     data_dir is the datasets root (`data_root(settings.state_dir)`). source replaces the generated
-    vectors with a user's embeddings (`harness.vectors.open_vector_file`); the profile's vector count
+    vectors with a user's embeddings (`harness.data.vectors.open_vector_file`); the profile's vector count
     and dimension then follow the file. force reloads even when the fingerprint matches.
     """
     started = time.perf_counter()

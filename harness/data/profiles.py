@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from harness.vectors import VectorDataError, check_dim
+from harness.data.vectors import VectorDataError, check_dim
 
 INDEX_KINDS = ("hnsw", "ivfflat", "none")
 # What the index build may use; RDS's t3.micro default is 64MB, which makes HNSW builds spill.

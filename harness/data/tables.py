@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.seed_profiles import SeedProfile
-from harness.vectors import BLOCK_ROWS, DEFAULT_CHUNK_ROWS, DOC_ID_BASE, VectorSource, block_rng
+from harness.data.profiles import SeedProfile
+from harness.data.vectors import BLOCK_ROWS, DEFAULT_CHUNK_ROWS, DOC_ID_BASE, VectorSource, block_rng
 
 USER_BLOCK = 1024
 EPOCH = datetime(2023, 1, 1, tzinfo=UTC)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from hdrh.histogram import HdrHistogram
 
-from harness.results import new_histogram
+from harness.measure.results import new_histogram
 
 # One request: raises on failure. A client is built per worker so each owns its connection.
 Request = Callable[[], object]

@@ -12,9 +12,10 @@ from typing import Any
 
 import yaml
 
+from harness.paths import FIXTURES_DIR
 from harness.sizing import SEED_LAMBDA_MEMORY_MB
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "fixtures" / "monthly_model.yaml"
+DEFAULT_MODEL = FIXTURES_DIR / "monthly_model.yaml"
 
 
 class ModelError(ValueError):

@@ -1,4 +1,4 @@
-"""`harness thresholds ...` and `harness report ...` subcommands; harness/cli.py registers them with
+"""`harness thresholds ...` and `harness report ...` subcommands; harness/cli/main.py registers them with
 `add_threshold_commands(sub)` and `add_report_commands(sub)`, then calls `args.func(args)`.
 
 Every func returns an exit code from harness.thresholds (EXIT_PASS, EXIT_WARN, EXIT_FAIL, EXIT_BROKEN);
@@ -11,12 +11,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.measure.results import ResultsError
+from harness.paths import FIXTURES_DIR
 from harness.report import compare_paths, format_verdict_table, render_report
 from harness.report.text import conditions
-from harness.results import ResultsError
 from harness.thresholds import EXIT_BROKEN, EXIT_PASS, ThresholdConfigError, ThresholdSet, load_thresholds
 
-DEFAULT_THRESHOLDS_FILE = Path(__file__).resolve().parent.parent / "fixtures" / "thresholds.yaml"
+DEFAULT_THRESHOLDS_FILE = FIXTURES_DIR / "thresholds.yaml"
 
 
 def add_override_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,12 +20,12 @@ from pathlib import Path
 from harness.backends import get_backend
 from harness.backends.base import Reporter
 from harness.config import Settings
+from harness.data.profiles import get_profile
+from harness.data.seed import app_credentials, data_root, seed
 from harness.endpoints import StackEndpoints
+from harness.measure.results import Results
+from harness.measure.run_facts import run_facts
 from harness.report import format_verdict_table, render_report
-from harness.results import Results
-from harness.run_facts import run_facts
-from harness.seed import app_credentials, data_root, seed
-from harness.seed_profiles import get_profile
 from harness.thresholds import EXIT_BROKEN, EXIT_FAIL, EXIT_PASS, EXIT_WARN, ThresholdSet
 
 # The scenario sizes and the seed profile each one needs (scenarios/conftest.py holds the knobs).

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.endpoints import StackEndpoints
-from harness.results import machine_facts
+from harness.measure.results import machine_facts
 
 
 def run_facts(stack: StackEndpoints, repo: Path | None = None) -> dict[str, Any]:

@@ -21,9 +21,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from harness.config import resolve_settings
-from harness.endpoints import EndpointFileError, load_endpoints
-from harness.lambdas import (
+from harness.app.gdpr import (
     DEFAULT_ROLE_ARN,
     TIMEOUTS_S,
     DeployError,
@@ -31,6 +29,8 @@ from harness.lambdas import (
     deploy_to_stack,
     package,
 )
+from harness.config import resolve_settings
+from harness.endpoints import EndpointFileError, load_endpoints
 from harness.sizing import SEED_LAMBDA_MEMORY_MB
 
 

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from harness.metrics import (
+from harness.measure.metrics import (
     DIMENSIONLESS,
     MetricKind,
     MetricSpec,
@@ -209,7 +209,7 @@ class Results:
             if layout != (HDR_LOWEST, HDR_HIGHEST, HDR_SIGNIFICANT_FIGURES):
                 raise ResultsError(
                     f"{metric}: histogram layout {layout} differs from the results file's; "
-                    "build it with harness.results.new_histogram() so merges stay exact"
+                    "build it with harness.measure.results.new_histogram() so merges stay exact"
                 )
         else:
             histogram = new_histogram()
@@ -272,7 +272,7 @@ class Results:
                 if missing:
                     raise ResultsError(
                         f"{metric}: point {dict(point)} lacks {', '.join(sorted(missing))}; "
-                        f"see its MetricSpec in harness/metrics.py"
+                        f"see its MetricSpec in harness/measure/metrics.py"
                     )
             clean.append({"t": now, **fields})
         self._append(spec, labels, lambda entry: entry["points"].extend(clean), lambda: {"points": clean})

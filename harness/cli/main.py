@@ -12,14 +12,14 @@ from pathlib import Path
 
 from harness.backends import get_backend
 from harness.backends.base import StackStatus
-from harness.cli_deploy import add_deploy_command
-from harness.cli_reports import (
+from harness.cli.deploy import add_deploy_command
+from harness.cli.reports import (
     DEFAULT_THRESHOLDS_FILE,
     add_override_arguments,
     add_report_commands,
     add_threshold_commands,
 )
-from harness.cli_seed import add_seed_command
+from harness.cli.seed import add_seed_command
 from harness.config import ConfigError, Settings, resolve_settings
 from harness.endpoints import EndpointFileError
 from harness.services.process import ServiceError
@@ -111,7 +111,7 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def cmd_signoff(args: argparse.Namespace) -> int:
-    from harness.signoff import SIZE_SEED_PROFILES, signoff
+    from harness.cli.signoff import SIZE_SEED_PROFILES, signoff
 
     if args.size not in SIZE_SEED_PROFILES:
         _say(f"--size must be one of {', '.join(SIZE_SEED_PROFILES)}")

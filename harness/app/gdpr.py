@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.endpoints import AwsEndpoint, StackEndpoints
-from harness.lambda_runtime.report import ReportLine, find_report_line
+from harness.lambda_runtime.report_line import ReportLine, find_report_line
+from harness.paths import FUNCTIONS_DIR
 from harness.sizing import SEED_LAMBDA_MEMORY_MB
 
-FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 COMMON_PACKAGE = "gdpr_common"
 RUNTIME = "python3.12"
 HANDLER = "app.handler"
@@ -122,7 +122,7 @@ def ensure_stack_secrets(stack: StackEndpoints, state_dir: Path) -> tuple[str, s
     The functions log in as the seed's application role (it may append to audit_log but not change it),
     not as the master user the stack's own secret holds.
     """
-    from harness.seed import SeedError, app_credentials
+    from harness.data.seed import SeedError, app_credentials
 
     try:
         role, password = app_credentials(stack, state_dir, create=False)

@@ -15,7 +15,9 @@ from pathlib import Path
 from psycopg import sql
 from psycopg.abc import AdaptContext
 
-FIXTURES_SQL_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "sql"
+from harness.paths import FIXTURES_DIR
+
+FIXTURES_SQL_DIR = FIXTURES_DIR / "sql"
 PHASES = ("schema", "finalize")
 
 _FILE_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")

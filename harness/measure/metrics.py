@@ -302,7 +302,7 @@ class UnknownMetricError(ValueError):
         self.name = name
         super().__init__(
             f"unknown metric {name!r}{suggest(name, list(REGISTRY))}; "
-            "use a name from harness/metrics.py REGISTRY, or add a MetricSpec there"
+            "use a name from harness/measure/metrics.py REGISTRY, or add a MetricSpec there"
         )
 
 

@@ -1,0 +1,2 @@
+"""Measuring: the load core, key popularity, samplers, progress, the metric registry, the results file, run
+facts and projections."""
