@@ -47,8 +47,10 @@ def main() -> int:
     args = parser.parse_args()
     stack = load_endpoints(resolve_settings().state_dir)
     if stack is None or not stack.aws.lambda_url:
-        print("no running stack with a Lambda runtime: run `harness up`, `harness seed`, `harness deploy`",
-              file=sys.stderr)
+        print(
+            "no running stack with a Lambda runtime: run `harness up`, `harness seed`, `harness deploy`",
+            file=sys.stderr,
+        )
         return 1
     client = lambda_client(stack.aws)
     with stack.direct.connect(autocommit=True) as conn:
@@ -83,9 +85,15 @@ def main() -> int:
     for memory in (128, 512, 1769):
         name = f"bench-burn-{memory}"
         try:
-            client.create_function(FunctionName=name, Runtime="python3.12", Role="arn:aws:iam::000000000000:role/b",
-                                   Handler="app.handler", Code={"ZipFile": buffer.getvalue()}, MemorySize=memory,
-                                   Timeout=120)
+            client.create_function(
+                FunctionName=name,
+                Runtime="python3.12",
+                Role="arn:aws:iam::000000000000:role/b",
+                Handler="app.handler",
+                Code={"ZipFile": buffer.getvalue()},
+                MemorySize=memory,
+                Timeout=120,
+            )
             series = invoke_series(client, name, [{"n": 2_000_000}], args.runs)
         finally:
             client.delete_function(FunctionName=name)

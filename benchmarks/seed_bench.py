@@ -46,9 +46,13 @@ PER_ROW_LIMIT = 2000
 def admin_endpoint(dsn: str | None) -> PostgresEndpoint:
     if dsn:
         params = conninfo_to_dict(dsn)
-        return PostgresEndpoint(str(params.get("host", "127.0.0.1")), int(params.get("port", 5432)),
-                                str(params["user"]), Secret(str(params.get("password", ""))),
-                                str(params.get("dbname", "postgres")))
+        return PostgresEndpoint(
+            str(params.get("host", "127.0.0.1")),
+            int(params.get("port", 5432)),
+            str(params["user"]),
+            Secret(str(params.get("password", ""))),
+            str(params.get("dbname", "postgres")),
+        )
     settings = resolve_settings()
     stack = load_endpoints(settings.state_dir)
     if stack is None:
@@ -73,9 +77,12 @@ def peak_rss_mib() -> float:
 def compare_copy_and_insert(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]], dim: int) -> dict[str, float]:
     columns = "doc_id, owner_user_id, tenant_id, category, title, created_at, embedding"
     for name in ("bench_copy", "bench_insert"):
-        conn.execute(sql.SQL(
-            "CREATE TABLE {} (doc_id bigint PRIMARY KEY, owner_user_id bigint, tenant_id int, category text, "
-            "title text, created_at timestamptz, embedding vector({}))").format(sql.Identifier(name), dim))
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE {} (doc_id bigint PRIMARY KEY, owner_user_id bigint, tenant_id int, category text, "
+                "title text, created_at timestamptz, embedding vector({}))"
+            ).format(sql.Identifier(name), dim)
+        )
     conn.commit()
 
     started = time.perf_counter()
@@ -103,8 +110,12 @@ def compare_copy_and_insert(conn: psycopg.Connection[Any], rows: list[tuple[Any,
         conn.execute(insert, row)
     per_row_s = time.perf_counter() - started
     conn.autocommit = False
-    return {"copy": len(rows) / copy_s, "executemany": len(rows) / insert_s, "per_row": len(single) / per_row_s,
-            "per_row_n": len(single)}
+    return {
+        "copy": len(rows) / copy_s,
+        "executemany": len(rows) / insert_s,
+        "per_row": len(single) / per_row_s,
+        "per_row_n": len(single),
+    }
 
 
 def build_hnsw(conn: psycopg.Connection[Any], memory: str, m: int, ef_construction: int) -> dict[str, Any]:
@@ -112,9 +123,12 @@ def build_hnsw(conn: psycopg.Connection[Any], memory: str, m: int, ef_constructi
     conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
     conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(memory)))
     started = time.perf_counter()
-    conn.execute(sql.SQL(
-        "CREATE INDEX bench_hnsw ON app.documents USING hnsw (embedding vector_cosine_ops) "
-        "WITH (m = {}, ef_construction = {})").format(sql.Literal(m), sql.Literal(ef_construction)))
+    conn.execute(
+        sql.SQL(
+            "CREATE INDEX bench_hnsw ON app.documents USING hnsw (embedding vector_cosine_ops) "
+            "WITH (m = {}, ef_construction = {})"
+        ).format(sql.Literal(m), sql.Literal(ef_construction))
+    )
     seconds = time.perf_counter() - started
     size = conn.execute("SELECT pg_relation_size('app.bench_hnsw')").fetchone()[0]
     conn.execute("DROP INDEX app.bench_hnsw")
@@ -126,11 +140,13 @@ def build_hnsw(conn: psycopg.Connection[Any], memory: str, m: int, ef_constructi
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="large", choices=list(PROFILES))
-    parser.add_argument("--compare-rows", type=int, default=20_000,
-                        help="documents written by both COPY and INSERT (default 20,000)")
+    parser.add_argument(
+        "--compare-rows", type=int, default=20_000, help="documents written by both COPY and INSERT (default 20,000)"
+    )
     parser.add_argument("--dsn", help="a PostgreSQL superuser URL instead of the running stack's direct endpoint")
-    parser.add_argument("--skip-hnsw", action="store_true",
-                        help="skip the two HNSW builds (at 1M rows the t3.micro one takes hours)")
+    parser.add_argument(
+        "--skip-hnsw", action="store_true", help="skip the two HNSW builds (at 1M rows the t3.micro one takes hours)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no seed progress on stderr")
     args = parser.parse_args(argv)
 
@@ -145,8 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="seed-bench-") as data_dir:
-            report = seed(bench, profile, Path(data_dir), secrets.token_urlsafe(18), app_role=BENCH_ROLE,
-                          progress=not args.quiet)
+            report = seed(
+                bench, profile, Path(data_dir), secrets.token_urlsafe(18), app_role=BENCH_ROLE, progress=not args.quiet
+            )
         seed_s = time.perf_counter() - started
         loader_rss = peak_rss_mib()
 
@@ -160,28 +177,42 @@ def main(argv: list[str] | None = None) -> int:
             workers = conn.execute("SHOW max_parallel_maintenance_workers").fetchone()[0]
             version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0]
             table_mib = conn.execute("SELECT pg_total_relation_size('app.documents')").fetchone()[0] / MIB
-            builds = [] if args.skip_hnsw else [
-                (label, memory, build_hnsw(conn, memory, profile.index.m, profile.index.ef_construction))
-                for label, memory in (("t3.micro", micro_memory), ("raised", raised))
-            ]
+            builds = (
+                []
+                if args.skip_hnsw
+                else [
+                    (label, memory, build_hnsw(conn, memory, profile.index.m, profile.index.ef_construction))
+                    for label, memory in (("t3.micro", micro_memory), ("raised", raised))
+                ]
+            )
     finally:
         scratch(admin, create=False)
 
     matrix_mib = profile.vectors * profile.dim * 4 / MIB
-    print(f"profile {profile.name}: {profile.users:,} users, {profile.vectors:,} x {profile.dim} vectors "
-          f"(matrix {matrix_mib:,.0f} MiB), pgvector {version}, max_parallel_maintenance_workers {workers}")
-    print(f"seed (no vector index): {seed_s:.1f}s, {sum(report.row_counts.values()):,} rows; "
-          f"documents table {table_mib:,.0f} MiB")
+    print(
+        f"profile {profile.name}: {profile.users:,} users, {profile.vectors:,} x {profile.dim} vectors "
+        f"(matrix {matrix_mib:,.0f} MiB), pgvector {version}, max_parallel_maintenance_workers {workers}"
+    )
+    print(
+        f"seed (no vector index): {seed_s:.1f}s, {sum(report.row_counts.values()):,} rows; "
+        f"documents table {table_mib:,.0f} MiB"
+    )
     print(f"loader peak RSS: {loader_rss:,.0f} MiB")
     print(f"binary COPY:                  {rates['copy']:>9,.0f} rows/s  ({n:,} documents)")
-    print(f"executemany INSERT:           {rates['executemany']:>9,.0f} rows/s  (same rows; psycopg pipelines it)"
-          f"  -> COPY is {rates['copy'] / rates['executemany']:.1f}x faster")
-    print(f"INSERT per row, autocommit:   {rates['per_row']:>9,.0f} rows/s  (first {rates['per_row_n']:,} rows)"
-          f"  -> COPY is {rates['copy'] / rates['per_row']:.1f}x faster")
+    print(
+        f"executemany INSERT:           {rates['executemany']:>9,.0f} rows/s  (same rows; psycopg pipelines it)"
+        f"  -> COPY is {rates['copy'] / rates['executemany']:.1f}x faster"
+    )
+    print(
+        f"INSERT per row, autocommit:   {rates['per_row']:>9,.0f} rows/s  (first {rates['per_row_n']:,} rows)"
+        f"  -> COPY is {rates['copy'] / rates['per_row']:.1f}x faster"
+    )
     for label, memory, result in builds:
         spill = f"; {result['spilled']}" if result["spilled"] else ""
-        print(f"HNSW build at maintenance_work_mem={memory} ({label}): {result['seconds']:.1f}s, "
-              f"index {result['size_mib']:,.1f} MiB{spill}")
+        print(
+            f"HNSW build at maintenance_work_mem={memory} ({label}): {result['seconds']:.1f}s, "
+            f"index {result['size_mib']:,.1f} MiB{spill}"
+        )
     return 0
 
 

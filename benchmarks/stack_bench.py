@@ -63,9 +63,7 @@ def main() -> None:
         print(f"run {run + 1}/{args.runs} done", file=sys.stderr, flush=True)
     print(f"{'phase':<28}{'runs':>6}{'median s':>10}{'min s':>8}{'max s':>8}")
     for phase, values in figures.items():
-        print(
-            f"{phase:<28}{len(values):>6}{statistics.median(values):>10.2f}{min(values):>8.2f}{max(values):>8.2f}"
-        )
+        print(f"{phase:<28}{len(values):>6}{statistics.median(values):>10.2f}{min(values):>8.2f}{max(values):>8.2f}")
     print(f"machine: {os.cpu_count()} cores; each figure includes the CLI's own start (~0.3 s)")
 
 

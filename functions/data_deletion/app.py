@@ -139,8 +139,17 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         log("ERROR", "deletion left data behind", context, user_id=user_id, remaining=remaining)
         raise DeletionIncomplete(f"user {user_id}: still found {', '.join(remaining)} after deletion; retry")
     elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
-    log("INFO", "user erased", context, user_id=user_id, user_existed=existed, rows_deleted=rows,
-        cache_keys_deleted=keys, export_objects_deleted=objects, elapsed_ms=elapsed_ms)
+    log(
+        "INFO",
+        "user erased",
+        context,
+        user_id=user_id,
+        user_existed=existed,
+        rows_deleted=rows,
+        cache_keys_deleted=keys,
+        export_objects_deleted=objects,
+        elapsed_ms=elapsed_ms,
+    )
     return {
         "ok": True,
         "user_id": user_id,

@@ -150,8 +150,17 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         raise
     url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl)
     elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
-    log("INFO", "export written", context, user_id=user_id, key=key, rows=rows, bytes=writer.bytes,
-        parts=max(1, len(writer.parts)), elapsed_ms=elapsed_ms)
+    log(
+        "INFO",
+        "export written",
+        context,
+        user_id=user_id,
+        key=key,
+        rows=rows,
+        bytes=writer.bytes,
+        parts=max(1, len(writer.parts)),
+        elapsed_ms=elapsed_ms,
+    )
     return {
         "ok": True,
         "user_id": user_id,

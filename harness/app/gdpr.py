@@ -205,9 +205,10 @@ def deploy(
             lambda_client.update_function_code(FunctionName=name, ZipFile=zip_bytes)
             lambda_client.get_waiter("function_updated_v2").wait(FunctionName=name)
             changed = True
-        if any(current.get(key) != value for key, value in config.items() if key != "Environment") or current.get(
-            "Environment", {}
-        ).get("Variables", {}) != config["Environment"]["Variables"]:
+        if (
+            any(current.get(key) != value for key, value in config.items() if key != "Environment")
+            or current.get("Environment", {}).get("Variables", {}) != config["Environment"]["Variables"]
+        ):
             lambda_client.update_function_configuration(FunctionName=name, **config)
             lambda_client.get_waiter("function_updated_v2").wait(FunctionName=name)
             changed = True

@@ -237,9 +237,7 @@ class EmbeddedBackend(Backend):
             endpoints_path(self.state).unlink(missing_ok=True)
             creds = self._secrets(create=False) if (self.state / SECRETS_FILE).exists() else None
             if creds is not None:
-                services: list[tuple[str, _Service]] = list(
-                    zip(SERVICE_NAMES, self._services(creds), strict=True)
-                )
+                services: list[tuple[str, _Service]] = list(zip(SERVICE_NAMES, self._services(creds), strict=True))
                 for label, service in reversed(services):
                     if service.stop():
                         report(f"{label}: stopped")

@@ -42,15 +42,29 @@ def add_deploy_command(subparsers: Any, parents: Sequence[argparse.ArgumentParse
         help="package the GDPR Lambda functions and create/update them on the stack's Lambda endpoint",
         description=f"Package and deploy the GDPR functions ({sizes}). Unchanged functions are left alone.",
     )
-    parser.add_argument("--function", action="append", dest="functions", choices=list(SEED_LAMBDA_MEMORY_MB),
-                        help="deploy only this function (repeatable; default: all three)")
-    parser.add_argument("--db-secret-id", help="Secrets Manager id of the DB credentials (RDS JSON shape, host = "
-                        "the proxy); default: written from the local stack's application role")
-    parser.add_argument("--redis-secret-id", help="Secrets Manager id of {host, port, password, tls} for Redis; "
-                        "default: written from the local stack")
+    parser.add_argument(
+        "--function",
+        action="append",
+        dest="functions",
+        choices=list(SEED_LAMBDA_MEMORY_MB),
+        help="deploy only this function (repeatable; default: all three)",
+    )
+    parser.add_argument(
+        "--db-secret-id",
+        help="Secrets Manager id of the DB credentials (RDS JSON shape, host = "
+        "the proxy); default: written from the local stack's application role",
+    )
+    parser.add_argument(
+        "--redis-secret-id",
+        help="Secrets Manager id of {host, port, password, tls} for Redis; default: written from the local stack",
+    )
     parser.add_argument("--role-arn", default=DEFAULT_ROLE_ARN, help="execution role (required on real AWS)")
-    parser.add_argument("--package-only", type=Path, metavar="DIR",
-                        help="write the zips to DIR and deploy nothing (for uploading them elsewhere)")
+    parser.add_argument(
+        "--package-only",
+        type=Path,
+        metavar="DIR",
+        help="write the zips to DIR and deploy nothing (for uploading them elsewhere)",
+    )
     parser.set_defaults(func=run_deploy)
     return parser
 
@@ -83,8 +97,10 @@ def run_deploy(args: argparse.Namespace) -> int:
         print(f"harness deploy: {exc}", file=sys.stderr)
         return 1
     except (BotoCoreError, ClientError) as exc:
-        print(f"harness deploy: the AWS endpoint refused or failed ({exc}); check it with `harness status`",
-              file=sys.stderr)
+        print(
+            f"harness deploy: the AWS endpoint refused or failed ({exc}); check it with `harness status`",
+            file=sys.stderr,
+        )
         return 1
     for result in results:
         print(f"{result.name}: {result.action} ({result.memory_mb} MB, timeout {result.timeout_s} s) at {endpoint}")

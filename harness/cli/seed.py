@@ -65,9 +65,12 @@ def add_seed_command(subparsers: Any, parents: Sequence[argparse.ArgumentParser]
     parser.add_argument("--ef-construction", type=_positive_int, help="HNSW ef_construction (default 64)")
     parser.add_argument("--lists", type=_positive_int, help="IVFFlat lists (default: rows/1000, sqrt above 1M)")
     parser.add_argument("--build-memory", help="maintenance_work_mem for the index build only (default 512MB)")
-    parser.add_argument("--embeddings", type=Path,
-                        help="load your own embeddings (.npy or .parquet) instead of generated ones; "
-                             "the last rows are held out as queries")
+    parser.add_argument(
+        "--embeddings",
+        type=Path,
+        help="load your own embeddings (.npy or .parquet) instead of generated ones; "
+        "the last rows are held out as queries",
+    )
     parser.add_argument("--force", action="store_true", help="reload even if the database holds this seed")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.set_defaults(func=run_seed)
@@ -85,15 +88,31 @@ def run_seed(args: argparse.Namespace) -> int:
         if args.embeddings is not None and args.vectors is not None:
             raise SeedError("--vectors does not apply with --embeddings: the file's row count decides")
         profile = get_profile(
-            args.profile, users=args.users, vectors=args.vectors, dim=args.dim, seed=args.seed, kind=args.index,
-            m=args.m, ef_construction=args.ef_construction, lists=args.lists, build_memory=args.build_memory,
+            args.profile,
+            users=args.users,
+            vectors=args.vectors,
+            dim=args.dim,
+            seed=args.seed,
+            kind=args.index,
+            m=args.m,
+            ef_construction=args.ef_construction,
+            lists=args.lists,
+            build_memory=args.build_memory,
         )
         source = None
         if args.embeddings is not None:
             source = open_vector_file(args.embeddings.expanduser(), profile.queries, expected_dim=args.dim)
         role, password = app_credentials(stack, settings.state_dir)
-        report = seed(stack.direct, profile, data_root(settings.state_dir), password, app_role=role, source=source,
-                      force=args.force, progress=not args.quiet)
+        report = seed(
+            stack.direct,
+            profile,
+            data_root(settings.state_dir),
+            password,
+            app_role=role,
+            source=source,
+            force=args.force,
+            progress=not args.quiet,
+        )
     except (SeedError, SeedProfileError, VectorDataError, MigrationError, EndpointFileError) as exc:
         print(f"harness seed: {exc}", file=sys.stderr)
         return 1

@@ -204,7 +204,6 @@ class ClusteredVectors:
         return np.concatenate([c.vectors for c in self._stream_chunks(_STREAM_QUERIES, self.n_queries, BLOCK_ROWS)])
 
 
-
 def _file_digest(path: Path) -> str:
     digest = hashlib.blake2b(digest_size=16)
     with path.open("rb") as handle:

@@ -51,10 +51,20 @@ LOG_RESULT_BYTES = 4096
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _HANDLER = re.compile(r"^[^\s]+\.[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED_VARIABLES = {
-    "_HANDLER", "AWS_REGION", "AWS_EXECUTION_ENV", "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-    "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME",
-    "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-    "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+    "_HANDLER",
+    "AWS_REGION",
+    "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
 }
 
 
@@ -169,8 +179,11 @@ class LambdaRuntime:
         ]
         for path in needed:
             for changed in self.user.make_traversable(path):
-                print(f"lambda runtime: added the search bit to {changed} so {self.user.name} can reach {path}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"lambda runtime: added the search bit to {changed} so {self.user.name} can reach {path}",
+                    file=sys.stderr,
+                    flush=True,
+                )
         self._reaper.start()
 
     def shutdown(self) -> None:
@@ -261,8 +274,10 @@ class LambdaRuntime:
             raise invalid("Environment.Variables must map names to strings")
         reserved = sorted(set(variables) & _RESERVED_VARIABLES)
         if reserved:
-            raise invalid(f"Lambda was unable to configure your environment variables because the environment "
-                          f"variables you have provided contains reserved keys: {', '.join(reserved)}")
+            raise invalid(
+                f"Lambda was unable to configure your environment variables because the environment "
+                f"variables you have provided contains reserved keys: {', '.join(reserved)}"
+            )
         merged["Environment"] = {"Variables": variables}
         return merged
 
@@ -578,8 +593,11 @@ class LambdaRuntime:
                     for name, f in sorted(self._functions.items())
                 },
                 "environments": len(self._live),
-                "cgroups": {"enforced": bool(self.cgroup_mode), "version": self.cgroup_mode,
-                            "detail": self.cgroup_detail},
+                "cgroups": {
+                    "enforced": bool(self.cgroup_mode),
+                    "version": self.cgroup_mode,
+                    "detail": self.cgroup_detail,
+                },
                 "idle_timeout_s": self.options.idle_timeout_s,
             }
 

@@ -117,14 +117,25 @@ def gdpr(stack: StackEndpoints, tmp_path_factory) -> Iterator[Deployed]:
     _put_secret(
         stack,
         DB_SECRET,
-        {"engine": "postgres", "host": stack.proxy.host, "port": stack.proxy.port, "username": ROLE,
-         "password": password, "dbname": DB_NAME},
+        {
+            "engine": "postgres",
+            "host": stack.proxy.host,
+            "port": stack.proxy.port,
+            "username": ROLE,
+            "password": password,
+            "dbname": DB_NAME,
+        },
     )
     _put_secret(
         stack,
         REDIS_SECRET,
-        {"host": stack.redis.host, "port": stack.redis.port, "password": stack.redis.password.reveal(),
-         "tls": False, "db": REDIS_DB},
+        {
+            "host": stack.redis.host,
+            "port": stack.redis.port,
+            "password": stack.redis.password.reveal(),
+            "tls": False,
+            "db": REDIS_DB,
+        },
     )
     s3 = stack.aws.client("s3")
     if BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
@@ -147,8 +158,9 @@ def gdpr(stack: StackEndpoints, tmp_path_factory) -> Iterator[Deployed]:
 
 
 def test_redeploying_unchanged_functions_changes_nothing(gdpr: Deployed):
-    again = deploy(gdpr.client, db_secret_id=DB_SECRET, redis_secret_id=REDIS_SECRET, exports_bucket=BUCKET,
-                   name_prefix=PREFIX)
+    again = deploy(
+        gdpr.client, db_secret_id=DB_SECRET, redis_secret_id=REDIS_SECRET, exports_bucket=BUCKET, name_prefix=PREFIX
+    )
     assert [(r.name, r.action) for r in again] == [
         (f"{PREFIX}data_export", "unchanged"),
         (f"{PREFIX}data_deletion", "unchanged"),
@@ -293,8 +305,13 @@ def make_function(stack: StackEndpoints) -> Iterator[Any]:
             with contextlib.suppress(client.exceptions.ResourceNotFoundException):
                 client.delete_function(FunctionName=name)
             client.create_function(
-                FunctionName=name, Runtime="python3.12", Role="arn:aws:iam::000000000000:role/test",
-                Handler="app.handler", Code={"ZipFile": buffer.getvalue()}, MemorySize=memory_mb, Timeout=timeout_s,
+                FunctionName=name,
+                Runtime="python3.12",
+                Role="arn:aws:iam::000000000000:role/test",
+                Handler="app.handler",
+                Code={"ZipFile": buffer.getvalue()},
+                MemorySize=memory_mb,
+                Timeout=timeout_s,
             )
             created.append(name)
         return name
@@ -442,8 +459,13 @@ def test_without_cgroups_memory_is_still_enforced_and_cpu_time_is_reported(uncap
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("app.py", HANDLERS["hog"])
     uncapped_runtime.create_function(
-        FunctionName="hog", Runtime="python3.12", Role="arn:aws:iam::000000000000:role/test",
-        Handler="app.handler", Code={"ZipFile": buffer.getvalue()}, MemorySize=128, Timeout=30,
+        FunctionName="hog",
+        Runtime="python3.12",
+        Role="arn:aws:iam::000000000000:role/test",
+        Handler="app.handler",
+        Code={"ZipFile": buffer.getvalue()},
+        MemorySize=128,
+        Timeout=30,
     )
     killed = invoke(uncapped_runtime, "hog", {"mb": 400})
     assert killed.payload["errorType"] == "Runtime.OutOfMemory"

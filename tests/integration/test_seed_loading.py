@@ -84,8 +84,9 @@ def ci_db(stack, app_password, tmp_path_factory) -> Iterator[SeededDb]:
 
 def counts(endpoint: PostgresEndpoint) -> dict[str, int]:
     with endpoint.connect() as conn:
-        return {t: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))).fetchone()[0]
-                for t in TABLES}
+        return {
+            t: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))).fetchone()[0] for t in TABLES
+        }
 
 
 def test_ci_profile_loads_the_expected_rows_in_seconds(ci_db):
@@ -102,8 +103,9 @@ def test_ci_profile_loads_the_expected_rows_in_seconds(ci_db):
     with ci_db.admin.connect() as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
         assert versions == [m.version for m in load_migrations()]
-        (indexdef,) = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'documents_embedding_hnsw'"
-                                   ).fetchone()
+        (indexdef,) = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'documents_embedding_hnsw'"
+        ).fetchone()
         assert "USING hnsw (embedding vector_cosine_ops)" in indexdef and "m='16'" in indexdef
         assert conn.execute("SELECT vector_dims(embedding) FROM documents LIMIT 1").fetchone()[0] == 384
         assert conn.execute("SELECT count(*) FROM pg_stats WHERE tablename = 'documents'").fetchone()[0] > 0
@@ -151,16 +153,21 @@ def test_audit_log_refuses_update_and_delete_for_the_app_role(ci_db):
 def test_deleting_a_user_removes_personal_data_but_keeps_the_audit_trail(ci_db):
     with ci_db.app.connect() as conn:
         user_id = conn.execute("SELECT user_id FROM events GROUP BY 1 ORDER BY count(*) DESC LIMIT 1").fetchone()[0]
-        audit_before = conn.execute("SELECT count(*) FROM audit_log WHERE subject_user_id = %s", (user_id,)
-                                    ).fetchone()[0]
+        audit_before = conn.execute("SELECT count(*) FROM audit_log WHERE subject_user_id = %s", (user_id,)).fetchone()[
+            0
+        ]
         conn.execute("DELETE FROM users WHERE user_id = %s", (user_id,))
         for table in ("profiles", "consents", "events"):
-            left = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE user_id = %s").format(sql.Identifier(table)),
-                                (user_id,)).fetchone()[0]
+            left = conn.execute(
+                sql.SQL("SELECT count(*) FROM {} WHERE user_id = %s").format(sql.Identifier(table)), (user_id,)
+            ).fetchone()[0]
             assert left == 0, table
         assert conn.execute("SELECT count(*) FROM documents WHERE owner_user_id = %s", (user_id,)).fetchone()[0] == 0
-        assert conn.execute("SELECT count(*) FROM audit_log WHERE subject_user_id = %s", (user_id,)
-                            ).fetchone()[0] == audit_before > 0
+        assert (
+            conn.execute("SELECT count(*) FROM audit_log WHERE subject_user_id = %s", (user_id,)).fetchone()[0]
+            == audit_before
+            > 0
+        )
         conn.rollback()
 
 

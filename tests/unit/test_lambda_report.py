@@ -44,8 +44,10 @@ def test_tolerates_aws_trailing_tab_and_newline():
     [
         ("START RequestId: x Version: $LATEST", "not a REPORT line"),
         ("REPORT RequestId: x\tDuration: 1.00 ms", "lacks Billed Duration, Memory Size, Max Memory Used"),
-        ("REPORT RequestId: x\tDuration: fast ms\tBilled Duration: 1 ms\tMemory Size: 128 MB\tMax Memory Used: 1 MB",
-         "malformed number"),
+        (
+            "REPORT RequestId: x\tDuration: fast ms\tBilled Duration: 1 ms\tMemory Size: 128 MB\tMax Memory Used: 1 MB",
+            "malformed number",
+        ),
         ("REPORT RequestId: x\tgarbage", "is not 'Name: value"),
     ],
 )

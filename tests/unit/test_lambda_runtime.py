@@ -41,7 +41,10 @@ def test_create_returns_lambdas_configuration_shape(tmp_path):
     config = runtime(tmp_path).create_function(create_body(MemorySize=256, Timeout=30))
     assert config["FunctionArn"] == "arn:aws:lambda:us-east-2:000000000000:function:f"
     assert (config["MemorySize"], config["Timeout"], config["State"], config["LastUpdateStatus"]) == (
-        256, 30, "Active", "Successful"
+        256,
+        30,
+        "Active",
+        "Successful",
     )
     assert config["CodeSha256"] and config["CodeSize"] > 0
 
@@ -54,8 +57,12 @@ def test_create_returns_lambdas_configuration_shape(tmp_path):
         ({"Runtime": "nodejs20.x"}, 400, "InvalidParameterValueException", "runs python3.x functions"),
         ({"Handler": "app"}, 400, "InvalidParameterValueException", "module.function"),
         ({"Code": {"S3Bucket": "b", "S3Key": "k"}}, 400, "InvalidParameterValueException", "ZipFile only"),
-        ({"Code": {"ZipFile": base64.b64encode(b"not a zip").decode()}}, 400, "InvalidParameterValueException",
-         "Could not unzip"),
+        (
+            {"Code": {"ZipFile": base64.b64encode(b"not a zip").decode()}},
+            400,
+            "InvalidParameterValueException",
+            "Could not unzip",
+        ),
         ({"FunctionName": "bad name"}, 400, "InvalidParameterValueException", "FunctionName must be"),
         ({"Environment": {"Variables": {"AWS_REGION": "x"}}}, 400, "InvalidParameterValueException", "reserved keys"),
     ],
@@ -96,8 +103,10 @@ def test_a_restarted_runtime_starts_empty_like_the_emulator_it_pairs_with(tmp_pa
 
 @pytest.mark.parametrize(
     ("payload", "status", "error_type"),
-    [(b"{not json", 400, "InvalidRequestContentException"), (b" " * (6 * 1024 * 1024 + 1), 413,
-                                                                "RequestTooLargeException")],
+    [
+        (b"{not json", 400, "InvalidRequestContentException"),
+        (b" " * (6 * 1024 * 1024 + 1), 413, "RequestTooLargeException"),
+    ],
 )
 def test_invoke_rejects_bad_payloads_before_running_anything(tmp_path, payload, status, error_type):
     rt = runtime(tmp_path)

@@ -84,8 +84,17 @@ def test_fixture_sql_files_are_versioned_phased_and_render_every_placeholder():
     assert {m.phase for m in migrations} == {"schema", "finalize"}
     text = "\n".join(m.render(None, dim=768, schema="app_staging", app_role="dbunit_app") for m in migrations)
     assert "{{" not in text and "vector(768)" in text
-    for table in ("users", "profiles", "consents", "events", "documents", "audit_log", "gdpr_requests",
-                  "schema_migrations", "seed_state"):
+    for table in (
+        "users",
+        "profiles",
+        "consents",
+        "events",
+        "documents",
+        "audit_log",
+        "gdpr_requests",
+        "schema_migrations",
+        "seed_state",
+    ):
         assert f"CREATE TABLE {table} (" in text
     assert 'GRANT SELECT, INSERT ON audit_log TO "dbunit_app"' in text
 
@@ -159,8 +168,7 @@ def test_fingerprint_changes_with_every_input_and_only_then():
         return seed_fingerprint(profile, generated_source(profile), migrations, role)
 
     assert fp(base) == fp(small())
-    variants = [small(seed=1), small(users=301), small(vectors=601), small(dim=768), small(kind="ivfflat"),
-                small(m=24)]
+    variants = [small(seed=1), small(users=301), small(vectors=601), small(dim=768), small(kind="ivfflat"), small(m=24)]
     assert len({fp(base), *map(fp, variants), fp(base, role="other")}) == len(variants) + 2
     # The dataset (vectors, queries, ground truth) does not depend on the index or the users.
     assert dataset_key(generated_source(base), base.k) == dataset_key(generated_source(small(users=5)), base.k)
@@ -183,8 +191,12 @@ def stack(proxy_user: str = "dbunit_admin") -> StackEndpoints:
     direct = PostgresEndpoint("127.0.0.1", 15432, "dbunit_admin", Secret("admin"), "dbunit")
     proxy = PostgresEndpoint("127.0.0.1", 16432, proxy_user, Secret("proxy-pw"), "dbunit")
     return StackEndpoints(
-        backend="embedded", proxy=proxy, direct=direct, redis=RedisEndpoint("127.0.0.1", 16379, Secret("r")),
-        aws=AwsEndpoint("", "us-east-2", "", Secret("")), resources=AwsResources("b", "s"),
+        backend="embedded",
+        proxy=proxy,
+        direct=direct,
+        redis=RedisEndpoint("127.0.0.1", 16379, Secret("r")),
+        aws=AwsEndpoint("", "us-east-2", "", Secret("")),
+        resources=AwsResources("b", "s"),
     )
 
 
@@ -214,10 +226,29 @@ def parse(*argv: str) -> argparse.Namespace:
 
 
 def test_seed_command_parses_profile_and_overrides():
-    args = parse("seed", "--profile", "ci", "--users", "10", "--vectors", "99", "--dim", "768", "--seed", "3",
-                 "--index", "ivfflat")
-    assert (args.profile, args.users, args.vectors, args.dim, args.seed, args.index) == ("ci", 10, 99, 768, 3,
-                                                                                        "ivfflat")
+    args = parse(
+        "seed",
+        "--profile",
+        "ci",
+        "--users",
+        "10",
+        "--vectors",
+        "99",
+        "--dim",
+        "768",
+        "--seed",
+        "3",
+        "--index",
+        "ivfflat",
+    )
+    assert (args.profile, args.users, args.vectors, args.dim, args.seed, args.index) == (
+        "ci",
+        10,
+        99,
+        768,
+        3,
+        "ivfflat",
+    )
     assert parse("seed").profile == "default"
     with pytest.raises(SystemExit):
         parse("seed", "--vectors", "0")
@@ -239,4 +270,3 @@ def test_seed_command_reports_a_wrong_dimension_file_before_connecting(tmp_path,
     args.settings = Settings(state_dir=tmp_path)
     assert args.func(args) == 1
     assert "8-dimensional vectors but 384 were asked for" in capsys.readouterr().err
-

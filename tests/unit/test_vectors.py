@@ -167,8 +167,9 @@ def test_npy_loader_checks_shape_dimension_and_values(tmp_path):
 def test_npy_and_parquet_loaders_agree(tmp_path):
     data = np.random.default_rng(1).normal(size=(1000, 12)).astype(np.float32)
     np.save(tmp_path / "e.npy", data)
-    pq.write_table(pa.table({"id": np.arange(1000), "embedding": list(data)}), tmp_path / "e.parquet",
-                   row_group_size=300)
+    pq.write_table(
+        pa.table({"id": np.arange(1000), "embedding": list(data)}), tmp_path / "e.parquet", row_group_size=300
+    )
     fixed = pa.FixedSizeListArray.from_arrays(pa.array(data.ravel()), 12)
     pq.write_table(pa.table({"vec": fixed}), tmp_path / "fixed.parquet", row_group_size=256)
     npy = open_vector_file(tmp_path / "e.npy", 100)
