@@ -54,8 +54,11 @@ signoff: install
 signoff-ci: install
 	$(BIN)/harness signoff --size ci
 
+# What CI checks before the tests: lint, formatting, and types (strictness in pyproject.toml).
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench-stack: install
 	$(BIN)/python benchmarks/stack_bench.py

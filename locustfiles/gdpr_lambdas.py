@@ -1,5 +1,5 @@
-"""GDPR requests through the Lambda functions at a realistic mix: the application writes audit batches
-all the time, users ask for their data now and then, and deletions are rarer still.
+"""GDPR requests through the Lambda functions at a realistic mix (GDPR_TASK_MIX, 20:3:1): the application
+writes audit batches all the time, users ask for their data now and then, and deletions are rarer still.
 
     locust -f locustfiles/gdpr_lambdas.py --headless -u 5 -t 1m
     locust -f locustfiles/gdpr_lambdas.py --headless --shape spike -u 4 --spike-users 30 -t 1m
@@ -9,22 +9,11 @@ limit (10 on the local runtime) invocations are throttled, counted in lambda.<fu
 Deletions erase clones of seeded users, never the seeded data.
 """
 
-from locust import constant, task
+from locust import constant
 
-from harness.locustusers.workloads import GdprUser
+from harness.locustusers.workloads import GDPR_TASK_MIX, GdprUser
 
 
 class GdprRequests(GdprUser):
     wait_time = constant(0)
-
-    @task(20)
-    def audit_batch(self) -> None:
-        self.audit()
-
-    @task(3)
-    def data_export(self) -> None:
-        self.export()
-
-    @task(1)
-    def data_deletion(self) -> None:
-        self.delete()
+    tasks = GDPR_TASK_MIX

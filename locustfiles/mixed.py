@@ -8,7 +8,7 @@ Users think between requests, as people behind an application do; the user class
 
 from locust import between, task
 
-from harness.locustusers.workloads import CacheUser, GdprUser, VectorSearchUser
+from harness.locustusers.workloads import GDPR_TASK_MIX, CacheUser, GdprUser, VectorSearchUser
 
 
 class Reader(CacheUser):
@@ -36,15 +36,4 @@ class Searcher(VectorSearchUser):
 class DataSubject(GdprUser):
     weight = 1
     wait_time = between(1, 3)
-
-    @task(20)
-    def audit_batch(self) -> None:
-        self.audit()
-
-    @task(3)
-    def data_export(self) -> None:
-        self.export()
-
-    @task(1)
-    def data_deletion(self) -> None:
-        self.delete()
+    tasks = GDPR_TASK_MIX

@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 
 from harness.config import Settings
+from harness.data.app_role import app_credentials, app_endpoint, data_root
+from harness.data.ground_truth import GroundTruth
 from harness.data.profiles import get_profile
-from harness.data.seed import app_credentials, app_endpoint, current_seed, data_root, load_current_ground_truth, seed
-from harness.data.vectors import GroundTruth
+from harness.data.seed import current_seed, load_current_ground_truth, seed
 from harness.endpoints import PostgresEndpoint, StackEndpoints
-from harness.measure.results import Results
+from harness.measure.results import ResultsWriter
 from harness.measure.run_facts import run_facts
 
 
@@ -106,11 +107,11 @@ def size() -> ScenarioSize:
 
 
 @pytest.fixture(scope="session")
-def results(stack: StackEndpoints, size: ScenarioSize) -> Results:
+def results(stack: StackEndpoints, size: ScenarioSize) -> ResultsWriter:
     path = os.environ.get("HARNESS_RESULTS")
     if not path:
         path = str(Path("reports") / f"scenarios-{time.strftime('%Y%m%d-%H%M%S')}" / "results.json")
-    return Results.open(
+    return ResultsWriter.open(
         path,
         run={**run_facts(stack, Path.cwd()), "scenario_size": size.name},
     )
@@ -125,7 +126,7 @@ class SeededData:
 
 
 @pytest.fixture(scope="session")
-def seeded(stack: StackEndpoints, harness_settings: Settings, size: ScenarioSize, results: Results) -> SeededData:
+def seeded(stack: StackEndpoints, harness_settings: Settings, size: ScenarioSize, results: ResultsWriter) -> SeededData:
     """The data in the database, or the size's seed profile when it holds none, and the application's
     endpoints. Data already loaded (by `make up` or `harness signoff`) is used as it is: replacing a
     100k-vector seed with a small one for a quick run would cost the next full run its data."""

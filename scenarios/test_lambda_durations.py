@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from harness.app.clones import clone_user
-from harness.app.gdpr import InvocationSeries, deploy_to_stack, invoke_series, lambda_client
-from harness.backends.external import require_destructive_allowed
-from harness.measure.results import Results
+from harness.app.gdpr_deploy import deploy_to_stack
+from harness.app.gdpr_invoke import InvocationSeries, invoke_series, lambda_client
+from harness.backends.guard import require_destructive_allowed
+from harness.measure.results import ResultsWriter
 
 DURATION_WARNING_MS = 180_000
 # Invocations per user in a measured series: the first may be a cold start, the rest are warm.
@@ -24,10 +25,12 @@ def client(stack, harness_settings, seeded):
     return lambda_client(stack.aws)
 
 
-def record_series(results: Results, series: InvocationSeries, labels: dict[str, object]) -> None:
+def record_series(results: ResultsWriter, series: InvocationSeries, labels: dict[str, object]) -> None:
     function = series.function
     if series.durations_ms:
         results.record_latency(f"lambda.{function}.duration_ms", series.durations_ms, labels)
+        # What the month is projected from: Lambda charges Billed Duration, not Duration.
+        results.record_latency(f"lambda.{function}.billed_duration_ms", series.billed_durations_ms, labels)
     ran = len(series.invocations) - series.throttles
     results.record_rate(f"lambda.{function}.error_rate_pct", series.errors, ran, labels)
     results.record_count(f"lambda.{function}.throttles", series.throttles, labels)

@@ -1,19 +1,27 @@
 """A month of the unit: free-tier usage and cost after the free tier, from the deployment shape, the
-monthly model (fixtures/monthly_model.yaml), and what this run measured (Lambda durations, log volume,
-custom metrics on the AWS endpoint). Runs after the Lambda scenario, whose durations it uses.
+monthly model (fixtures/monthly_model.yaml), and what this run measured (Lambda billed durations, log
+volume, custom metrics on the AWS endpoint). Runs after the Lambda scenario, whose billed durations it uses:
+Lambda charges GB-seconds on Billed Duration (Duration plus any Init Duration, rounded up to 1 ms), not on
+Duration.
 """
 
 from __future__ import annotations
 
+import pytest
+
+from harness.app.gdpr_invoke import lambda_client
 from harness.measure.metrics import Statistic
 from harness.measure.projection import load_model, project
 
 LOG_EVENTS_CAP = 20_000
+# Means come from HDR histograms kept to 3 significant digits: each may be off by 0.1 %.
+HDR_REL = 1e-3
 
 
-def measured_mean_duration_ms(results, function: str) -> float:
-    data = results.read().get(f"lambda.{function}.duration_ms")
-    assert data is not None, f"no lambda.{function}.duration_ms in the results: the Lambda scenario did not run"
+def measured_mean_ms(results, function: str, measure: str) -> float:
+    metric = f"lambda.{function}.{measure}"
+    data = results.read().get(metric)
+    assert data is not None, f"no {metric} in the results: the Lambda scenario did not run"
     return data.statistic(Statistic("mean")).value
 
 
@@ -40,14 +48,16 @@ def log_bytes_per_invocation(stack, function: str) -> float | None:
 
 def test_month_of_the_unit(stack, results):
     model = load_model()
-    means = {function: measured_mean_duration_ms(results, function) for function in model.invocations}
-    projection = project(model, means)
+    billed = {f: measured_mean_ms(results, f, "billed_duration_ms") for f in model.invocations}
+    projection = project(model, billed)
     results.record_value("free_tier.rds_hours", projection.rds_hours)
     results.record_value("free_tier.elasticache_hours", projection.elasticache_hours)
     results.record_value("free_tier.lambda_requests_pct", projection.lambda_requests_pct)
     results.record_value("free_tier.lambda_gb_seconds_pct", projection.lambda_gb_seconds_pct)
     results.record_value("cost.monthly_usd", projection.monthly_usd_after_free_tier)
-    results.update_run({"monthly_projection": {"breakdown_usd": projection.breakdown_usd, "mean_duration_ms": means}})
+    results.update_run(
+        {"monthly_projection": {"breakdown_usd": projection.breakdown_usd, "mean_billed_duration_ms": billed}}
+    )
 
     per_invocation = {f: log_bytes_per_invocation(stack, f) for f in model.invocations}
     measured = {f: b for f, b in per_invocation.items() if b is not None}
@@ -72,4 +82,15 @@ def test_month_of_the_unit(stack, results):
         f"{log_bytes / 2**20:.1f} MiB, {len(custom)} custom metrics, ${projection.monthly_usd_after_free_tier:.2f} "
         f"after the free tier"
     )
-    assert projection.lambda_gb_seconds > 0
+
+    # Billing rounds each invocation up and adds its INIT phase: never below what ran.
+    for function in model.invocations:
+        ran = measured_mean_ms(results, function, "duration_ms")
+        assert billed[function] >= ran * (1 - 2 * HDR_REL), f"{function}: billed {billed[function]} ms, ran {ran} ms"
+    # GB-seconds at the memory the functions are deployed with, not only the sizes the projection assumes.
+    client = lambda_client(stack.aws)
+    deployed_mb = {f: client.get_function_configuration(FunctionName=f)["MemorySize"] for f in model.invocations}
+    gb_seconds = sum(count * billed[f] / 1000 * deployed_mb[f] / 1024 for f, count in model.invocations.items())
+    assert projection.lambda_gb_seconds == pytest.approx(gb_seconds, rel=1e-9), deployed_mb
+    within_free_tier = projection.lambda_gb_seconds <= model.free_tier["lambda_gb_seconds"]
+    assert within_free_tier == (projection.lambda_gb_seconds_pct <= 100.0), projection

@@ -37,7 +37,7 @@ from harness.backends.compose_spec import (
     REDIS_PASSWORD_VAR,
     sizing_override,
 )
-from harness.backends.external import forget_endpoints, probe_stack, refuse_foreign_stack
+from harness.backends.probes import forget_endpoints, probe_stack, refuse_foreign_stack
 from harness.config import Settings
 from harness.endpoints import (
     AwsEndpoint,

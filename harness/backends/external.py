@@ -3,10 +3,7 @@
 Endpoints come from a TOML file (`external_config`; example in fixtures/external.example.toml) and
 credentials from where a deployment keeps them: an environment variable, the AWS SDK's own chain
 (AWS_PROFILE, SSO, instance role) and Secrets Manager. `up` and `down` change nothing there and say
-so; `status` probes read-only. Destructive scenarios call `require_destructive_allowed` first.
-
-The read-only probes here serve the compose backend too: both report on endpoints they did not start
-as processes.
+so; `status` probes read-only (backends/probes.py). Destructive scenarios ask backends/guard.py first.
 """
 
 from __future__ import annotations
@@ -19,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.backends.base import Backend, Reporter, ServiceStatus, StackStatus
-from harness.config import ConfigError, Settings, resolve_settings
+from harness.backends.base import Backend, Reporter, StackStatus
+from harness.backends.probes import aws_client_config, forget_endpoints, probe_stack, refuse_foreign_stack
+from harness.config import ConfigError, Settings
 from harness.endpoints import (
     AwsEndpoint,
     AwsResources,
@@ -28,8 +26,6 @@ from harness.endpoints import (
     RedisEndpoint,
     Secret,
     StackEndpoints,
-    endpoints_path,
-    load_endpoints,
     save_endpoints,
 )
 from harness.services.process import ServiceError
@@ -37,12 +33,6 @@ from harness.services.process import ServiceError
 DEFAULT_DB_PASSWORD_ENV = "DATABASE_PASSWORD"
 DEFAULT_REDIS_PASSWORD_ENV = "REDIS_PASSWORD"
 EXAMPLE_CONFIG = "fixtures/external.example.toml"
-ALLOW_DESTRUCTIVE_HINT = "set HARNESS_ALLOW_DESTRUCTIVE=1 (or allow_destructive = true in harness.toml)"
-PROBE_TIMEOUT_S = 5
-
-
-class DestructiveRefusedError(ConfigError):
-    """A destructive scenario was about to run against a deployment nobody allowed it to change."""
 
 
 # -- the config file -------------------------------------------------------------------------------
@@ -171,7 +161,7 @@ def read_secret_string(aws: AwsEndpoint, secret_id: str) -> str:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        client = aws.client("secretsmanager", config=_aws_client_config())
+        client = aws.client("secretsmanager", config=aws_client_config())
         return str(client.get_secret_value(SecretId=secret_id)["SecretString"])
     except (BotoCoreError, ClientError, KeyError) as exc:
         raise ServiceError(f"cannot read Secrets Manager secret {secret_id!r}: {exc}") from None
@@ -223,124 +213,6 @@ def resolve_endpoints(
         resources=AwsResources(config.exports_bucket, config.db_secret_id, config.kms_key_id),
         facts={"external_config": str(config.path)},
     )
-
-
-# -- read-only probes (shared with the compose backend) ---------------------------------------------
-
-
-def _aws_client_config() -> Any:
-    from botocore.config import Config
-
-    # botocore's defaults (60 s connect, several retries) would make a dead endpoint look like a hang.
-    return Config(connect_timeout=PROBE_TIMEOUT_S, read_timeout=PROBE_TIMEOUT_S * 2, retries={"max_attempts": 1})
-
-
-def _probe_postgres(endpoint: PostgresEndpoint) -> tuple[str, str]:
-    with endpoint.connect(connect_timeout=PROBE_TIMEOUT_S, prepare_threshold=None) as conn:
-        # BEGIN READ ONLY: whatever the probe runs cannot write.
-        conn.read_only = True
-        version, pgvector, max_connections, shared_buffers = conn.execute(
-            "SELECT current_setting('server_version'), "
-            "(SELECT extversion FROM pg_extension WHERE extname = 'vector'), "
-            "current_setting('max_connections'), current_setting('shared_buffers')"
-        ).fetchone()
-    vector = f"pgvector {pgvector}" if pgvector else "no pgvector extension"
-    return version, f"max_connections={max_connections} shared_buffers={shared_buffers} {vector}"
-
-
-def _probe_proxy(endpoint: PostgresEndpoint) -> tuple[str, str]:
-    with endpoint.connect(connect_timeout=PROBE_TIMEOUT_S, prepare_threshold=None) as conn:
-        conn.read_only = True
-        conn.execute("SELECT 1").fetchone()
-    return "", "SELECT 1 answered through the proxy"
-
-
-def _probe_redis(endpoint: RedisEndpoint) -> tuple[str, str]:
-    client = endpoint.client(socket_timeout=PROBE_TIMEOUT_S, socket_connect_timeout=PROBE_TIMEOUT_S)
-    try:
-        client.ping()
-        version = client.info("server")["redis_version"]
-        # INFO, not CONFIG GET: ElastiCache disables the CONFIG command.
-        memory = client.info("memory")
-    finally:
-        client.close()
-    return str(version), f"maxmemory={memory.get('maxmemory')} {memory.get('maxmemory_policy')}"
-
-
-def _probe_aws(endpoints: StackEndpoints) -> tuple[str, str]:
-    config = _aws_client_config()
-    bucket, secret_id = endpoints.resources.exports_bucket, endpoints.resources.db_secret_id
-    endpoints.aws.client("s3", config=config).head_bucket(Bucket=bucket)
-    endpoints.aws.client("secretsmanager", config=config).describe_secret(SecretId=secret_id)
-    return "", f"region {endpoints.aws.region}: bucket {bucket} and secret {secret_id} exist"
-
-
-def _row(name: str, endpoint: str, probe: Callable[[], tuple[str, str]]) -> ServiceStatus:
-    try:
-        version, sizing = probe()
-    except Exception as exc:
-        first_line = (str(exc).strip().splitlines() or [""])[0]
-        return ServiceStatus(name, endpoint, False, detail=f"probe failed: {type(exc).__name__}: {first_line}")
-    return ServiceStatus(name, endpoint, True, version=version, sizing=sizing)
-
-
-def probe_stack(endpoints: StackEndpoints) -> list[ServiceStatus]:
-    """One row per service, each from a real, read-only request; nothing is created or changed."""
-    aws_endpoint = endpoints.aws.url or f"AWS ({endpoints.aws.region})"
-    return [
-        _row("postgres (direct)", endpoints.direct.url(), lambda: _probe_postgres(endpoints.direct)),
-        _row("proxy", endpoints.proxy.url(), lambda: _probe_proxy(endpoints.proxy)),
-        _row("redis", endpoints.redis.url(), lambda: _probe_redis(endpoints.redis)),
-        _row("aws", aws_endpoint, lambda: _probe_aws(endpoints)),
-    ]
-
-
-def refuse_foreign_stack(state_dir: Path, backend: str) -> None:
-    """Stop a backend from overwriting the endpoint file of another backend's stack in the same state dir."""
-    existing = load_endpoints(state_dir)
-    if existing is not None and existing.backend != backend:
-        raise ServiceError(
-            f"{endpoints_path(state_dir)} belongs to the {existing.backend} stack; stop it with "
-            f"`harness down --backend {existing.backend}`, or give the {backend} backend its own --state-dir"
-        )
-
-
-def forget_endpoints(state_dir: Path, backend: str, report: Reporter) -> None:
-    """Remove the endpoint file if this backend wrote it."""
-    path = endpoints_path(state_dir)
-    if path.exists() and (existing := load_endpoints(state_dir)) is not None and existing.backend == backend:
-        path.unlink()
-        report(f"{backend}: removed {path}")
-
-
-# -- destructive scenarios --------------------------------------------------------------------------
-
-
-def refuses_destructive(settings: Settings, backend: str | None = None) -> bool:
-    """True when a destructive scenario must not run: the target is not the harness's own and nobody allowed it."""
-    return (backend or settings.backend) == ExternalBackend.name and not settings.allow_destructive
-
-
-def require_destructive_allowed(
-    target: Settings | StackEndpoints, what: str = "this destructive scenario", settings: Settings | None = None
-) -> None:
-    """Raise DestructiveRefusedError unless `what` may change data on the target.
-
-    Given endpoints, the permission is read from `settings` or, without them, resolved now (environment
-    and harness.toml), so it is the permission of this run, not of whoever wrote an endpoint file.
-    """
-    if isinstance(target, StackEndpoints):
-        backend = target.backend
-        settings = settings if settings is not None else resolve_settings()
-        where = f"the external deployment at {target.proxy.host}"
-    else:
-        backend, settings = target.backend, target
-        where = f"the external deployment described in {target.external_config}"
-    if refuses_destructive(settings, backend):
-        raise DestructiveRefusedError(
-            f"refusing to run {what} against {where}: it would change or delete real data. "
-            f"If that is intended, {ALLOW_DESTRUCTIVE_HINT} for this run."
-        )
 
 
 # -- the backend ------------------------------------------------------------------------------------

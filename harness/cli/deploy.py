@@ -21,7 +21,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from harness.app.gdpr import (
+from harness.app.gdpr_deploy import (
     DEFAULT_ROLE_ARN,
     TIMEOUTS_S,
     DeployError,

@@ -14,7 +14,6 @@ from harness.backends import get_backend
 from harness.backends.base import StackStatus
 from harness.cli.deploy import add_deploy_command
 from harness.cli.reports import (
-    DEFAULT_THRESHOLDS_FILE,
     add_override_arguments,
     add_report_commands,
     add_threshold_commands,
@@ -24,6 +23,7 @@ from harness.config import ConfigError, Settings, resolve_settings
 from harness.endpoints import EndpointFileError
 from harness.services.process import ServiceError
 from harness.thresholds import EXIT_BROKEN, ThresholdConfigError, load_thresholds
+from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
 
 # Exit codes of the stack commands; the sign-off has its own (see harness.thresholds).
 EXIT_OK = 0

@@ -12,12 +12,10 @@ import sys
 from pathlib import Path
 
 from harness.measure.results import ResultsError
-from harness.paths import FIXTURES_DIR
 from harness.report import compare_paths, format_verdict_table, render_report
 from harness.report.text import conditions
 from harness.thresholds import EXIT_BROKEN, EXIT_PASS, ThresholdConfigError, ThresholdSet, load_thresholds
-
-DEFAULT_THRESHOLDS_FILE = FIXTURES_DIR / "thresholds.yaml"
+from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
 
 
 def add_override_arguments(parser: argparse.ArgumentParser) -> None:

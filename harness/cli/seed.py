@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import resolve_settings
+from harness.data.app_role import AppRoleError, app_credentials, data_root
 from harness.data.migrations import MigrationError
 from harness.data.profiles import INDEX_KINDS, PROFILES, SeedProfileError, get_profile
-from harness.data.seed import SeedError, app_credentials, data_root, seed
+from harness.data.seed import SeedError, seed
 from harness.data.vectors import VectorDataError, open_vector_file
 from harness.endpoints import EndpointFileError, load_endpoints
 
@@ -113,7 +114,7 @@ def run_seed(args: argparse.Namespace) -> int:
             force=args.force,
             progress=not args.quiet,
         )
-    except (SeedError, SeedProfileError, VectorDataError, MigrationError, EndpointFileError) as exc:
+    except (SeedError, AppRoleError, SeedProfileError, VectorDataError, MigrationError, EndpointFileError) as exc:
         print(f"harness seed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -20,10 +20,11 @@ from pathlib import Path
 from harness.backends import get_backend
 from harness.backends.base import Reporter
 from harness.config import Settings
+from harness.data.app_role import app_credentials, data_root
 from harness.data.profiles import get_profile
-from harness.data.seed import app_credentials, data_root, seed
+from harness.data.seed import seed
 from harness.endpoints import StackEndpoints
-from harness.measure.results import Results
+from harness.measure.results import ResultsWriter
 from harness.measure.run_facts import run_facts
 from harness.report import format_verdict_table, render_report
 from harness.thresholds import EXIT_BROKEN, EXIT_FAIL, EXIT_PASS, EXIT_WARN, ThresholdSet
@@ -132,7 +133,7 @@ def signoff(
         seeded = seed(endpoints.direct, profile, data_root(settings.state_dir), app_password)
         report(seeded.summary())
         results_path = out_dir / "results.json"
-        results = Results.open(
+        results = ResultsWriter.open(
             results_path,
             run={**run_facts(endpoints, Path.cwd()), "data_profile": profile.name, "scenario_size": size},
         )

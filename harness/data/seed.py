@@ -6,7 +6,7 @@ filled by binary COPY in bounded chunks, indexed and analysed, then swapped for 
 fingerprint, untouched. The fingerprint (profile, sizes, seed, dimension, fixture SQL, index) lives in
 `app.seed_state`; seeding the same one again does nothing.
 
-Ground truth for the held-out queries is written under `data_dir/<dataset>/` (see harness.data.vectors).
+Ground truth for the held-out queries is written under `data_dir/<dataset>/` (see harness.data.ground_truth).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -28,26 +27,17 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from harness.data.app_role import DEFAULT_APP_ROLE
+from harness.data.ground_truth import GroundTruth, exact_neighbours, load_ground_truth, save_ground_truth
 from harness.data.migrations import FIXTURES_SQL_DIR, Migration, load_migrations, schema_version
 from harness.data.profiles import SeedProfile
 from harness.data.tables import Population, TableData
-from harness.data.vectors import (
-    DOC_ID_BASE,
-    ClusteredVectors,
-    GroundTruth,
-    VectorSource,
-    exact_neighbours,
-    load_ground_truth,
-    save_ground_truth,
-)
-from harness.endpoints import PostgresEndpoint, Secret, StackEndpoints, write_private_file
+from harness.data.vectors import DOC_ID_BASE, ClusteredVectors, VectorSource
+from harness.endpoints import PostgresEndpoint, Secret
 from harness.measure.progress import Progress, note
 
 APP_SCHEMA = "app"
 STAGING_SCHEMA = "app_staging"
-DEFAULT_APP_ROLE = "dbunit_app"
-DATA_SUBDIR = "data"
-APP_CREDENTIALS_FILE = "app_role.json"
 # Serialises seeds of one database: two at once would both build the staging schema.
 _SEED_LOCK_KEY = 0x6462756E6974
 # How long the final swap waits for sessions still using the old tables before giving up.
@@ -97,40 +87,6 @@ class SeedReport:
             f"seed {self.profile}: loaded in {self.timings_s['total']:.1f}s ({counts}); index {self.index}; "
             f"ground truth in {self.ground_truth_dir}"
         )
-
-
-def app_credentials(stack: StackEndpoints, state_dir: Path, *, create: bool = True) -> tuple[str, Secret]:
-    """The application role and its password.
-
-    When the proxy endpoint logs in with a role of its own (as RDS Proxy logs in with the application's
-    role), that role and password are used. Otherwise the seed owns them: `dbunit_app` with a random
-    password kept in `<state_dir>/app_role.json` (mode 0600), created on first use if `create`.
-    """
-    if stack.proxy.user != stack.direct.user:
-        return stack.proxy.user, stack.proxy.password
-    path = state_dir / APP_CREDENTIALS_FILE
-    if path.exists():
-        try:
-            raw = json.loads(path.read_text())
-            return str(raw["role"]), Secret(str(raw["password"]))
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise SeedError(f"{path} is unreadable ({exc}): delete it and run `harness seed --force`") from None
-    if not create:
-        raise SeedError(f"no application role credentials in {path}: run `harness seed` first")
-    password = secrets.token_urlsafe(24)
-    write_private_file(path, json.dumps({"role": DEFAULT_APP_ROLE, "password": password}) + "\n")
-    return DEFAULT_APP_ROLE, Secret(password)
-
-
-def app_endpoint(stack: StackEndpoints, state_dir: Path, *, via_proxy: bool = True) -> PostgresEndpoint:
-    """Where the application connects: the proxy (default) or the server directly, as the app role."""
-    role, password = app_credentials(stack, state_dir, create=False)
-    return dataclasses.replace(stack.proxy if via_proxy else stack.direct, user=role, password=password)
-
-
-def data_root(state_dir: Path) -> Path:
-    """Where datasets (queries, ground truth) live: one subdirectory per dataset key."""
-    return state_dir / DATA_SUBDIR
 
 
 def generated_source(profile: SeedProfile) -> ClusteredVectors:

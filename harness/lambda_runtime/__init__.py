@@ -1,7 +1,8 @@
 """A local Lambda service: the Lambda API in front of execution environments sized like Lambda's.
 
-server: the REST API on 127.0.0.1 (`python -m harness.lambda_runtime.server`). runtime: functions,
-warm environments, the concurrency limit, what an invoke returns. environment: one execution
-environment (a worker process with its memory limit and CPU share). worker: the runtime inside it.
-protocol: frames between the two. report: the REPORT line. publisher: CloudWatch Logs and metrics.
+server: the REST API on 127.0.0.1 (`python -m harness.lambda_runtime.server`). registry: the functions,
+their validated configuration and unpacked code. runtime: warm environments, the concurrency limit,
+what an invoke returns. environment: one execution environment (a worker process with its memory limit
+and CPU share). worker: the runtime inside it. protocol: frames between the two. report_line: the
+REPORT line. publisher: CloudWatch Logs and metrics.
 """

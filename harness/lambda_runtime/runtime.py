@@ -1,19 +1,17 @@
-"""The functions, their warm execution environments, the concurrency limit, and what an invoke returns.
+"""Invoking the functions: their warm execution environments, the concurrency limit, and what an invoke returns.
 
 Lambda semantics kept here: an invoke reuses an idle environment of the function's current version
 (warm) or starts a new one (cold, with Init Duration); environments are discarded after a timeout, an
 out-of-memory kill or a configuration/code change, and after IDLE_TIMEOUT_S without use; beyond the
-account's concurrency limit an invoke is throttled (429 TooManyRequestsException).
+account's concurrency limit an invoke is throttled (429 TooManyRequestsException). Which functions exist,
+and their configuration, is the registry's (registry.py): this module only runs the version it is given.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
-import io
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -21,8 +19,7 @@ import sysconfig
 import threading
 import time
 import uuid
-import zipfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,59 +33,16 @@ from harness.lambda_runtime.environment import (
     new_env_id,
 )
 from harness.lambda_runtime.publisher import CloudWatchPublisher
+from harness.lambda_runtime.registry import MAX_UNZIPPED_BYTES, MAX_ZIP_BYTES, FunctionRegistry, LambdaApiError
 from harness.lambda_runtime.report_line import ReportLine, billed_duration_ms
 from harness.services.cgroups import CgroupLimiter
 from harness.services.osuser import ServerUser
 
-ACCOUNT_ID = "000000000000"
 # Lambda keeps an idle environment for minutes (not documented, observed 5-15); local memory is finite.
 IDLE_TIMEOUT_S = 600.0
 REAP_INTERVAL_S = 10.0
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
-MAX_ZIP_BYTES = 50 * 1024 * 1024
-MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
 LOG_RESULT_BYTES = 4096
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_HANDLER = re.compile(r"^[^\s]+\.[A-Za-z_][A-Za-z0-9_]*$")
-_RESERVED_VARIABLES = {
-    "_HANDLER",
-    "AWS_REGION",
-    "AWS_EXECUTION_ENV",
-    "AWS_LAMBDA_FUNCTION_NAME",
-    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-    "AWS_LAMBDA_FUNCTION_VERSION",
-    "AWS_LAMBDA_INITIALIZATION_TYPE",
-    "AWS_LAMBDA_LOG_GROUP_NAME",
-    "AWS_LAMBDA_LOG_STREAM_NAME",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "LAMBDA_TASK_ROOT",
-    "LAMBDA_RUNTIME_DIR",
-}
-
-
-class LambdaApiError(Exception):
-    """An error the Lambda API returns: HTTP status, AWS error type, message."""
-
-    def __init__(self, status: int, error_type: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
-        self.message = message
-        self.extra = extra
-
-
-def not_found(name: str, region: str) -> LambdaApiError:
-    return LambdaApiError(
-        404,
-        "ResourceNotFoundException",
-        f"Function not found: arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}",
-    )
-
-
-def invalid(message: str) -> LambdaApiError:
-    return LambdaApiError(400, "InvalidParameterValueException", message)
 
 
 @dataclass
@@ -99,14 +53,6 @@ class InvokeResult:
     log_tail: str
     report: ReportLine
     cpu_seconds: float
-
-
-@dataclass
-class _Function:
-    config: dict[str, Any]
-    spec: FunctionSpec
-    zip_path: Path
-    idle: list[ExecutionEnvironment] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -128,10 +74,11 @@ class LambdaRuntime:
         self.options = options
         self.user = user
         self.publisher = publisher
-        self.functions_dir = options.state_dir / "functions"
         self.envs_dir = options.state_dir / "environments"
+        self.registry = FunctionRegistry(options.state_dir / "functions", options.region, user, self._retire)
         self._lock = threading.Lock()
-        self._functions: dict[str, _Function] = {}
+        # Idle environments by function name; each runs the version it was started with (env.spec).
+        self._idle: dict[str, list[ExecutionEnvironment]] = {}
         self._in_flight = 0
         self._live: set[ExecutionEnvironment] = set()
         self._stop = threading.Event()
@@ -164,10 +111,7 @@ class LambdaRuntime:
                 CgroupLimiter(name).remove()
         shutil.rmtree(self.envs_dir, ignore_errors=True)
         self.envs_dir.mkdir(parents=True)
-        # Functions live as long as the runtime, like the emulator's secrets they read: a function that
-        # outlived a restart would fail on its first call. `harness deploy` recreates both.
-        shutil.rmtree(self.functions_dir, ignore_errors=True)
-        self.functions_dir.mkdir(parents=True)
+        self.registry.reset()
         # Workers run as the unprivileged account with this interpreter, its standard library, the
         # installed packages the functions import and the harness's worker module.
         needed = [
@@ -191,217 +135,10 @@ class LambdaRuntime:
         with self._lock:
             live = list(self._live)
             self._live.clear()
-            for function in self._functions.values():
-                function.idle.clear()
+            self._idle.clear()
         for env in live:
             env.kill()
         self._reaper.join(timeout=REAP_INTERVAL_S)
-
-    # -- function registry --------------------------------------------------------------------------
-
-    def _arn(self, name: str) -> str:
-        return f"arn:aws:lambda:{self.options.region}:{ACCOUNT_ID}:function:{name}"
-
-    def _function(self, name: str) -> _Function:
-        # Clients may address a function by name or by ARN.
-        short = name.rsplit(":function:", 1)[-1].split(":", 1)[0]
-        function = self._functions.get(short)
-        if function is None:
-            raise not_found(short, self.options.region)
-        return function
-
-    def _materialise(self, config: dict[str, Any], zip_path: Path) -> _Function:
-        data = zip_path.read_bytes()
-        sha = hashlib.sha256(data).hexdigest()
-        code_dir = zip_path.parent / f"code-{sha[:16]}"
-        if not code_dir.exists():
-            staging = zip_path.parent / f".unpack-{uuid.uuid4().hex}"
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                archive.extractall(staging)
-            for path in [staging, *staging.rglob("*")]:
-                path.chmod(0o755 if path.is_dir() else 0o644)
-            staging.rename(code_dir)
-        self.user.make_traversable(code_dir)
-        for old in zip_path.parent.glob("code-*"):
-            if old != code_dir:
-                shutil.rmtree(old, ignore_errors=True)
-        spec = FunctionSpec(
-            name=config["FunctionName"],
-            arn=config["FunctionArn"],
-            handler=config["Handler"],
-            runtime=config["Runtime"],
-            memory_mb=int(config["MemorySize"]),
-            timeout_s=int(config["Timeout"]),
-            code_dir=code_dir,
-            code_sha=sha,
-            variables=dict(config.get("Environment", {}).get("Variables", {})),
-        )
-        return _Function(config=config, spec=spec, zip_path=zip_path)
-
-    @staticmethod
-    def _check_zip(data: bytes) -> None:
-        if len(data) > MAX_ZIP_BYTES:
-            raise LambdaApiError(
-                413, "RequestEntityTooLargeException", f"Zipped code is {len(data)} bytes; the limit is {MAX_ZIP_BYTES}"
-            )
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                unzipped = sum(info.file_size for info in archive.infolist())
-        except zipfile.BadZipFile:
-            raise invalid("Could not unzip uploaded file. Please check your file, then try to upload again.") from None
-        if unzipped > MAX_UNZIPPED_BYTES:
-            raise invalid(f"Unzipped size must be smaller than {MAX_UNZIPPED_BYTES} bytes (it is {unzipped})")
-
-    def _validated_settings(self, body: dict[str, Any], current: dict[str, Any] | None) -> dict[str, Any]:
-        base = current or {"MemorySize": 128, "Timeout": 3, "Description": "", "Environment": {"Variables": {}}}
-        merged = {**base, **{k: v for k, v in body.items() if k in base or k in ("Handler", "Runtime", "Role")}}
-        memory, timeout = merged.get("MemorySize"), merged.get("Timeout")
-        if not isinstance(memory, int) or not 128 <= memory <= 10240:
-            raise invalid(f"MemorySize must be an integer between 128 and 10240 MB, got {memory!r}")
-        if not isinstance(timeout, int) or not 1 <= timeout <= 900:
-            raise invalid(f"Timeout must be an integer between 1 and 900 seconds, got {timeout!r}")
-        runtime = merged.get("Runtime", "")
-        if not isinstance(runtime, str) or not runtime.startswith("python3."):
-            raise invalid(
-                f"Runtime {runtime!r} is not supported by the local Lambda runtime: it runs python3.x functions "
-                "(with the harness's own interpreter)"
-            )
-        handler = merged.get("Handler", "")
-        if not isinstance(handler, str) or not _HANDLER.match(handler):
-            raise invalid(f"Handler must look like 'module.function', got {handler!r}")
-        variables = merged.get("Environment", {}).get("Variables", {})
-        if not isinstance(variables, dict) or not all(isinstance(v, str) for v in variables.values()):
-            raise invalid("Environment.Variables must map names to strings")
-        reserved = sorted(set(variables) & _RESERVED_VARIABLES)
-        if reserved:
-            raise invalid(
-                f"Lambda was unable to configure your environment variables because the environment "
-                f"variables you have provided contains reserved keys: {', '.join(reserved)}"
-            )
-        merged["Environment"] = {"Variables": variables}
-        return merged
-
-    def _save(self, config: dict[str, Any], zip_bytes: bytes | None) -> _Function:
-        directory = self.functions_dir / config["FunctionName"]
-        directory.mkdir(parents=True, exist_ok=True)
-        zip_path = directory / "code.zip"
-        if zip_bytes is not None:
-            zip_path.write_bytes(zip_bytes)
-            config["CodeSize"] = len(zip_bytes)
-            config["CodeSha256"] = base64.b64encode(hashlib.sha256(zip_bytes).digest()).decode()
-        config["LastModified"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
-        config["RevisionId"] = str(uuid.uuid4())
-        return self._materialise(config, zip_path)
-
-    def _replace(self, name: str, function: _Function) -> None:
-        """Install a new version: idle environments of the old one go (busy ones go when they finish)."""
-        with self._lock:
-            old = self._functions.get(name)
-            self._functions[name] = function
-            stale = old.idle if old else []
-            for env in stale:
-                self._live.discard(env)
-        for env in stale:
-            env.kill()
-
-    @staticmethod
-    def _zip_from(body: dict[str, Any]) -> bytes:
-        code = body.get("Code", body)
-        encoded = code.get("ZipFile") if isinstance(code, dict) else None
-        if not encoded:
-            raise invalid(
-                "the local Lambda runtime takes code as ZipFile only (not S3Bucket/S3Key or ImageUri): "
-                "pass the zip's bytes"
-            )
-        try:
-            return base64.b64decode(encoded, validate=True)
-        except ValueError:
-            raise invalid("ZipFile is not valid base64") from None
-
-    def create_function(self, body: dict[str, Any]) -> dict[str, Any]:
-        name = body.get("FunctionName", "")
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise invalid(f"FunctionName must be 1-64 letters, digits, '-' or '_', got {name!r}")
-        if not body.get("Role"):
-            raise invalid("Role is required (any IAM role ARN is accepted locally)")
-        zip_bytes = self._zip_from(body)
-        self._check_zip(zip_bytes)
-        with self._lock:
-            if name in self._functions:
-                raise LambdaApiError(409, "ResourceConflictException", f"Function already exist: {name}")
-        config = self._validated_settings(body, None)
-        config.update(
-            {
-                "FunctionName": name,
-                "FunctionArn": self._arn(name),
-                "Version": "$LATEST",
-                "State": "Active",
-                "LastUpdateStatus": "Successful",
-                "PackageType": "Zip",
-                "Architectures": ["x86_64"],
-                "EphemeralStorage": {"Size": 512},
-                "TracingConfig": {"Mode": "PassThrough"},
-                "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{name}"},
-            }
-        )
-        self._replace(name, self._save(config, zip_bytes))
-        return self.get_configuration(name)
-
-    def update_code(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        current = self._function(name)
-        zip_bytes = self._zip_from(body)
-        self._check_zip(zip_bytes)
-        self._replace(current.spec.name, self._save(dict(current.config), zip_bytes))
-        return self.get_configuration(name)
-
-    def update_configuration(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        current = self._function(name)
-        config = self._validated_settings(body, dict(current.config))
-        self._replace(current.spec.name, self._save(config, None))
-        return self.get_configuration(name)
-
-    def get_configuration(self, name: str) -> dict[str, Any]:
-        return dict(self._function(name).config)
-
-    def get_function(self, name: str, code_url: str) -> dict[str, Any]:
-        return {
-            "Configuration": self.get_configuration(name),
-            "Code": {"RepositoryType": "S3", "Location": code_url},
-        }
-
-    def code_zip(self, name: str) -> bytes:
-        return self._function(name).zip_path.read_bytes()
-
-    def list_functions(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [dict(f.config) for _, f in sorted(self._functions.items())]
-
-    def delete_function(self, name: str) -> None:
-        function = self._function(name)
-        with self._lock:
-            self._functions.pop(function.spec.name, None)
-            idle = function.idle
-            for env in idle:
-                self._live.discard(env)
-        for env in idle:
-            env.kill()
-        shutil.rmtree(function.zip_path.parent, ignore_errors=True)
-
-    def account_settings(self) -> dict[str, Any]:
-        with self._lock:
-            functions = list(self._functions.values())
-        return {
-            "AccountLimit": {
-                "ConcurrentExecutions": self.options.concurrency_limit,
-                "UnreservedConcurrentExecutions": self.options.concurrency_limit,
-                "CodeSizeZipped": MAX_ZIP_BYTES,
-                "CodeSizeUnzipped": MAX_UNZIPPED_BYTES,
-            },
-            "AccountUsage": {
-                "FunctionCount": len(functions),
-                "TotalCodeSize": sum(int(f.config.get("CodeSize", 0)) for f in functions),
-            },
-        }
 
     # -- invoke -----------------------------------------------------------------------------------
 
@@ -420,17 +157,16 @@ class LambdaRuntime:
                 400, "InvalidRequestContentException", "Could not parse request body into json"
             ) from None
         with self._lock:
-            function = self._function(name)
+            spec = self.registry.spec(name)
             if self._in_flight >= self.options.concurrency_limit:
                 throttled = True
             else:
                 throttled = False
                 self._in_flight += 1
                 concurrent = self._in_flight
-                spec = function.spec
-                env = function.idle.pop() if function.idle else None
+                env = self._take_idle(spec)
         if throttled:
-            self._metric(function.spec.name, "Throttles", 1, "Count")
+            self._metric(spec.name, "Throttles", 1, "Count")
             raise LambdaApiError(
                 429, "TooManyRequestsException", "Rate Exceeded.", Reason="ConcurrentInvocationLimitExceeded"
             )
@@ -489,15 +225,31 @@ class LambdaRuntime:
         self._return(spec, env)
         return self._result(spec, env.log_stream, request_id, outcome, log)
 
+    def _take_idle(self, spec: FunctionSpec) -> ExecutionEnvironment | None:
+        """The most recently used idle environment of this version, if any; the caller holds the lock."""
+        idle = self._idle.get(spec.name, [])
+        for index in range(len(idle) - 1, -1, -1):
+            if idle[index].spec == spec:
+                return idle.pop(index)
+        return None
+
     def _return(self, spec: FunctionSpec, env: ExecutionEnvironment) -> None:
         with self._lock:
-            function = self._functions.get(spec.name)
-            keep = env.alive and function is not None and function.spec == spec and not self._stop.is_set()
-            if keep and function is not None:
-                function.idle.append(env)
+            keep = env.alive and self.registry.current(spec.name) == spec and not self._stop.is_set()
+            if keep:
+                self._idle.setdefault(spec.name, []).append(env)
             else:
                 self._live.discard(env)
         if not keep:
+            env.kill()
+
+    def _retire(self, name: str) -> None:
+        """A function was replaced by a new version or deleted: its idle environments go now."""
+        with self._lock:
+            stale = self._idle.pop(name, [])
+            for env in stale:
+                self._live.discard(env)
+        for env in stale:
             env.kill()
 
     def _result(
@@ -573,15 +325,26 @@ class LambdaRuntime:
     def reap_idle(self, now: float) -> int:
         expired: list[ExecutionEnvironment] = []
         with self._lock:
-            for function in self._functions.values():
-                keep = [e for e in function.idle if now - e.last_used < self.options.idle_timeout_s]
-                expired.extend(e for e in function.idle if e not in keep)
-                function.idle = keep
+            for name, idle in self._idle.items():
+                keep = [e for e in idle if now - e.last_used < self.options.idle_timeout_s]
+                expired.extend(e for e in idle if e not in keep)
+                self._idle[name] = keep
             for env in expired:
                 self._live.discard(env)
         for env in expired:
             env.kill()
         return len(expired)
+
+    def account_settings(self) -> dict[str, Any]:
+        return {
+            "AccountLimit": {
+                "ConcurrentExecutions": self.options.concurrency_limit,
+                "UnreservedConcurrentExecutions": self.options.concurrency_limit,
+                "CodeSizeZipped": MAX_ZIP_BYTES,
+                "CodeSizeUnzipped": MAX_UNZIPPED_BYTES,
+            },
+            "AccountUsage": self.registry.usage(),
+        }
 
     def facts(self) -> dict[str, Any]:
         with self._lock:
@@ -589,8 +352,12 @@ class LambdaRuntime:
                 "concurrency_limit": self.options.concurrency_limit,
                 "in_flight": self._in_flight,
                 "functions": {
-                    name: {"memory_mb": f.spec.memory_mb, "timeout_s": f.spec.timeout_s, "warm": len(f.idle)}
-                    for name, f in sorted(self._functions.items())
+                    name: {
+                        "memory_mb": spec.memory_mb,
+                        "timeout_s": spec.timeout_s,
+                        "warm": sum(1 for e in self._idle.get(name, []) if e.spec == spec),
+                    }
+                    for name, spec in self.registry.specs().items()
                 },
                 "environments": len(self._live),
                 "cgroups": {

@@ -1,4 +1,5 @@
-"""The Lambda REST API on 127.0.0.1, in front of LambdaRuntime; run as `python -m harness.lambda_runtime.server`.
+"""The Lambda REST API on 127.0.0.1, in front of the function registry and the runtime that invokes them;
+run as `python -m harness.lambda_runtime.server`.
 
 Served: CreateFunction, GetFunction, GetFunctionConfiguration, UpdateFunctionCode,
 UpdateFunctionConfiguration, DeleteFunction, ListFunctions, GetAccountSettings and Invoke
@@ -23,12 +24,13 @@ from typing import Any
 from urllib.parse import unquote
 
 from harness.lambda_runtime.publisher import CloudWatchPublisher
-from harness.lambda_runtime.runtime import LambdaApiError, LambdaRuntime, RuntimeOptions
+from harness.lambda_runtime.registry import LambdaApiError
+from harness.lambda_runtime.runtime import LambdaRuntime, RuntimeOptions
+from harness.services.lambda_server import HEALTH_PATH
 from harness.services.osuser import server_user
 
 # A zipped function of 50 MB, base64 in a JSON body, is about 67 MB.
 MAX_BODY_BYTES = 70 * 1024 * 1024
-HEALTH_PATH = "/_harness/health"
 
 Route = tuple[str, re.Pattern[str], str]
 ROUTES: list[Route] = [
@@ -122,33 +124,33 @@ class LambdaApiHandler(BaseHTTPRequestHandler):
     # -- operations -------------------------------------------------------------------------------
 
     def _create(self, _: str) -> None:
-        self._json(201, self.server.runtime.create_function(self._json_body()))
+        self._json(201, self.server.runtime.registry.create_function(self._json_body()))
 
     def _list(self, _: str) -> None:
-        self._json(200, {"Functions": self.server.runtime.list_functions()})
+        self._json(200, {"Functions": self.server.runtime.registry.list_functions()})
 
     def _get(self, name: str) -> None:
         host = self.headers.get("Host") or f"127.0.0.1:{self.server.server_port}"
-        self._json(200, self.server.runtime.get_function(name, f"http://{host}/_harness/code/{name}"))
+        self._json(200, self.server.runtime.registry.get_function(name, f"http://{host}/_harness/code/{name}"))
 
     def _get_configuration(self, name: str) -> None:
-        self._json(200, self.server.runtime.get_configuration(name))
+        self._json(200, self.server.runtime.registry.get_configuration(name))
 
     def _update_code(self, name: str) -> None:
-        self._json(200, self.server.runtime.update_code(name, self._json_body()))
+        self._json(200, self.server.runtime.registry.update_code(name, self._json_body()))
 
     def _update_configuration(self, name: str) -> None:
-        self._json(200, self.server.runtime.update_configuration(name, self._json_body()))
+        self._json(200, self.server.runtime.registry.update_configuration(name, self._json_body()))
 
     def _delete(self, name: str) -> None:
-        self.server.runtime.delete_function(name)
+        self.server.runtime.registry.delete_function(name)
         self._send(204, b"")
 
     def _account_settings(self, _: str) -> None:
         self._json(200, self.server.runtime.account_settings())
 
     def _code(self, name: str) -> None:
-        self._send(200, self.server.runtime.code_zip(name), {"Content-Type": "application/zip"})
+        self._send(200, self.server.runtime.registry.code_zip(name), {"Content-Type": "application/zip"})
 
     def _health(self, _: str) -> None:
         self._json(200, self.server.runtime.facts())
@@ -157,7 +159,7 @@ class LambdaApiHandler(BaseHTTPRequestHandler):
         kind = self.headers.get("X-Amz-Invocation-Type", "RequestResponse")
         payload = self.body
         if kind == "DryRun":
-            self.server.runtime.get_configuration(name)
+            self.server.runtime.registry.get_configuration(name)
             self._send(204, b"")
             return
         if kind != "RequestResponse":

@@ -14,7 +14,6 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.cli.reports import DEFAULT_THRESHOLDS_FILE
 from harness.measure.results import RunResults
 from harness.report import format_verdict_table
 from harness.thresholds import (
@@ -30,6 +29,7 @@ from harness.thresholds import (
     exit_code,
     load_thresholds,
 )
+from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
 
 LOCUST_THRESHOLDS_FILE = DEFAULT_THRESHOLDS_FILE.with_name("thresholds-locust.yaml")
 DEFAULT_THRESHOLD_FILES = (DEFAULT_THRESHOLDS_FILE, LOCUST_THRESHOLDS_FILE)

@@ -40,7 +40,8 @@ from harness.locustusers.gate import DEFAULT_THRESHOLD_FILES, judge, judged_thre
 from harness.locustusers.run import AccountedFailure, HarnessRun, StackNotUpError
 from harness.locustusers.shapes import SHAPES, Profile, ShapeError, ShapeParams, default_run_time_s
 from harness.locustusers.tally import RunTotals, Tally
-from harness.measure.results import Results, machine_facts
+from harness.measure.results import ResultsWriter
+from harness.measure.run_facts import machine_facts
 from harness.report import render_report
 from harness.thresholds import EXIT_BROKEN, ThresholdConfigError, ThresholdSet
 
@@ -291,7 +292,7 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
     environment.process_exit_code = EXIT_BROKEN
     run.totals.merge(run.tally.drain())
     run.close()
-    results = Results.open(gate.results_path, run=_run_facts(environment, run, gate))
+    results = ResultsWriter.open(gate.results_path, run=_run_facts(environment, run, gate))
     run.totals.write(results)
     runner = environment.runner
     exceptions = sum(int(e["count"]) for e in runner.exceptions.values()) if runner else 0

@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from harness.app.gdpr import lambda_client
+from harness.app.gdpr_invoke import lambda_client
 from harness.backends import get_backend
 from harness.config import Settings, resolve_settings
-from harness.data.seed import app_endpoint, data_root, load_current_ground_truth
-from harness.data.vectors import GroundTruth
+from harness.data.app_role import app_endpoint, data_root
+from harness.data.ground_truth import GroundTruth
+from harness.data.seed import load_current_ground_truth
 from harness.endpoints import StackEndpoints
 from harness.locustusers.tally import RunTotals, Tally
 from harness.measure.popularity import ZipfKeys

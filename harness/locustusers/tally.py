@@ -24,7 +24,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from harness.measure.metrics import MetricKind, metric_spec
-from harness.measure.results import HDR_HIGHEST, Results, new_histogram
+from harness.measure.results import HDR_HIGHEST, ResultsWriter, new_histogram
 
 Labels = Mapping[str, str | int | float]
 # A metric and its labels as sorted pairs: hashable, and equal for equal label sets.
@@ -156,7 +156,7 @@ class RunTotals:
         """Samples of a histogram metric over all its label sets."""
         return sum(h.get_total_count() for (m, _), h in self.histograms.items() if m == metric)
 
-    def write(self, results: Results) -> None:
+    def write(self, results: ResultsWriter) -> None:
         for (metric, labels), histogram in self.histograms.items():
             results.record_latency(metric, histogram, dict(labels))
         for (metric, labels), series in self.intervals.items():

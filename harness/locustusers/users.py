@@ -30,7 +30,7 @@ from gevent import monkey
 from locust import User
 from locust.env import Environment
 
-from harness.app.gdpr import Invocation, invoke
+from harness.app.gdpr_invoke import Invocation, invoke
 from harness.locustusers.plugin import harness_run
 from harness.locustusers.run import AccountedFailure
 
@@ -218,7 +218,8 @@ class RedisUser(HarnessUser):
 
 class LambdaClient:
     """Synchronous invocations through the Lambda API, with the REPORT line's figures recorded per function:
-    lambda.<function>.duration_ms (Duration, what CloudWatch judges), .error_rate_pct and .throttles."""
+    lambda.<function>.duration_ms (Duration, what CloudWatch judges), .billed_duration_ms (what Lambda
+    charges), .error_rate_pct and .throttles."""
 
     request_type = "lambda"
 
@@ -240,6 +241,7 @@ class LambdaClient:
             tally.rate(f"{prefix}.error_rate_pct", int(invocation.function_error is not None), 1, labels)
             if invocation.report is not None:
                 tally.latency(f"{prefix}.duration_ms", invocation.report.duration_ms, labels)
+                tally.latency(f"{prefix}.billed_duration_ms", invocation.report.billed_duration_ms, labels)
             if invocation.function_error:
                 raise LambdaFunctionError(f"{function}: {invocation.function_error}: {invocation.payload}")
             answer = invocation.payload
@@ -251,7 +253,7 @@ class LambdaClient:
         # A throttled one never ran, so it can only be expected to show up as a throttle.
         tally.expect(f"{prefix}.throttles")
         if not isinstance(outcome.exception, LambdaThrottled):
-            tally.expect(f"{prefix}.duration_ms", f"{prefix}.error_rate_pct")
+            tally.expect(f"{prefix}.duration_ms", f"{prefix}.billed_duration_ms", f"{prefix}.error_rate_pct")
         return outcome.value
 
 

@@ -1,8 +1,8 @@
 """The unit's workloads as abstract Locust Users: vector search, cache-aside reads and GDPR requests.
 
 Each gives its requests as methods; a locustfile subclasses it, picks the tasks, their weights and the
-wait time. The knobs are Locust options (harness.locustusers.plugin): --ef-search, --k, --via, --zipf-s,
---audit-batch.
+wait time (GDPR requests come with their mix, GDPR_TASK_MIX). The knobs are Locust options
+(harness.locustusers.plugin): --ef-search, --k, --via, --zipf-s, --audit-batch.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from locust.env import Environment
 
 from harness.app import clones
 from harness.app.cache_aside import CacheAside
-from harness.backends.external import require_destructive_allowed
-from harness.data.vectors import recall_at_k
+from harness.backends.guard import require_destructive_allowed
+from harness.data.ground_truth import recall_at_k
 from harness.locustusers.users import LambdaUser, PostgresUser, timed_request
 
 SEARCH_SQL = "SELECT doc_id FROM documents ORDER BY embedding <=> %s LIMIT %s"
@@ -170,3 +170,9 @@ class GdprUser(LambdaUser, PostgresUser):
             for i, user in enumerate(subjects)
         ]
         self.lambdas.invoke("audit_logging", {"events": events})
+
+
+# The GDPR request mix, audit batch : export : deletion = 20 : 3 : 1: the application writes audit batches
+# all the time, users ask for their data now and then, and deletions are rarer still. Stated once so every
+# locustfile sending GDPR requests sends the same mix: `tasks = GDPR_TASK_MIX` in a GdprUser subclass.
+GDPR_TASK_MIX: dict[Callable[[GdprUser], None], int] = {GdprUser.audit: 20, GdprUser.export: 3, GdprUser.delete: 1}

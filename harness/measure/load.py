@@ -9,6 +9,8 @@ every request that should have been sent during the stall is charged the time it
 time (from the actual send) is kept beside it, so the two can be compared.
 
 Every run is bounded twice, by duration and by request count; whichever comes first ends it.
+Time is read and waited for through a `Clock`: the system's in every real run, a virtual one in tests, so
+the scheduling arithmetic is checked exactly however loaded the machine is.
 """
 
 from __future__ import annotations
@@ -36,6 +38,17 @@ MICROS = 1_000_000
 
 class LoadError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Where the core reads the time (seconds, any origin) and waits."""
+
+    now: Callable[[], float]
+    sleep: Callable[[float], None]
+
+
+SYSTEM_CLOCK = Clock(now=time.perf_counter, sleep=time.sleep)
 
 
 @dataclass(frozen=True)
@@ -175,27 +188,28 @@ def _drive(
     label: str,
     progress: bool,
     classify: Classifier,
+    clock: Clock,
 ) -> LoadResult:
     """Run `result.clients` workers until take_ticket() returns None. Each ticket is the request's
-    intended start (perf_counter time); latency counts from it, service time from the actual send."""
+    intended start (clock.now() time); latency counts from it, service time from the actual send."""
     collector = _Collector(result)
-    began = time.perf_counter()
+    began = clock.now()
 
     def worker(index: int) -> None:
         tally = _WorkerTally(classify)
         try:
             with client_factory(index) as request:
                 while (intended := take_ticket()) is not None:
-                    wait = intended - time.perf_counter()
+                    wait = intended - clock.now()
                     if wait > 0:
-                        time.sleep(wait)
-                    start = time.perf_counter()
+                        clock.sleep(wait)
+                    start = clock.now()
                     try:
                         request()
                     except Exception as exc:
                         tally.failed(exc)
                         continue
-                    end = time.perf_counter()
+                    end = clock.now()
                     _record(tally.latency, end - intended)
                     _record(tally.service, end - start)
                     tally.ok += 1
@@ -206,7 +220,7 @@ def _drive(
 
     with _Progress(label, result, issued, progress).running():
         _run_workers(result.clients, worker)
-    result.elapsed_s = time.perf_counter() - began
+    result.elapsed_s = clock.now() - began
     return result
 
 
@@ -218,18 +232,19 @@ def run_closed(
     label: str = "closed",
     progress: bool = False,
     classify: Classifier = _type_name,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> LoadResult:
     """`clients` workers, each sending its next request when the last one returns."""
     if clients <= 0:
         raise LoadError(f"clients must be positive, got {clients}")
     issued = 0
     lock = threading.Lock()
-    deadline = time.perf_counter() + limits.duration_s
+    deadline = clock.now() + limits.duration_s
 
     def take_ticket() -> float | None:
         nonlocal issued
         with lock:
-            now = time.perf_counter()
+            now = clock.now()
             if issued >= limits.max_requests or now >= deadline:
                 return None
             issued += 1
@@ -238,7 +253,14 @@ def run_closed(
 
     result = LoadResult(model="closed", clients=clients)
     return _drive(
-        result, client_factory, take_ticket, lambda: issued, label=label, progress=progress, classify=classify
+        result,
+        client_factory,
+        take_ticket,
+        lambda: issued,
+        label=label,
+        progress=progress,
+        classify=classify,
+        clock=clock,
     )
 
 
@@ -251,6 +273,7 @@ def run_open(
     label: str = "open",
     progress: bool = False,
     classify: Classifier = _type_name,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> LoadResult:
     """Requests due every 1/rate seconds, served by up to `workers` concurrent clients.
 
@@ -263,14 +286,14 @@ def run_open(
     total = min(limits.max_requests, max(1, int(limits.duration_s * rate_per_s)))
     next_ticket = 0
     lock = threading.Lock()
-    began = time.perf_counter()
+    began = clock.now()
     # A stalled server must not stretch the run without bound: nothing is sent after this.
     hard_deadline = began + limits.duration_s * 2 + 5
 
     def take_ticket() -> float | None:
         nonlocal next_ticket
         with lock:
-            if next_ticket >= total or time.perf_counter() >= hard_deadline:
+            if next_ticket >= total or clock.now() >= hard_deadline:
                 return None
             intended = began + next_ticket / rate_per_s
             next_ticket += 1
@@ -278,7 +301,14 @@ def run_open(
 
     result = LoadResult(model="open", clients=workers, target_rate=rate_per_s)
     return _drive(
-        result, client_factory, take_ticket, lambda: next_ticket, label=label, progress=progress, classify=classify
+        result,
+        client_factory,
+        take_ticket,
+        lambda: next_ticket,
+        label=label,
+        progress=progress,
+        classify=classify,
+        clock=clock,
     )
 
 

@@ -162,6 +162,10 @@ def _lambda_specs(function: str) -> list[MetricSpec]:
         MetricSpec(f"{prefix}.duration_ms", MetricKind.HISTOGRAM, "ms", f"{function} duration",
                    f"{function} invocation duration (the REPORT line's Duration)",
                    better="lower", chart="lambda.duration_ms", hdr_scale=1000),
+        MetricSpec(f"{prefix}.billed_duration_ms", MetricKind.HISTOGRAM, "ms", f"{function} billed duration",
+                   f"{function} billed duration (the REPORT line's Billed Duration: Duration plus any Init "
+                   "Duration, rounded up to 1 ms), what Lambda charges GB-seconds on",
+                   better="lower", chart="lambda.billed_duration_ms", hdr_scale=1000),
         MetricSpec(f"{prefix}.error_rate_pct", MetricKind.RATE, "%", f"{function} error rate",
                    f"{function} invocations that returned an error, of all invocations",
                    better="lower", chart="lambda.error_rate_pct"),
@@ -293,6 +297,7 @@ REGISTRY: dict[str, MetricSpec] = {spec.name: spec for spec in _SPECS}
 CHART_TITLES: dict[str, str] = {
     "cpu_pct": "CPU use: PostgreSQL and Redis",
     "lambda.duration_ms": "Lambda duration per function (CDF)",
+    "lambda.billed_duration_ms": "Lambda billed duration per function (CDF)",
     "lambda.error_rate_pct": "Lambda error rate per function over time",
 }
 

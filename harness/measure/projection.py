@@ -96,11 +96,12 @@ class Projection:
 
 
 def project(model: MonthlyModel, mean_billed_ms: dict[str, float]) -> Projection:
-    """mean_billed_ms: each function's mean billed duration measured in the run (every function in the
-    model must have one: a projection from a function never measured would be a guess)."""
+    """mean_billed_ms: each function's mean Billed Duration measured in the run (lambda.<function>.billed_duration_ms:
+    Duration plus any Init Duration, rounded up to 1 ms, which is what Lambda charges; every function in the model
+    must have one: a projection from a function never measured would be a guess)."""
     missing = sorted(f for f in model.invocations if f not in mean_billed_ms)
     if missing:
-        raise ModelError(f"no measured duration for {', '.join(missing)}: run the Lambda scenario first")
+        raise ModelError(f"no measured billed duration for {', '.join(missing)}: run the Lambda scenario first")
     gb_seconds = sum(
         count * mean_billed_ms[f] / 1000 * SEED_LAMBDA_MEMORY_MB[f] / 1024 for f, count in model.invocations.items()
     )

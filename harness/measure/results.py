@@ -28,8 +28,6 @@ import json
 import math
 import numbers
 import os
-import platform
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -113,7 +111,7 @@ def _is_count(value: object) -> bool:
     return not isinstance(value, bool) and isinstance(value, numbers.Integral) and int(value) >= 0
 
 
-class Results:
+class ResultsWriter:
     """Appends measurements to one run's results file; see the module docstring for the format."""
 
     def __init__(self, path: Path) -> None:
@@ -121,7 +119,7 @@ class Results:
         self._lock_path = path.with_name(path.name + ".lock")
 
     @classmethod
-    def open(cls, path: Path | str, run: Mapping[str, Any] | None = None) -> Results:
+    def open(cls, path: Path | str, run: Mapping[str, Any] | None = None) -> ResultsWriter:
         """Open a results file, creating it if absent; `run` facts are merged into its run section."""
         results = cls(Path(path))
         results.path.parent.mkdir(parents=True, exist_ok=True)
@@ -466,22 +464,3 @@ def load_results(path: Path | str) -> RunResults:
         except (KeyError, TypeError, ValueError) as exc:
             raise ResultsError(f"{path}: measurement {name} is malformed ({exc}); the file is damaged") from None
     return RunResults(path, dict(document["run"]), measurements)
-
-
-def machine_facts(repo: Path | None = None) -> dict[str, Any]:
-    """Facts about this machine and checkout that a report should state, for the run section."""
-    facts: dict[str, Any] = {
-        "machine": {
-            "cores": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
-    }
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return facts
-    if head.returncode == 0:
-        facts["git_revision"] = head.stdout.strip() + (" (uncommitted changes)" if dirty.stdout.strip() else "")
-    return facts

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
 from pathlib import Path
 from typing import Any
 
 from harness.endpoints import StackEndpoints
-from harness.measure.results import machine_facts
 
 
 def run_facts(stack: StackEndpoints, repo: Path | None = None) -> dict[str, Any]:
@@ -44,3 +46,22 @@ def run_facts(stack: StackEndpoints, repo: Path | None = None) -> dict[str, Any]
         "sizing": {k: v for k, v in sizing.items() if v is not None},
         "cgroups": {k: v for k, v in cgroups.items() if v},
     }
+
+
+def machine_facts(repo: Path | None = None) -> dict[str, Any]:
+    """Facts about this machine and checkout that a report should state, for the run section."""
+    facts: dict[str, Any] = {
+        "machine": {
+            "cores": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+    }
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return facts
+    if head.returncode == 0:
+        facts["git_revision"] = head.stdout.strip() + (" (uncommitted changes)" if dirty.stdout.strip() else "")
+    return facts

@@ -13,7 +13,7 @@ from pathlib import Path
 from harness.measure.metrics import REGISTRY
 from harness.measure.results import RunResults, load_results
 from harness.report.figures import VOLUME_FIGURES, figure_unit, format_value, summarize
-from harness.report.text import _fixed_width
+from harness.report.text import fixed_width
 
 # Changes smaller than this fraction of the baseline are noise in a load test, not a direction.
 SAME_WITHIN = 0.01
@@ -95,7 +95,7 @@ def format_comparison(changes: list[Change], label_a: str, label_b: str) -> str:
         )
     worse = sum(c.assessment == "worse" for c in changes)
     lines = [f"A: {label_a}", f"B: {label_b}", ""]
-    lines += _fixed_width(("METRIC", "STAT", "A", "B", "CHANGE", "CHANGE %", "B IS"), rows)
+    lines += fixed_width(("METRIC", "STAT", "A", "B", "CHANGE", "CHANGE %", "B IS"), rows)
     lines += ["", f"{worse} figure(s) worse in B than in A (changes within {SAME_WITHIN:.0%} count as same)."]
     return "\n".join(lines)
 

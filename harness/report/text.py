@@ -71,7 +71,8 @@ def verdict_rows(results: Sequence[ThresholdResult]) -> list[tuple[str, ...]]:
 VERDICT_HEADERS = ("STATUS", "THRESHOLD", "WARN UNLESS", "FAIL UNLESS", "MEASURED", "LEVEL", "MARGIN", "N")
 
 
-def _fixed_width(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def fixed_width(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Plain-text table lines (header, dashed rule, rows), shared by the verdict table and run comparisons."""
     widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
     lines = ["  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in [headers, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -80,7 +81,7 @@ def _fixed_width(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[
 
 def format_verdict_table(results: Sequence[ThresholdResult]) -> str:
     """The verdict as fixed-width text, with a line per non-passing threshold saying why."""
-    lines = _fixed_width(VERDICT_HEADERS, verdict_rows(results))
+    lines = fixed_width(VERDICT_HEADERS, verdict_rows(results))
     notes = [f"  {r.status.value} {r.threshold.id}: {r.message}" for r in results if r.status is not Status.PASS]
     if notes:
         lines += ["", *notes]

@@ -12,9 +12,8 @@ from typing import Any, ClassVar
 
 from harness.endpoints import AwsEndpoint, AwsResources, PostgresEndpoint, Secret
 from harness.services.process import (
+    HttpService,
     MissingBinaryError,
-    PidFiles,
-    PidTracked,
     ensure_port_free,
     spawn,
     wait_until_ready,
@@ -70,20 +69,11 @@ def create_unit_resources(aws: AwsEndpoint, db: PostgresEndpoint) -> AwsResource
     return AwsResources(exports_bucket=EXPORTS_BUCKET, db_secret_id=DB_SECRET_ID, kms_key_id=key_id)
 
 
-@dataclass
-class AwsEmulatorService(PidTracked):
+@dataclass(kw_only=True)
+class AwsEmulatorService(HttpService):
     name: ClassVar[str] = NAME
     work_dir: Path
-    log_path: Path
-    port: int
     region: str
-    pids: PidFiles
-    timeout_s: float
-    host: str = "127.0.0.1"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     def endpoint(self) -> AwsEndpoint:
         return AwsEndpoint(self.url, self.region, EMULATOR_ACCESS_KEY, Secret(EMULATOR_SECRET_KEY))

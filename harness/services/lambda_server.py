@@ -17,40 +17,31 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.endpoints import AwsEndpoint
-from harness.lambda_runtime.server import HEALTH_PATH
 from harness.services.process import (
-    PidFiles,
-    PidTracked,
+    HttpService,
     ensure_port_free,
     spawn,
     wait_until_ready,
 )
 
 NAME = "lambda"
+# The runtime answers here when it is ready; the service's readiness probe and the server share it.
+HEALTH_PATH = "/_harness/health"
 
 
-@dataclass
-class LambdaRuntimeService(PidTracked):
+@dataclass(kw_only=True)
+class LambdaRuntimeService(HttpService):
     name: ClassVar[str] = NAME
     # SIGTERM makes the server kill its workers by PID and remove their cgroups before it exits;
     # stop_process then kills the process group, which the workers share, as a backstop.
     stop_signal: ClassVar[int] = signal.SIGTERM
     stop_timeout_s: ClassVar[float] = 15.0
     state_dir: Path
-    log_path: Path
-    port: int
     aws: AwsEndpoint
     concurrency: int
     cgroups: str
     cgroup_prefix: str
     run_as: str
-    pids: PidFiles
-    timeout_s: float
-    host: str = "127.0.0.1"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     def health(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"{self.url}{HEALTH_PATH}", timeout=2) as response:

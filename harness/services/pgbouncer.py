@@ -11,8 +11,7 @@ from typing import Any, ClassVar
 from harness.endpoints import PostgresEndpoint, Secret
 from harness.services.osuser import ServerUser
 from harness.services.process import (
-    PidFiles,
-    PidTracked,
+    LocalService,
     ensure_port_free,
     find_binary,
     spawn,
@@ -24,23 +23,18 @@ NAME = "pgbouncer"
 INSTALL_HINT = "Install Debian's package: `apt-get install pgbouncer` (make up does this when run as root)."
 
 
-@dataclass
-class PgBouncerService(PidTracked):
+@dataclass(kw_only=True)
+class PgBouncerService(LocalService):
     name: ClassVar[str] = NAME
     # SIGTERM is PgBouncer's immediate shutdown; SIGINT would wait for clients to go away.
     stop_signal: ClassVar[int] = signal.SIGTERM
     conf_dir: Path
-    log_path: Path
-    port: int
     upstream_port: int
     database: str
     master_user: str
     master_password: Secret
     sizing: ProxySizing
     user: ServerUser
-    pids: PidFiles
-    timeout_s: float
-    host: str = "127.0.0.1"
 
     def endpoint(self) -> PostgresEndpoint:
         return PostgresEndpoint(self.host, self.port, self.master_user, self.master_password, self.database)

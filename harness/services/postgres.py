@@ -14,9 +14,8 @@ from harness.endpoints import PostgresEndpoint, Secret
 from harness.services.cgroups import CgroupLimiter, CgroupStatus
 from harness.services.osuser import ServerUser
 from harness.services.process import (
+    LocalService,
     MissingBinaryError,
-    PidFiles,
-    PidTracked,
     ServiceError,
     ensure_port_free,
     spawn,
@@ -43,24 +42,19 @@ def bin_dir() -> Path:
     )
 
 
-@dataclass
-class PostgresService(PidTracked):
+@dataclass(kw_only=True)
+class PostgresService(LocalService):
     name: ClassVar[str] = NAME
     # SIGINT is PostgreSQL's "fast" shutdown: it does not wait for clients to disconnect.
     stop_signal: ClassVar[int] = signal.SIGINT
     stop_timeout_s: ClassVar[float] = 30.0
     data_dir: Path
-    log_path: Path
-    port: int
     database: str
     master_user: str
     master_password: Secret
     sizing: PostgresSizing
     user: ServerUser
-    pids: PidFiles
     cgroup: CgroupLimiter | None
-    timeout_s: float
-    host: str = "127.0.0.1"
 
     def endpoint(self, dbname: str | None = None) -> PostgresEndpoint:
         return PostgresEndpoint(self.host, self.port, self.master_user, self.master_password, dbname or self.database)

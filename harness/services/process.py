@@ -140,17 +140,35 @@ class PidFiles:
         return [r for r in records if r is not None]
 
 
-class PidTracked:
-    """What every locally started service shares: its PID record, liveness, and a stop by PID.
+@dataclass(kw_only=True)
+class LocalService:
+    """What every locally started service shares: where it listens and logs, its readiness deadline, its
+    PID record, liveness, and a stop by PID.
 
-    Subclasses set `name` (the record's name), `stop_signal` (the server's own fast, clean shutdown)
-    and `stop_timeout_s`, and have a `pids: PidFiles` attribute.
+    Subclasses are keyword-only dataclasses that add their own fields and set `name` (the record's name),
+    `stop_signal` (the server's own fast, clean shutdown) and `stop_timeout_s`. Example:
+
+        @dataclass(kw_only=True)
+        class MemcachedService(LocalService):
+            name: ClassVar[str] = "memcached"
+            memory_mb: int
+
+            def start(self) -> None:
+                ensure_port_free(self.port, "memcached", "memcached_port")
+                command = ["memcached", "-l", self.host, "-p", str(self.port), "-m", str(self.memory_mb)]
+                record = spawn(self.name, command, self.log_path)
+                self.pids.write(record)
+                wait_until_ready(record, self._probe, timeout_s=self.timeout_s, log_path=self.log_path, what="cache")
     """
 
     name: ClassVar[str]
     stop_signal: ClassVar[int] = signal.SIGTERM
     stop_timeout_s: ClassVar[float] = 10.0
+    log_path: Path
+    port: int
     pids: PidFiles
+    timeout_s: float
+    host: str = "127.0.0.1"
 
     def record(self) -> ProcessRecord | None:
         return self.pids.read(self.name)
@@ -269,3 +287,12 @@ def _group_has_live_members(pgid: int) -> bool:
         except (OSError, psutil.Error):
             continue
     return False
+
+
+@dataclass(kw_only=True)
+class HttpService(LocalService):
+    """A local service spoken to over HTTP (the AWS emulator, the Lambda runtime)."""
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"

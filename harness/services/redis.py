@@ -9,8 +9,7 @@ from typing import Any, ClassVar
 from harness.endpoints import RedisEndpoint, Secret
 from harness.services.osuser import ServerUser
 from harness.services.process import (
-    PidFiles,
-    PidTracked,
+    LocalService,
     ensure_port_free,
     find_binary,
     spawn,
@@ -22,18 +21,13 @@ NAME = "redis"
 INSTALL_HINT = "Install Debian's package: `apt-get install redis-server` (make up does this when run as root)."
 
 
-@dataclass
-class RedisService(PidTracked):
+@dataclass(kw_only=True)
+class RedisService(LocalService):
     name: ClassVar[str] = NAME
     work_dir: Path
-    log_path: Path
-    port: int
     password: Secret
     sizing: RedisSizing
     user: ServerUser
-    pids: PidFiles
-    timeout_s: float
-    host: str = "127.0.0.1"
 
     def endpoint(self) -> RedisEndpoint:
         return RedisEndpoint(self.host, self.port, self.password)

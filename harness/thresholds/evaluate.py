@@ -24,7 +24,7 @@ from enum import StrEnum
 
 from harness.measure.metrics import REGISTRY
 from harness.measure.results import MeasurementError, RunResults
-from harness.thresholds.config import Threshold, ThresholdSet
+from harness.thresholds.model import Threshold, ThresholdSet
 
 EXIT_PASS = 0
 EXIT_WARN = 3

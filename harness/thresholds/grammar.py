@@ -10,7 +10,7 @@ An expression states what must hold for the run to pass: `p95 < 50ms` passes whe
 is under 50 ms. A bare number is in the metric's own unit. Spaces between tokens are optional.
 
 The parser knows nothing about metrics: whether a statistic suits a metric, and whether a unit is of
-the metric's family, is checked where the metric is known (harness.thresholds.config). Errors carry a
+the metric's family, is checked where the metric is known (harness.thresholds.validation). Errors carry a
 1-based column into the expression so the loader can point at the exact character in the file.
 """
 

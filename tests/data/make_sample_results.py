@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.measure.results import Results
+from harness.measure.results import ResultsWriter
 
 OUT = Path(__file__).with_name("sample-results.json")
 T0 = 1_750_000_000.0
@@ -22,7 +22,7 @@ T0 = 1_750_000_000.0
 def main() -> None:
     OUT.unlink(missing_ok=True)
     rng = np.random.default_rng(20251125)
-    results = Results.open(OUT)
+    results = ResultsWriter.open(OUT)
     results.update_run(
         {
             "created_at": "2025-11-25T17:00:00+00:00",

@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from harness.backends.external import DestructiveRefusedError, ExternalBackend, require_destructive_allowed
+from harness.backends.external import ExternalBackend
+from harness.backends.guard import DestructiveRefusedError, require_destructive_allowed
 from harness.config import Settings
 
 pytestmark = pytest.mark.integration

@@ -29,7 +29,8 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from harness.app.gdpr import deploy, invoke, invoke_series, lambda_client
+from harness.app.gdpr_deploy import deploy
+from harness.app.gdpr_invoke import invoke, invoke_series, lambda_client
 from harness.data.profiles import get_profile
 from harness.data.seed import seed
 from harness.endpoints import PostgresEndpoint, StackEndpoints

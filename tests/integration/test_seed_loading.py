@@ -20,10 +20,10 @@ import pytest
 from pgvector.psycopg import register_vector
 from psycopg import sql
 
+from harness.data.ground_truth import recall_at_k
 from harness.data.migrations import load_migrations
 from harness.data.profiles import get_profile
 from harness.data.seed import SeedReport, current_seed, load_current_ground_truth, seed
-from harness.data.vectors import recall_at_k
 from harness.endpoints import PostgresEndpoint, Secret, StackEndpoints
 
 pytestmark = pytest.mark.integration

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from harness.cli.reports import DEFAULT_THRESHOLDS_FILE, add_report_commands, add_threshold_commands
-from harness.measure.results import Results
+from harness.measure.results import ResultsWriter
 from harness.thresholds import EXIT_BROKEN, EXIT_FAIL, EXIT_PASS, EXIT_WARN
 
-CPU_ONLY = """\
-schema_version: 1
-thresholds:
-  - metric: rds.cpu_pct
-    warning: mean < 70%
-    critical: mean < 90%
-    unit: "%"
-    source: s
-"""
+if TYPE_CHECKING:
+    from conftest import ThresholdText
 
 
 def run(*argv: str) -> int:
@@ -38,9 +32,11 @@ def test_thresholds_check_accepts_the_defaults(capsys: pytest.CaptureFixture[str
     assert "24 thresholds valid" in out
 
 
-def test_thresholds_check_reports_problems_and_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_thresholds_check_reports_problems_and_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], threshold_text: ThresholdText
+) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text(CPU_ONLY.replace("rds.cpu_pct", "rds.cpu"))
+    bad.write_text(threshold_text.file(threshold_text.cpu.replace("rds.cpu_pct", "rds.cpu")))
     assert run("thresholds", "check", str(bad)) == EXIT_BROKEN
     err = capsys.readouterr().err
     assert f"{bad}:3:13: unknown metric 'rds.cpu'" in err
@@ -57,22 +53,28 @@ def test_thresholds_check_applies_overrides(tmp_path: Path, capsys: pytest.Captu
 
 
 @pytest.mark.parametrize(
-    ("cpu", "extra_threshold", "expected"),
+    ("cpu", "unmeasured_threshold", "expected"),
     [
-        (10.0, "", EXIT_PASS),
-        (75.0, "", EXIT_WARN),
-        (95.0, "", EXIT_FAIL),
-        (10.0, "  - metric: cache.evictions\n    warning: count == 0\n    unit: none\n    source: s\n", EXIT_BROKEN),
+        (10.0, False, EXIT_PASS),
+        (75.0, False, EXIT_WARN),
+        (95.0, False, EXIT_FAIL),
+        (10.0, True, EXIT_BROKEN),
     ],
 )
 def test_report_render_exits_with_the_verdict(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], cpu: float, extra_threshold: str, expected: int
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    threshold_text: ThresholdText,
+    cpu: float,
+    unmeasured_threshold: bool,
+    expected: int,
 ) -> None:
     results = tmp_path / "results.json"
     for t in range(3):
-        Results.open(results).record_value("rds.cpu_pct", cpu, t=float(t))
+        ResultsWriter.open(results).record_value("rds.cpu_pct", cpu, t=float(t))
     thresholds = tmp_path / "t.yaml"
-    thresholds.write_text(CPU_ONLY + extra_threshold)
+    entries = [threshold_text.cpu, *([threshold_text.evictions] if unmeasured_threshold else [])]
+    thresholds.write_text(threshold_text.file(*entries))
     code = run("report", "render", str(results), "--out", str(tmp_path / "report"), "--thresholds", str(thresholds))
     assert code == expected
     out = capsys.readouterr().out
@@ -80,9 +82,11 @@ def test_report_render_exits_with_the_verdict(
     assert (tmp_path / "report" / "report.html").is_file()
 
 
-def test_report_render_refuses_broken_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_render_refuses_broken_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], threshold_text: ThresholdText
+) -> None:
     thresholds = tmp_path / "t.yaml"
-    thresholds.write_text(CPU_ONLY)
+    thresholds.write_text(threshold_text.file(threshold_text.cpu))
     out = str(tmp_path / "report")
     assert run("report", "render", str(tmp_path / "absent.json"), "--out", out, "--thresholds", str(thresholds)) == (
         EXIT_BROKEN
@@ -95,8 +99,8 @@ def test_report_render_refuses_broken_input(tmp_path: Path, capsys: pytest.Captu
 
 def test_report_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a, b = tmp_path / "a.json", tmp_path / "b.json"
-    Results.open(a).record_latency("vector_search.latency_ms", [10.0] * 50)
-    Results.open(b).record_latency("vector_search.latency_ms", [20.0] * 50)
+    ResultsWriter.open(a).record_latency("vector_search.latency_ms", [10.0] * 50)
+    ResultsWriter.open(b).record_latency("vector_search.latency_ms", [20.0] * 50)
     assert run("report", "compare", str(a), str(b)) == EXIT_PASS
     out = capsys.readouterr().out
     assert "vector_search.latency_ms  p95" in out and "+100.0%" in out and "worse" in out

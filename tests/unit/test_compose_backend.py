@@ -270,9 +270,11 @@ def test_down_when_nothing_was_started_needs_no_docker(tmp_path, monkeypatch):
     assert reports == [f"compose: nothing was started from {tmp_path / 'state'}"]
 
 
-def test_up_refuses_to_replace_another_backends_stack(tmp_path, fake_docker, no_aws, clean_compose_env, port_checks):
+def test_up_refuses_to_replace_another_backends_stack(
+    tmp_path, fake_docker, no_aws, clean_compose_env, port_checks, endpoints
+):
     embedded_state = tmp_path / "state"
-    save_endpoints(embedded_state, _embedded_endpoints())
+    save_endpoints(embedded_state, endpoints)
     with pytest.raises(ServiceError, match=r"belongs to the embedded stack.*harness down --backend embedded"):
         ComposeBackend(Settings(backend="compose", state_dir=embedded_state)).up(lambda _: None)
     assert compose_calls(fake_docker) == []
@@ -281,17 +283,3 @@ def test_up_refuses_to_replace_another_backends_stack(tmp_path, fake_docker, no_
 def test_status_before_up_reports_the_stack_as_not_up(tmp_path):
     status = ComposeBackend(Settings(backend="compose", state_dir=tmp_path / "state")).status()
     assert status.services == [] and not status.healthy
-
-
-def _embedded_endpoints():
-    from harness.endpoints import AwsEndpoint, PostgresEndpoint, RedisEndpoint, Secret, StackEndpoints
-
-    pg = PostgresEndpoint("127.0.0.1", 15432, "dbunit_admin", Secret("p"), "dbunit")
-    return StackEndpoints(
-        backend="embedded",
-        proxy=pg,
-        direct=pg,
-        redis=RedisEndpoint("127.0.0.1", 16379, Secret("r")),
-        aws=AwsEndpoint("http://127.0.0.1:14566", "us-east-2", "test", Secret("test")),
-        resources=AwsResources("b", "s", "k"),
-    )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from harness.measure.results import Results, load_results
+from harness.measure.results import ResultsWriter, load_results
 from harness.thresholds import (
     EXIT_BROKEN,
     EXIT_CODE_MEANINGS,
@@ -21,39 +22,20 @@ from harness.thresholds import (
     parse_thresholds,
 )
 
-THRESHOLDS = """\
-schema_version: 1
-thresholds:
-  - metric: rds.cpu_pct
-    warning: mean < 70%
-    critical: mean < 90%
-    unit: "%"
-    source: s
-  - metric: cache.hit_rate_pct
-    warning: rate >= 70%
-    critical: rate >= 50%
-    unit: "%"
-    source: s
-  - metric: cache.evictions
-    warning: count == 0
-    unit: none
-    source: s
-  - metric: proxy.acquire_ms
-    warning: p95 < 25ms
-    critical: p95 < 0.1s
-    unit: ms
-    source: s
-"""
+if TYPE_CHECKING:
+    from conftest import ThresholdText
 
 
-def thresholds() -> ThresholdSet:
-    return parse_thresholds(THRESHOLDS, "t.yaml")
+@pytest.fixture
+def thresholds(threshold_text: ThresholdText) -> ThresholdSet:
+    t = threshold_text
+    return parse_thresholds(t.file(t.cpu, t.cache_hit_rate, t.evictions, t.proxy_acquire), "t.yaml")
 
 
 def run_with(tmp_path: Path, cpu: float, hits: int, evictions: int, acquire_ms: float) -> Path:
     path = tmp_path / "results.json"
     path.unlink(missing_ok=True)
-    results = Results.open(path)
+    results = ResultsWriter.open(path)
     results.record_value("rds.cpu_pct", cpu, t=1.0)
     results.record_rate("cache.hit_rate_pct", hits, 100, t=1.0)
     results.record_count("cache.evictions", evictions)
@@ -61,8 +43,8 @@ def run_with(tmp_path: Path, cpu: float, hits: int, evictions: int, acquire_ms: 
     return path
 
 
-def test_status_level_margin_and_sample_size(tmp_path: Path) -> None:
-    outcome = {r.threshold.id: r for r in evaluate(thresholds(), load_results(run_with(tmp_path, 60, 60, 3, 150)))}
+def test_status_level_margin_and_sample_size(tmp_path: Path, thresholds: ThresholdSet) -> None:
+    outcome = {r.threshold.id: r for r in evaluate(thresholds, load_results(run_with(tmp_path, 60, 60, 3, 150)))}
     cpu, hit_rate, evictions, acquire = (
         outcome["rds.cpu_pct"],
         outcome["cache.hit_rate_pct"],
@@ -86,20 +68,20 @@ def test_status_level_margin_and_sample_size(tmp_path: Path) -> None:
     assert "breaches critical `p95 < 0.1s`" in acquire.message
 
 
-def test_a_met_equality_has_zero_margin_not_minus_zero(tmp_path: Path) -> None:
+def test_a_met_equality_has_zero_margin_not_minus_zero(tmp_path: Path, thresholds: ThresholdSet) -> None:
     (evictions,) = [
         r
-        for r in evaluate(thresholds(), load_results(run_with(tmp_path, 10, 90, 0, 5)))
+        for r in evaluate(thresholds, load_results(run_with(tmp_path, 10, 90, 0, 5)))
         if r.threshold.id == "cache.evictions"
     ]
     assert evictions.status is Status.PASS
     assert str(evictions.margin) == "0.0"
 
 
-def test_a_metric_never_measured_is_an_error_never_a_pass(tmp_path: Path) -> None:
+def test_a_metric_never_measured_is_an_error_never_a_pass(tmp_path: Path, thresholds: ThresholdSet) -> None:
     path = tmp_path / "results.json"
-    Results.open(path).record_value("rds.cpu_pct", 10.0)
-    outcome = {r.threshold.id: r for r in evaluate(thresholds(), load_results(path))}
+    ResultsWriter.open(path).record_value("rds.cpu_pct", 10.0)
+    outcome = {r.threshold.id: r for r in evaluate(thresholds, load_results(path))}
     missing = outcome["cache.hit_rate_pct"]
     assert missing.status is Status.ERROR
     assert missing.measured is None and missing.margin is None
@@ -109,19 +91,19 @@ def test_a_metric_never_measured_is_an_error_never_a_pass(tmp_path: Path) -> Non
     assert exit_code(list(outcome.values())) == EXIT_BROKEN
 
 
-def test_recorded_but_empty_is_an_error(tmp_path: Path) -> None:
+def test_recorded_but_empty_is_an_error(tmp_path: Path, thresholds: ThresholdSet) -> None:
     path = tmp_path / "empty.json"
-    results = Results.open(path)
+    results = ResultsWriter.open(path)
     results.record_latency("proxy.acquire_ms", [])
     results.record_rate("cache.hit_rate_pct", 0, 0)
-    outcome = {r.threshold.id: r for r in evaluate(thresholds(), load_results(path))}
+    outcome = {r.threshold.id: r for r in evaluate(thresholds, load_results(path))}
     assert outcome["proxy.acquire_ms"].status is Status.ERROR
     assert "recorded with no samples" in outcome["proxy.acquire_ms"].message
     assert outcome["cache.hit_rate_pct"].status is Status.ERROR
     assert "no trials" in outcome["cache.hit_rate_pct"].message
 
 
-def test_a_results_file_from_an_older_registry_is_an_error(tmp_path: Path) -> None:
+def test_a_results_file_from_an_older_registry_is_an_error(tmp_path: Path, thresholds: ThresholdSet) -> None:
     path = tmp_path / "old.json"
     path.write_text(
         json.dumps(
@@ -138,7 +120,7 @@ def test_a_results_file_from_an_older_registry_is_an_error(tmp_path: Path) -> No
             }
         )
     )
-    (cpu,) = [r for r in evaluate(thresholds(), load_results(path)) if r.threshold.id == "rds.cpu_pct"]
+    (cpu,) = [r for r in evaluate(thresholds, load_results(path)) if r.threshold.id == "rds.cpu_pct"]
     assert cpu.status is Status.ERROR
     assert "predates a registry change" in cpu.message
 
@@ -152,18 +134,17 @@ def test_a_results_file_from_an_older_registry_is_an_error(tmp_path: Path) -> No
     ],
 )
 def test_exit_code_of_each_outcome(
-    tmp_path: Path, cpu: float, hits: int, evictions: int, acquire_ms: float, expected: int
+    tmp_path: Path, cpu: float, hits: int, evictions: int, acquire_ms: float, expected: int, thresholds: ThresholdSet
 ) -> None:
     assert (
-        exit_code(evaluate(thresholds(), load_results(run_with(tmp_path, cpu, hits, evictions, acquire_ms))))
-        == expected
+        exit_code(evaluate(thresholds, load_results(run_with(tmp_path, cpu, hits, evictions, acquire_ms)))) == expected
     )
 
 
-def test_a_broken_run_outranks_a_critical_breach(tmp_path: Path) -> None:
+def test_a_broken_run_outranks_a_critical_breach(tmp_path: Path, thresholds: ThresholdSet) -> None:
     path = tmp_path / "results.json"
-    Results.open(path).record_value("rds.cpu_pct", 99.0)
-    outcome = evaluate(thresholds(), load_results(path))
+    ResultsWriter.open(path).record_value("rds.cpu_pct", 99.0)
+    outcome = evaluate(thresholds, load_results(path))
     assert {r.status for r in outcome} == {Status.FAIL, Status.ERROR}
     assert exit_code(outcome) == EXIT_BROKEN
 

@@ -6,14 +6,8 @@ from pathlib import Path
 import pytest
 
 from harness.backends import get_backend
-from harness.backends.external import (
-    DestructiveRefusedError,
-    ExternalBackend,
-    load_external_config,
-    refuses_destructive,
-    require_destructive_allowed,
-    resolve_endpoints,
-)
+from harness.backends.external import ExternalBackend, load_external_config, resolve_endpoints
+from harness.backends.guard import DestructiveRefusedError, refuses_destructive, require_destructive_allowed
 from harness.config import ConfigError, Settings
 from harness.endpoints import Secret, endpoints_path, load_endpoints, save_endpoints
 from harness.services.process import ServiceError
@@ -227,7 +221,11 @@ def test_the_guard_reads_the_backend_from_endpoints_and_the_permission_from_this
     require_destructive_allowed(endpoints)
 
 
-def test_the_harness_own_stacks_are_never_refused(tmp_path):
+@pytest.mark.parametrize("backend", ["embedded", "compose"])
+def test_the_harness_own_stacks_are_never_refused_even_when_the_run_is_configured_for_external(tmp_path, backend):
     endpoints = external_backend(tmp_path).endpoints()
-    own = endpoints.__class__(**{**endpoints.__dict__, "backend": "embedded"})
-    require_destructive_allowed(own, settings=Settings())
+    own = endpoints.__class__(**{**endpoints.__dict__, "backend": backend})
+    # The endpoints' backend decides, not the run's: a stack the harness started is its own to break.
+    refusing = Settings(backend="external", allow_destructive=False)
+    assert refuses_destructive(refusing)
+    require_destructive_allowed(own, settings=refusing)

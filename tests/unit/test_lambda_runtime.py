@@ -1,4 +1,5 @@
-"""The local Lambda runtime's API validation and worker protocol, without sockets or worker processes."""
+"""The local Lambda service's function registry (API validation), invoke checks and worker protocol, without
+sockets or worker processes."""
 
 import base64
 import io
@@ -9,14 +10,20 @@ import zipfile
 import pytest
 
 from harness.lambda_runtime.protocol import ChannelClosed, FrameTimeout, read_frame, write_frame
-from harness.lambda_runtime.runtime import LambdaApiError, LambdaRuntime, RuntimeOptions
+from harness.lambda_runtime.registry import FunctionRegistry, LambdaApiError
+from harness.lambda_runtime.runtime import LambdaRuntime, RuntimeOptions
 from harness.services.osuser import ServerUser
+
+# The current user: nothing is chowned and no account is created.
+ME = ServerUser("me", os.geteuid(), os.getegid())
 
 
 def runtime(tmp_path) -> LambdaRuntime:
-    options = RuntimeOptions(tmp_path, "us-east-2", 10, "off", "test", {})
-    # The current user: nothing is chowned and no account is created.
-    return LambdaRuntime(options, ServerUser("me", os.geteuid(), os.getegid()), None)
+    return LambdaRuntime(RuntimeOptions(tmp_path, "us-east-2", 10, "off", "test", {}), ME, None)
+
+
+def registry(tmp_path) -> FunctionRegistry:
+    return FunctionRegistry(tmp_path / "functions", "us-east-2", ME)
 
 
 def zipped(code: str = "def handler(event, context):\n    return event\n") -> str:
@@ -38,7 +45,7 @@ def create_body(**overrides):
 
 
 def test_create_returns_lambdas_configuration_shape(tmp_path):
-    config = runtime(tmp_path).create_function(create_body(MemorySize=256, Timeout=30))
+    config = registry(tmp_path).create_function(create_body(MemorySize=256, Timeout=30))
     assert config["FunctionArn"] == "arn:aws:lambda:us-east-2:000000000000:function:f"
     assert (config["MemorySize"], config["Timeout"], config["State"], config["LastUpdateStatus"]) == (
         256,
@@ -69,12 +76,12 @@ def test_create_returns_lambdas_configuration_shape(tmp_path):
 )
 def test_create_rejects_what_lambda_rejects(tmp_path, overrides, status, error_type, message):
     with pytest.raises(LambdaApiError, match=message) as caught:
-        runtime(tmp_path).create_function(create_body(**overrides))
+        registry(tmp_path).create_function(create_body(**overrides))
     assert (caught.value.status, caught.value.error_type) == (status, error_type)
 
 
 def test_duplicate_and_missing_functions(tmp_path):
-    rt = runtime(tmp_path)
+    rt = registry(tmp_path)
     rt.create_function(create_body())
     with pytest.raises(LambdaApiError, match="Function already exist: f"):
         rt.create_function(create_body())
@@ -85,18 +92,19 @@ def test_duplicate_and_missing_functions(tmp_path):
 
 
 def test_update_configuration_keeps_what_it_does_not_name(tmp_path):
-    rt = runtime(tmp_path)
+    rt = registry(tmp_path)
     rt.create_function(create_body(MemorySize=512, Timeout=60))
     config = rt.update_configuration("f", {"Timeout": 90})
     assert (config["MemorySize"], config["Timeout"]) == (512, 90)
 
 
 def test_a_restarted_runtime_starts_empty_like_the_emulator_it_pairs_with(tmp_path):
-    runtime(tmp_path).create_function(create_body(MemorySize=1024))
+    runtime(tmp_path).registry.create_function(create_body(MemorySize=1024))
     restarted = runtime(tmp_path)
     restarted.start()
     try:
-        assert restarted.list_functions() == []
+        assert restarted.registry.list_functions() == []
+        assert not any((tmp_path / "functions").iterdir())
     finally:
         restarted.shutdown()
 
@@ -110,7 +118,7 @@ def test_a_restarted_runtime_starts_empty_like_the_emulator_it_pairs_with(tmp_pa
 )
 def test_invoke_rejects_bad_payloads_before_running_anything(tmp_path, payload, status, error_type):
     rt = runtime(tmp_path)
-    rt.create_function(create_body())
+    rt.registry.create_function(create_body())
     with pytest.raises(LambdaApiError) as caught:
         rt.invoke("f", payload)
     assert (caught.value.status, caught.value.error_type) == (status, error_type)
@@ -130,3 +138,18 @@ def test_frames_round_trip_and_report_a_closed_or_silent_peer():
     with pytest.raises(ChannelClosed):
         read_frame(read_fd)
     os.close(read_fd)
+
+
+def test_the_registry_tells_the_runtime_when_a_version_is_replaced_or_deleted(tmp_path):
+    retired: list[str] = []
+    functions = FunctionRegistry(tmp_path / "functions", "us-east-2", ME, retired.append)
+    functions.create_function(create_body())
+    assert retired == []
+    first = functions.spec("f")
+    functions.update_code("f", {"ZipFile": zipped("def handler(event, context):\n    return 1\n")})
+    assert retired == ["f"]
+    assert functions.spec("f").code_sha != first.code_sha
+    functions.delete_function("f")
+    assert retired == ["f", "f"]
+    assert functions.current("f") is None
+    assert not (tmp_path / "functions" / "f").exists()

@@ -1,11 +1,30 @@
-"""The measuring core, checked against latencies injected with known sizes."""
+"""The measuring core, checked against latencies injected with known sizes.
+
+Time is virtual here (a `Clock` that moves only when a request or the scheduler sleeps), so the figures are
+exact whatever else the shared machine is doing. Real time with real threads is covered by the integration
+tests of the load core.
+"""
 
 import threading
-import time
 
 import pytest
 
-from harness.measure.load import Limits, LoadError, plain_client, run_closed, run_open
+from harness.measure.load import Clock, Limits, LoadError, plain_client, run_closed, run_open
+
+
+class VirtualClock:
+    """Seconds that pass only when someone sleeps; one worker's run is then fully deterministic."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.lock = threading.Lock()
+
+    def sleep(self, seconds: float) -> None:
+        with self.lock:
+            self.now += max(0.0, seconds)
+
+    def clock(self) -> Clock:
+        return Clock(now=lambda: self.now, sleep=self.sleep)
 
 
 def count_above(histogram, micros: int) -> int:
@@ -14,58 +33,92 @@ def count_above(histogram, micros: int) -> int:
     )
 
 
-def sleeper(seconds: float):
-    def request():
-        time.sleep(seconds)
-
-    return lambda _index: plain_client(request)
+def sleeper(clock: VirtualClock, seconds: float):
+    return lambda _index: plain_client(lambda: clock.sleep(seconds))
 
 
 def test_closed_model_measures_a_known_latency():
-    result = run_closed(sleeper(0.010), clients=4, limits=Limits(duration_s=10, max_requests=200))
-    assert result.ok == 200 and result.errors == 0
-    # time.sleep overshoots by a fraction of a millisecond, never undershoots.
-    assert 10.0 <= result.percentile_ms(50) < 13.0
-    assert 10.0 <= result.percentile_ms(99) < 25.0
-    # Four clients of 10 ms each: about 400 requests/s, far from a single client's 100.
-    assert result.throughput > 250
+    time = VirtualClock()
+    result = run_closed(sleeper(time, 0.010), clients=1, limits=Limits(10, 200), clock=time.clock())
+    assert (result.ok, result.errors) == (200, 0)
+    assert result.percentile_ms(50) == pytest.approx(10.0, rel=1e-3)
+    assert result.percentile_ms(100) == pytest.approx(10.0, rel=1e-3)
+    assert result.throughput == pytest.approx(100.0)
 
 
 def test_closed_model_stops_at_the_duration_bound():
-    began = time.monotonic()
-    result = run_closed(sleeper(0.005), clients=2, limits=Limits(duration_s=0.5, max_requests=10**9))
-    assert time.monotonic() - began < 2.0
-    assert 0 < result.ok < 400
+    time = VirtualClock()
+    # 1/128 s is exact in binary: the 64th request ends exactly at the deadline, so no 65th starts.
+    result = run_closed(sleeper(time, 1 / 128), clients=1, limits=Limits(0.5, 10**9), clock=time.clock())
+    assert result.ok == 64
+    assert result.elapsed_s == 0.5
+
+
+def test_closed_model_stops_at_the_request_bound():
+    time = VirtualClock()
+    result = run_closed(sleeper(time, 0.001), clients=3, limits=Limits(10, 25), clock=time.clock())
+    assert result.ok == 25
+
+
+def test_closed_clients_run_at_the_same_time():
+    # Each client's first request waits until all four are in flight; a core that ran clients one after
+    # another would break the barrier instead.
+    barrier = threading.Barrier(4, timeout=30)
+    met: set[str] = set()
+
+    def factory(_index: int):
+        def request() -> None:
+            name = threading.current_thread().name
+            if name not in met:
+                met.add(name)
+                barrier.wait()
+
+        return plain_client(request)
+
+    result = run_closed(factory, clients=4, limits=Limits(60, 40))
+    assert (result.ok, result.errors) == (40, 0)
+    assert len(met) == 4
 
 
 def test_open_model_charges_a_stall_to_every_request_it_delayed():
-    # 200 requests due at 100/s on one worker; request 50 stalls for 500 ms. Without correction one
-    # request is slow; with it, the ~50 requests due during the stall each waited for it.
+    # 200 requests due at 100/s on one worker; the 50th (due at 0.49 s) stalls for 500 ms, the others
+    # take 1 ms. The backlog then drains at 1 ms a request while new ones fall due every 10 ms: the
+    # request due at k/100 s ends at 0.99 + (k - 49)/1000 s, which is over 100 ms late for k = 50..93.
+    # Service time sees one slow request; the corrected latency charges the stall to all 45.
+    time = VirtualClock()
     calls = 0
-    lock = threading.Lock()
 
     def request():
         nonlocal calls
-        with lock:
-            calls += 1
-            mine = calls
-        time.sleep(0.5 if mine == 50 else 0.001)
+        calls += 1
+        time.sleep(0.5 if calls == 50 else 0.001)
 
-    result = run_open(lambda _i: plain_client(request), rate_per_s=100, limits=Limits(5, 200), workers=1)
+    result = run_open(
+        lambda _i: plain_client(request), rate_per_s=100, limits=Limits(5, 200), workers=1, clock=time.clock()
+    )
     assert result.ok == 200
     assert count_above(result.service_time, 100_000) == 1
-    assert 35 <= count_above(result.latency, 100_000) <= 55
-    assert result.percentile_ms(99, corrected=False) < 50
-    assert result.percentile_ms(100, corrected=True) >= 495
+    assert count_above(result.latency, 100_000) == 45
+    assert result.percentile_ms(99, corrected=False) == pytest.approx(1.0, rel=1e-3)
+    assert result.percentile_ms(100, corrected=True) == pytest.approx(500.0, rel=1e-3)
 
 
 def test_open_model_keeps_the_rate_when_the_server_keeps_up():
-    began = time.monotonic()
-    result = run_open(sleeper(0.002), rate_per_s=200, limits=Limits(duration_s=1.0, max_requests=10**6), workers=2)
-    elapsed = time.monotonic() - began
+    time = VirtualClock()
+    result = run_open(sleeper(time, 0.002), rate_per_s=200, limits=Limits(1.0, 10**6), workers=1, clock=time.clock())
     assert result.ok == 200
-    assert 0.9 <= elapsed < 1.5
-    assert result.percentile_ms(50) < 10
+    # The last request is due at 199/200 s and takes 2 ms; none waited for another.
+    assert result.elapsed_s == pytest.approx(0.997)
+    assert result.percentile_ms(100) == pytest.approx(2.0, rel=1e-3)
+
+
+def test_open_model_stops_sending_to_a_server_that_stalls_past_its_hard_deadline():
+    # 10 requests due over 1 s, each taking 3 s: nothing is sent after 2 x 1 s + 5 s, so the
+    # requests sent at 0, 3 and 6 s are all there is.
+    time = VirtualClock()
+    result = run_open(sleeper(time, 3.0), rate_per_s=10, limits=Limits(1.0, 1000), workers=1, clock=time.clock())
+    assert result.ok == 3
+    assert result.elapsed_s == pytest.approx(9.0)
 
 
 def test_errors_are_counted_and_sampled_not_timed():

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.locustusers.gate import DEFAULT_THRESHOLD_FILES, judge, judged_thresholds, load_gate_thresholds
-from harness.measure.results import Results
+from harness.measure.results import ResultsWriter
 from harness.thresholds import EXIT_BROKEN, EXIT_FAIL, EXIT_PASS, EXIT_WARN, Status, ThresholdConfigError
 
 
@@ -38,8 +38,8 @@ def test_an_unknown_set_id_is_refused_before_anything_runs() -> None:
         load_gate_thresholds(DEFAULT_THRESHOLD_FILES, sets=["vector_search.latnecy_ms=p95 < 1ms"])
 
 
-def results_with(tmp_path: Path, latency_ms: float, failures: int) -> Results:
-    results = Results.open(tmp_path / "results.json")
+def results_with(tmp_path: Path, latency_ms: float, failures: int) -> ResultsWriter:
+    results = ResultsWriter.open(tmp_path / "results.json")
     results.record_latency("vector_search.latency_ms", [latency_ms] * 50)
     results.record_rate("locust.failure_rate_pct", failures, 1000)
     return results

@@ -10,7 +10,7 @@ import pytest
 
 from harness.locustusers.tally import RATE_INTERVAL_S, RunTotals, Tally
 from harness.measure.metrics import Statistic
-from harness.measure.results import Results, new_histogram
+from harness.measure.results import ResultsWriter, new_histogram
 
 
 def test_latencies_from_many_workers_merge_to_the_exact_percentiles_of_all_requests() -> None:
@@ -74,7 +74,7 @@ def test_the_run_totals_write_each_kind_so_statistics_read_back(tmp_path: Path) 
         tally.count("lambda.data_export.throttles", worker)
         tally.ratio("vector_search.recall_at_10", 0.9 + worker / 10, 1)
         totals.merge(tally.drain(), t=100.0 + worker)
-    results = Results.open(tmp_path / "results.json")
+    results = ResultsWriter.open(tmp_path / "results.json")
     totals.write(results)
     run = results.read()
     latency = run.get("vector_search.latency_ms")

@@ -26,14 +26,14 @@ def test_projection_arithmetic():
     assert p.monthly_usd_after_free_tier == pytest.approx(sum(p.breakdown_usd.values()))
 
 
-def test_gb_seconds_follow_measured_duration():
+def test_gb_seconds_follow_the_measured_billed_duration():
     model = load_model(DEFAULT_MODEL)
     slow = project(model, {f: 2 * v for f, v in MEASURED.items()})
     assert slow.lambda_gb_seconds == pytest.approx(2 * project(model, MEASURED).lambda_gb_seconds)
 
 
 def test_a_function_never_measured_is_an_error():
-    with pytest.raises(ModelError, match="no measured duration for data_export"):
+    with pytest.raises(ModelError, match="no measured billed duration for data_export"):
         project(load_model(DEFAULT_MODEL), {"data_deletion": 1.0, "audit_logging": 1.0})
 
 

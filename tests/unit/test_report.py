@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.measure.results import Results
+from harness.measure.results import ResultsWriter
 from harness.report import ReportOutcome, compare_paths, format_verdict_table, render_report
 from harness.thresholds import EXIT_BROKEN, Status, load_thresholds
 
@@ -103,7 +103,7 @@ def test_verdict_table_is_fixed_width(outcome: ReportOutcome) -> None:
 def test_compare_two_runs(tmp_path: Path) -> None:
     slower = tmp_path / "slower.json"
     shutil.copyfile(SAMPLE, slower)
-    Results.open(slower).record_latency("vector_search.latency_ms", [90.0] * 600)
+    ResultsWriter.open(slower).record_latency("vector_search.latency_ms", [90.0] * 600)
     text = compare_paths(SAMPLE, slower)
     (p95,) = [line for line in text.splitlines() if re.match(r"vector_search\.latency_ms +p95 ", line)]
     assert p95.endswith("worse")

@@ -16,8 +16,8 @@ from harness.measure.results import (
     HDR_HIGHEST,
     HDR_LOWEST,
     MeasurementError,
-    Results,
     ResultsError,
+    ResultsWriter,
     load_results,
     new_histogram,
 )
@@ -29,7 +29,7 @@ def pct(n: float) -> Statistic:
 
 def test_open_creates_a_versioned_document_and_merges_run_facts(tmp_path: Path) -> None:
     path = tmp_path / "run" / "results.json"
-    results = Results.open(path, run={"backend": "embedded", "versions": {"postgresql": "17"}})
+    results = ResultsWriter.open(path, run={"backend": "embedded", "versions": {"postgresql": "17"}})
     results.update_run({"versions": {"redis": "8"}, "machine": {"cores": 2}})
     document = json.loads(path.read_text())
     assert document["schema_version"] == 1
@@ -40,7 +40,7 @@ def test_open_creates_a_versioned_document_and_merges_run_facts(tmp_path: Path) 
 
 
 def test_each_kind_records_and_computes_its_statistics(tmp_path: Path) -> None:
-    results = Results.open(tmp_path / "r.json")
+    results = ResultsWriter.open(tmp_path / "r.json")
     results.record_latency("vector_search.latency_ms", [10.0, 20.0, 30.0, 40.0])
     for t, value in ((3.0, 50.0), (1.0, 10.0), (2.0, 30.0)):
         results.record_value("rds.cpu_pct", value, t=t)
@@ -73,7 +73,7 @@ def test_each_kind_records_and_computes_its_statistics(tmp_path: Path) -> None:
 
 
 def test_labels_keep_entries_apart_and_statistics_cover_them_all(tmp_path: Path) -> None:
-    results = Results.open(tmp_path / "r.json")
+    results = ResultsWriter.open(tmp_path / "r.json")
     results.record_latency("proxy.acquire_ms", [1.0] * 10, labels={"worker": 1})
     results.record_latency("proxy.acquire_ms", [9.0] * 10, labels={"worker": "2"})
     results.record_latency("proxy.acquire_ms", [1.0] * 10, labels={"worker": "1"})
@@ -85,7 +85,7 @@ def test_labels_keep_entries_apart_and_statistics_cover_them_all(tmp_path: Path)
 
 def _writer(path: str, seed: int, batches: int) -> None:
     rng = np.random.default_rng(seed)
-    results = Results.open(path)
+    results = ResultsWriter.open(path)
     for _ in range(batches):
         results.record_latency("vector_search.latency_ms", rng.lognormal(np.log(20), 0.5, 500).tolist())
         results.record_count("cache.evictions", 1)
@@ -93,7 +93,7 @@ def _writer(path: str, seed: int, batches: int) -> None:
 
 def test_concurrent_writers_merge_exactly(tmp_path: Path) -> None:
     path = tmp_path / "results.json"
-    Results.open(path)
+    ResultsWriter.open(path)
     seeds, batches = (1, 2, 3, 4), 5
     context = multiprocessing.get_context("fork")
     writers = [context.Process(target=_writer, args=(str(path), seed, batches)) for seed in seeds]
@@ -131,7 +131,7 @@ def test_a_prebuilt_histogram_is_added_whole(tmp_path: Path) -> None:
     histogram = new_histogram()
     for value in (1500, 2500, 3500):
         histogram.record_value(value)
-    results = Results.open(tmp_path / "r.json")
+    results = ResultsWriter.open(tmp_path / "r.json")
     results.record_latency("proxy.acquire_ms", histogram)
     results.record_latency("proxy.acquire_ms", [4.5])
     figure = results.read().measurements["proxy.acquire_ms"].statistic(Statistic("max"))
@@ -157,9 +157,9 @@ def test_a_prebuilt_histogram_is_added_whole(tmp_path: Path) -> None:
     ],
 )
 def test_bad_records_are_refused(
-    tmp_path: Path, record: Callable[[Results], None], error: type[Exception], fragment: str
+    tmp_path: Path, record: Callable[[ResultsWriter], None], error: type[Exception], fragment: str
 ) -> None:
-    results = Results.open(tmp_path / "r.json")
+    results = ResultsWriter.open(tmp_path / "r.json")
     with pytest.raises(error) as caught:
         record(results)
     assert fragment in str(caught.value)
@@ -167,7 +167,7 @@ def test_bad_records_are_refused(
 
 
 def test_statistics_that_cannot_be_computed(tmp_path: Path) -> None:
-    results = Results.open(tmp_path / "r.json")
+    results = ResultsWriter.open(tmp_path / "r.json")
     results.record_latency("proxy.acquire_ms", [])
     results.record_rate("cache.hit_rate_pct", 0, 0)
     run = results.read()

@@ -1,24 +1,8 @@
-from dataclasses import replace
-
-from harness.endpoints import AwsEndpoint, AwsResources, PostgresEndpoint, RedisEndpoint, Secret, StackEndpoints
 from harness.measure.run_facts import run_facts
 
 
-def sample() -> StackEndpoints:
-    pg = PostgresEndpoint("127.0.0.1", 15432, "admin", Secret("pw"), "dbunit")
-    return StackEndpoints(
-        backend="embedded",
-        proxy=pg,
-        direct=pg,
-        redis=RedisEndpoint("127.0.0.1", 16379, Secret("pw")),
-        aws=AwsEndpoint("http://127.0.0.1:14566", "us-east-2", "test", Secret("test")),
-        resources=AwsResources("bucket", "secret"),
-    )
-
-
-def test_report_facts_name_versions_sizing_and_caps():
-    stack = replace(
-        sample(),
+def test_report_facts_name_versions_sizing_and_caps(make_endpoints):
+    stack = make_endpoints(
         facts={
             "postgres": {
                 "version": "18.6",
@@ -38,6 +22,6 @@ def test_report_facts_name_versions_sizing_and_caps():
     assert "cores" in facts["machine"]
 
 
-def test_a_stack_that_reports_nothing_gives_empty_sections_not_nones():
-    facts = run_facts(replace(sample(), facts={}))
+def test_a_stack_that_reports_nothing_gives_empty_sections_not_nones(make_endpoints):
+    facts = run_facts(make_endpoints(facts={}))
     assert facts["versions"] == {} and facts["sizing"] == {} and facts["cgroups"] == {}

@@ -9,20 +9,12 @@ import pytest
 
 from harness.cli.seed import add_seed_command
 from harness.config import Settings
+from harness.data.app_role import APP_CREDENTIALS_FILE, AppRoleError, app_credentials, app_endpoint
 from harness.data.migrations import FIXTURES_SQL_DIR, MigrationError, load_migrations, schema_version
 from harness.data.profiles import PROFILES, IndexSpec, SeedProfileError, get_profile
-from harness.data.seed import (
-    APP_CREDENTIALS_FILE,
-    SeedError,
-    app_credentials,
-    app_endpoint,
-    dataset_key,
-    generated_source,
-    seed_fingerprint,
-)
+from harness.data.seed import dataset_key, generated_source, seed_fingerprint
 from harness.data.tables import Population
 from harness.data.vectors import DOC_ID_BASE
-from harness.endpoints import AwsEndpoint, AwsResources, PostgresEndpoint, RedisEndpoint, Secret, StackEndpoints
 
 
 def small(**changes):
@@ -187,34 +179,21 @@ def test_schema_version_tracks_fixture_content(tmp_path):
 # --- credentials and CLI ------------------------------------------------------------------------
 
 
-def stack(proxy_user: str = "dbunit_admin") -> StackEndpoints:
-    direct = PostgresEndpoint("127.0.0.1", 15432, "dbunit_admin", Secret("admin"), "dbunit")
-    proxy = PostgresEndpoint("127.0.0.1", 16432, proxy_user, Secret("proxy-pw"), "dbunit")
-    return StackEndpoints(
-        backend="embedded",
-        proxy=proxy,
-        direct=direct,
-        redis=RedisEndpoint("127.0.0.1", 16379, Secret("r")),
-        aws=AwsEndpoint("", "us-east-2", "", Secret("")),
-        resources=AwsResources("b", "s"),
-    )
-
-
-def test_app_credentials_come_from_the_proxy_when_it_has_its_own_role(tmp_path):
-    role, password = app_credentials(stack("app_user"), tmp_path)
+def test_app_credentials_come_from_the_proxy_when_it_has_its_own_role(tmp_path, make_endpoints):
+    role, password = app_credentials(make_endpoints(proxy_user="app_user", proxy_password="proxy-pw"), tmp_path)
     assert (role, password.reveal()) == ("app_user", "proxy-pw")
     assert not (tmp_path / APP_CREDENTIALS_FILE).exists()
 
 
-def test_app_credentials_are_kept_private_in_the_state_dir(tmp_path):
-    with pytest.raises(SeedError, match="run `harness seed` first"):
-        app_endpoint(stack(), tmp_path)
-    role, password = app_credentials(stack(), tmp_path)
+def test_app_credentials_are_kept_private_in_the_state_dir(tmp_path, endpoints):
+    with pytest.raises(AppRoleError, match="run `harness seed` first"):
+        app_endpoint(endpoints, tmp_path)
+    role, password = app_credentials(endpoints, tmp_path)
     path = tmp_path / APP_CREDENTIALS_FILE
     assert role == "dbunit_app" and len(password.reveal()) >= 24
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert app_credentials(stack(), tmp_path) == (role, password)
-    endpoint = app_endpoint(stack(), tmp_path)
+    assert app_credentials(endpoints, tmp_path) == (role, password)
+    endpoint = app_endpoint(endpoints, tmp_path)
     assert (endpoint.user, endpoint.port, endpoint.password) == ("dbunit_app", 16432, password)
     assert json.loads(path.read_text())["role"] == "dbunit_app"
 
@@ -261,10 +240,10 @@ def test_seed_command_without_a_stack_says_how_to_start_one(tmp_path, capsys):
     assert "start it with `harness up`" in capsys.readouterr().err
 
 
-def test_seed_command_reports_a_wrong_dimension_file_before_connecting(tmp_path, capsys):
+def test_seed_command_reports_a_wrong_dimension_file_before_connecting(tmp_path, capsys, endpoints):
     from harness.endpoints import save_endpoints
 
-    save_endpoints(tmp_path, stack())
+    save_endpoints(tmp_path, endpoints)
     np.save(tmp_path / "mine.npy", np.ones((50, 8), np.float32))
     args = parse("seed", "--profile", "ci", "--embeddings", str(tmp_path / "mine.npy"), "--dim", "384")
     args.settings = Settings(state_dir=tmp_path)

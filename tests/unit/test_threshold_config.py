@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from harness.measure.metrics import REGISTRY
+from harness.measure.metrics import REGISTRY, MetricKind
 from harness.thresholds import (
     ThresholdConfigError,
     apply_override_text,
@@ -15,20 +18,12 @@ from harness.thresholds import (
     parse_thresholds,
 )
 
-DEFAULTS = Path(__file__).resolve().parents[2] / "fixtures" / "thresholds.yaml"
+if TYPE_CHECKING:
+    from conftest import ThresholdText
 
-
-def doc(*entries: str) -> str:
-    return "schema_version: 1\nthresholds:\n" + "".join(entries)
-
-
-CPU = """\
-  - metric: rds.cpu_pct
-    warning: mean < 70%
-    critical: mean < 90%
-    unit: "%"
-    source: Health Monitoring
-"""
+REPO = Path(__file__).resolve().parents[2]
+DEFAULTS = REPO / "fixtures" / "thresholds.yaml"
+SCENARIOS = REPO / "scenarios"
 
 
 def problems_of(text: str) -> list[str]:
@@ -78,23 +73,68 @@ def test_defaults_carry_every_seed_threshold_and_mark_ours() -> None:
     assert thresholds["cache.hit_rate_pct"].condition.comparator == ">="
 
 
-def test_every_default_metric_is_registered() -> None:
-    assert all(t.metric in REGISTRY for t in load_thresholds(DEFAULTS).thresholds)
+# The ResultsWriter method that records each kind of metric.
+RECORDERS = {
+    "record_latency": MetricKind.HISTOGRAM,
+    "record_value": MetricKind.GAUGE,
+    "record_rate": MetricKind.RATE,
+    "record_count": MetricKind.COUNTER,
+    "record_series": MetricKind.SERIES,
+}
+
+
+def recorded_by_scenarios() -> list[tuple[re.Pattern[str], MetricKind]]:
+    """(metric-name pattern, kind) of every `results.record_*("name", ...)` call in scenarios/.
+
+    An f-string name such as f"lambda.{function}.duration_ms" matches any one dotted segment in place of
+    each placeholder.
+    """
+    found = []
+    for path in sorted(SCENARIOS.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args):
+                continue
+            kind = RECORDERS.get(node.func.attr)
+            name = node.args[0]
+            if kind is None:
+                continue
+            if isinstance(name, ast.Constant) and isinstance(name.value, str):
+                found.append((re.compile(re.escape(name.value)), kind))
+            elif isinstance(name, ast.JoinedStr):
+                parts = [re.escape(v.value) if isinstance(v, ast.Constant) else r"[^.]+" for v in name.values]
+                found.append((re.compile("".join(parts)), kind))
+    return found
+
+
+def test_every_metric_the_sign_off_judges_is_recorded_by_a_scenario_as_its_kind() -> None:
+    # `harness signoff` runs scenarios/ and judges every threshold of the defaults; a threshold whose
+    # metric no scenario records would be an ERROR on every sign-off, one recorded through the wrong
+    # method is refused at record time, in the middle of a run.
+    recorders = recorded_by_scenarios()
+
+    def recorded_as(metric: str) -> set[MetricKind]:
+        return {kind for pattern, kind in recorders if pattern.fullmatch(metric)}
+
+    judged = {t.metric for t in load_thresholds(DEFAULTS).thresholds}
+    assert {m: recorded_as(m) for m in judged} == {m: {REGISTRY[m].kind} for m in judged}
+    # The control: Locust's metrics are judged by fixtures/thresholds-locust.yaml, not by the sign-off,
+    # and no scenario records them; the scan must say so rather than match everything.
+    assert recorded_as("locust.failure_rate_pct") == set()
 
 
 # ---- validation --------------------------------------------------------------------------------
 
 
-def test_unknown_metric_is_an_error_with_position_and_suggestion() -> None:
-    text = doc(CPU.replace("rds.cpu_pct", "rds.cpu_pcnt"))
+def test_unknown_metric_is_an_error_with_position_and_suggestion(threshold_text: ThresholdText) -> None:
+    text = threshold_text.file(threshold_text.cpu.replace("rds.cpu_pct", "rds.cpu_pcnt"))
     assert problems_of(text) == [
         "t.yaml:3:13: unknown metric 'rds.cpu_pcnt' (did you mean 'rds.cpu_pct'?); use a name from "
         "harness/measure/metrics.py REGISTRY, or add a MetricSpec there"
     ]
 
 
-def test_expression_error_points_at_the_character_in_the_file() -> None:
-    text = doc(CPU.replace("critical: mean < 90%", 'critical: "mean => 90%"'))
+def test_expression_error_points_at_the_character_in_the_file(threshold_text: ThresholdText) -> None:
+    text = threshold_text.file(threshold_text.cpu.replace("critical: mean < 90%", 'critical: "mean => 90%"'))
     (problem,) = problems_of(text)
     # Line 5, the quoted scalar opens at column 15, the expression at 16, `=>` is its 6th character.
     assert problem.startswith("t.yaml:5:21: rds.cpu_pct critical: expected a comparator")
@@ -118,12 +158,12 @@ def test_expression_error_points_at_the_character_in_the_file() -> None:
         ("    unit:", "    warning: mean < 60%\n    unit:", "'warning' appears twice; keep one"),
     ],
 )
-def test_invalid_thresholds_are_errors(old: str, new: str, fragment: str) -> None:
-    problems = problems_of(doc(CPU.replace(old, new, 1)))
+def test_invalid_thresholds_are_errors(old: str, new: str, fragment: str, threshold_text: ThresholdText) -> None:
+    problems = problems_of(threshold_text.file(threshold_text.cpu.replace(old, new, 1)))
     assert any(fragment in p for p in problems), problems
 
 
-def test_threshold_shapes_that_cannot_be_judged() -> None:
+def test_threshold_shapes_that_cannot_be_judged(threshold_text: ThresholdText) -> None:
     cases = {
         "  - metric: cache.evictions\n    warning: count == 0ms\n    unit: none\n    source: s\n": (
             "count is a plain number; drop the unit 'ms'"
@@ -137,22 +177,28 @@ def test_threshold_shapes_that_cannot_be_judged() -> None:
         "  - metric: cache.evictions\n    source: s\n": "threshold is missing unit; add them",
     }
     for entry, fragment in cases.items():
-        problems = problems_of(doc(entry))
+        problems = problems_of(threshold_text.file(entry))
         assert any(fragment in p for p in problems), (entry, problems)
 
 
-def test_duplicate_ids_need_a_distinct_id() -> None:
-    problems = problems_of(doc(CPU, CPU))
+def test_duplicate_ids_need_a_distinct_id(threshold_text: ThresholdText) -> None:
+    problems = problems_of(threshold_text.file(threshold_text.cpu, threshold_text.cpu))
     assert problems == [
         "t.yaml:8:5: a second threshold with id 'rds.cpu_pct' (first at t.yaml:3); give one of them a distinct `id:`"
     ]
-    second = CPU.replace("warning: mean < 70%", "warning: p99 < 95%").replace("critical: mean < 90%", "")
-    thresholds = parse_thresholds(doc(CPU, second.replace("  - metric:", "  - id: rds.cpu_p99\n    metric:")), "t")
+    second = threshold_text.cpu.replace("warning: mean < 70%", "warning: p99 < 95%").replace("critical: mean < 90%", "")
+    thresholds = parse_thresholds(
+        threshold_text.file(threshold_text.cpu, second.replace("  - metric:", "  - id: rds.cpu_p99\n    metric:")), "t"
+    )
     assert [t.id for t in thresholds.thresholds] == ["rds.cpu_pct", "rds.cpu_p99"]
 
 
-def test_every_problem_in_a_file_is_reported_at_once() -> None:
-    text = doc(CPU.replace("rds.cpu_pct", "nope"), CPU.replace("mean < 70%", "mean <"), CPU.replace('"%"', "ms"))
+def test_every_problem_in_a_file_is_reported_at_once(threshold_text: ThresholdText) -> None:
+    text = threshold_text.file(
+        threshold_text.cpu.replace("rds.cpu_pct", "nope"),
+        threshold_text.cpu.replace("mean < 70%", "mean <"),
+        threshold_text.cpu.replace('"%"', "ms"),
+    )
     assert len(problems_of(text)) == 3
 
 

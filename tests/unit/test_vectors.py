@@ -5,17 +5,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from harness.data.ground_truth import exact_neighbours, load_ground_truth, recall_at_k, save_ground_truth
 from harness.data.vectors import (
     BLOCK_ROWS,
     DOC_ID_BASE,
     ClusteredVectors,
     NpyVectors,
     VectorDataError,
-    exact_neighbours,
-    load_ground_truth,
     open_vector_file,
-    recall_at_k,
-    save_ground_truth,
 )
 
 

@@ -1,13 +1,12 @@
-"""The GDPR functions as deployable Lambda zips, their deployment, and invoking them as a scenario does.
+"""The GDPR functions as deployable Lambda zips, the secrets they read, and their deployment.
 
 Packaging: each function's folder under functions/ plus the shared package functions/common/gdpr_common,
 zipped with fixed timestamps so the same source gives the same CodeSha256 (an unchanged function is not
 re-uploaded). Dependencies (psycopg, redis, boto3) are not in the zip: the local runtime provides the
 harness's own; on AWS attach a layer with psycopg[binary] and redis (boto3 is in the Python runtime).
 
-Invoking: `invoke_series` runs N invocations (optionally concurrent) and returns each one's REPORT line
-parsed, so a scenario gets durations, billed durations, Max Memory Used, cold starts, errors, throttles
-and GB-seconds exactly as CloudWatch would show them.
+Apart from invoking them (gdpr_invoke.py): `harness deploy` and the scenarios' set-up package and deploy,
+while Locust users and measurements only invoke what is already there.
 """
 
 from __future__ import annotations
@@ -16,18 +15,14 @@ import base64
 import hashlib
 import io
 import json
-import re
-import statistics
-import time
 import zipfile
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.app.gdpr_invoke import lambda_client
 from harness.endpoints import AwsEndpoint, StackEndpoints
-from harness.lambda_runtime.report_line import ReportLine, find_report_line
 from harness.paths import FUNCTIONS_DIR
 from harness.sizing import SEED_LAMBDA_MEMORY_MB
 
@@ -50,9 +45,6 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "audit_logging": ("DB_SECRET_ID", "DB_SCHEMA"),
 }
 _ZIP_TIME = (2020, 1, 1, 0, 0, 0)
-_UNCAPPED_CPU = re.compile(r"^HARNESS RequestId: \S+\tCPU Time: (?P<ms>[0-9.]+) ms", re.MULTILINE)
-# Lambda's synchronous invoke may run 900 s; botocore's default 60 s read timeout would cut it short.
-INVOKE_READ_TIMEOUT_S = 910
 
 
 class DeployError(RuntimeError):
@@ -122,11 +114,11 @@ def ensure_stack_secrets(stack: StackEndpoints, state_dir: Path) -> tuple[str, s
     The functions log in as the seed's application role (it may append to audit_log but not change it),
     not as the master user the stack's own secret holds.
     """
-    from harness.data.seed import SeedError, app_credentials
+    from harness.data.app_role import AppRoleError, app_credentials
 
     try:
         role, password = app_credentials(stack, state_dir, create=False)
-    except SeedError as exc:
+    except AppRoleError as exc:
         raise DeployError(f"{exc}; the functions log in as the application role the seed creates") from None
     _put_secret(
         stack.aws,
@@ -182,7 +174,7 @@ def deploy(
         zip_bytes = package(definition)
         sha = code_sha256(zip_bytes)
         name = name_prefix + definition.name
-        config = {
+        config: dict[str, Any] = {
             "Runtime": RUNTIME,
             "Handler": HANDLER,
             "Role": role_arn,
@@ -244,155 +236,3 @@ def deploy_to_stack(
         names=names,
         role_arn=role_arn,
     )
-
-
-# -- invoking ------------------------------------------------------------------------------------
-
-
-def lambda_client(aws: AwsEndpoint) -> Any:
-    """A Lambda client for measurements: no automatic retries (a throttle must count as a throttle, not
-    turn into a slower success) and a read timeout above Lambda's 900 s maximum."""
-    from botocore.config import Config
-
-    return aws.client(
-        "lambda",
-        config=Config(
-            retries={"total_max_attempts": 1},
-            read_timeout=INVOKE_READ_TIMEOUT_S,
-            connect_timeout=10,
-            # A burst scenario invokes many at once; botocore's default pool of 10 would queue them.
-            max_pool_connections=64,
-        ),
-    )
-
-
-@dataclass(frozen=True)
-class Invocation:
-    function: str
-    throttled: bool
-    function_error: str | None
-    payload: Any
-    report: ReportLine | None  # None when throttled (no environment ran)
-    wall_ms: float
-    log_tail: str = ""
-    # CPU time the invocation used, reported by the local runtime only where it cannot cap CPU.
-    cpu_ms: float | None = None
-
-
-def invoke(client: Any, function: str, payload: Any) -> Invocation:
-    """One synchronous invocation with the log tail, its REPORT line parsed."""
-    began = time.perf_counter()
-    try:
-        response = client.invoke(FunctionName=function, Payload=json.dumps(payload).encode(), LogType="Tail")
-    except client.exceptions.TooManyRequestsException:
-        return Invocation(function, True, None, None, None, (time.perf_counter() - began) * 1000)
-    wall_ms = (time.perf_counter() - began) * 1000
-    body = response["Payload"].read()
-    tail = base64.b64decode(response.get("LogResult", "")).decode("utf-8", "replace")
-    parsed = json.loads(body) if body else None
-    cpu = _UNCAPPED_CPU.search(tail)
-    return Invocation(
-        function,
-        False,
-        response.get("FunctionError"),
-        parsed,
-        find_report_line(tail),
-        wall_ms,
-        tail,
-        float(cpu["ms"]) if cpu else None,
-    )
-
-
-@dataclass
-class InvocationSeries:
-    function: str
-    invocations: list[Invocation] = field(default_factory=list)
-
-    @property
-    def reports(self) -> list[ReportLine]:
-        return [i.report for i in self.invocations if i.report is not None]
-
-    @property
-    def durations_ms(self) -> list[float]:
-        return [r.duration_ms for r in self.reports]
-
-    @property
-    def billed_durations_ms(self) -> list[int]:
-        return [r.billed_duration_ms for r in self.reports]
-
-    @property
-    def max_memory_used_mb(self) -> list[int]:
-        return [r.max_memory_used_mb for r in self.reports]
-
-    @property
-    def init_durations_ms(self) -> list[float]:
-        return [r.init_duration_ms for r in self.reports if r.init_duration_ms is not None]
-
-    @property
-    def errors(self) -> int:
-        return sum(1 for i in self.invocations if i.function_error)
-
-    @property
-    def throttles(self) -> int:
-        return sum(1 for i in self.invocations if i.throttled)
-
-    @property
-    def gb_seconds(self) -> float:
-        return sum(r.gb_seconds for r in self.reports)
-
-    def summary(self) -> dict[str, Any]:
-        durations = sorted(self.durations_ms)
-
-        def pct(p: float) -> float | None:
-            return durations[min(len(durations) - 1, int(p / 100 * len(durations)))] if durations else None
-
-        return {
-            "function": self.function,
-            "invocations": len(self.invocations),
-            "errors": self.errors,
-            "throttles": self.throttles,
-            "cold_starts": len(self.init_durations_ms),
-            "duration_ms": {
-                "mean": statistics.fmean(durations) if durations else None,
-                "p50": pct(50),
-                "p95": pct(95),
-                "max": durations[-1] if durations else None,
-            },
-            "init_duration_ms_mean": statistics.fmean(self.init_durations_ms) if self.init_durations_ms else None,
-            "billed_ms_total": sum(self.billed_durations_ms),
-            "max_memory_used_mb": max(self.max_memory_used_mb, default=None),
-            "gb_seconds": self.gb_seconds,
-        }
-
-
-def invoke_series(
-    client: Any,
-    function: str,
-    payloads: Sequence[Any] | Callable[[int], Any],
-    count: int,
-    *,
-    concurrency: int = 1,
-) -> InvocationSeries:
-    """Invoke `function` `count` times, `concurrency` at a time; payloads are cycled (or payloads(i))."""
-    if count < 1 or concurrency < 1:
-        raise ValueError(f"count and concurrency must be at least 1, got {count} and {concurrency}")
-    if not callable(payloads) and not payloads:
-        raise ValueError("payloads is empty: give at least one event")
-
-    def payload(i: int) -> Any:
-        return payloads(i) if callable(payloads) else payloads[i % len(payloads)]
-
-    series = InvocationSeries(function)
-    if concurrency == 1:
-        series.invocations = [invoke(client, function, payload(i)) for i in range(count)]
-    else:
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            series.invocations = list(pool.map(lambda i: invoke(client, function, payload(i)), range(count)))
-    return series
-
-
-def monthly_gb_seconds(series: InvocationSeries, invocations_per_month: int) -> float:
-    """GB-seconds a month of this traffic would bill, from the series' mean per invocation."""
-    if not series.reports:
-        return 0.0
-    return series.gb_seconds / len(series.reports) * invocations_per_month

@@ -1,0 +1,178 @@
+"""Threshold files: read the defaults, validate them against the metric registry, then layer overrides.
+
+A thresholds file (see fixtures/thresholds.yaml):
+
+    schema_version: 1
+    thresholds:
+      - metric: rds.cpu_pct
+        warning: mean < 70%
+        critical: mean < 90%
+        unit: "%"
+        source: "Health Monitoring > rds_postgresql > thresholds"
+
+Layers apply in order: defaults, override files, `--set` strings (harness.thresholds.overrides).
+Everything is checked before any load runs, and every problem in a file is reported at once with its
+file, line and column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.measure.metrics import DIMENSIONLESS, UnknownMetricError, metric_spec, suggest
+from harness.paths import FIXTURES_DIR
+from harness.thresholds.model import LEVELS, Threshold, ThresholdSet
+from harness.thresholds.overrides import apply_override_text, apply_sets
+from harness.thresholds.problems import Problem, ThresholdConfigError
+from harness.thresholds.validation import check_levels, parse_level
+from harness.thresholds.yaml_positions import mapping, scalar_of, top_level, where
+
+# The document's thresholds (and the harness's own levels), judged by every sign-off unless overridden.
+DEFAULT_THRESHOLDS_FILE = FIXTURES_DIR / "thresholds.yaml"
+
+_THRESHOLD_KEYS = ("id", "metric", "warning", "critical", "unit", "source", "ours")
+_REQUIRED_KEYS = ("metric", "unit", "source")
+
+
+def _declared_unit(value: Any) -> str | None:
+    """The unit a file declares; `none` (or an empty string) is the plain-number unit."""
+    if value is None or value in ("", "none"):
+        return DIMENSIONLESS
+    return value if isinstance(value, str) else None
+
+
+def _parse_threshold(node: yaml.Node, origin: str, problems: list[Problem]) -> Threshold | None:
+    pairs = mapping(node, origin, "each threshold", problems)
+    if pairs is None:
+        return None
+    line, _ = where(node)
+    fields: dict[str, yaml.Node] = {}
+    for key, key_node, value_node in pairs:
+        if key not in _THRESHOLD_KEYS:
+            problems.append(
+                Problem(
+                    origin,
+                    *where(key_node),
+                    f"unknown key {key!r}{suggest(key, _THRESHOLD_KEYS)}; "
+                    f"a threshold has: {', '.join(_THRESHOLD_KEYS)}",
+                )
+            )
+        fields[key] = value_node
+    missing = [k for k in _REQUIRED_KEYS if k not in fields]
+    if missing:
+        problems.append(Problem(origin, line, None, f"threshold is missing {', '.join(missing)}; add them"))
+        return None
+    metric_scalar = scalar_of(fields["metric"])
+    metric = str(metric_scalar.value)
+    try:
+        spec = metric_spec(metric)
+    except UnknownMetricError as exc:
+        problems.append(Problem(origin, metric_scalar.line, metric_scalar.column + metric_scalar.text_offset, str(exc)))
+        return None
+    threshold_id = str(scalar_of(fields["id"]).value) if "id" in fields else metric
+    ok = True
+    unit_scalar = scalar_of(fields["unit"])
+    declared = _declared_unit(unit_scalar.value)
+    if declared != spec.unit:
+        shown = spec.unit or "none"
+        problems.append(
+            Problem(
+                origin,
+                unit_scalar.line,
+                unit_scalar.column,
+                f"{threshold_id}: unit {unit_scalar.value!r} disagrees with the registry, which "
+                f'measures {metric} in {shown!r}; write `unit: "{shown}"`',
+            )
+        )
+        ok = False
+    source = scalar_of(fields["source"]).value
+    if not isinstance(source, str) or not source.strip():
+        problems.append(
+            Problem(
+                origin,
+                *where(fields["source"]),
+                f"{threshold_id}: source must name the seed document section (or say `ours`)",
+            )
+        )
+        ok = False
+    ours = scalar_of(fields["ours"]).value if "ours" in fields else False
+    if not isinstance(ours, bool):
+        problems.append(Problem(origin, *where(fields["ours"]), f"{threshold_id}: ours must be true or false"))
+        ok = False
+    levels = {
+        name: parse_level(fields[name], origin, threshold_id, name, spec, problems) if name in fields else None
+        for name in LEVELS
+    }
+    broken_levels = any(
+        name in fields and levels[name] is None and scalar_of(fields[name]).value is not None for name in LEVELS
+    )
+    if not ok or broken_levels:
+        return None
+    threshold = Threshold(
+        id=threshold_id,
+        metric=metric,
+        unit=spec.unit,
+        warning=levels["warning"],
+        critical=levels["critical"],
+        source=str(source).strip(),
+        ours=ours,
+        origin=f"{origin}:{line}",
+    )
+    contradiction = check_levels(threshold)
+    if contradiction:
+        problems.append(Problem(origin, line, None, contradiction))
+        return None
+    return threshold
+
+
+def parse_thresholds(text: str, origin: str) -> ThresholdSet:
+    """Parse and validate a thresholds file's text; `origin` names it in messages."""
+    problems: list[Problem] = []
+    section = top_level(text, origin, "thresholds", problems)
+    thresholds: list[Threshold] = []
+    if section is not None and not isinstance(section, yaml.SequenceNode):
+        problems.append(Problem(origin, *where(section), "thresholds must be a list of `- metric: ...` entries"))
+    elif section is not None:
+        seen: dict[str, str] = {}
+        for item in section.value:
+            threshold = _parse_threshold(item, origin, problems)
+            if threshold is None:
+                continue
+            if threshold.id in seen:
+                problems.append(
+                    Problem(
+                        origin,
+                        *where(item),
+                        f"a second threshold with id {threshold.id!r} (first at {seen[threshold.id]}); "
+                        "give one of them a distinct `id:`",
+                    )
+                )
+                continue
+            seen[threshold.id] = threshold.origin
+            thresholds.append(threshold)
+    if problems:
+        raise ThresholdConfigError(problems)
+    return ThresholdSet(tuple(thresholds), (origin,))
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise ThresholdConfigError(
+            [Problem(str(path), None, None, f"cannot read the file ({exc.strerror}); check the path")]
+        ) from None
+
+
+def load_thresholds(path: Path, override_files: Sequence[Path] = (), sets: Sequence[str] = ()) -> ThresholdSet:
+    """Defaults from `path`, then each override file, then `--set` strings; all validated."""
+    thresholds = parse_thresholds(_read(path), str(path))
+    for override in override_files:
+        thresholds = apply_override_text(thresholds, _read(override), str(override))
+    if sets:
+        thresholds = apply_sets(thresholds, sets)
+    return thresholds

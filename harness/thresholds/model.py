@@ -1,0 +1,50 @@
+"""A validated threshold and the layered set of them, as loading and overrides produce and evaluation reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.measure.metrics import convert
+from harness.thresholds.grammar import Condition
+
+LEVELS = ("warning", "critical")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    id: str
+    metric: str
+    unit: str
+    warning: Condition | None
+    critical: Condition | None
+    source: str
+    # True for levels the harness sets itself where the seed document names a check but no number.
+    ours: bool
+    # "file:line" of the definition and of each override applied, for the report's provenance.
+    origin: str
+
+    @property
+    def condition(self) -> Condition:
+        """Either level: both test the same statistic in the same direction."""
+        present = self.critical or self.warning
+        assert present is not None, "validated thresholds have at least one level"
+        return present
+
+    def level(self, which: str) -> float | None:
+        """A level converted into the metric's unit, or None when that level is not set."""
+        condition = self.warning if which == "warning" else self.critical
+        if condition is None:
+            return None
+        if condition.unit is None or condition.statistic.dimensionless:
+            return condition.level
+        return convert(condition.level, condition.unit, self.unit)
+
+
+@dataclass(frozen=True)
+class ThresholdSet:
+    thresholds: tuple[Threshold, ...]
+    # Every file that contributed, in layering order, for the report.
+    sources: tuple[str, ...]
+
+    def by_id(self) -> dict[str, Threshold]:
+        return {t.id: t for t in self.thresholds}
