@@ -73,7 +73,8 @@ class CacheAside:
         cached = self.redis.get(key)
         if cached is not None:
             self.counters.hits += 1
-            return json.loads(cached)
+            profile: dict[str, Any] = json.loads(cached)
+            return profile
         self.counters.misses += 1
         row = self.conn.execute(PROFILE_SQL, (user_id,)).fetchone()
         if row is None:
@@ -87,7 +88,8 @@ class CacheAside:
         cached = self.redis.get(key)
         if cached is not None:
             self.counters.hits += 1
-            return json.loads(cached)
+            ids: list[int] = json.loads(cached)
+            return ids
         self.counters.misses += 1
         ids = [row[0] for row in self.conn.execute(SEARCH_SQL, (tenant_id, embedding, k)).fetchall()]
         self.redis.set(key, json.dumps(ids), ex=self.search_ttl_s)

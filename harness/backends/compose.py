@@ -26,7 +26,6 @@ import yaml
 
 from harness.backends.base import Backend, Reporter, StackStatus
 from harness.backends.compose_spec import (
-    COMPOSE_DIR,
     COMPOSE_FILE,
     DATABASE_VAR,
     DB_PASSWORD_VAR,
@@ -49,6 +48,7 @@ from harness.endpoints import (
     save_endpoints,
     write_private_file,
 )
+from harness.paths import COMPOSE_DIR
 from harness.services.aws import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, create_unit_resources
 from harness.services.process import ServiceError, ensure_port_free
 from harness.sizing import unit_sizing

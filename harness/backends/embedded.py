@@ -12,7 +12,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any
 
 from harness.backends.base import Backend, Reporter, ServiceStatus, StackStatus
 from harness.config import Settings
@@ -30,19 +30,13 @@ from harness.services.lambda_server import LambdaRuntimeService
 from harness.services.osuser import server_user
 from harness.services.pgbouncer import PgBouncerService
 from harness.services.postgres import INITIALISED_MARKER, PostgresService
-from harness.services.process import PidFiles, ServiceError, stop_process
+from harness.services.process import LocalService, PidFiles, ServiceError, stop_process
 from harness.services.redis import RedisService
 from harness.sizing import unit_sizing
 
 SECRETS_FILE = "secrets.json"
 # Start order; stop order is the reverse.
 SERVICE_NAMES = ("postgres", "pgbouncer", "redis", "aws", "lambda")
-
-
-class _Service(Protocol):
-    def is_running(self) -> bool: ...
-    def start(self) -> object: ...
-    def stop(self) -> bool: ...
 
 
 class EmbeddedBackend(Backend):
@@ -175,7 +169,7 @@ class EmbeddedBackend(Backend):
         with self._locked():
             creds = self._secrets(create=True)
             postgres, pgbouncer, redis, aws, lambda_runtime = self._services(creds)
-            started: list[_Service] = []
+            started: list[LocalService] = []
             try:
                 in_order = (postgres, pgbouncer, redis, aws, lambda_runtime)
                 for label, service in zip(SERVICE_NAMES, in_order, strict=True):
@@ -237,7 +231,7 @@ class EmbeddedBackend(Backend):
             endpoints_path(self.state).unlink(missing_ok=True)
             creds = self._secrets(create=False) if (self.state / SECRETS_FILE).exists() else None
             if creds is not None:
-                services: list[tuple[str, _Service]] = list(zip(SERVICE_NAMES, self._services(creds), strict=True))
+                services: list[tuple[str, LocalService]] = list(zip(SERVICE_NAMES, self._services(creds), strict=True))
                 for label, service in reversed(services):
                     if service.stop():
                         report(f"{label}: stopped")

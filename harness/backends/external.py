@@ -176,7 +176,7 @@ def _password_from_secret(document: str, secret_id: str) -> str:
     if isinstance(parsed, dict):
         if not isinstance(parsed.get("password"), str):
             raise ServiceError(f'Secrets Manager secret {secret_id!r} is JSON without a string "password" key')
-        return parsed["password"]
+        return str(parsed["password"])
     return document
 
 

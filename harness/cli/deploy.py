@@ -66,7 +66,7 @@ def add_deploy_command(subparsers: Any, parents: Sequence[argparse.ArgumentParse
         help="write the zips to DIR and deploy nothing (for uploading them elsewhere)",
     )
     parser.set_defaults(func=run_deploy)
-    return parser
+    return parser  # type: ignore[no-any-return]  # argparse's add_parser is typed Any
 
 
 def run_deploy(args: argparse.Namespace) -> int:

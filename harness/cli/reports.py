@@ -57,7 +57,7 @@ def cmd_thresholds_check(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
-def add_threshold_commands(subparsers: argparse._SubParsersAction) -> None:
+def add_threshold_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("thresholds", help="threshold files: validate without running anything")
     sub = parser.add_subparsers(dest="thresholds_command", required=True)
     check = sub.add_parser(
@@ -96,7 +96,7 @@ def cmd_report_compare(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
-def add_report_commands(subparsers: argparse._SubParsersAction) -> None:
+def add_report_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("report", help="render a run's report, or compare two runs")
     sub = parser.add_subparsers(dest="report_command", required=True)
     render = sub.add_parser(

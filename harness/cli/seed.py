@@ -75,7 +75,7 @@ def add_seed_command(subparsers: Any, parents: Sequence[argparse.ArgumentParser]
     parser.add_argument("--force", action="store_true", help="reload even if the database holds this seed")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.set_defaults(func=run_seed)
-    return parser
+    return parser  # type: ignore[no-any-return]  # argparse's add_parser is typed Any
 
 
 def run_seed(args: argparse.Namespace) -> int:

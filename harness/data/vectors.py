@@ -47,7 +47,8 @@ def normalise(rows: np.ndarray) -> np.ndarray:
     if np.any(norms == 0):
         bad = int(np.flatnonzero(norms[:, 0] == 0)[0])
         raise VectorDataError(f"row {bad} of a chunk is all zeros: cosine distance is undefined for it")
-    return (rows / norms).astype(np.float32, copy=False)
+    normalised: np.ndarray = (rows / norms).astype(np.float32, copy=False)
+    return normalised
 
 
 def check_dim(dim: int) -> None:
@@ -350,7 +351,7 @@ class ParquetVectors(_FileVectors):
 def _is_float_list(kind: Any) -> bool:
     import pyarrow as pa
 
-    return (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)) and (
+    return bool(pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)) and (
         pa.types.is_floating(kind.value_type)
     )
 

@@ -262,6 +262,7 @@ def _flush_locally(run: HarnessRun) -> None:
 
 def _run_facts(environment: Environment, run: HarnessRun, gate: _Gate) -> dict[str, Any]:
     options = environment.parsed_options
+    assert options is not None, "Locust parses its options before the test starts"
     knobs = ("shape", "spike_users", "via", "pool_size", "ef_search", "k", "zipf_s", "audit_batch")
     facts: dict[str, Any] = {
         **machine_facts(Path.cwd()),

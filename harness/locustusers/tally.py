@@ -24,7 +24,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from harness.measure.metrics import MetricKind, metric_spec
-from harness.measure.results import HDR_HIGHEST, ResultsWriter, new_histogram
+from harness.measure.results import HDR_HIGHEST, ResultsWriter, decode_histogram, encode_histogram, new_histogram
 
 Labels = Mapping[str, str | int | float]
 # A metric and its labels as sorted pairs: hashable, and equal for equal label sets.
@@ -48,14 +48,6 @@ def _key(metric: str, kind: MetricKind, labels: Labels | None) -> Key:
             raise ValueError(f"{metric} is a {spec.kind} metric, not a {kind}; see harness/measure/metrics.py")
         key = _KEYS[given] = (metric, tuple(sorted((str(k), str(v)) for k, v in (labels or {}).items())))
     return key
-
-
-def _encode(histogram: HdrHistogram) -> str:
-    return histogram.encode().decode("ascii")
-
-
-def _decode(encoded: str) -> HdrHistogram:
-    return HdrHistogram.decode(encoded.encode("ascii"))
 
 
 @dataclass
@@ -106,7 +98,7 @@ class Tally:
         """Everything since the last drain, in the wire form `RunTotals.merge` takes; the tally restarts empty."""
         payload = {
             "expected": sorted(self.expected),
-            "histograms": [[m, dict(labels), _encode(h)] for (m, labels), h in self.histograms.items()],
+            "histograms": [[m, dict(labels), encode_histogram(h)] for (m, labels), h in self.histograms.items()],
             "rates": [[m, dict(labels), hits, trials] for (m, labels), (hits, trials) in self.rates.items()],
             "counts": [[m, dict(labels), n] for (m, labels), n in self.counts.items()],
             "ratios": [[m, dict(labels), num, den] for (m, labels), (num, den) in self.ratios.items()],
@@ -132,7 +124,7 @@ class RunTotals:
         self.expected.update(payload["expected"])
         for metric, labels, encoded in payload["histograms"]:
             key = _key(metric, MetricKind.HISTOGRAM, labels)
-            part = _decode(encoded)
+            part = decode_histogram(encoded, "a Locust worker's report")
             if key in self.histograms:
                 self.histograms[key].add(part)
             else:

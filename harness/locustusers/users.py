@@ -49,7 +49,7 @@ def psycopg_connects_cooperatively() -> bool:
     gevent patched."""
     import psycopg.waiting as waiting
 
-    return waiting.DefaultSelector is selectors.DefaultSelector
+    return getattr(waiting, "DefaultSelector", None) is selectors.DefaultSelector
 
 
 if not psycopg_cooperates():
@@ -161,7 +161,8 @@ class PostgresClient:
             tally.expect(metric)
         if outcome.exception is None and metric:
             tally.latency(metric, outcome.elapsed_ms, labels)
-        return outcome.value
+        rows: list[tuple[Any, ...]] | None = outcome.value
+        return rows
 
 
 class PostgresUser(HarnessUser):
@@ -254,7 +255,8 @@ class LambdaClient:
         tally.expect(f"{prefix}.throttles")
         if not isinstance(outcome.exception, LambdaThrottled):
             tally.expect(f"{prefix}.duration_ms", f"{prefix}.billed_duration_ms", f"{prefix}.error_rate_pct")
-        return outcome.value
+        answered: Invocation | None = outcome.value
+        return answered
 
 
 class LambdaUser(HarnessUser):

@@ -100,7 +100,7 @@ class CacheUser(PostgresUser):
         pairs = np.arange(len(users) * len(self.queries))
         self.searches = self.harness.zipf("searches", pairs, skew).child(int(seeds[1]))
         self.cache = CacheAside(self.harness.redis(), _PooledStatements(self.harness.pool()))
-        self.labels = {"source": "locust", "zipf_s": skew}
+        self.labels: dict[str, str | int | float] = {"source": "locust", "zipf_s": skew}
 
     def read_profile(self) -> None:
         user = int(self.profiles.sample(1)[0])

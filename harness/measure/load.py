@@ -91,7 +91,7 @@ class LoadResult:
         histogram = self.latency if corrected else self.service_time
         if histogram.get_total_count() == 0:
             raise LoadError("no successful request was measured, so there is no percentile")
-        return histogram.get_value_at_percentile(percentile) / 1000
+        return float(histogram.get_value_at_percentile(percentile)) / 1000
 
     def summary(self) -> str:
         if self.ok == 0:

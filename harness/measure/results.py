@@ -72,11 +72,12 @@ def new_histogram() -> HdrHistogram:
     return HdrHistogram(HDR_LOWEST, HDR_HIGHEST, HDR_SIGNIFICANT_FIGURES)
 
 
-def _encode(histogram: HdrHistogram) -> str:
-    return histogram.encode().decode("ascii")
+def encode_histogram(histogram: HdrHistogram) -> str:
+    """The histogram as the text a results file (and a Locust worker's report) carries."""
+    return str(histogram.encode().decode("ascii"))
 
 
-def _decode(encoded: str, where: str) -> HdrHistogram:
+def decode_histogram(encoded: str, where: str) -> HdrHistogram:
     try:
         return HdrHistogram.decode(encoded.encode("ascii"))
     except Exception as exc:  # the codec raises zlib, struct and its own errors alike
@@ -102,9 +103,10 @@ def _deep_merge(target: dict[str, Any], facts: Mapping[str, Any]) -> None:
 
 def _check_number(metric: str, what: str, value: float) -> float:
     # numbers.Real, not float: numpy scalars (float32 latencies, int64 counts) are welcome.
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+    checked: object = value
+    if isinstance(checked, bool) or not isinstance(checked, numbers.Real) or not math.isfinite(checked):
         raise ResultsError(f"{metric}: {what} must be a finite number, got {value!r}")
-    return float(value)
+    return float(checked)
 
 
 def _is_count(value: object) -> bool:
@@ -220,12 +222,12 @@ class ResultsWriter:
                         "is a timing bug"
                     )
                 histogram.record_value(round(scaled))
-        encoded = _encode(histogram)
+        encoded = encode_histogram(histogram)
 
         def merge(entry: dict[str, Any]) -> None:
-            combined = _decode(entry["histogram"], f"{self.path}: {metric}")
+            combined = decode_histogram(entry["histogram"], f"{self.path}: {metric}")
             combined.add(HdrHistogram.decode(encoded.encode("ascii")))
-            entry["histogram"] = _encode(combined)
+            entry["histogram"] = encode_histogram(combined)
 
         self._append(spec, labels, merge, lambda: {"scale": spec.hdr_scale, "histogram": encoded})
 
@@ -346,7 +348,7 @@ class MetricData:
     def histogram(self, labels: Mapping[str, str] | None = None) -> HdrHistogram:
         merged = new_histogram()
         for entry in self._entries(labels):
-            part = _decode(entry["histogram"], f"{self.origin}: {self.name}")
+            part = decode_histogram(entry["histogram"], f"{self.origin}: {self.name}")
             if part.get_total_count():
                 merged.add(part)
         return merged
@@ -424,7 +426,8 @@ class MetricData:
         elif statistic.name == "value":
             value = values[-1]
         elif statistic.name in ("min", "max", "mean"):
-            value = float({"min": np.min, "max": np.max, "mean": np.mean}[statistic.name](values))
+            reduce: Any = {"min": np.min, "max": np.max, "mean": np.mean}[statistic.name]
+            value = float(reduce(values))
         else:
             raise MeasurementError(f"statistic {statistic} does not apply to gauge {self.name}")
         return Figure(value, n)

@@ -11,6 +11,7 @@ import base64
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import matplotlib
@@ -266,14 +267,14 @@ def build_charts(results: RunResults, evaluation: Sequence[ThresholdResult]) -> 
             title = CHART_TITLES.get(chart_id) or (REGISTRY[names[0]].title if names[0] in REGISTRY else names[0])
             lines = _threshold_lines(names, evaluation)
             if kind is MetricKind.HISTOGRAM:
-                svg = _render(title, lambda ax, g=group, ls=lines: _cdf(ax, g, ls))
+                svg = _render(title, partial(_cdf, group=group, lines=lines))
                 extra = "Curves are cumulative distributions; dotted lines mark the percentile a threshold tests."
             elif kind in (MetricKind.GAUGE, MetricKind.RATE) and _points_over_time(group, kind) > 1:
                 is_rate = kind is MetricKind.RATE
-                svg = _render(title, lambda ax, g=group, ls=lines, r=is_rate: _timeline(ax, g, ls, r))
+                svg = _render(title, partial(_timeline, group=group, lines=lines, rate=is_rate))
                 extra = "Each point is one recorded interval." if is_rate else ""
             elif kind is MetricKind.SERIES and names[0] in REGISTRY and REGISTRY[names[0]].plot:
-                svg = _render(title, lambda ax, d=group[0]: _series(ax, d, evaluation))
+                svg = _render(title, partial(_series, data=group[0], evaluation=evaluation))
                 plot = REGISTRY[names[0]].plot
                 assert plot is not None
                 lines = _threshold_lines(

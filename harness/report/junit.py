@@ -61,7 +61,7 @@ def junit_xml(results: Sequence[ThresholdResult], suite_name: str, timestamp: st
         else:
             ET.SubElement(case, "system-out").text = f"PASS: {r.message}"
     ET.indent(suites)
-    return ET.tostring(suites, encoding="utf-8", xml_declaration=True) + b"\n"
+    return bytes(ET.tostring(suites, encoding="utf-8", xml_declaration=True)) + b"\n"
 
 
 def write_junit(

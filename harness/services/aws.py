@@ -84,7 +84,7 @@ class AwsEmulatorService(HttpService):
         missing = [s for s in REQUIRED_SERVICES if data.get("services", {}).get(s) not in ("available", "running")]
         if missing:
             raise RuntimeError(f"emulator is up but these services are not available: {', '.join(missing)}")
-        return data
+        return dict(data)
 
     def start(self) -> None:
         try:

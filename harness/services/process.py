@@ -170,6 +170,10 @@ class LocalService:
     timeout_s: float
     host: str = "127.0.0.1"
 
+    def start(self) -> object:
+        """Start the process and return once its readiness probe answers (or raise with its log tail)."""
+        raise NotImplementedError(f"{type(self).__name__} must say how it starts")
+
     def record(self) -> ProcessRecord | None:
         return self.pids.read(self.name)
 
