@@ -16,13 +16,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.config import resolve_settings
+from harness.config import Settings, resolve_settings
 from harness.data.app_role import AppRoleError, app_credentials, data_root
 from harness.data.migrations import MigrationError
 from harness.data.profiles import INDEX_KINDS, PROFILES, SeedProfileError, get_profile
 from harness.data.seed import SeedError, seed
+from harness.data.spec import DataSpecError, load_spec
+from harness.data.team_seed import seed_team
 from harness.data.vectors import VectorDataError, open_vector_file
-from harness.endpoints import EndpointFileError, load_endpoints
+from harness.endpoints import EndpointFileError, StackEndpoints, load_endpoints
 
 
 def _positive_int(text: str) -> int:
@@ -72,6 +74,18 @@ def add_seed_command(subparsers: Any, parents: Sequence[argparse.ArgumentParser]
         help="load your own embeddings (.npy or .parquet) instead of generated ones; "
         "the last rows are held out as queries",
     )
+    parser.add_argument(
+        "--schema",
+        type=Path,
+        metavar="DIR",
+        help="your migrations (ordered .sql files: 001_x.sql, V1__x.sql, R__x.sql) instead of the built-in schema",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        metavar="SPEC.yaml",
+        help="with --schema: a data spec (tables, row counts, column generators, vector columns) to load",
+    )
     parser.add_argument("--force", action="store_true", help="reload even if the database holds this seed")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.set_defaults(func=run_seed)
@@ -86,6 +100,8 @@ def run_seed(args: argparse.Namespace) -> int:
         stack = load_endpoints(settings.state_dir)
         if stack is None:
             raise SeedError(f"no running stack found in {settings.state_dir}: start it with `harness up`")
+        if args.schema is not None or args.data is not None:
+            return _run_team_seed(args, stack, settings)
         if args.embeddings is not None and args.vectors is not None:
             raise SeedError("--vectors does not apply with --embeddings: the file's row count decides")
         profile = get_profile(
@@ -114,11 +130,59 @@ def run_seed(args: argparse.Namespace) -> int:
             force=args.force,
             progress=not args.quiet,
         )
-    except (SeedError, AppRoleError, SeedProfileError, VectorDataError, MigrationError, EndpointFileError) as exc:
+    except (
+        SeedError,
+        AppRoleError,
+        SeedProfileError,
+        VectorDataError,
+        MigrationError,
+        EndpointFileError,
+        DataSpecError,
+    ) as exc:
         print(f"harness seed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("harness seed: interrupted; the previous data is intact", file=sys.stderr)
         return 130
+    print(report.summary())
+    return 0
+
+
+_BUILT_IN_ONLY = (
+    "users",
+    "vectors",
+    "dim",
+    "seed",
+    "index",
+    "m",
+    "ef_construction",
+    "lists",
+    "build_memory",
+    "embeddings",
+)
+
+
+def _run_team_seed(args: argparse.Namespace, stack: StackEndpoints, settings: Settings) -> int:
+    """--schema/--data: the team's schema and data instead of the built-in application's."""
+    if args.schema is None:
+        raise SeedError("--data needs --schema DIR: the spec fills the tables your migrations create")
+    given = [f"--{name.replace('_', '-')}" for name in _BUILT_IN_ONLY if getattr(args, name) is not None]
+    if given:
+        raise SeedError(
+            f"{', '.join(given)} apply to the built-in schema only; with --schema, sizes and vectors come from "
+            "the data spec (--data)"
+        )
+    spec = load_spec(args.data.expanduser()) if args.data is not None else None
+    role, password = app_credentials(stack, settings.state_dir)
+    report = seed_team(
+        stack.direct,
+        args.schema.expanduser(),
+        spec,
+        data_root(settings.state_dir),
+        password,
+        app_role=role,
+        force=args.force,
+        progress=not args.quiet,
+    )
     print(report.summary())
     return 0

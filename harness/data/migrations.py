@@ -1,8 +1,15 @@
-"""The versioned SQL under fixtures/sql: discovery, checks and rendering.
+"""Versioned SQL: the harness's own under fixtures/sql, or a team's migrations (`harness seed --schema DIR`).
 
-Files are named NNN_name.sql and start with `-- phase: schema` (run on the empty staging schema, before
-loading) or `-- phase: finalize` (run after loading: foreign keys, secondary indexes, grants). They use
+The harness's files are named NNN_name.sql and start with `-- phase: schema` (run on the empty staging schema,
+before loading) or `-- phase: finalize` (run after loading: foreign keys, secondary indexes, grants). They use
 unqualified names; `{{dim}}`, `{{schema}}` and `{{app_role}}` are replaced when applied.
+
+A team's directory holds plain ordered SQL files, applied as written (no placeholders), in version order:
+`001_init.sql`, `0002-users.sql` (leading number), Flyway's `V1__init.sql`, `V1.1__more.sql` (dotted versions
+compare part by part), then Flyway's repeatable `R__views.sql` files by name. An Alembic project maps onto it
+with `alembic upgrade head --sql > DIR/001_schema.sql` (offline mode writes the SQL). Every file runs before
+the data is loaded unless its first line is `-- phase: finalize`, which defers it until after (indexes and
+foreign keys build faster over loaded tables).
 """
 
 from __future__ import annotations
@@ -35,12 +42,21 @@ class Migration:
     name: str
     phase: str
     text: str
+    # False for a team's files: applied exactly as written, `{{` and all.
+    templated: bool = True
+    file_name: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.file_name or f"{self.version:03d}_{self.name}.sql"
 
     @property
     def checksum(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
     def render(self, context: AdaptContext, *, dim: int, schema: str, app_role: str) -> str:
+        if not self.templated:
+            return self.text
         values = {
             "dim": str(int(dim)),
             "schema": sql.Identifier(schema).as_string(context),
@@ -89,3 +105,56 @@ def schema_version(migrations: list[Migration]) -> str:
     for m in migrations:
         digest.update(f"{m.version}:{m.name}:{m.phase}:{m.checksum}\n".encode())
     return digest.hexdigest()[:16]
+
+
+_TEAM_FILE = re.compile(r"^(?:[Vv])?(\d+(?:[._]\d+)*)(?:__|[-_ ])?(.*)\.sql$")
+_REPEATABLE = re.compile(r"^R__(.+)\.sql$")
+
+
+def _team_version(match: re.Match[str]) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.split(r"[._]", match.group(1)))
+
+
+def load_team_migrations(sql_dir: Path) -> list[Migration]:
+    """A team's migrations, in the order a migration tool would apply them (see the module docstring)."""
+    if not sql_dir.is_dir():
+        raise MigrationError(f"--schema {sql_dir}: not a directory; point it at the folder of your migration SQL files")
+    versioned: list[tuple[tuple[int, ...], Path]] = []
+    repeatable: list[Path] = []
+    for path in sorted(sql_dir.iterdir()):
+        if path.suffix != ".sql" or not path.is_file():
+            continue
+        if path.name.startswith(("U", "u")) and "__" in path.name:
+            raise MigrationError(f"{path}: looks like a Flyway undo migration; keep undo files out of the directory")
+        if _REPEATABLE.match(path.name):
+            repeatable.append(path)
+            continue
+        match = _TEAM_FILE.match(path.name)
+        if not match:
+            raise MigrationError(
+                f"{path}: cannot tell its order; name migration files with a leading version "
+                "(001_init.sql, V1__init.sql, V1.2__more.sql) or R__name.sql for repeatable ones"
+            )
+        versioned.append((_team_version(match), path))
+    versions = [v for v, _ in versioned]
+    duplicates = sorted({".".join(map(str, v)) for v in versions if versions.count(v) > 1})
+    if duplicates:
+        raise MigrationError(f"{sql_dir}: two migration files share version {', '.join(duplicates)}")
+    ordered = [p for _, p in sorted(versioned)] + repeatable
+    if not ordered:
+        raise MigrationError(f"{sql_dir} holds no .sql migration files")
+    migrations = []
+    for ordinal, path in enumerate(ordered, start=1):
+        text = path.read_text()
+        phase = _PHASE_LINE.match(text.split("\n", 1)[0])
+        migrations.append(
+            Migration(
+                ordinal,
+                path.stem,
+                phase.group(1) if phase and phase.group(1) in PHASES else "schema",
+                text,
+                templated=False,
+                file_name=path.name,
+            )
+        )
+    return migrations

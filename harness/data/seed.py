@@ -93,20 +93,30 @@ def generated_source(profile: SeedProfile) -> ClusteredVectors:
     return ClusteredVectors(profile.vectors, profile.dim, profile.seed, profile.clusters, profile.queries)
 
 
-def _digest(payload: Any) -> str:
+def content_digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def dataset_key(source: VectorSource, k: int) -> str:
     """Identifies the vectors, the queries and the ground-truth depth (not the relational data)."""
-    return _digest({"source": source.identity(), "k": k})[:16]
+    return content_digest({"source": source.identity(), "k": k})[:16]
 
 
 def ground_truth_dir(root: Path, source: VectorSource, key: str) -> Path:
     return root / f"{source.count}x{source.dim}-{key}"
 
 
-def ensure_ground_truth(source: VectorSource, k: int, directory: Path, key: str, progress: bool) -> bool:
+def ensure_ground_truth(
+    source: VectorSource,
+    k: int,
+    directory: Path,
+    key: str,
+    progress: bool,
+    *,
+    table: str = "documents",
+    column: str = "embedding",
+    key_column: str = "doc_id",
+) -> bool:
     """Compute and save the exact top-k of the held-out queries unless this dataset's files exist.
     Returns True if it computed them."""
     manifest = directory / "manifest.json"
@@ -127,8 +137,9 @@ def ensure_ground_truth(source: VectorSource, k: int, directory: Path, key: str,
             "queries": len(queries),
             "metric": "cosine",
             "doc_id_base": DOC_ID_BASE,
-            "table": f"{APP_SCHEMA}.documents",
-            "column": "embedding",
+            "table": f"{APP_SCHEMA}.{table}",
+            "column": column,
+            "key_column": key_column,
         },
     )
     return True
@@ -152,21 +163,34 @@ def current_seed(endpoint: PostgresEndpoint) -> SeedState | None:
         return read_seed_state(conn)
 
 
-def load_current_ground_truth(endpoint: PostgresEndpoint, root: Path) -> GroundTruth:
-    """The queries and exact neighbours matching the data the database holds now."""
+def load_current_ground_truth(
+    endpoint: PostgresEndpoint, root: Path, table: str | None = None, column: str | None = None
+) -> GroundTruth:
+    """The queries and exact neighbours matching the data the database holds now: for the vector column
+    `table.column` when the seed has several (a data spec may name more than one), else its only one."""
     state = current_seed(endpoint)
     if state is None:
         raise SeedError(f"the database at {endpoint.host}:{endpoint.port} was never seeded: run `harness seed`")
-    matches = sorted(root.glob(f"*-{state.dataset_key}"))
+    key = state.dataset_key
+    named: dict[str, str] = state.params.get("ground_truth") or {}
+    if named and (table or column):
+        wanted = f"{table}.{column}"
+        if wanted not in named:
+            raise SeedError(
+                f"the seed holds no ground truth for {wanted}; it has {', '.join(named) or 'none'}: "
+                "name the vector column in the data spec (a `vector` generator) and seed again"
+            )
+        key = named[wanted]
+    matches = sorted(root.glob(f"*-{key}"))
     if not matches:
         raise SeedError(
-            f"no ground truth for dataset {state.dataset_key} under {root}: run `harness seed` again with the "
+            f"no ground truth for dataset {key} under {root}: run `harness seed` again with the "
             f"same options (profile {state.profile}) to recreate it"
         )
     return load_ground_truth(matches[0])
 
 
-def _check_vector_extension(conn: psycopg.Connection[Any], endpoint: PostgresEndpoint, index_kind: str) -> None:
+def check_vector_extension(conn: psycopg.Connection[Any], endpoint: PostgresEndpoint, index_kind: str) -> None:
     row = conn.execute(
         "SELECT default_version, installed_version FROM pg_available_extensions WHERE name = 'vector'"
     ).fetchone()
@@ -219,7 +243,7 @@ def ensure_app_role(conn: psycopg.Connection[Any], endpoint: PostgresEndpoint, r
 
 
 def seed_fingerprint(profile: SeedProfile, source: VectorSource, migrations: list[Migration], app_role: str) -> str:
-    return _digest(
+    return content_digest(
         {
             "profile": dataclasses.asdict(profile),
             "source": source.identity(),
@@ -263,7 +287,7 @@ def seed(
 
     try:
         with endpoint.connect(prepare_threshold=None, autocommit=True) as conn:
-            _check_vector_extension(conn, endpoint, profile.index.kind)
+            check_vector_extension(conn, endpoint, profile.index.kind)
             register_vector(conn)
             ensure_app_role(conn, endpoint, app_role, password)
             state = read_seed_state(conn)
@@ -304,20 +328,19 @@ def seed(
     return SeedReport(profile.name, fingerprint, key, False, row_counts, timings, index_desc, gt_dir)
 
 
-def _load(
+StageBuilder = Callable[[psycopg.Connection[Any]], dict[str, int]]
+
+
+def staged_swap(
     conn: psycopg.Connection[Any],
     endpoint: PostgresEndpoint,
-    profile: SeedProfile,
-    source: VectorSource,
-    migrations: list[Migration],
-    fingerprint: str,
-    key: str,
-    app_role: str,
+    build: StageBuilder,
+    state_row: tuple[str, str, str, dict[str, Any]],
     timings: dict[str, float],
     started: float,
-    progress: bool,
-    chunk_hook: ChunkHook | None,
 ) -> dict[str, int]:
+    """Build the new data in the staging schema with `build` (returns row counts), record the seed, then swap
+    it for the live schema, all in one transaction: a failure anywhere leaves the previous data as it was."""
     staging, live = sql.Identifier(STAGING_SCHEMA), sql.Identifier(APP_SCHEMA)
     with conn.transaction():
         locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (_SEED_LOCK_KEY,)).fetchone()
@@ -329,38 +352,18 @@ def _load(
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(staging))
         conn.execute(sql.SQL("SET LOCAL search_path = {}, public").format(staging))
 
-        t = time.perf_counter()
-        _apply(conn, migrations, "schema", profile.dim, app_role)
-        population = Population(profile)
-        row_counts: dict[str, int] = {}
-        for table in population.tables(source):
-            row_counts[table.name] = _copy_table(conn, table, progress, chunk_hook)
-        timings["load"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        _apply(conn, migrations, "finalize", profile.dim, app_role)
-        timings["constraints"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        _build_vector_index(conn, endpoint, profile, source.count, progress)
-        timings["index"] = time.perf_counter() - t
+        row_counts = build(conn)
 
         t = time.perf_counter()
         for name in row_counts:
             conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(name)))
         timings["analyze"] = time.perf_counter() - t
 
+        fingerprint, key, profile_name, params = state_row
         conn.execute(
             "INSERT INTO seed_state (fingerprint, dataset_key, profile, params, row_counts, load_seconds) "
             "VALUES (%s, %s, %s, %s, %s, %s)",
-            (
-                fingerprint,
-                key,
-                profile.name,
-                Jsonb({"profile": dataclasses.asdict(profile), "source": source.identity()}),
-                Jsonb(row_counts),
-                time.perf_counter() - started,
-            ),
+            (fingerprint, key, profile_name, Jsonb(params), Jsonb(row_counts), time.perf_counter() - started),
         )
         t = time.perf_counter()
         conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(SWAP_LOCK_TIMEOUT)))
@@ -383,21 +386,61 @@ def _load(
     return row_counts
 
 
-def _apply(conn: psycopg.Connection[Any], migrations: list[Migration], phase: str, dim: int, app_role: str) -> None:
+def _load(
+    conn: psycopg.Connection[Any],
+    endpoint: PostgresEndpoint,
+    profile: SeedProfile,
+    source: VectorSource,
+    migrations: list[Migration],
+    fingerprint: str,
+    key: str,
+    app_role: str,
+    timings: dict[str, float],
+    started: float,
+    progress: bool,
+    chunk_hook: ChunkHook | None,
+) -> dict[str, int]:
+    def build(conn: psycopg.Connection[Any]) -> dict[str, int]:
+        t = time.perf_counter()
+        apply_migrations(conn, migrations, "schema", profile.dim, app_role)
+        population = Population(profile)
+        row_counts: dict[str, int] = {}
+        for table in population.tables(source):
+            row_counts[table.name] = copy_table(conn, table, progress, chunk_hook)
+        timings["load"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        apply_migrations(conn, migrations, "finalize", profile.dim, app_role)
+        timings["constraints"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        _build_vector_index(conn, endpoint, profile, source.count, progress)
+        timings["index"] = time.perf_counter() - t
+        return row_counts
+
+    params = {"profile": dataclasses.asdict(profile), "source": source.identity()}
+    return staged_swap(conn, endpoint, build, (fingerprint, key, profile.name, params), timings, started)
+
+
+def apply_migrations(
+    conn: psycopg.Connection[Any], migrations: list[Migration], phase: str, dim: int, app_role: str
+) -> None:
     for m in migrations:
         if m.phase != phase:
             continue
         try:
             conn.execute(m.render(conn, dim=dim, schema=STAGING_SCHEMA, app_role=app_role).encode())
         except psycopg.Error as exc:
-            raise SeedError(f"fixture {m.version:03d}_{m.name}.sql failed: {exc}") from exc
+            raise SeedError(
+                f"migration {m.label} failed: {exc}; nothing was changed, the previous data is intact"
+            ) from exc
         conn.execute(
             "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
             (m.version, m.name, m.checksum),
         )
 
 
-def _copy_table(conn: psycopg.Connection[Any], table: TableData, progress: bool, chunk_hook: ChunkHook | None) -> int:
+def copy_table(conn: psycopg.Connection[Any], table: TableData, progress: bool, chunk_hook: ChunkHook | None) -> int:
     statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT BINARY)").format(
         sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, table.columns))
     )

@@ -27,7 +27,8 @@ from hdrh.histogram import HdrHistogram
 
 from harness.measure.results import new_histogram
 
-# One request: raises on failure. A client is built per worker so each owns its connection.
+# One request: raises on failure. A client is built per worker so each owns its connection. A request that
+# returns a str names what it did (a workload's statement id): its latency is also kept under that label.
 Request = Callable[[], object]
 ClientFactory = Callable[[int], AbstractContextManager[Request]]
 # Names the kind of a failure (a refused connection, a timeout...) so they can be counted apart.
@@ -77,6 +78,9 @@ class LoadResult:
     errors_by_kind: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
     target_rate: float | None = None
+    # Latency (as `latency`) and failures per label a request returned or raised under (see Request).
+    by_label: dict[str, HdrHistogram] = field(default_factory=dict)
+    errors_by_label: dict[str, int] = field(default_factory=dict)
 
     @property
     def throughput(self) -> float:
@@ -118,6 +122,10 @@ class _Collector:
             self.result.errors += sum(worker.kinds.values())
             for kind, count in worker.kinds.items():
                 self.result.errors_by_kind[kind] = self.result.errors_by_kind.get(kind, 0) + count
+            for label, histogram in worker.by_label.items():
+                self.result.by_label.setdefault(label, new_histogram()).add(histogram)
+            for label, count in worker.errors_by_label.items():
+                self.result.errors_by_label[label] = self.result.errors_by_label.get(label, 0) + count
             room = MAX_ERROR_SAMPLES - len(self.result.error_samples)
             self.result.error_samples.extend(worker.samples[:room])
 
@@ -134,8 +142,13 @@ class _WorkerTally:
     ok: int = 0
     kinds: dict[str, int] = field(default_factory=dict)
     samples: list[str] = field(default_factory=list)
+    by_label: dict[str, HdrHistogram] = field(default_factory=dict)
+    errors_by_label: dict[str, int] = field(default_factory=dict)
 
     def failed(self, exc: BaseException, context: str = "") -> None:
+        label = getattr(exc, "request_label", None)
+        if isinstance(label, str):
+            self.errors_by_label[label] = self.errors_by_label.get(label, 0) + 1
         kind = self.classify(exc)
         self.kinds[kind] = self.kinds.get(kind, 0) + 1
         if len(self.samples) < MAX_ERROR_SAMPLES:
@@ -205,11 +218,13 @@ def _drive(
                         clock.sleep(wait)
                     start = clock.now()
                     try:
-                        request()
+                        outcome = request()
                     except Exception as exc:
                         tally.failed(exc)
                         continue
                     end = clock.now()
+                    if isinstance(outcome, str):
+                        _record(tally.by_label.setdefault(outcome, new_histogram()), end - intended)
                     _record(tally.latency, end - intended)
                     _record(tally.service, end - start)
                     tally.ok += 1

@@ -279,6 +279,16 @@ _SPECS += [
     MetricSpec("cache.overflow_hit_rate_pct", MetricKind.RATE, "%", "Share still cached after overflow",
                "of a uniform sample of the written keys, those still in Redis after the overflow", better="higher"),
     # Locust runs (harness/locustusers). locust.failure_rate_pct is judged, by fixtures/thresholds-locust.yaml.
+    # A team's own query mix replayed (harness/workload): per statement (label `statement`), and what RDS Proxy
+    # would pin (fixtures/thresholds-workload.yaml).
+    MetricSpec("workload.statement_ms", MetricKind.HISTOGRAM, "ms", "Workload replay latency per statement (CDF)",
+               "each statement of the workload file, open model through the proxy, from its intended start",
+               better="lower", hdr_scale=1000),
+    MetricSpec("workload.error_rate_pct", MetricKind.RATE, "%", "Workload replay statements failed",
+               "replayed statements that raised, of all replayed", better="lower"),
+    MetricSpec("workload.pinned_calls_pct", MetricKind.GAUGE, "%", "Workload calls that pin in RDS Proxy",
+               "share of the workload's calls (pg_stat_statements counts) whose statement would pin a client "
+               "to one database connection in RDS Proxy", better="lower"),
     MetricSpec("locust.request_ms", MetricKind.HISTOGRAM, "ms", "Locust request latency (CDF)",
                "every request Locust counted, failed ones included, per request type and name; exact, unlike "
                "Locust's own rounded percentiles", better="lower", hdr_scale=1000),

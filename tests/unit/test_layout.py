@@ -23,8 +23,9 @@ ALLOWED: dict[str, set[str]] = {
     "report": {"thresholds", "measure"},
     "app": {"data", "lambda_runtime", "measure", "services"},
     "locustusers": {"app", "backends", "data", "measure", "thresholds", "report", "services"},
+    "workload": {"data", "measure", "thresholds"},
     "pytest_plugin": {"backends"},
-    "cli": {"app", "backends", "data", "measure", "thresholds", "report", "services", "lambda_runtime"},
+    "cli": {"app", "backends", "data", "measure", "thresholds", "report", "services", "lambda_runtime", "workload"},
 }
 
 

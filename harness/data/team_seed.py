@@ -1,0 +1,184 @@
+"""Seed a team's own schema (`harness seed --schema DIR --data SPEC`) instead of the built-in application.
+
+Same contract as harness.data.seed: everything is built in the staging schema inside one transaction and
+swapped in at the end, so a failing migration, a bad spec or a kill leaves the previous data untouched; the
+fingerprint (migration checksums, spec, embeddings) makes a second identical seed a no-op. The harness adds
+its bookkeeping tables (schema_migrations, seed_state) beside the team's, moves every identity/serial
+sequence past the loaded keys, and grants the application role read/write on the team's tables (an
+application logs in with an ordinary role, as on RDS).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg import sql
+
+from harness.data.app_role import DEFAULT_APP_ROLE
+from harness.data.migrations import Migration, load_migrations, load_team_migrations, schema_version
+from harness.data.seed import (
+    STAGING_SCHEMA,
+    ChunkHook,
+    SeedError,
+    SeedReport,
+    apply_migrations,
+    check_vector_extension,
+    content_digest,
+    copy_table,
+    dataset_key,
+    ensure_app_role,
+    ensure_ground_truth,
+    ground_truth_dir,
+    read_seed_state,
+    staged_swap,
+)
+from harness.data.spec import DataSpec, DataSpecError, SpecTables
+from harness.endpoints import PostgresEndpoint, Secret
+from harness.measure.progress import note
+
+BOOKKEEPING = "bookkeeping"
+
+
+def _bookkeeping() -> list[Migration]:
+    return [m for m in load_migrations() if m.name == BOOKKEEPING]
+
+
+def team_fingerprint(migrations: list[Migration], spec: DataSpec | None, app_role: str) -> str:
+    return content_digest(
+        {
+            "kind": "team",
+            "schema_version": schema_version(migrations),
+            "data": spec.identity() if spec else None,
+            "app_role": app_role,
+        }
+    )
+
+
+def _column_types(conn: psycopg.Connection[Any], table: str) -> dict[str, str]:
+    rows = conn.execute(
+        "SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+        "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        (f"{STAGING_SCHEMA}.{table}",),
+    ).fetchall()
+    if not rows:
+        raise DataSpecError(f"the data spec loads table {table!r}, but the migrations did not create it")
+    return {name: typname for name, typname in rows}
+
+
+def _fix_sequences_and_grants(conn: psycopg.Connection[Any], app_role: str) -> None:
+    """Keys were loaded explicitly: move every owned sequence past them; let the application role in."""
+    owned = conn.execute(
+        "SELECT c.relname, a.attname, pg_get_serial_sequence(format('%%I.%%I', n.nspname, c.relname), a.attname) "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+        "WHERE n.nspname = %s AND c.relkind IN ('r', 'p') "
+        "AND pg_get_serial_sequence(format('%%I.%%I', n.nspname, c.relname), a.attname) IS NOT NULL",
+        (STAGING_SCHEMA,),
+    ).fetchall()
+    for table, column, sequence in owned:
+        conn.execute(
+            sql.SQL("SELECT setval({}, coalesce(max({}), 0) + 1, false) FROM {}").format(
+                sql.Literal(sequence), sql.Identifier(column), sql.Identifier(table)
+            )
+        )
+    schema, role = sql.Identifier(STAGING_SCHEMA), sql.Identifier(app_role)
+    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, role))
+    conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {} TO {}").format(schema, role))
+    conn.execute(sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}").format(schema, role))
+    # The harness's own bookkeeping is read-only for the application, as in the built-in schema.
+    conn.execute(sql.SQL("REVOKE INSERT, UPDATE, DELETE ON schema_migrations, seed_state FROM {}").format(role))
+
+
+def seed_team(
+    endpoint: PostgresEndpoint,
+    schema_dir: Path,
+    spec: DataSpec | None,
+    data_dir: Path,
+    app_password: Secret | str,
+    *,
+    app_role: str = DEFAULT_APP_ROLE,
+    force: bool = False,
+    progress: bool = True,
+    chunk_hook: ChunkHook | None = None,
+) -> SeedReport:
+    """Apply the team's migrations in `schema_dir` to a fresh staging schema, load `spec`'s rows (none if
+    None: an empty schema), compute ground truth for the spec's vector columns, and swap it in."""
+    started = time.perf_counter()
+    password = app_password if isinstance(app_password, Secret) else Secret(app_password)
+    team = load_team_migrations(schema_dir)
+    migrations = _bookkeeping() + team
+    fingerprint = team_fingerprint(team, spec, app_role)
+    # A directory called migrations/ says little: name the project folder holding it too.
+    resolved = schema_dir.resolve()
+    name = f"team:{resolved.parent.name}/{resolved.name}"
+    truths = {f"{v.table}.{v.column}": (v, dataset_key(v.source, v.k)) for v in (spec.vectors if spec else ())}
+    first_key = next(iter(truths.values()))[1] if truths else "none"
+    gt_dir = ground_truth_dir(data_dir, truths[next(iter(truths))][0].source, first_key) if truths else data_dir
+    timings: dict[str, float] = {}
+    try:
+        with endpoint.connect(prepare_threshold=None, autocommit=True) as conn:
+            check_vector_extension(conn, endpoint, "none")
+            register_vector(conn)
+            ensure_app_role(conn, endpoint, app_role, password)
+            state = read_seed_state(conn)
+            t = time.perf_counter()
+            for column, key in truths.values():
+                directory = ground_truth_dir(data_dir, column.source, key)
+                ensure_ground_truth(
+                    column.source,
+                    column.k,
+                    directory,
+                    key,
+                    progress,
+                    table=column.table,
+                    column=column.column,
+                    key_column=column.key,
+                )
+            timings["ground_truth"] = time.perf_counter() - t
+            if state is not None and state.fingerprint == fingerprint and not force:
+                timings["total"] = time.perf_counter() - started
+                return SeedReport(name, fingerprint, first_key, True, state.row_counts, timings, "team", gt_dir)
+            note(f"seed {name}: {len(team)} migration files, {len(spec.tables) if spec else 0} tables", progress)
+
+            def build(conn: psycopg.Connection[Any]) -> dict[str, int]:
+                t = time.perf_counter()
+                apply_migrations(conn, migrations, "schema", 0, app_role)
+                timings["schema"] = time.perf_counter() - t
+                t = time.perf_counter()
+                row_counts: dict[str, int] = {}
+                if spec is not None:
+                    tables = SpecTables(spec)
+                    for table in spec.tables:
+                        data = tables.table_data(table, _column_types(conn, table.name))
+                        row_counts[table.name] = copy_table(conn, data, progress, chunk_hook)
+                timings["load"] = time.perf_counter() - t
+                t = time.perf_counter()
+                apply_migrations(conn, migrations, "finalize", 0, app_role)
+                _fix_sequences_and_grants(conn, app_role)
+                timings["finalize"] = time.perf_counter() - t
+                return row_counts
+
+            params = {
+                "schema_dir": str(schema_dir.resolve()),
+                "migrations": [m.label for m in team],
+                "spec": spec.identity() if spec else None,
+                "ground_truth": {label: key for label, (_, key) in truths.items()},
+            }
+            row_counts = staged_swap(conn, endpoint, build, (fingerprint, first_key, name, params), timings, started)
+    except psycopg.Error as exc:
+        if exc.sqlstate is None and not isinstance(exc, psycopg.OperationalError):
+            raise SeedError(f"could not encode the generated rows ({exc}); the previous data is intact") from exc
+        if exc.sqlstate is None:
+            raise SeedError(
+                f"lost or could not open the connection to {endpoint.host}:{endpoint.port} ({exc}); the previous "
+                "data is intact: check the stack with `harness status` and seed again"
+            ) from exc
+        raise SeedError(f"the server refused the seed ({exc.sqlstate}: {exc}); the previous data is intact") from exc
+    except DataSpecError as exc:
+        raise SeedError(f"{exc}; nothing was changed, the previous data is intact") from exc
+    timings["total"] = time.perf_counter() - started
+    return SeedReport(name, fingerprint, first_key, False, row_counts, timings, "team", gt_dir)
