@@ -55,6 +55,9 @@ class Settings:
     # Destructive scenarios (fault drills, deleting seeded users) refuse to run against an external
     # deployment unless this is set for the run.
     allow_destructive: bool = False
+    # A team's workload file (harness/workload): its `vector_search:` section points the vector scenarios and
+    # the Locust vector user at the team's table and column; None means the built-in application.
+    workload: Path | None = None
     config_file: Path | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -99,6 +102,7 @@ _FIELD_TYPES: dict[str, type] = {
     "postgres_os_user": str,
     "external_config": Path,
     "allow_destructive": bool,
+    "workload": Path,
 }
 
 _TRUE = ("1", "true", "yes", "on")
@@ -183,9 +187,10 @@ def resolve_settings(
     base = config_file.parent if config_file else cwd
     state_dir = values.get("state_dir", Settings.state_dir)
     values["state_dir"] = (base / state_dir).resolve() if not state_dir.is_absolute() else state_dir
-    external_config = values.get("external_config")
-    if external_config is not None and not external_config.is_absolute():
-        values["external_config"] = (base / external_config).resolve()
+    for name in ("external_config", "workload"):
+        path = values.get(name)
+        if path is not None and not path.is_absolute():
+            values[name] = (base / path).resolve()
     return Settings(**values, config_file=config_file)
 
 

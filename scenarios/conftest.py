@@ -22,6 +22,7 @@ from harness.data.seed import current_seed, load_current_ground_truth, seed
 from harness.endpoints import PostgresEndpoint, StackEndpoints
 from harness.measure.results import ResultsWriter
 from harness.measure.run_facts import run_facts
+from harness.workload.target import VectorTarget, load_vector_target
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,8 @@ class SeededData:
     app_direct: PostgresEndpoint
     ground_truth: GroundTruth
     profile: str
+    # The table and column the vector scenarios query (HARNESS_WORKLOAD's vector_search, else documents).
+    target: VectorTarget
 
 
 @pytest.fixture(scope="session")
@@ -137,9 +140,11 @@ def seeded(stack: StackEndpoints, harness_settings: Settings, size: ScenarioSize
         seed(stack.direct, get_profile(size.seed_profile), data, password)
         state = current_seed(stack.direct)
     results.update_run({"data_profile": state.profile, "seed": {"fingerprint": state.fingerprint}})
+    target = load_vector_target(harness_settings.workload)
     return SeededData(
         app=app_endpoint(stack, harness_settings.state_dir),
         app_direct=app_endpoint(stack, harness_settings.state_dir, via_proxy=False),
-        ground_truth=load_current_ground_truth(stack.direct, data),
+        ground_truth=load_current_ground_truth(stack.direct, data, target.table, target.column),
         profile=state.profile,
+        target=target,
     )

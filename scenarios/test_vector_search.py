@@ -1,5 +1,8 @@
 """Vector search: latency and recall@10 of top-10 cosine KNN on the seeded documents, measured together.
 
+The table, column, operator and filter column come from `seeded.target` (the workload file's vector_search
+section, HARNESS_WORKLOAD; the built-in application's documents by default).
+
 Recall is judged against exact neighbours computed when the data was seeded, so a fast but wrong index
 cannot pass. Every client walks the query set in its own order: all clients sending the same sequence
 would flatter the caches.
@@ -14,14 +17,13 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 from pgvector.psycopg import register_vector
+from psycopg import sql
 
 from harness.data.ground_truth import recall_at_k
 from harness.measure.load import Limits, Request, run_closed
 from harness.measure.sampling import ResourceSampler
 
 K = 10
-SEARCH_SQL = "SELECT doc_id FROM documents ORDER BY embedding <=> %s LIMIT %s"
-FILTERED_SQL = "SELECT doc_id FROM documents WHERE category = %s ORDER BY embedding <=> %s LIMIT %s"
 
 
 class Retrieved:
@@ -40,7 +42,7 @@ class Retrieved:
         return recall_at_k([self.by_query[q] for q in order], truth_ids[order], K)
 
 
-def search_clients(endpoint, queries: np.ndarray, retrieved: Retrieved, ef_search: int | None = None):
+def search_clients(endpoint, target, queries: np.ndarray, retrieved: Retrieved, ef_search: int | None = None):
     @contextmanager
     def factory(index: int) -> Iterator[Request]:
         # prepare_threshold=None: a prepared plan would outlive a change of hnsw.ef_search.
@@ -56,7 +58,7 @@ def search_clients(endpoint, queries: np.ndarray, retrieved: Retrieved, ef_searc
             nonlocal position
             query = int(order[position % len(order)])
             position += 1
-            answers[query] = [row[0] for row in conn.execute(SEARCH_SQL, (queries[query], K))]
+            answers[query] = [row[0] for row in conn.execute(target.search_sql, (queries[query], K))]
 
         try:
             yield request
@@ -84,7 +86,10 @@ def test_latency_and_recall_by_concurrency(stack, seeded, size, results):
         limits = Limits(duration_s=size.max_duration_s, max_requests=size.search_queries)
         with ResourceSampler(stack, interval_s=0.5).running() as samples:
             result = run_closed(
-                search_clients(seeded.app, truth.queries, retrieved), clients, limits, label=f"search x{clients}"
+                search_clients(seeded.app, seeded.target, truth.queries, retrieved),
+                clients,
+                limits,
+                label=f"search x{clients}",
             )
         assert result.errors == 0, result.error_samples
         recall = retrieved.recall(truth.ids)
@@ -108,7 +113,10 @@ def test_recall_latency_curve_across_ef_search(seeded, size, results):
         retrieved = Retrieved()
         limits = Limits(duration_s=size.max_duration_s, max_requests=min(size.search_queries, 4 * len(truth.queries)))
         result = run_closed(
-            search_clients(seeded.app_direct, truth.queries, retrieved, ef_search=ef), 1, limits, label=f"ef {ef}"
+            search_clients(seeded.app_direct, seeded.target, truth.queries, retrieved, ef_search=ef),
+            1,
+            limits,
+            label=f"ef {ef}",
         )
         assert result.errors == 0, result.error_samples
         recall = retrieved.recall(truth.ids)
@@ -125,28 +133,30 @@ def test_recall_latency_curve_across_ef_search(seeded, size, results):
     assert recalls[-1] >= recalls[0] - 0.01, f"recall fell as ef_search rose: {points}"
 
 
-def exact_filtered(conn, category: str, query: np.ndarray) -> list[int]:
+def exact_filtered(conn, target, category: str, query: np.ndarray) -> list[int]:
     with conn.transaction():
         conn.execute("SET LOCAL enable_indexscan = off")
-        return [row[0] for row in conn.execute(FILTERED_SQL, (category, query, K))]
+        return [row[0] for row in conn.execute(target.filtered_sql, (category, query, K))]
 
 
 @pytest.mark.parametrize("iterative_scan", ["off", "relaxed_order"])
 def test_filtered_search_with_and_without_iterative_scans(seeded, size, results, iterative_scan):
-    truth = seeded.ground_truth
+    truth, target = seeded.ground_truth, seeded.target
+    if target.filter_column is None:
+        pytest.skip("the workload's vector_search names no filter_column")
     queries = truth.queries[: size.filtered_queries]
+    table, key, column = (sql.Identifier(n) for n in (target.table, target.key, target.filter_column))
     with seeded.app_direct.connect(autocommit=True, prepare_threshold=None) as conn:
         register_vector(conn)
-        # The rarest category makes the filter selective: HNSW then finds few matches within ef_search.
-        category, population = conn.execute(
-            "SELECT category, count(*) FROM documents GROUP BY category ORDER BY count(*), category LIMIT 1"
-        ).fetchone()
-        wanted = [exact_filtered(conn, category, q) for q in queries]
+        # The rarest value makes the filter selective: HNSW then finds few matches within ef_search.
+        category, population = conn.execute(target.rarest_filter_sql).fetchone()
+        wanted = [exact_filtered(conn, target, category, q) for q in queries]
         conn.execute("SELECT set_config('hnsw.iterative_scan', %s, false)", (iterative_scan,))
-        got = [[row[0] for row in conn.execute(FILTERED_SQL, (category, q, K))] for q in queries]
+        got = [[row[0] for row in conn.execute(target.filtered_sql, (category, q, K))] for q in queries]
         returned = sorted({doc for g in got for doc in g})
         (outside_filter,) = conn.execute(
-            "SELECT count(*) FROM documents WHERE doc_id = ANY(%s) AND category <> %s", (returned, category)
+            sql.SQL("SELECT count(*) FROM {} WHERE {} = ANY(%s) AND {} <> %s").format(table, key, column),
+            (returned, category),
         ).fetchone()
     rows = float(np.mean([len(g) for g in got]))
     hits = sum(len(set(g) & set(w)) for g, w in zip(got, wanted, strict=True))
@@ -155,10 +165,10 @@ def test_filtered_search_with_and_without_iterative_scans(seeded, size, results,
     results.record_value("vector_search.filtered_recall", recall, labels)
     results.record_value("vector_search.filtered_rows", rows, labels)
     print(
-        f"filter category={category} ({population} docs), iterative_scan={iterative_scan}: "
+        f"filter {target.filter_column}={category} ({population} rows), iterative_scan={iterative_scan}: "
         f"{rows:.1f} rows per query, recall {recall:.3f}"
     )
     # Either way the filter is honoured: a row outside the category would be a wrong answer, not a slow one.
-    assert outside_filter == 0, f"{outside_filter} returned documents are not in category {category}"
+    assert outside_filter == 0, f"{outside_filter} returned rows are not in {target.filter_column} {category}"
     if iterative_scan == "relaxed_order" and population >= K:
         assert rows == K, f"iterative scans should fill every top-{K}, got {rows:.1f} rows on average"

@@ -182,6 +182,14 @@ def load_current_ground_truth(
             )
         key = named[wanted]
     matches = sorted(root.glob(f"*-{key}"))
+    if matches and table is not None:
+        manifest = load_ground_truth(matches[0]).manifest
+        held = (manifest.get("table"), manifest.get("column"))
+        if held != (f"{APP_SCHEMA}.{table}", column):
+            raise SeedError(
+                f"the seeded data has ground truth for {held[0]}.{held[1]}, not {table}.{column}: seed the schema "
+                "your workload file's vector_search names, or point HARNESS_WORKLOAD at the matching file"
+            )
     if not matches:
         raise SeedError(
             f"no ground truth for dataset {key} under {root}: run `harness seed` again with the "

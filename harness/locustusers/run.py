@@ -23,6 +23,7 @@ from harness.data.seed import load_current_ground_truth
 from harness.endpoints import StackEndpoints
 from harness.locustusers.tally import RunTotals, Tally
 from harness.measure.popularity import ZipfKeys
+from harness.workload.target import VectorTarget, load_vector_target
 
 # Long enough for a loaded proxy, short enough that a stale endpoint file fails within a run.
 POOL_OPEN_TIMEOUT_S = 10.0
@@ -62,6 +63,7 @@ class HarnessRun:
         self._redis: Any = None
         self._lambda: Any = None
         self._truth: GroundTruth | None = None
+        self._target: VectorTarget | None = None
         self._population: tuple[np.ndarray, dict[int, int]] | None = None
         self._zipf: dict[tuple[str, float], ZipfKeys] = {}
 
@@ -131,11 +133,21 @@ class HarnessRun:
                 self._lambda = lambda_client(self.stack().aws)
             return self._lambda
 
+    def vector_target(self) -> VectorTarget:
+        """The table and column vector search queries (the `workload` setting's vector_search, else documents)."""
+        with self._lock:
+            if self._target is None:
+                self._target = load_vector_target(self.settings.workload)
+            return self._target
+
     def ground_truth(self) -> GroundTruth:
         """The seeded queries and their exact neighbours (`harness seed` wrote them under the state dir)."""
+        target = self.vector_target()
         with self._lock:
             if self._truth is None:
-                self._truth = load_current_ground_truth(self.stack().direct, data_root(self.settings.state_dir))
+                self._truth = load_current_ground_truth(
+                    self.stack().direct, data_root(self.settings.state_dir), target.table, target.column
+                )
             return self._truth
 
     def population(self) -> tuple[np.ndarray, dict[int, int]]:

@@ -19,12 +19,12 @@ from harness.backends.guard import require_destructive_allowed
 from harness.data.ground_truth import recall_at_k
 from harness.locustusers.users import LambdaUser, PostgresUser, timed_request
 
-SEARCH_SQL = "SELECT doc_id FROM documents ORDER BY embedding <=> %s LIMIT %s"
 RECALL_K = 10
 
 
 class VectorSearchUser(PostgresUser):
-    """Top-k cosine KNN over the seeded documents with the seed's held-out queries. Latency goes to
+    """Top-k KNN over the seeded vectors (the workload file's vector_search table and column, else the built-in
+    documents) with the seed's held-out queries. Latency goes to
     vector_search.latency_ms and, when k >= 10, recall@10 against the exact neighbours to
     vector_search.recall_at_10, so a fast but wrong index cannot pass."""
 
@@ -33,6 +33,7 @@ class VectorSearchUser(PostgresUser):
     def on_start(self) -> None:
         super().on_start()
         self.truth = self.harness.ground_truth()
+        self.search_sql = self.harness.vector_target().search_sql
         # Each user walks the queries in its own order: all users sending one sequence would flatter caches.
         self.order = np.random.default_rng().permutation(len(self.truth.queries))
         self.position = 0
@@ -44,7 +45,7 @@ class VectorSearchUser(PostgresUser):
         labels = {"source": "locust", "via": self.options.via, "k": k, "ef_search": ef_search or "server"}
         rows = self.pg.execute(
             "vector search",
-            SEARCH_SQL,
+            self.search_sql,
             (self.truth.queries[query], k),
             metric="vector_search.latency_ms",
             labels=labels,

@@ -72,6 +72,8 @@ class Statement:
 class Workload:
     statements: list[Statement]
     source: dict[str, Any] = field(default_factory=dict)
+    # Other top-level sections (vector_search: see harness.workload.target), kept as written.
+    sections: dict[str, Any] = field(default_factory=dict)
 
     def statement(self, sid: str) -> Statement:
         for s in self.statements:
@@ -80,7 +82,7 @@ class Workload:
         raise WorkloadError(f"no statement {sid!r} in the workload")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "statements": [s.as_dict() for s in self.statements]}
+        return {"source": self.source, **self.sections, "statements": [s.as_dict() for s in self.statements]}
 
     def missing_params(self) -> list[str]:
         """Statements whose placeholders do not all have a generator yet."""
@@ -151,7 +153,8 @@ def parse_workload(raw: Any, origin: str) -> Workload:
     if not statements:
         raise WorkloadError(f"{origin}: the workload has no statements")
     source = raw.get("source") or {}
-    return Workload(statements, source if isinstance(source, dict) else {"note": str(source)})
+    sections = {k: v for k, v in raw.items() if k not in ("source", "statements")}
+    return Workload(statements, source if isinstance(source, dict) else {"note": str(source)}, sections)
 
 
 def load_workload(path: Path) -> Workload:

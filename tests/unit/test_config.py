@@ -122,3 +122,11 @@ def test_lambda_runtime_port_and_concurrency_resolve_like_every_setting(tmp_path
 def test_bad_lambda_settings_are_named(tmp_path, env, message):
     with pytest.raises(ConfigError, match=message):
         resolve_settings(environ=env, cwd=tmp_path)
+
+
+def test_the_workload_file_is_relative_to_the_config_file_and_unset_by_default(tmp_path):
+    assert resolve_settings(environ={}, cwd=tmp_path).workload is None
+    write_config(tmp_path, '[harness]\nworkload = "team/workload.yaml"\n')
+    settings = resolve_settings(environ={}, cwd=tmp_path)
+    assert settings.workload == tmp_path / "team" / "workload.yaml"
+    assert resolve_settings(environ={"HARNESS_WORKLOAD": "/abs/w.yaml"}, cwd=tmp_path).workload == Path("/abs/w.yaml")

@@ -22,7 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     "thresholds": {"measure"},
     "report": {"thresholds", "measure"},
     "app": {"data", "lambda_runtime", "measure", "services"},
-    "locustusers": {"app", "backends", "data", "measure", "thresholds", "report", "services"},
+    "locustusers": {"app", "backends", "data", "measure", "thresholds", "report", "services", "workload"},
     "workload": {"data", "measure", "thresholds"},
     "pytest_plugin": {"backends"},
     "cli": {"app", "backends", "data", "measure", "thresholds", "report", "services", "lambda_runtime", "workload"},

@@ -19,6 +19,7 @@ from harness.workload.file import (
 from harness.workload.params import Role, infer_roles
 from harness.workload.pinning import ERROR, FINE, LEAK, analyse, summarise
 from harness.workload.replay import BROKEN, FAIL, NONE, PASS, check_replayable, judge
+from harness.workload.target import BUILT_IN, load_vector_target, vector_target
 
 EXAMPLE_WORKLOAD = FIXTURES_DIR / "example_app" / "workload.yaml"
 
@@ -230,3 +231,50 @@ def test_the_load_core_keeps_latencies_and_failures_per_label():
     assert result.by_label["b"].get_total_count() == 25
     assert result.errors_by_label == {"b": 25}
     assert placeholders("SELECT $1, $12") == 12
+
+
+# --- the vector target ------------------------------------------------------------------------------
+
+
+def test_without_a_workload_file_the_vector_target_is_the_built_in_documents():
+    target = load_vector_target(None)
+    assert target == BUILT_IN
+    assert target.search_sql == 'SELECT "doc_id" FROM "documents" ORDER BY "embedding" <=> %s LIMIT %s'
+    assert target.filtered_sql == (
+        'SELECT "doc_id" FROM "documents" WHERE "category" = %s ORDER BY "embedding" <=> %s LIMIT %s'
+    )
+
+
+def test_the_example_workload_points_vector_search_at_its_products():
+    target = load_vector_target(EXAMPLE_WORKLOAD)
+    assert (target.table, target.column, target.key, target.filter_column, target.k) == (
+        "products",
+        "embedding",
+        "product_id",
+        "shop_id",
+        10,
+    )
+    assert target.search_sql == 'SELECT "product_id" FROM "products" ORDER BY "embedding" <=> %s LIMIT %s'
+    assert 'GROUP BY "shop_id"' in target.rarest_filter_sql
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"operator": "<<"}, "operator must be one of"),
+        ({"k": 0}, "k must be between"),
+        ({"table": ""}, "table must be"),
+        ({"tabel": "x"}, "unknown vector_search key"),
+        ("products", "must be a mapping"),
+    ],
+)
+def test_bad_vector_search_sections_are_refused(section, message):
+    with pytest.raises(WorkloadError, match=message):
+        vector_target(section, "w.yaml")
+
+
+def test_sections_other_than_statements_survive_a_rewrite(tmp_path: Path):
+    path = tmp_path / "w.yaml"
+    path.write_text("vector_search: {table: t, column: c, key: id}\nstatements:\n  - {query: 'SELECT 1'}\n")
+    save_workload(load_workload(path), path)
+    assert load_vector_target(path).table == "t"
