@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import random
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +29,33 @@ from harness.workload.file import Statement, Workload, WorkloadError, placeholde
 
 PASS, FAIL, BROKEN, NONE = "PASS", "FAIL", "BROKEN", "-"
 EXIT_CODES = {PASS: 0, NONE: 0, FAIL: 4, BROKEN: 5}
-STATEMENT_TIMEOUT_MS = 30_000
+STATEMENT_TIMEOUT_S = 30.0
+
+
+class _Watchdog:
+    """Cancels a statement that runs past its limit. Through PgBouncer no session statement_timeout can be
+    given (it ignores the `options` startup parameter, and a SET would stay on a shared server connection),
+    so the bound is kept from the client side: a blackholed server fails the request instead of hanging."""
+
+    def __init__(self, conn: psycopg.Connection[Any], limit_s: float) -> None:
+        self.conn, self.limit_s = conn, limit_s
+        self.started: float | None = None
+        self.cancelled = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="replay-watchdog", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(min(0.25, self.limit_s / 4)):
+            started = self.started
+            if started is not None and time.monotonic() - started > self.limit_s:
+                self.started = None
+                self.cancelled += 1
+                self.conn.cancel_safe(timeout=5)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 class _StatementFailed(Exception):
@@ -180,6 +208,7 @@ def replay(
     workers: int = 8,
     seed: int = 1,
     progress: bool = False,
+    statement_timeout_s: float = STATEMENT_TIMEOUT_S,
 ) -> ReplayReport:
     chosen = check_replayable(workload, vectors)
     drawers = [ParamDrawer(s, vectors) for s in chosen]
@@ -188,27 +217,31 @@ def replay(
     @contextlib.contextmanager
     def client(index: int) -> Iterator[Request]:
         rng = random.Random(seed * 1000 + index)
-        with endpoint.connect(
-            autocommit=True,
-            prepare_threshold=None,
-            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
-        ) as conn:
+        with endpoint.connect(autocommit=True, prepare_threshold=None) as conn:
             if vectors:
                 register_vector(conn)
             cursor = psycopg.RawCursor(conn)
+            watchdog = _Watchdog(conn, statement_timeout_s)
 
             def request() -> str:
                 drawer = rng.choices(drawers, weights)[0]
                 statement = drawer.statement
+                params = drawer.draw(rng) if placeholders(statement.query) else None
+                watchdog.started = time.monotonic()
                 try:
-                    cursor.execute(statement.query, drawer.draw(rng) if placeholders(statement.query) else None)
+                    cursor.execute(statement.query, params)
                     if cursor.description is not None:
                         cursor.fetchall()
                 except psycopg.Error as exc:
                     raise _StatementFailed(statement.id, exc) from exc
+                finally:
+                    watchdog.started = None
                 return statement.id
 
-            yield request
+            try:
+                yield request
+            finally:
+                watchdog.stop()
 
     limits = Limits(duration_s, max(1, int(rate_per_s * duration_s)))
     load = run_open(client, rate_per_s, limits, workers=workers, label="workload replay", progress=progress)

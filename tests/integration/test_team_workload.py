@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +29,7 @@ from harness.data.team_seed import seed_team
 from harness.endpoints import PostgresEndpoint, Secret, StackEndpoints
 from harness.paths import FIXTURES_DIR
 from harness.workload.capture import capture
-from harness.workload.file import load_workload
+from harness.workload.file import load_workload, parse_workload
 from harness.workload.params import fill_params
 from harness.workload.replay import replay
 
@@ -211,3 +212,20 @@ def test_the_example_mix_is_parameterised_from_the_seed_and_replayed_through_the
     for sid in ("product_search", "customer_orders", "product_by_id"):
         assert measured[sid] > 0
     assert report.statements[0].verdict in ("PASS", "FAIL")
+
+
+def test_a_statement_that_hangs_behind_the_proxy_is_cancelled_and_counted_as_its_failure(team_db: TeamDb):
+    workload = parse_workload(
+        {
+            "statements": [
+                {"id": "stall", "query": "SELECT pg_sleep($1)", "calls": 1, "params": [{"value": 30}]},
+            ]
+        },
+        "stall.yaml",
+    )
+    started = time.monotonic()
+    report = replay(workload, team_db.app_proxy, {}, rate_per_s=4, duration_s=1, workers=2, statement_timeout_s=0.5)
+    assert time.monotonic() - started < 15, "the client-side bound did not end the stalled statements"
+    assert report.load.ok == 0 and report.load.errors_by_label == {"stall": report.load.errors}
+    assert report.load.errors >= 2
+    assert any("cancel" in sample.lower() for sample in report.load.error_samples), report.load.error_samples
