@@ -22,7 +22,7 @@ from harness.data.migrations import MigrationError
 from harness.data.profiles import INDEX_KINDS, PROFILES, SeedProfileError, get_profile
 from harness.data.seed import SeedError, seed
 from harness.data.spec import DataSpecError, load_spec
-from harness.data.team_seed import seed_team
+from harness.data.team_seed import seed_dump, seed_team
 from harness.data.vectors import VectorDataError, open_vector_file
 from harness.endpoints import EndpointFileError, StackEndpoints, load_endpoints
 
@@ -86,6 +86,12 @@ def add_seed_command(subparsers: Any, parents: Sequence[argparse.ArgumentParser]
         metavar="SPEC.yaml",
         help="with --schema: a data spec (tables, row counts, column generators, vector columns) to load",
     )
+    parser.add_argument(
+        "--restore",
+        type=Path,
+        metavar="FILE.dump",
+        help="restore a pg_dump -Fc file of one schema (an anonymised staging copy) instead of generating data",
+    )
     parser.add_argument("--force", action="store_true", help="reload even if the database holds this seed")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.set_defaults(func=run_seed)
@@ -100,6 +106,8 @@ def run_seed(args: argparse.Namespace) -> int:
         stack = load_endpoints(settings.state_dir)
         if stack is None:
             raise SeedError(f"no running stack found in {settings.state_dir}: start it with `harness up`")
+        if args.restore is not None:
+            return _run_restore(args, stack, settings)
         if args.schema is not None or args.data is not None:
             return _run_team_seed(args, stack, settings)
         if args.embeddings is not None and args.vectors is not None:
@@ -178,6 +186,25 @@ def _run_team_seed(args: argparse.Namespace, stack: StackEndpoints, settings: Se
         stack.direct,
         args.schema.expanduser(),
         spec,
+        data_root(settings.state_dir),
+        password,
+        app_role=role,
+        force=args.force,
+        progress=not args.quiet,
+    )
+    print(report.summary())
+    return 0
+
+
+def _run_restore(args: argparse.Namespace, stack: StackEndpoints, settings: Settings) -> int:
+    """--restore: a dump of the team's data, its schema and indexes included."""
+    others = [f"--{name.replace('_', '-')}" for name in (*_BUILT_IN_ONLY, "schema", "data") if getattr(args, name)]
+    if others:
+        raise SeedError(f"--restore brings its own schema and data: drop {', '.join(others)}")
+    role, password = app_credentials(stack, settings.state_dir)
+    report = seed_dump(
+        stack.direct,
+        args.restore.expanduser(),
         data_root(settings.state_dir),
         password,
         app_role=role,

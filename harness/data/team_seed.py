@@ -19,6 +19,7 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 
 from harness.data.app_role import DEFAULT_APP_ROLE
+from harness.data.dump_restore import DumpError, plan_restore, restore_into_staging
 from harness.data.migrations import Migration, load_migrations, load_team_migrations, schema_version
 from harness.data.seed import (
     STAGING_SCHEMA,
@@ -182,3 +183,57 @@ def seed_team(
         raise SeedError(f"{exc}; nothing was changed, the previous data is intact") from exc
     timings["total"] = time.perf_counter() - started
     return SeedReport(name, fingerprint, first_key, False, row_counts, timings, "team", gt_dir)
+
+
+def seed_dump(
+    endpoint: PostgresEndpoint,
+    dump: Path,
+    data_dir: Path,
+    app_password: Secret | str,
+    *,
+    app_role: str = DEFAULT_APP_ROLE,
+    force: bool = False,
+    progress: bool = True,
+) -> SeedReport:
+    """Restore a `pg_dump -Fc` file of one schema (harness.data.dump_restore) into a fresh staging schema,
+    with its indexes and constraints, and swap it in; the same dump again is a no-op."""
+    started = time.perf_counter()
+    password = app_password if isinstance(app_password, Secret) else Secret(app_password)
+    try:
+        plan = plan_restore(dump, STAGING_SCHEMA)
+    except DumpError as exc:
+        raise SeedError(f"{exc}; nothing was changed, the previous data is intact") from exc
+    fingerprint = content_digest({"kind": "dump", "dump": plan.digest, "app_role": app_role})
+    name = f"dump:{dump.name}"
+    timings: dict[str, float] = {}
+    try:
+        with endpoint.connect(prepare_threshold=None, autocommit=True) as conn:
+            check_vector_extension(conn, endpoint, "none")
+            ensure_app_role(conn, endpoint, app_role, password)
+            state = read_seed_state(conn)
+            if state is not None and state.fingerprint == fingerprint and not force:
+                timings["total"] = time.perf_counter() - started
+                return SeedReport(name, fingerprint, "none", True, state.row_counts, timings, "dump", data_dir)
+            note(f"seed {name}: schema {plan.schema}, {len(plan.tables)} tables", progress)
+
+            def build(conn: psycopg.Connection[Any]) -> dict[str, int]:
+                t = time.perf_counter()
+                apply_migrations(conn, _bookkeeping(), "schema", 0, app_role)
+                counts = restore_into_staging(conn, plan, data_dir / "restore")
+                _fix_sequences_and_grants(conn, app_role)
+                timings["restore"] = time.perf_counter() - t
+                return counts
+
+            params = {"dump": str(dump.resolve()), "dump_digest": plan.digest, "schema": plan.schema}
+            row_counts = staged_swap(conn, endpoint, build, (fingerprint, "none", name, params), timings, started)
+    except psycopg.Error as exc:
+        if exc.sqlstate is None:
+            raise SeedError(
+                f"lost or could not open the connection to {endpoint.host}:{endpoint.port} ({exc}); the previous "
+                "data is intact: check the stack with `harness status` and seed again"
+            ) from exc
+        raise SeedError(f"the server refused the restore ({exc.sqlstate}: {exc}); the previous data is intact") from exc
+    except DumpError as exc:
+        raise SeedError(f"{exc}; nothing was changed, the previous data is intact") from exc
+    timings["total"] = time.perf_counter() - started
+    return SeedReport(name, fingerprint, "none", False, row_counts, timings, "dump", data_dir)

@@ -9,8 +9,10 @@ that database stands in for the team's staging deployment when capturing.
 from __future__ import annotations
 
 import dataclasses
+import os
 import secrets
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,9 +27,10 @@ from psycopg import sql
 from harness.data.ground_truth import recall_at_k
 from harness.data.seed import SeedError, current_seed, load_current_ground_truth
 from harness.data.spec import load_spec
-from harness.data.team_seed import seed_team
+from harness.data.team_seed import seed_dump, seed_team
 from harness.endpoints import PostgresEndpoint, Secret, StackEndpoints
 from harness.paths import FIXTURES_DIR
+from harness.services.postgres import bin_dir
 from harness.workload.capture import capture
 from harness.workload.file import load_workload, parse_workload
 from harness.workload.params import fill_params
@@ -229,3 +232,56 @@ def test_a_statement_that_hangs_behind_the_proxy_is_cancelled_and_counted_as_its
     assert report.load.ok == 0 and report.load.errors_by_label == {"stall": report.load.errors}
     assert report.load.errors >= 2
     assert any("cancel" in sample.lower() for sample in report.load.error_samples), report.load.error_samples
+
+
+def pg_dump(endpoint: PostgresEndpoint, out: Path, *schemas: str) -> None:
+    subprocess.run(
+        [str(bin_dir() / "pg_dump"), "-h", endpoint.host, "-p", str(endpoint.port), "-U", endpoint.user]
+        + [f"--schema={s}" for s in schemas]
+        + ["-Fc", "-f", str(out), endpoint.dbname],
+        env={**os.environ, "PGPASSWORD": endpoint.password.reveal()},
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def test_a_pg_dump_of_staging_is_restored_with_its_indexes_and_swapped_in_safely(
+    team_db: TeamDb, stack: StackEndpoints, tmp_path: Path
+):
+    dump = tmp_path / "staging.dump"
+    pg_dump(team_db.admin, dump, "app")
+    with scratch_database(stack, DATABASE + "_restore") as target:
+        report = seed_dump(target, dump, team_db.data_dir, team_db.password, app_role=ROLE, progress=False)
+        with team_db.admin.connect() as source:
+            expected = {
+                t: source.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))).fetchone()[0]
+                for t in ("shops", "customers", "products", "orders")
+            }
+        assert report.row_counts == expected
+        catalogue = (
+            "SELECT (SELECT count(*) FROM pg_indexes WHERE schemaname = 'app'), "
+            "(SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND connamespace = 'app'::regnamespace)"
+        )
+        with team_db.admin.connect() as source, target.connect() as restored:
+            assert restored.execute(catalogue).fetchone() == source.execute(catalogue).fetchone()
+            assert restored.execute("SELECT to_regnamespace('app_staging')").fetchone() == (None,)
+        app = dataclasses.replace(target, user=ROLE, password=Secret(team_db.password))
+        with app.connect(autocommit=True) as conn:
+            assert conn.execute("SELECT count(*) FROM shop_revenue").fetchone()[0] > 0
+        assert seed_dump(target, dump, team_db.data_dir, team_db.password, app_role=ROLE, progress=False).skipped
+
+        before = current_seed(target)
+        truncated = tmp_path / "truncated.dump"
+        truncated.write_bytes(dump.read_bytes()[: dump.stat().st_size // 2])
+        with pytest.raises(SeedError, match="previous data is intact"):
+            seed_dump(target, truncated, team_db.data_dir, team_db.password, app_role=ROLE, progress=False)
+        after = current_seed(target)
+        assert after is not None and before is not None and after.fingerprint == before.fingerprint
+
+        two_schemas = tmp_path / "two.dump"
+        with target.connect(autocommit=True) as conn:
+            conn.execute("CREATE SCHEMA other; CREATE TABLE other.t (id int)")
+        pg_dump(target, two_schemas, "app", "other")
+        with pytest.raises(SeedError, match="dump exactly one: pg_dump -n SCHEMA"):
+            seed_dump(target, two_schemas, team_db.data_dir, team_db.password, app_role=ROLE, progress=False)

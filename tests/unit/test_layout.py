@@ -18,7 +18,7 @@ ALLOWED: dict[str, set[str]] = {
     "lambda_runtime": {"services"},
     "backends": {"services"},
     "measure": {"services"},
-    "data": {"measure"},
+    "data": {"measure", "services"},
     "thresholds": {"measure"},
     "report": {"thresholds", "measure"},
     "app": {"data", "lambda_runtime", "measure", "services"},

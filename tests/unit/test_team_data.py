@@ -1,5 +1,6 @@
 """A team's schema and data without a database: migration ordering, data spec checks and generated rows."""
 
+import io
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -7,6 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.data.dump_restore import (
+    DumpError,
+    SchemaRewriter,
+    copy_blocks,
+    dumped_schema,
+    parse_toc,
+    selected,
+    without_session_lines,
+)
 from harness.data.migrations import MigrationError, load_team_migrations, schema_version
 from harness.data.spec import DataSpecError, SpecTables, check_types, load_spec, parse_spec
 from harness.paths import FIXTURES_DIR
@@ -214,3 +224,75 @@ def test_zipf_ownership_is_heavy_tailed_and_uniform_is_not():
 
     assert top_share("zipf") > 0.25
     assert top_share("uniform") < 0.05
+
+
+# --- pg_dump restore ----------------------------------------------------------------------------
+
+TOC = """;
+; Archive created at 2026-11-29 14:19:09 UTC
+8; 2615 16852 SCHEMA - public dbunit_admin
+3; 3079 16400 EXTENSION - vector
+2888; 0 0 ACL - SCHEMA public dbunit_admin
+229; 1259 16897 TABLE public customers dbunit_admin
+228; 1259 16896 SEQUENCE public customers_customer_id_seq dbunit_admin
+224; 1259 16853 TABLE public seed_state dbunit_admin
+2780; 0 16853 TABLE DATA public seed_state dbunit_admin
+2700; 2606 16999 CONSTRAINT public seed_state seed_state_pkey dbunit_admin
+2701; 2606 16998 FK CONSTRAINT public orders orders_customer_id_fkey dbunit_admin
+240; 1255 17000 FUNCTION public touch(integer) dbunit_admin
+2781; 0 16897 TABLE DATA public customers dbunit_admin
+"""
+
+
+def test_the_dump_toc_is_read_and_the_harness_bookkeeping_and_schema_entries_are_left_out():
+    entries = parse_toc(TOC)
+    assert [(e.kind, e.schema, e.name) for e in entries][3:5] == [
+        ("TABLE", "public", "customers"),
+        ("SEQUENCE", "public", "customers_customer_id_seq"),
+    ]
+    assert dumped_schema(entries) == "public"
+    kept = [(e.kind, e.name) for e in selected(entries)]
+    assert kept == [
+        ("TABLE", "customers"),
+        ("SEQUENCE", "customers_customer_id_seq"),
+        ("FK CONSTRAINT", "orders"),
+        ("FUNCTION", "touch(integer)"),
+        ("TABLE DATA", "customers"),
+    ]
+
+
+def test_a_dump_of_several_schemas_is_refused():
+    two = TOC + "300; 1259 17001 TABLE other t dbunit_admin\n"
+    with pytest.raises(DumpError, match=r"2 schemas \(other, public\)"):
+        dumped_schema(parse_toc(two))
+
+
+def test_only_the_dumps_own_objects_move_to_the_staging_schema():
+    rewrite = SchemaRewriter("public", {"customers", "customers_customer_id_seq", "touch"}, "app_staging")
+    text = (
+        "CREATE TABLE public.customers (embedding public.vector(64), id bigint DEFAULT "
+        "nextval('public.customers_customer_id_seq'::regclass));\n"
+        'SELECT public.touch(1), "public"."customers".id, public.customers_archive FROM x;'
+    )
+    assert rewrite(text) == (
+        "CREATE TABLE app_staging.customers (embedding public.vector(64), id bigint DEFAULT "
+        "nextval('app_staging.customers_customer_id_seq'::regclass));\n"
+        'SELECT app_staging.touch(1), app_staging."customers".id, public.customers_archive FROM x;'
+    )
+
+
+def test_pg_restore_session_settings_and_psql_meta_commands_are_dropped():
+    script = "\\restrict abc\nSET statement_timeout = 0;\nSELECT pg_catalog.set_config('search_path', '', false);\n"
+    assert without_session_lines(script + "CREATE TABLE t ();") == "CREATE TABLE t ();"
+
+
+def test_the_data_section_splits_into_copy_blocks_and_setval_statements():
+    section = io.StringIO(
+        "SET x = 1;\nCOPY app.t (a, b) FROM stdin;\n1\tx\n2\t\\N\n\\.\n"
+        "SELECT pg_catalog.setval('app.t_a_seq', 2, true);\nCOPY app.u (c) FROM stdin;\n\\.\n"
+    )
+    assert list(copy_blocks(section)) == [
+        ("COPY app.t (a, b) FROM stdin;\n", ["1\tx\n", "2\t\\N\n"]),
+        ("COPY app.u (c) FROM stdin;\n", []),
+        ("SELECT pg_catalog.setval('app.t_a_seq', 2, true);\n", []),
+    ]
