@@ -22,7 +22,7 @@ from harness.data.seed import current_seed, load_current_ground_truth, seed
 from harness.endpoints import PostgresEndpoint, StackEndpoints
 from harness.measure.results import ResultsWriter
 from harness.measure.run_facts import run_facts
-from harness.workload.target import VectorTarget, load_vector_target
+from harness.workload.target import CacheRead, VectorTarget, load_cache_reads, load_vector_target
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,8 @@ class SeededData:
     profile: str
     # The table and column the vector scenarios query (HARNESS_WORKLOAD's vector_search, else documents).
     target: VectorTarget
+    # The reads the cache scenario caches (the workload file's cache section); () is the built-in application's.
+    cache_reads: tuple[CacheRead, ...] = ()
 
 
 @pytest.fixture(scope="session")
@@ -147,4 +149,5 @@ def seeded(stack: StackEndpoints, harness_settings: Settings, size: ScenarioSize
         ground_truth=load_current_ground_truth(stack.direct, data, target.table, target.column),
         profile=state.profile,
         target=target,
+        cache_reads=load_cache_reads(harness_settings.workload),
     )

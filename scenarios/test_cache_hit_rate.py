@@ -1,6 +1,9 @@
 """Cache hit rate: the application's cache-aside path (profiles and vector-search results) under Zipf
 key popularity, judged against the document's 70 % / 50 % hit-rate thresholds, and what Redis does
 when the working set outgrows a cache.t3.micro's maxmemory.
+
+A team's workload file (HARNESS_WORKLOAD) with a `cache:` section replaces the built-in reads with its own:
+key patterns, TTLs, the query behind each key and the column its ids are drawn from.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
+import psycopg
 import pytest
 from pgvector.psycopg import register_vector
 
@@ -72,6 +76,38 @@ def cache_clients(
     return factory
 
 
+def configured_cache_clients(stack, app, reads, ids_by_read: list[np.ndarray], skew: float, counters: Counters):
+    """The team's reads in equal shares, each key drawn with Zipf popularity from its id column."""
+    keys = [ZipfKeys(ids, skew, seed=11 + i) for i, ids in enumerate(ids_by_read)]
+
+    @contextmanager
+    def factory(index: int) -> Iterator[Request]:
+        conn = app.connect(autocommit=True, prepare_threshold=None)
+        cursor = psycopg.RawCursor(conn)
+        redis = stack.redis.client()
+        cache = CacheAside(redis, conn)
+        pickers = [k.child(100 + 10 * index + i) for i, k in enumerate(keys)]
+        coin = np.random.default_rng(300 + index)
+
+        def request() -> None:
+            i = int(coin.integers(len(reads)))
+            read, entity = reads[i], pickers[i].sample(1)[0].item()
+            cache.read_through(
+                read.key_for(entity),
+                read.ttl_s,
+                lambda: [list(row) for row in cursor.execute(read.query, (entity,)).fetchall()],
+            )
+
+        try:
+            yield request
+        finally:
+            counters.add(cache.counters)
+            redis.close()
+            conn.close()
+
+    return factory
+
+
 def hit_rate_intervals(samples: Samples) -> list[tuple[float, int, int]]:
     """(t, hits, reads) per sampling interval, from Redis INFO's keyspace counters."""
     hits, misses = samples.series("redis.keyspace_hits"), samples.series("redis.keyspace_misses")
@@ -89,14 +125,24 @@ def load_population(app) -> tuple[np.ndarray, dict[int, int]]:
     return np.array([r[0] for r in rows]), {r[0]: r[1] for r in rows}
 
 
-def run_cache_load(stack, seeded, size, skew: float) -> tuple[Samples, Counters, dict[str, float]]:
+def clients_for(stack, seeded, skew: float):
+    """A factory of cache clients at `skew`: the team's configured reads, else the built-in ones."""
+    if seeded.cache_reads:
+        with seeded.app.connect(autocommit=True, prepare_threshold=None) as conn:
+            ids = [np.array([r[0] for r in conn.execute(read.ids_sql)]) for read in seeded.cache_reads]
+        return lambda counters: configured_cache_clients(stack, seeded.app, seeded.cache_reads, ids, skew, counters)
     users, tenants = load_population(seeded.app)
     queries = seeded.ground_truth.queries
+    return lambda counters: cache_clients(stack, seeded.app, users, tenants, queries, skew, counters)
+
+
+def run_cache_load(stack, seeded, size, skew: float) -> tuple[Samples, Counters, dict[str, float]]:
+    clients = clients_for(stack, seeded, skew)
     redis = stack.redis.client()
     redis.flushdb()
     warm = Counters()
     run_closed(
-        cache_clients(stack, seeded.app, users, tenants, queries, skew, warm),
+        clients(warm),
         WORKERS,
         Limits(size.max_duration_s, size.cache_warmup_requests),
         label=f"warm-up s={skew}",
@@ -105,7 +151,7 @@ def run_cache_load(stack, seeded, size, skew: float) -> tuple[Samples, Counters,
     steady = Counters()
     with ResourceSampler(stack, interval_s=0.5).running() as samples:
         result = run_closed(
-            cache_clients(stack, seeded.app, users, tenants, queries, skew, steady),
+            clients(steady),
             WORKERS,
             Limits(size.max_duration_s, size.cache_requests),
             label=f"steady s={skew}",

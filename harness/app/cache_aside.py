@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +82,18 @@ class CacheAside:
             return None
         value = dict(zip(PROFILE_FIELDS, row, strict=True))
         self.redis.set(key, json.dumps(value), ex=self.profile_ttl_s)
+        return value
+
+    def read_through(self, key: str, ttl_s: int, load: Callable[[], Any]) -> Any:
+        """Any read a team's configuration names (harness.workload.target.CacheRead): the cached JSON under
+        `key`, else `load()`'s result, stored with `ttl_s` (dates and decimals as text)."""
+        cached = self.redis.get(key)
+        if cached is not None:
+            self.counters.hits += 1
+            return json.loads(cached)
+        self.counters.misses += 1
+        value = load()
+        self.redis.set(key, json.dumps(value, default=str), ex=ttl_s)
         return value
 
     def search(self, user_id: int, tenant_id: int, embedding: np.ndarray, k: int = 10) -> list[int]:

@@ -10,6 +10,16 @@ HARNESS_WORKLOAD):
       filter_column: shop_id   # the filtered-search scenario filters on its rarest value (none: skipped)
       k: 10
 
+and, for the cache scenario, the reads a team caches (without it: the built-in profiles and search results):
+
+    cache:
+      reads:
+        - name: customer
+          key: "customer:{id}:profile"      # {id}: an id drawn with Zipf popularity from `ids`
+          ttl_s: 300
+          query: SELECT customer_id, email, country FROM customers WHERE customer_id = $1
+          ids: customers.customer_id
+
 Recall is scored against the seed's exact cosine ground truth, so L2 or inner product are accepted only
 because the generated and loaded embeddings are unit length (they rank identically there).
 """
@@ -114,3 +124,66 @@ def load_vector_target(workload_file: Path | None) -> VectorTarget:
     except yaml.YAMLError as exc:
         raise WorkloadError(f"{workload_file} is not valid YAML: {exc}") from None
     return vector_target(raw.get("vector_search") if isinstance(raw, dict) else None, str(workload_file))
+
+
+@dataclass(frozen=True)
+class CacheRead:
+    """One cache-aside read of a team's application: key pattern, TTL, the query behind it, its id column."""
+
+    name: str
+    key: str
+    ttl_s: int
+    query: str
+    ids: str
+
+    def __post_init__(self) -> None:
+        if "{id}" not in self.key:
+            raise WorkloadError(f"cache read {self.name}: key must contain {{id}}, got {self.key!r}")
+        if not isinstance(self.ttl_s, int) or self.ttl_s < 1:
+            raise WorkloadError(
+                f"cache read {self.name}: ttl_s must be a whole number of seconds >= 1 (volatile-lru evicts only "
+                f"keys with a TTL), got {self.ttl_s!r}"
+            )
+        if "$1" not in self.query:
+            raise WorkloadError(f"cache read {self.name}: the query takes the id as $1, got {self.query!r}")
+        if self.ids.count(".") != 1:
+            raise WorkloadError(f"cache read {self.name}: ids must be table.column, got {self.ids!r}")
+
+    def key_for(self, entity_id: object) -> str:
+        return self.key.replace("{id}", str(entity_id))
+
+    @property
+    def ids_sql(self) -> str:
+        table, column = self.ids.split(".")
+        return (
+            sql.SQL("SELECT DISTINCT {c} FROM {t} WHERE {c} IS NOT NULL ORDER BY 1")
+            .format(c=sql.Identifier(column), t=sql.Identifier(table))
+            .as_string(None)
+        )
+
+
+def load_cache_reads(workload_file: Path | None) -> tuple[CacheRead, ...]:
+    """The team's cached reads, or () for the built-in application's profiles and search results."""
+    if workload_file is None:
+        return ()
+    try:
+        raw = yaml.safe_load(workload_file.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise WorkloadError(f"cannot read the workload file {workload_file}: {exc}") from None
+    section = raw.get("cache") if isinstance(raw, dict) else None
+    if section is None:
+        return ()
+    reads = section.get("reads") if isinstance(section, dict) else None
+    if not isinstance(reads, list) or not reads:
+        raise WorkloadError(f"{workload_file}: cache needs a non-empty `reads:` list")
+    out = []
+    for i, item in enumerate(reads):
+        if not isinstance(item, dict) or set(item) != {f.name for f in fields(CacheRead)}:
+            raise WorkloadError(
+                f"{workload_file}: cache.reads[{i}] needs exactly name, key, ttl_s, query and ids, got {item!r}"
+            )
+        try:
+            out.append(CacheRead(**item))
+        except (TypeError, AttributeError) as exc:
+            raise WorkloadError(f"{workload_file}: cache.reads[{i}]: {exc}") from None
+    return tuple(out)

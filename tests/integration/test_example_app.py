@@ -1,5 +1,6 @@
 """A team's path, end to end, with no code change: the example application in fixtures/example_app goes
-through `harness seed --schema --data`, the vector-search scenarios, a Locust run and a workload replay,
+through `harness seed --schema --data`, the vector-search scenarios and the cache scenario at the design
+skew (its own cached reads), a Locust run and a workload replay,
 exactly as a user would drive them (the CLI, pytest and Locust as processes, HARNESS_WORKLOAD naming the
 example's workload file). A throw-away stack of its own holds the example's data, so the session's stack
 keeps the built-in application for the other tests.
@@ -38,13 +39,27 @@ def test_the_example_application_goes_through_seed_scenarios_locust_and_replay(i
 
     results = tmp_path / "scenarios" / "results.json"
     scenarios = run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "scenarios/test_vector_search.py"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "scenarios/test_vector_search.py",
+            "scenarios/test_cache_hit_rate.py::test_hit_rate_at_the_design_skew",
+        ],
         {**env, "HARNESS_RESULTS": str(results), "HARNESS_SCENARIO_SIZE": "ci"},
         timeout=300,
     )
     assert scenarios.returncode == 0, scenarios.stdout[-3000:]
     measured = json.loads(results.read_text())["measurements"]
-    assert {"vector_search.latency_ms", "vector_search.recall_at_10", "vector_search.recall_curve"} <= set(measured)
+    assert {
+        "vector_search.latency_ms",
+        "vector_search.recall_at_10",
+        "vector_search.recall_curve",
+        "cache.hit_rate_pct",
+    } <= set(measured)
 
     locust_results = tmp_path / "locust" / "results.json"
     locust = run(

@@ -4,6 +4,7 @@ workload file's checks and round trip, per-statement judging, and per-label late
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness.measure.load import Clock, Limits, plain_client, run_open
 from harness.measure.results import new_histogram
@@ -19,7 +20,7 @@ from harness.workload.file import (
 from harness.workload.params import Role, infer_roles
 from harness.workload.pinning import ERROR, FINE, LEAK, analyse, summarise
 from harness.workload.replay import BROKEN, FAIL, NONE, PASS, check_replayable, judge
-from harness.workload.target import BUILT_IN, load_vector_target, vector_target
+from harness.workload.target import BUILT_IN, load_cache_reads, load_vector_target, vector_target
 
 EXAMPLE_WORKLOAD = FIXTURES_DIR / "example_app" / "workload.yaml"
 
@@ -278,3 +279,37 @@ def test_sections_other_than_statements_survive_a_rewrite(tmp_path: Path):
     path.write_text("vector_search: {table: t, column: c, key: id}\nstatements:\n  - {query: 'SELECT 1'}\n")
     save_workload(load_workload(path), path)
     assert load_vector_target(path).table == "t"
+
+
+def test_the_example_workload_names_its_cached_reads_and_the_built_in_has_none(tmp_path: Path):
+    assert load_cache_reads(None) == ()
+    reads = load_cache_reads(EXAMPLE_WORKLOAD)
+    assert [(r.name, r.ttl_s, r.ids) for r in reads] == [
+        ("customer", 300, "customers.customer_id"),
+        ("product", 60, "products.product_id"),
+    ]
+    assert reads[0].key_for(42) == "customer:42:profile"
+    assert reads[1].ids_sql == (
+        'SELECT DISTINCT "product_id" FROM "products" WHERE "product_id" IS NOT NULL ORDER BY 1'
+    )
+    plain = tmp_path / "w.yaml"
+    plain.write_text("statements: [{query: 'SELECT 1'}]\n")
+    assert load_cache_reads(plain) == ()
+
+
+@pytest.mark.parametrize(
+    ("read", "message"),
+    [
+        ({"key": "customer:profile"}, "key must contain"),
+        ({"ttl_s": 0}, "ttl_s must be"),
+        ({"query": "SELECT 1"}, "takes the id as"),
+        ({"ids": "customer_id"}, "table.column"),
+        ({"extra": 1}, "needs exactly"),
+    ],
+)
+def test_bad_cache_reads_are_refused(tmp_path: Path, read, message):
+    good = {"name": "c", "key": "c:{id}", "ttl_s": 60, "query": "SELECT * FROM c WHERE id = $1", "ids": "c.id"}
+    path = tmp_path / "w.yaml"
+    path.write_text(yaml.safe_dump({"cache": {"reads": [{**good, **read}]}, "statements": [{"query": "SELECT 1"}]}))
+    with pytest.raises(WorkloadError, match=message):
+        load_cache_reads(path)
