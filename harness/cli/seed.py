@@ -92,6 +92,14 @@ def add_seed_command(subparsers: Any, parents: Sequence[argparse.ArgumentParser]
         metavar="FILE.dump",
         help="restore a pg_dump -Fc file of one schema (an anonymised staging copy) instead of generating data",
     )
+    parser.add_argument(
+        "--vector-column",
+        metavar="TABLE.COLUMN",
+        help="with --restore: compute ground truth for this vector column (needs --queries)",
+    )
+    parser.add_argument(
+        "--queries", type=Path, metavar="FILE.npy", help="with --restore: your held-out query embeddings (.npy)"
+    )
     parser.add_argument("--force", action="store_true", help="reload even if the database holds this seed")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.set_defaults(func=run_seed)
@@ -108,6 +116,8 @@ def run_seed(args: argparse.Namespace) -> int:
             raise SeedError(f"no running stack found in {settings.state_dir}: start it with `harness up`")
         if args.restore is not None:
             return _run_restore(args, stack, settings)
+        if args.vector_column is not None or args.queries is not None:
+            raise SeedError("--vector-column and --queries apply to --restore only")
         if args.schema is not None or args.data is not None:
             return _run_team_seed(args, stack, settings)
         if args.embeddings is not None and args.vectors is not None:
@@ -210,6 +220,8 @@ def _run_restore(args: argparse.Namespace, stack: StackEndpoints, settings: Sett
         app_role=role,
         force=args.force,
         progress=not args.quiet,
+        vector_column=args.vector_column,
+        queries_file=args.queries.expanduser() if args.queries else None,
     )
     print(report.summary())
     return 0

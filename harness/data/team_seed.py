@@ -19,6 +19,7 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 
 from harness.data.app_role import DEFAULT_APP_ROLE
+from harness.data.column_truth import DEFAULT_K, ColumnVectors, primary_key, read_queries, write_column_truth
 from harness.data.dump_restore import DumpError, plan_restore, restore_into_staging
 from harness.data.migrations import Migration, load_migrations, load_team_migrations, schema_version
 from harness.data.seed import (
@@ -38,6 +39,7 @@ from harness.data.seed import (
     staged_swap,
 )
 from harness.data.spec import DataSpec, DataSpecError, SpecTables
+from harness.data.vectors import VectorDataError
 from harness.endpoints import PostgresEndpoint, Secret
 from harness.measure.progress import note
 
@@ -194,6 +196,8 @@ def seed_dump(
     app_role: str = DEFAULT_APP_ROLE,
     force: bool = False,
     progress: bool = True,
+    vector_column: str | None = None,
+    queries_file: Path | None = None,
 ) -> SeedReport:
     """Restore a `pg_dump -Fc` file of one schema (harness.data.dump_restore) into a fresh staging schema,
     with its indexes and constraints, and swap it in; the same dump again is a no-op."""
@@ -203,17 +207,29 @@ def seed_dump(
         plan = plan_restore(dump, STAGING_SCHEMA)
     except DumpError as exc:
         raise SeedError(f"{exc}; nothing was changed, the previous data is intact") from exc
-    fingerprint = content_digest({"kind": "dump", "dump": plan.digest, "app_role": app_role})
+    truth_key, queries, queries_digest = "none", None, None
+    if (vector_column is None) != (queries_file is None):
+        raise SeedError("ground truth for a dump needs both the vector column (table.column) and the queries file")
+    if vector_column is not None and queries_file is not None:
+        if vector_column.count(".") != 1:
+            raise SeedError(f"the vector column must be table.column, got {vector_column!r}")
+        try:
+            queries, queries_digest = read_queries(queries_file)
+        except VectorDataError as exc:
+            raise SeedError(str(exc)) from None
+        truth_key = content_digest({"dump": plan.digest, "queries": queries_digest, "column": vector_column})[:16]
+    fingerprint = content_digest({"kind": "dump", "dump": plan.digest, "app_role": app_role, "truth": truth_key})
     name = f"dump:{dump.name}"
     timings: dict[str, float] = {}
     try:
         with endpoint.connect(prepare_threshold=None, autocommit=True) as conn:
             check_vector_extension(conn, endpoint, "none")
+            register_vector(conn)
             ensure_app_role(conn, endpoint, app_role, password)
             state = read_seed_state(conn)
             if state is not None and state.fingerprint == fingerprint and not force:
                 timings["total"] = time.perf_counter() - started
-                return SeedReport(name, fingerprint, "none", True, state.row_counts, timings, "dump", data_dir)
+                return SeedReport(name, fingerprint, truth_key, True, state.row_counts, timings, "dump", data_dir)
             note(f"seed {name}: schema {plan.schema}, {len(plan.tables)} tables", progress)
 
             def build(conn: psycopg.Connection[Any]) -> dict[str, int]:
@@ -222,10 +238,22 @@ def seed_dump(
                 counts = restore_into_staging(conn, plan, data_dir / "restore")
                 _fix_sequences_and_grants(conn, app_role)
                 timings["restore"] = time.perf_counter() - t
+                if vector_column is not None and queries is not None:
+                    t = time.perf_counter()
+                    table, column = vector_column.split(".")
+                    key = primary_key(conn, STAGING_SCHEMA, table)
+                    source = ColumnVectors(conn, STAGING_SCHEMA, table, column, key, queries)
+                    write_column_truth(source, data_dir / f"dump-{truth_key}", truth_key, DEFAULT_K)
+                    timings["ground_truth"] = time.perf_counter() - t
                 return counts
 
-            params = {"dump": str(dump.resolve()), "dump_digest": plan.digest, "schema": plan.schema}
-            row_counts = staged_swap(conn, endpoint, build, (fingerprint, "none", name, params), timings, started)
+            params = {
+                "dump": str(dump.resolve()),
+                "dump_digest": plan.digest,
+                "schema": plan.schema,
+                "ground_truth": {vector_column: truth_key} if vector_column else {},
+            }
+            row_counts = staged_swap(conn, endpoint, build, (fingerprint, truth_key, name, params), timings, started)
     except psycopg.Error as exc:
         if exc.sqlstate is None:
             raise SeedError(
@@ -233,7 +261,7 @@ def seed_dump(
                 "data is intact: check the stack with `harness status` and seed again"
             ) from exc
         raise SeedError(f"the server refused the restore ({exc.sqlstate}: {exc}); the previous data is intact") from exc
-    except DumpError as exc:
+    except (DumpError, VectorDataError) as exc:
         raise SeedError(f"{exc}; nothing was changed, the previous data is intact") from exc
     timings["total"] = time.perf_counter() - started
-    return SeedReport(name, fingerprint, "none", False, row_counts, timings, "dump", data_dir)
+    return SeedReport(name, fingerprint, truth_key, False, row_counts, timings, "dump", data_dir)

@@ -251,8 +251,24 @@ def test_a_pg_dump_of_staging_is_restored_with_its_indexes_and_swapped_in_safely
 ):
     dump = tmp_path / "staging.dump"
     pg_dump(team_db.admin, dump, "app")
+    original = load_current_ground_truth(team_db.admin, team_db.data_dir, "products", "embedding")
+    queries = tmp_path / "queries.npy"
+    np.save(queries, np.asarray(original.queries))
     with scratch_database(stack, DATABASE + "_restore") as target:
-        report = seed_dump(target, dump, team_db.data_dir, team_db.password, app_role=ROLE, progress=False)
+        report = seed_dump(
+            target,
+            dump,
+            team_db.data_dir,
+            team_db.password,
+            app_role=ROLE,
+            progress=False,
+            vector_column="products.embedding",
+            queries_file=queries,
+        )
+        # The same rows and queries: the restored column's exact neighbours are the spec's, by product_id.
+        restored = load_current_ground_truth(target, team_db.data_dir, "products", "embedding")
+        assert restored.manifest["key_column"] == "product_id"
+        assert recall_at_k(np.asarray(restored.ids)[:, :10], np.asarray(original.ids), 10) > 0.99
         with team_db.admin.connect() as source:
             expected = {
                 t: source.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))).fetchone()[0]
@@ -269,7 +285,17 @@ def test_a_pg_dump_of_staging_is_restored_with_its_indexes_and_swapped_in_safely
         app = dataclasses.replace(target, user=ROLE, password=Secret(team_db.password))
         with app.connect(autocommit=True) as conn:
             assert conn.execute("SELECT count(*) FROM shop_revenue").fetchone()[0] > 0
-        assert seed_dump(target, dump, team_db.data_dir, team_db.password, app_role=ROLE, progress=False).skipped
+        again = seed_dump(
+            target,
+            dump,
+            team_db.data_dir,
+            team_db.password,
+            app_role=ROLE,
+            progress=False,
+            vector_column="products.embedding",
+            queries_file=queries,
+        )
+        assert again.skipped
 
         before = current_seed(target)
         truncated = tmp_path / "truncated.dump"
