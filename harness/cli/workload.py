@@ -194,7 +194,11 @@ def run_replay(args: argparse.Namespace) -> int:
                 writer.record_latency("workload.statement_ms", r.histogram, {"statement": r.statement.id})
         writer.record_rate("workload.error_rate_pct", report.load.errors, report.load.ok + report.load.errors)
         pinning = _pinning(workload)
-        writer.record_value("workload.pinned_calls_pct", pinning.pinned_share_pct)
+        if pinning.unparsed:
+            # Left unrecorded, the pinned-share threshold is judged as never measured (BROKEN), not passed.
+            print(f"could not parse {', '.join(pinning.unparsed)}: the pinned share is not judged", file=sys.stderr)
+        elif pinning.total_calls:
+            writer.record_value("workload.pinned_calls_pct", pinning.pinned_share_pct)
     except _ERRORS as exc:
         return _fail("replay", exc)
     for line in report.lines():
