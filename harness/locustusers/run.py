@@ -23,7 +23,7 @@ from harness.data.seed import load_current_ground_truth
 from harness.endpoints import StackEndpoints
 from harness.locustusers.tally import RunTotals, Tally
 from harness.measure.popularity import ZipfKeys
-from harness.workload.target import VectorTarget, load_vector_target
+from harness.workload.target import CacheRead, VectorTarget, load_cache_reads, load_vector_target
 
 # Long enough for a loaded proxy, short enough that a stale endpoint file fails within a run.
 POOL_OPEN_TIMEOUT_S = 10.0
@@ -64,6 +64,8 @@ class HarnessRun:
         self._lambda: Any = None
         self._truth: GroundTruth | None = None
         self._target: VectorTarget | None = None
+        self._cache_reads: tuple[CacheRead, ...] | None = None
+        self._cache_ids: dict[str, np.ndarray] = {}
         self._population: tuple[np.ndarray, dict[int, int]] | None = None
         self._zipf: dict[tuple[str, float], ZipfKeys] = {}
 
@@ -149,6 +151,25 @@ class HarnessRun:
                     self.stack().direct, data_root(self.settings.state_dir), target.table, target.column
                 )
             return self._truth
+
+    def cache_reads(self) -> tuple[CacheRead, ...]:
+        """The team's cached reads (the `workload` setting's cache section); () for the built-in ones."""
+        with self._lock:
+            if self._cache_reads is None:
+                self._cache_reads = load_cache_reads(self.settings.workload)
+            return self._cache_reads
+
+    def cache_ids(self, read: CacheRead) -> np.ndarray:
+        """The ids one configured read draws from, read once per process."""
+        pool = self.pool()
+        with self._lock:
+            if read.name not in self._cache_ids:
+                with pool.connection() as conn:
+                    ids = np.array([r[0] for r in conn.execute(read.ids_sql).fetchall()])
+                if len(ids) == 0:
+                    raise StackNotUpError(f"{read.ids} holds no values: seed your data first")
+                self._cache_ids[read.name] = ids
+            return self._cache_ids[read.name]
 
     def population(self) -> tuple[np.ndarray, dict[int, int]]:
         """Seeded user ids (ascending) and each one's tenant."""

@@ -81,33 +81,73 @@ class _PooledStatements:
         with self._pool.connection() as conn:
             return _Rows(conn.execute(query, params).fetchall())
 
+    def execute_numbered(self, query: str, params: Any) -> list[tuple[Any, ...]]:
+        """A query with $1-style placeholders, as a workload file writes them."""
+        # Imported here, not at module level: psycopg must come after gevent's patching (users.py).
+        from psycopg import RawCursor
+
+        with self._pool.connection() as conn:
+            return RawCursor(conn).execute(query, params).fetchall()
+
 
 class CacheUser(PostgresUser):
     """The application's cache-aside reads (harness/app/cache_aside.py): profiles, and per-user search results, each
     with Zipf popularity (`--zipf-s`) that is the same for every user and worker. Each read is one request of
-    type cache; whether Redis answered goes to cache.hit_rate_pct."""
+    type cache; whether Redis answered goes to cache.hit_rate_pct.
+
+    With a workload file's `cache:` section (setting `workload`), both tasks read the team's configured reads
+    instead, in equal shares, each id drawn with the same Zipf popularity from its column."""
 
     abstract = True
 
     def on_start(self) -> None:
         super().on_start()
+        self.reads = self.harness.cache_reads()
+        skew = float(self.options.zipf_s)
+        self.labels: dict[str, str | int | float] = {"source": "locust", "zipf_s": skew}
+        rng = np.random.default_rng()
+        if self.reads:
+            self.statements = _PooledStatements(self.harness.pool())
+            self.cache = CacheAside(self.harness.redis(), self.statements)
+            self.read_keys = [
+                self.harness.zipf(f"cache:{r.name}", self.harness.cache_ids(r), skew).child(int(rng.integers(2**31)))
+                for r in self.reads
+            ]
+            self.picker = rng
+            return
         users, self.tenants = self.harness.population()
         self.users = users
         self.queries = self.harness.ground_truth().queries
-        skew = float(self.options.zipf_s)
-        seeds = np.random.default_rng().integers(0, 2**31, size=2)
+        seeds = rng.integers(0, 2**31, size=2)
         self.profiles = self.harness.zipf("profiles", users, skew).child(int(seeds[0]))
         # A search result is cached per (user, query): the key space is users x queries.
         pairs = np.arange(len(users) * len(self.queries))
         self.searches = self.harness.zipf("searches", pairs, skew).child(int(seeds[1]))
         self.cache = CacheAside(self.harness.redis(), _PooledStatements(self.harness.pool()))
-        self.labels: dict[str, str | int | float] = {"source": "locust", "zipf_s": skew}
+
+    def read_configured(self) -> None:
+        i = int(self.picker.integers(len(self.reads)))
+        read, entity = self.reads[i], self.read_keys[i].sample(1)[0].item()
+        self._read(
+            read.name,
+            lambda: self.cache.read_through(
+                read.key_for(entity),
+                read.ttl_s,
+                lambda: [list(r) for r in self.statements.execute_numbered(read.query, (entity,))],
+            ),
+        )
 
     def read_profile(self) -> None:
+        if self.reads:
+            self.read_configured()
+            return
         user = int(self.profiles.sample(1)[0])
         self._read("profile", lambda: self.cache.profile(user))
 
     def read_search(self) -> None:
+        if self.reads:
+            self.read_configured()
+            return
         pair = int(self.searches.sample(1)[0])
         user = int(self.users[pair // len(self.queries)])
         embedding = self.queries[pair % len(self.queries)]

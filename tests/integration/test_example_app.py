@@ -1,6 +1,6 @@
 """A team's path, end to end, with no code change: the example application in fixtures/example_app goes
 through `harness seed --schema --data`, the vector-search scenarios and the cache scenario at the design
-skew (its own cached reads), a Locust run and a workload replay,
+skew (its own cached reads), Locust's vector and cache users and a workload replay,
 exactly as a user would drive them (the CLI, pytest and Locust as processes, HARNESS_WORKLOAD naming the
 example's workload file). A throw-away stack of its own holds the example's data, so the session's stack
 keeps the built-in application for the other tests.
@@ -61,31 +61,18 @@ def test_the_example_application_goes_through_seed_scenarios_locust_and_replay(i
         "cache.hit_rate_pct",
     } <= set(measured)
 
-    locust_results = tmp_path / "locust" / "results.json"
-    locust = run(
-        [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            "locustfiles/vector_search.py",
-            "--headless",
-            "-u",
-            "2",
-            "-r",
-            "2",
-            "-t",
-            "10s",
-            "--results",
-            str(locust_results),
-        ],
-        env,
-        timeout=120,
-    )
-    # The verdict may be PASS or WARN on a busy machine; BROKEN (5) would mean the searches never ran.
-    assert locust.returncode in (0, 3, 4), locust.stderr[-3000:]
-    locust_measured = json.loads(locust_results.read_text())["measurements"]
-    assert locust_measured["vector_search.latency_ms"]["entries"], "Locust searched nothing"
+    for locustfile, metric in (("vector_search", "vector_search.latency_ms"), ("cache", "cache.hit_rate_pct")):
+        locust_results = tmp_path / f"locust-{locustfile}" / "results.json"
+        users = ["-u", "2", "-r", "2", "-t", "10s", "--results", str(locust_results)]
+        locust = run(
+            [sys.executable, "-m", "locust", "-f", f"locustfiles/{locustfile}.py", "--headless", *users],
+            env,
+            timeout=120,
+        )
+        # PASS, WARN or FAIL on a busy machine; BROKEN (5) would mean the requests never ran.
+        assert locust.returncode in (0, 3, 4), locust.stderr[-3000:]
+        locust_measured = json.loads(locust_results.read_text())["measurements"]
+        assert locust_measured[metric]["entries"], f"Locust measured no {metric}"
 
     workload = tmp_path / "workload.yaml"
     shutil.copy(EXAMPLE / "workload.yaml", workload)
