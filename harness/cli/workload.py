@@ -188,7 +188,12 @@ def run_replay(args: argparse.Namespace) -> int:
             progress=True,
         )
         results_path = args.results or Path("reports") / f"workload-{datetime.now(UTC):%Y%m%dT%H%M%SZ}" / "results.json"
-        writer = ResultsWriter.open(results_path, {"workload": {"file": str(args.workload), "via": args.via}})
+        # The deployment's figures beside the local histograms, so a report can compare them statement by statement.
+        captured = {r.statement.id: r.statement.mean_ms for r in report.statements if r.statement.mean_ms is not None}
+        writer = ResultsWriter.open(
+            results_path,
+            {"workload": {"file": str(args.workload), "via": args.via, "captured_mean_ms": captured}},
+        )
         for r in report.statements:
             if r.histogram is not None and r.histogram.get_total_count():
                 writer.record_latency("workload.statement_ms", r.histogram, {"statement": r.statement.id})

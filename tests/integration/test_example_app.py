@@ -96,5 +96,7 @@ def test_the_example_application_goes_through_seed_scenarios_locust_and_replay(i
     # The example's mix pins 1% of its calls on purpose (a SET and an advisory lock): a WARN at least.
     assert replay.returncode in (3, 4), replay.stdout + replay.stderr
     assert "workload.pinned_calls_pct" in replay.stdout and "product_search" in replay.stdout
-    statements = json.loads(replay_results.read_text())["measurements"]["workload.statement_ms"]["entries"]
+    document = json.loads(replay_results.read_text())
+    assert document["run"]["workload"]["captured_mean_ms"]["product_search"] == 3.1
+    statements = document["measurements"]["workload.statement_ms"]["entries"]
     assert {e["labels"]["statement"] for e in statements} >= {"product_search", "customer_orders", "product_by_id"}
