@@ -19,10 +19,57 @@ LAMBDA_MB_PER_VCPU = 1769
 
 
 @dataclass(frozen=True)
+class CpuCredits:
+    """How a burstable (T-family) class earns and spends CPU credits.
+
+    One credit is one vCPU at 100 % for one minute. Documented by AWS for T2/T3/T4g (EC2 burstable
+    performance instances; RDS and ElastiCache node-type pages): RDS runs T3/T4g in Unlimited mode
+    (never throttled, surplus billed), ElastiCache in Standard mode (lowered to the baseline once the
+    balance is spent). T3/T4g have no launch credits.
+    """
+
+    vcpus: int
+    baseline_per_vcpu: float  # fraction of each vCPU the class may use without spending credits
+    credits_per_hour: float
+    max_balance: float
+    mode: str  # "unlimited" or "standard"
+    surplus_usd_per_vcpu_hour: float  # what a surplus credit costs in Unlimited mode (0 in Standard)
+
+    @property
+    def baseline_vcpus(self) -> float:
+        """CPU the instance keeps with an empty balance in Standard mode (0.2 vCPU for a t3.micro)."""
+        return self.vcpus * self.baseline_per_vcpu
+
+
+def _t_micro(mode: str, surplus_usd: float) -> CpuCredits:
+    return CpuCredits(2, 0.10, 12.0, 288.0, mode, surplus_usd)
+
+
+# RDS T3 Unlimited surplus: 0.075 USD per vCPU-hour (RDS pricing); T4g is billed at 0.075 as well.
+RDS_SURPLUS_USD_PER_VCPU_HOUR = 0.075
+
+
+@dataclass(frozen=True)
+class EbsLink:
+    """The instance's own link to EBS, a second limit beside the volume's (EC2 EBS-optimized table)."""
+
+    baseline_iops: int
+    baseline_bytes_s: int
+    burst_iops: int
+    burst_bytes_s: int
+
+
+# t3.micro: 64 Mbps / 500 IOPS baseline, 1,536 Mbps / 11,800 IOPS for 30 minutes a day.
+T3_MICRO_EBS = EbsLink(500, 64_000_000 // 8, 11_800, 1_536_000_000 // 8)
+
+
+@dataclass(frozen=True)
 class DbInstanceClass:
     name: str
     vcpus: int
     memory_bytes: int
+    credits: CpuCredits | None = None  # None: not burstable
+    ebs: EbsLink | None = None  # None: the volume is the only limit modelled
 
 
 @dataclass(frozen=True)
@@ -30,25 +77,35 @@ class CacheNodeType:
     name: str
     vcpus: int
     memory_bytes: int
+    credits: CpuCredits | None = None
 
 
 DB_INSTANCE_CLASSES: dict[str, DbInstanceClass] = {
     c.name: c
     for c in (
-        DbInstanceClass("db.t3.micro", 2, 1 * GIB),
-        DbInstanceClass("db.t4g.micro", 2, 1 * GIB),
-        DbInstanceClass("db.t3.small", 2, 2 * GIB),
-        DbInstanceClass("db.t3.medium", 2, 4 * GIB),
+        DbInstanceClass("db.t3.micro", 2, 1 * GIB, _t_micro("unlimited", RDS_SURPLUS_USD_PER_VCPU_HOUR), T3_MICRO_EBS),
+        DbInstanceClass("db.t4g.micro", 2, 1 * GIB, _t_micro("unlimited", RDS_SURPLUS_USD_PER_VCPU_HOUR), T3_MICRO_EBS),
+        # EC2 T3 table: small 20 % baseline per vCPU, 24 credits/h, 576 max; medium 20 %, 24/h, 576.
+        DbInstanceClass(
+            "db.t3.small", 2, 2 * GIB, CpuCredits(2, 0.20, 24.0, 576.0, "unlimited", RDS_SURPLUS_USD_PER_VCPU_HOUR)
+        ),
+        DbInstanceClass(
+            "db.t3.medium", 2, 4 * GIB, CpuCredits(2, 0.20, 24.0, 576.0, "unlimited", RDS_SURPLUS_USD_PER_VCPU_HOUR)
+        ),
+        # Not burstable: no credits, full CPU all the time (a comparison point).
+        DbInstanceClass("db.m5.large", 2, 8 * GIB),
     )
 }
 
 CACHE_NODE_TYPES: dict[str, CacheNodeType] = {
     c.name: c
     for c in (
-        CacheNodeType("cache.t3.micro", 2, GIB // 2),
-        # Named by the seed document; AWS no longer sells it.
-        CacheNodeType("cache.t2.micro", 1, int(0.555 * GIB)),
-        CacheNodeType("cache.t3.small", 2, int(1.37 * GIB)),
+        CacheNodeType("cache.t3.micro", 2, GIB // 2, _t_micro("standard", 0.0)),
+        CacheNodeType("cache.t4g.micro", 2, GIB // 2, _t_micro("standard", 0.0)),
+        # Named by the seed document; AWS no longer sells it. EC2 T2 table: 10 % of 1 vCPU, 6/h, 144 max.
+        CacheNodeType("cache.t2.micro", 1, int(0.555 * GIB), CpuCredits(1, 0.10, 6.0, 144.0, "standard", 0.0)),
+        CacheNodeType("cache.t3.small", 2, int(1.37 * GIB), CpuCredits(2, 0.20, 24.0, 576.0, "standard", 0.0)),
+        CacheNodeType("cache.m5.large", 2, int(6.38 * GIB)),
     )
 }
 
@@ -230,3 +287,75 @@ def unit_sizing(
 ) -> UnitSizing:
     pg = postgres_sizing(db_instance_class_name)
     return UnitSizing(postgres=pg, proxy=proxy_sizing(pg), redis=redis_sizing(cache_node_type_name))
+
+
+# -- storage: the EBS volume under RDS ----------------------------------------------------------------
+
+STORAGE_TYPES = ("gp2", "gp3")
+GP2_IOPS_PER_GIB = 3
+GP2_MIN_IOPS = 100
+GP2_BURST_IOPS = 3000
+# Every gp2 volume starts with, and refills up to, 5.4 million I/O credits (one credit = one I/O).
+GP2_IO_CREDITS_MAX = 5_400_000
+GP3_BASELINE_IOPS = 3000
+GP3_BASELINE_MIB_S = 125
+# gp2 throughput: 128 MiB/s up to 170 GiB, then 250 (RDS storage docs).
+GP2_SMALL_VOLUME_MIB_S = 128
+
+
+@dataclass(frozen=True)
+class StorageSizing:
+    """IOPS and throughput of the RDS data volume: baseline, and for gp2 the burst bucket."""
+
+    storage_type: str
+    allocated_gib: int
+    baseline_iops: int
+    burst_iops: int  # equal to baseline when the volume does not burst
+    io_credits_max: int  # 0 when the volume does not burst
+    throughput_bytes_s: int
+
+    @property
+    def bursts(self) -> bool:
+        return self.burst_iops > self.baseline_iops and self.io_credits_max > 0
+
+    def full_burst_s(self) -> float:
+        """How long a full bucket lasts at full burst (credits drain at burst - baseline per second)."""
+        if not self.bursts:
+            return 0.0
+        return self.io_credits_max / (self.burst_iops - self.baseline_iops)
+
+
+def storage_sizing(storage_type: str, allocated_gib: int) -> StorageSizing:
+    if storage_type not in STORAGE_TYPES:
+        raise UnknownProfileError(f"unknown storage type {storage_type!r}; known: {', '.join(STORAGE_TYPES)}")
+    if not 20 <= allocated_gib <= 65536:
+        raise UnknownProfileError(f"allocated storage must be 20..65536 GiB (RDS's range), got {allocated_gib}")
+    if storage_type == "gp3":
+        return StorageSizing("gp3", allocated_gib, GP3_BASELINE_IOPS, GP3_BASELINE_IOPS, 0, GP3_BASELINE_MIB_S * MIB)
+    baseline = min(max(GP2_IOPS_PER_GIB * allocated_gib, GP2_MIN_IOPS), 16000)
+    # Volumes of 1,000 GiB and more have a baseline at or above the burst rate and never burst.
+    burst = max(baseline, GP2_BURST_IOPS)
+    credits = GP2_IO_CREDITS_MAX if burst > baseline else 0
+    throughput = GP2_SMALL_VOLUME_MIB_S if allocated_gib <= 170 else 250
+    return StorageSizing("gp2", allocated_gib, baseline, burst, credits, throughput * MIB)
+
+
+@dataclass(frozen=True)
+class DiskLimits:
+    """What the data directory's disk is capped to: the volume's IOPS, and the tighter of the volume's
+    and the instance link's throughput."""
+
+    iops: int
+    bytes_s: int
+
+
+def disk_limits(storage: StorageSizing, link: EbsLink | None, bursting: bool) -> DiskLimits:
+    if bursting:
+        iops, bytes_s = storage.burst_iops, storage.throughput_bytes_s
+        if link is not None:
+            iops, bytes_s = min(iops, link.burst_iops), min(bytes_s, link.burst_bytes_s)
+    else:
+        iops, bytes_s = storage.baseline_iops, storage.throughput_bytes_s
+        if link is not None:
+            iops, bytes_s = min(iops, link.baseline_iops), min(bytes_s, link.baseline_bytes_s)
+    return DiskLimits(iops, bytes_s)

@@ -25,14 +25,20 @@ from harness.endpoints import (
     write_private_file,
 )
 from harness.services.aws import AwsEmulatorService, create_unit_resources
-from harness.services.cgroups import CgroupLimiter, CgroupStatus
+from harness.services.cgroups import (
+    BURSTABLE_CPU_PERIOD_US,
+    CPU_PERIOD_US,
+    CgroupLimiter,
+    CgroupStatus,
+    block_device_of,
+)
 from harness.services.lambda_server import LambdaRuntimeService
 from harness.services.osuser import server_user
 from harness.services.pgbouncer import PgBouncerService
 from harness.services.postgres import INITIALISED_MARKER, PostgresService
 from harness.services.process import LocalService, PidFiles, ServiceError, stop_process
 from harness.services.redis import RedisService
-from harness.sizing import unit_sizing
+from harness.sizing import DiskLimits, cache_node_type, db_instance_class, disk_limits, storage_sizing, unit_sizing
 
 SECRETS_FILE = "secrets.json"
 # Start order; stop order is the reverse.
@@ -49,6 +55,8 @@ class EmbeddedBackend(Backend):
         self.pids = PidFiles(self.state / "run")
         digest = hashlib.sha1(str(self.state).encode()).hexdigest()[:10]
         self.cgroup = CgroupLimiter(f"dbunit-harness-{digest}-postgres") if settings.cgroups != "off" else None
+        self.redis_cgroup = CgroupLimiter(f"dbunit-harness-{digest}-redis") if settings.cgroups != "off" else None
+        self.storage = storage_sizing(settings.storage_type, settings.allocated_storage_gib)
         self.lambda_cgroup_prefix = f"dbunit-harness-{digest}-lambda"
 
     # -- state -------------------------------------------------------------------------------------
@@ -102,6 +110,7 @@ class EmbeddedBackend(Backend):
             user=user,
             pids=self.pids,
             cgroup=self.cgroup,
+            disk=self._disk_limits(),
             timeout_s=s.startup_timeout_s,
         )
         pgbouncer = PgBouncerService(
@@ -125,6 +134,9 @@ class EmbeddedBackend(Backend):
             sizing=self.sizing.redis,
             user=user,
             pids=self.pids,
+            cgroup=self.redis_cgroup,
+            cpu_vcpus=self._cache_start_vcpus(),
+            cpu_period_us=BURSTABLE_CPU_PERIOD_US if cache_node_type(s.cache_node_type).credits else CPU_PERIOD_US,
             timeout_s=s.startup_timeout_s,
         )
         aws = AwsEmulatorService(
@@ -148,6 +160,68 @@ class EmbeddedBackend(Backend):
             timeout_s=s.startup_timeout_s,
         )
         return postgres, pgbouncer, redis, aws, lambda_runtime
+
+    def _cache_start_vcpus(self) -> float:
+        """A drained standard-mode node starts at its baseline; otherwise (live: rested, off) at its vCPUs."""
+        node = cache_node_type(self.settings.cache_node_type)
+        if self.settings.cpu_credits == "drained" and node.credits is not None and node.credits.mode == "standard":
+            return node.credits.baseline_vcpus
+        return float(node.vcpus)
+
+    def _disk_limits(self) -> DiskLimits | None:
+        if self.settings.cpu_credits == "off":
+            return None
+        link = db_instance_class(self.settings.db_instance_class).ebs
+        return disk_limits(self.storage, link, bursting=self.settings.cpu_credits == "live")
+
+    def _credit_facts(self, postgres: PostgresService, redis: RedisService) -> dict[str, Any]:
+        """What the samplers need to keep the credit ledgers (and, live, to move the caps), and what
+        status and reports say about enforcement."""
+        mode = self.settings.cpu_credits
+        redis_record = redis.record()
+        cache_capped = (
+            self.redis_cgroup is not None and redis_record is not None and self.redis_cgroup.contains(redis_record.pid)
+        )
+        db_capped = self._cgroup_status(postgres).enforced
+        if mode == "off":
+            enforced, detail = False, "cpu_credits = off: ledgers modelled from measured CPU, caps not moved"
+        elif cache_capped and db_capped:
+            enforced, detail = True, f"cpu_credits = {mode}: cache node and RDS in their own cgroups"
+        else:
+            enforced = False
+            why = self.redis_cgroup.detect()[1] if self.redis_cgroup is not None else "cgroups = off in configuration"
+            detail = f"credits NOT enforced: {why}; the ledgers are still modelled from measured CPU"
+        storage: dict[str, Any] = {
+            "type": self.storage.storage_type,
+            "allocated_gib": self.storage.allocated_gib,
+            "baseline_iops": self.storage.baseline_iops,
+            "burst_iops": self.storage.burst_iops,
+            "io_credits_max": self.storage.io_credits_max,
+        }
+        # Read back from the kernel: what holds, not what was asked for.
+        limits = {}
+        if db_capped and self.cgroup is not None and postgres.data_dir.exists():
+            storage["device"] = block_device_of(postgres.data_dir)
+            limits = self.cgroup.io_limits(storage["device"])
+        storage["capped_read_iops"] = limits.get("read_iops")
+        storage["capped_read_bytes_s"] = limits.get("read_bps")
+        if mode == "off":
+            storage["detail"] = "cpu_credits = off: disk not capped"
+        elif limits.get("read_iops"):
+            storage["detail"] = (
+                "reads and direct I/O capped in the PostgreSQL cgroup; buffered writeback is NOT throttled "
+                "(cgroup v1 does not attribute it to the group)"
+            )
+        else:
+            storage["detail"] = "storage NOT capped: no writable blkio controller for the PostgreSQL group"
+        return {
+            "mode": mode,
+            "enforced": enforced,
+            "detail": detail,
+            "redis_cgroup": self.redis_cgroup.name if cache_capped and self.redis_cgroup else None,
+            "postgres_cgroup": self.cgroup.name if db_capped and self.cgroup else None,
+            "storage": storage,
+        }
 
     def _cgroup_status(self, postgres: PostgresService) -> CgroupStatus:
         if self.cgroup is None:
@@ -200,6 +274,7 @@ class EmbeddedBackend(Backend):
                         "aws": aws.facts(),
                         "lambda": lambda_runtime.facts(),
                         "cgroup": cgroup.as_dict(),
+                        "credits": self._credit_facts(postgres, redis),
                         "machine_cores": os.cpu_count(),
                         "state_dir": str(self.state),
                     },
@@ -240,8 +315,9 @@ class EmbeddedBackend(Backend):
                 if stop_process(record):
                     report(f"{record.name}: stopped (PID {record.pid})")
                 self.pids.remove(record.name)
-            if self.cgroup is not None:
-                self.cgroup.remove()
+            for group in (self.cgroup, self.redis_cgroup):
+                if group is not None:
+                    group.remove()
         if purge:
             shutil.rmtree(self.state, ignore_errors=True)
             report(f"removed {self.state}")
@@ -296,6 +372,7 @@ class EmbeddedBackend(Backend):
         facts = {
             "state_dir": str(self.state),
             "cgroup": cgroup.as_dict(),
+            "credits": self._credit_facts(postgres, redis),
             "lambda_memory_mb": sizing.lambda_memory_mb,
         }
         return StackStatus(self.name, rows, facts)

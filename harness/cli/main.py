@@ -85,6 +85,19 @@ def format_status(status: StackStatus) -> str:
             )
         else:
             lines.append(f"cgroup: PostgreSQL NOT capped: {cgroup['detail']}")
+    credits = status.facts.get("credits")
+    if credits:
+        lines.append(f"credits: {credits['detail']}")
+        storage = credits["storage"]
+        capped = (
+            f"capped at {storage['capped_read_iops']} IOPS, {storage['capped_read_bytes_s'] / 1e6:g} MB/s"
+            if storage.get("capped_read_iops")
+            else "NOT capped"
+        )
+        lines.append(
+            f"storage: {storage['type']} {storage['allocated_gib']} GiB (baseline {storage['baseline_iops']} IOPS, "
+            f"burst {storage['burst_iops']}): {capped}; {storage['detail']}"
+        )
     if "state_dir" in status.facts:
         lines.append(f"state: {status.facts['state_dir']}")
     return "\n".join(lines)

@@ -1,12 +1,16 @@
 """Resource sampling while a load runs: CPU and memory of the local server processes, PostgreSQL
-connection counts, Redis INFO counters. One background thread, one sample per interval.
+connection counts and disk I/O, Redis INFO counters, and the CPU-credit ledgers fed by the measured CPU.
+One background thread, one sample per interval.
 
 CPU is expressed as CloudWatch does for the instance: percent of the instance class's vCPUs (a
-db.t3.micro's 2), so it can be judged against the document's 70/90 % thresholds.
+db.t3.micro's 2), so it can be judged against the document's 70/90 % thresholds. Credit figures go
+under CloudWatch's names (`redis.CPUCreditBalance`, ...). With cpu_credits = live the sampler is also
+the governor: it moves the cache node's CPU cap and the volume's IOPS cap as the ledgers empty and refill.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +22,10 @@ from typing import Any
 import psutil
 
 from harness.endpoints import StackEndpoints
+from harness.measure import credits as cr
+from harness.services.cgroups import CgroupLimiter
 from harness.services.process import PidFiles
+from harness.sizing import cache_node_type, db_instance_class, storage_sizing
 
 
 @dataclass
@@ -108,6 +115,83 @@ class ResourceSampler:
         self._last_tick = 0.0
         self._db: Any = None
         self._redis: Any = None
+        credit_facts = facts.get("credits") or {}
+        self.credit_mode: str = credit_facts.get("mode", "off")
+        self.ledgers: dict[str, cr.CpuCreditLedger] = {}
+        self._governed: dict[str, CgroupLimiter] = {}
+        self._groups: dict[str, CgroupLimiter] = {}
+        self._io: tuple[CgroupLimiter, str, cr.IoCreditLedger] | None = None
+        self._last_ios: tuple[int, int] | None = None
+        self._credit_facts = credit_facts
+
+    def _ledger_path(self, service: str) -> Path:
+        return Path(self.endpoints.facts["state_dir"]) / f"credits-{service}.json"
+
+    def _open_ledgers(self) -> None:
+        """One ledger per burstable instance; live ledgers continue from where the last run left them."""
+        facts = self.endpoints.facts
+        classes = {
+            "postgres": db_instance_class(facts["postgres"]["instance_class"]).credits,
+            "redis": cache_node_type(facts["redis"]["node_type"]).credits,
+        }
+        now = time.time()
+        for service, model in classes.items():
+            if model is None or service not in self._cpu:
+                continue
+            self.ledgers[service] = cr.load_ledger(self._ledger_path(service), model, self.credit_mode, now)
+            group = self._credit_facts.get(f"{service}_cgroup")
+            if group:
+                self._groups[service] = CgroupLimiter(group)
+            if self.credit_mode == "live" and group:
+                self._governed[service] = self._groups[service]
+                self._groups[service].set_cpu_limit(self.ledgers[service].cap_vcpus)
+        storage = self._credit_facts.get("storage") or {}
+        group = self._credit_facts.get("postgres_cgroup")
+        if group and storage.get("device"):
+            limiter = CgroupLimiter(group)
+            sizing = storage_sizing(storage["type"], int(storage["allocated_gib"]))
+            self._io = (limiter, storage["device"], cr.IoCreditLedger.starting(sizing, self.credit_mode))
+            self._last_ios = limiter.io_serviced(storage["device"])
+
+    def _book_credits(self, values: dict[str, float], service: str, wall: float, cpu_seconds: float) -> None:
+        ledger = self.ledgers.get(service)
+        if ledger is None:
+            return
+        was_capped = ledger.cap_vcpus
+        step = ledger.step(wall, cpu_seconds)
+        values[f"{service}.{cr.CREDIT_USAGE}"] = step.spent
+        values[f"{service}.{cr.CREDITS_EARNED}"] = step.earned
+        values[f"{service}.{cr.CREDIT_BALANCE}"] = step.balance
+        values[f"{service}.{cr.SURPLUS_BALANCE}"] = step.surplus_balance
+        values[f"{service}.{cr.SURPLUS_CHARGED}"] = step.surplus_charged
+        governed = self._governed.get(service)
+        if governed is not None and step.cap_vcpus != was_capped:
+            governed.set_cpu_limit(step.cap_vcpus)
+        # The cap in force, read back from the kernel where a group holds it (drained keeps the cache node
+        # at its baseline for the whole run); the ledger's own cap where nothing enforces it.
+        group = self._groups.get(service)
+        enforced = group.cpu_limit()[0] if group is not None else None
+        values[f"{service}.{cr.CPU_CAP}"] = enforced if enforced is not None else step.cap_vcpus
+
+    def _book_io(self, values: dict[str, float], wall: float) -> None:
+        if self._io is None:
+            return
+        limiter, device, ledger = self._io
+        now = limiter.io_serviced(device)
+        if now is None or self._last_ios is None:
+            return
+        reads, writes = now[0] - self._last_ios[0], now[1] - self._last_ios[1]
+        self._last_ios = now
+        values["postgres.read_iops"] = reads / wall
+        values["postgres.write_iops"] = writes / wall
+        allowed = ledger.allowed_iops
+        step = ledger.step(wall, float(reads + writes))
+        values["postgres.BurstBalance"] = (
+            100.0 * step.balance / ledger.storage.io_credits_max if ledger.storage.bursts else 100.0
+        )
+        if self.credit_mode == "live" and step.allowed_iops != allowed:
+            with contextlib.suppress(OSError):
+                limiter.set_io_limits(device, step.allowed_iops, None)
 
     def _open(self) -> None:
         processes = local_service_processes(self.endpoints)
@@ -116,6 +200,10 @@ class ResourceSampler:
         self._cpu = {name: _TreeCpu(proc) for name, proc in processes.items()}
         for tree in self._cpu.values():
             tree.delta()
+        try:
+            self._open_ledgers()
+        except (KeyError, ValueError, OSError) as exc:
+            self.result.unavailable["credits"] = f"credit ledgers not kept: {exc}"
         self._last_tick = time.monotonic()
         try:
             self._db = self.endpoints.direct.connect(autocommit=True, prepare_threshold=None)
@@ -141,6 +229,8 @@ class ResourceSampler:
             vcpus = self.db_vcpus if name == "postgres" else self.cache_vcpus if name == "redis" else 1.0
             values[f"{name}.cpu_pct"] = 100.0 * delta / (wall * vcpus)
             values[f"{name}.rss_bytes"] = float(tree.rss())
+            self._book_credits(values, name, wall, delta)
+        self._book_io(values, wall)
         if self._db is not None:
             row = self._db.execute(
                 "SELECT count(*), count(*) FILTER (WHERE state = 'active') FROM pg_stat_activity "
@@ -178,6 +268,9 @@ class ResourceSampler:
             self._stop.set()
             self._thread.join(timeout=self.interval_s + 10)
             self._tick_final()
+            if self.credit_mode == "live":
+                for service, ledger in self.ledgers.items():
+                    cr.save_ledger(self._ledger_path(service), ledger, time.time())
             for closer in (self._db, self._redis):
                 if closer is not None:
                     closer.close()

@@ -9,7 +9,7 @@ from harness.report.figures import MetricSummary, format_value
 from harness.thresholds import EXIT_CODE_MEANINGS, Status, Threshold, ThresholdResult, exit_code, verdict
 
 # The environment facts a reader looks for first, in this order; any others follow alphabetically.
-PREFERRED_FACTS = ("backend", "versions", "sizing", "cgroups", "machine", "data_profile", "git_revision")
+PREFERRED_FACTS = ("backend", "versions", "sizing", "cgroups", "credits", "machine", "data_profile", "git_revision")
 
 
 def flatten_facts(run: Mapping[str, Any]) -> list[tuple[str, str]]:

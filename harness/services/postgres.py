@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.endpoints import PostgresEndpoint, Secret
-from harness.services.cgroups import CgroupLimiter, CgroupStatus
+from harness.services.cgroups import CgroupLimiter, CgroupStatus, block_device_of
 from harness.services.osuser import ServerUser
 from harness.services.process import (
     LocalService,
@@ -21,7 +21,7 @@ from harness.services.process import (
     spawn,
     wait_until_ready,
 )
-from harness.sizing import PostgresSizing
+from harness.sizing import DiskLimits, PostgresSizing
 
 NAME = "postgres"
 # Written last by a successful bootstrap: a data directory without it is half-initialised.
@@ -55,6 +55,8 @@ class PostgresService(LocalService):
     sizing: PostgresSizing
     user: ServerUser
     cgroup: CgroupLimiter | None
+    # The volume's IOPS and throughput at start, on the data directory's disk; None: the disk is not capped.
+    disk: DiskLimits | None = None
 
     def endpoint(self, dbname: str | None = None) -> PostgresEndpoint:
         return PostgresEndpoint(self.host, self.port, self.master_user, self.master_password, dbname or self.database)
@@ -166,6 +168,7 @@ class PostgresService(LocalService):
             status, join = self.cgroup.apply(self.sizing.memory_bytes, self.sizing.vcpus)
             if join is not None:
                 hooks.append(join)
+                self._cap_disk()
         record = spawn(
             NAME,
             [str(binaries / "postgres"), "-D", str(self.data_dir)],
@@ -178,6 +181,12 @@ class PostgresService(LocalService):
             self._bootstrap()
             (self.data_dir / INITIALISED_MARKER).write_text("ok\n")
         return status
+
+    def _cap_disk(self) -> None:
+        # Whether the cap took is read back from the kernel by the backend (status, reports).
+        if self.cgroup is not None:
+            limits = self.disk or DiskLimits(0, 0)
+            self.cgroup.set_io_limits(block_device_of(self.data_dir), limits.iops or None, limits.bytes_s or None)
 
     def stop(self) -> bool:
         stopped = super().stop()

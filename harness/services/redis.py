@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.endpoints import RedisEndpoint, Secret
+from harness.services.cgroups import CPU_PERIOD_US, CgroupLimiter, CgroupStatus
 from harness.services.osuser import ServerUser
 from harness.services.process import (
     LocalService,
@@ -28,6 +29,10 @@ class RedisService(LocalService):
     password: Secret
     sizing: RedisSizing
     user: ServerUser
+    # The node's memory and the CPU it may use at start (its vCPUs, or its credit baseline when drained).
+    cgroup: CgroupLimiter | None = None
+    cpu_vcpus: float = 2.0
+    cpu_period_us: int = CPU_PERIOD_US
 
     def endpoint(self) -> RedisEndpoint:
         return RedisEndpoint(self.host, self.port, self.password)
@@ -66,13 +71,26 @@ class RedisService(LocalService):
         finally:
             client.close()
 
-    def start(self) -> None:
+    def start(self) -> CgroupStatus:
         binary = find_binary("redis-server", INSTALL_HINT)
         ensure_port_free(self.port, "Redis", "redis_port")
         conf = self._write_config()
-        record = spawn(NAME, [str(binary), str(conf)], self.log_path, preexec=self.user.preexec())
+        status = CgroupStatus(False, "", None, None, "cgroups disabled by configuration")
+        hooks = []
+        if self.cgroup is not None:
+            status, join = self.cgroup.apply(self.sizing.memory_bytes, self.cpu_vcpus, self.cpu_period_us)
+            if join is not None:
+                hooks.append(join)
+        record = spawn(NAME, [str(binary), str(conf)], self.log_path, preexec=self.user.preexec(hooks))
         self.pids.write(record)
         wait_until_ready(record, self._probe, timeout_s=self.timeout_s, log_path=self.log_path, what="Redis")
+        return status
+
+    def stop(self) -> bool:
+        stopped = super().stop()
+        if self.cgroup is not None:
+            self.cgroup.remove()
+        return stopped
 
     def facts(self) -> dict[str, Any]:
         client = self.endpoint().client()
