@@ -19,6 +19,7 @@ end, also on failure. Needs `harness up` (no seed).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -26,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from harness.backends import get_backend
 from harness.config import resolve_settings
@@ -36,7 +38,7 @@ from harness.sizing import cache_node_type
 GRACE_S = 60
 # About 0.15 s of one core here when uncapped: long enough to swamp scheduling noise, short enough at 0.2.
 LUA_LOOP = "local x = 0 for i = 1, tonumber(ARGV[1]) do x = x + i % 7 end return x"
-LUA_ITERATIONS = 3_000_000
+LUA_ITERATIONS = 5_000_000
 BLOCK = 4096
 TEST_FILE_BYTES = 256 * 1024**2
 
@@ -59,14 +61,15 @@ print(done, time.perf_counter() - start)
 
 BUFFERED_WRITE = r"""
 import os, sys, time
-path, megabytes = sys.argv[1], int(sys.argv[2])
+path, megabytes, fsync = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "fsync"
 chunk = b"x" * (1024 * 1024)
 start = time.perf_counter()
 with open(path, "wb") as handle:
     for _ in range(megabytes):
         handle.write(chunk)
     handle.flush()
-    os.fsync(handle.fileno())
+    if fsync:
+        os.fsync(handle.fileno())
 print(megabytes, time.perf_counter() - start)
 """
 
@@ -77,12 +80,21 @@ def spread(values: list[float]) -> str:
     return f"median {statistics.median(values):.3g} (min {min(values):.3g}, max {max(values):.3g}, n={len(values)})"
 
 
-def redis_cpu_bound(endpoint: RedisEndpoint) -> float:
+def redis_cpu_s(client: Any) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def redis_cpu_bound(endpoint: RedisEndpoint, shares: list[float]) -> float:
+    """Wall time of the script; appends the share of a core Redis got meanwhile (its CPU time / wall)."""
     client = endpoint.client(socket_timeout=120, socket_connect_timeout=5)
     try:
+        cpu_before = redis_cpu_s(client)
         started = time.perf_counter()
         client.eval(LUA_LOOP, 0, LUA_ITERATIONS)
-        return time.perf_counter() - started
+        took = time.perf_counter() - started
+        shares.append((redis_cpu_s(client) - cpu_before) / took)
+        return took
     finally:
         client.close()
 
@@ -101,8 +113,6 @@ def redis_benchmark(endpoint: RedisEndpoint, requests: int, seconds: float) -> f
 
 def in_group(group: CgroupLimiter, script: str, *args: str, timeout_s: float) -> list[str]:
     def join() -> None:
-        import os
-
         group.join(os.getpid())
 
     run = subprocess.run(
@@ -160,20 +170,32 @@ def main() -> int:
     share_ratio = min(1.0, node.vcpus) / baseline
     try:
         # -- cpu ------------------------------------------------------------------------------------
-        redis_cpu_bound(stack.redis)  # warm the script cache
+        redis_cpu_bound(stack.redis, [])  # warm the script cache
+        shares: dict[bool, list[float]] = {True: [], False: []}
+        state = {"capped": True}
+
+        def cap_cpu(capped: bool) -> None:
+            state["capped"] = capped
+            redis_group.set_cpu_limit(baseline if capped else float(node.vcpus))
+
         capped, uncapped = side_by_side(
             args.rounds,
-            lambda: redis_cpu_bound(stack.redis),
-            lambda: redis_group.set_cpu_limit(baseline),
-            lambda: redis_group.set_cpu_limit(float(node.vcpus)),
+            lambda: redis_cpu_bound(stack.redis, shares[state["capped"]]),
+            lambda: cap_cpu(True),
+            lambda: cap_cpu(False),
         )
         ratios = [c / u for c, u in zip(capped, uncapped, strict=True)]
         print(f"\ncpu: EVAL loop of {LUA_ITERATIONS:,} iterations on the cache node")
         print(f"  drained: {spread(capped)} s    off: {spread(uncapped)} s")
-        print(f"  time ratio drained/off: {spread(ratios)}; share ratio {share_ratio:g}")
+        print(f"  share of a core Redis got: drained {spread(shares[True])}    off {spread(shares[False])}")
         median = statistics.median(ratios)
         verdict = "within" if abs(median / share_ratio - 1) <= 0.15 else "OUTSIDE"
-        print(f"  median ratio is {100 * (median / share_ratio - 1):+.1f} % from the share ratio: {verdict} 15 %")
+        print(f"  time ratio drained/off: {spread(ratios)}; share ratio {share_ratio:g}: {verdict} 15 %")
+        # On a machine whose other loads keep the uncapped side below a full core, the time ratio can only
+        # reach (share it got off) / 0.2; the cap itself is checked by the share it allowed.
+        got = statistics.median(shares[True])
+        verdict = "within" if abs(got / baseline - 1) <= 0.15 else "OUTSIDE"
+        print(f"  drained share {got:.3f} of a core against the cap {baseline:g}: {verdict} 15 %")
 
         # -- redis-benchmark ------------------------------------------------------------------------
         capped, uncapped = side_by_side(
@@ -195,7 +217,9 @@ def main() -> int:
             path = Path(tmp) / "random-read.bin"
             with open(path, "wb") as handle:
                 for _ in range(TEST_FILE_BYTES // (1024 * 1024)):
-                    handle.write(b"\0" * (1024 * 1024))
+                    handle.write(os.urandom(1024 * 1024))
+            # Written back now, so the reads do not queue behind the file's own writeback.
+            os.sync()
             bytes_cap = io_cap.get("read_bps") or None
 
             def iops(kind: str) -> float:
@@ -216,12 +240,21 @@ def main() -> int:
                 verdict = "within" if abs(median / cap - 1) <= 0.10 else "OUTSIDE"
                 print(f"  capped median is {100 * (median / cap - 1):+.1f} % from {cap}: {verdict} 10 %")
             pg_group.set_io_limits(device, io_cap["read_iops"], bytes_cap)
-            megabytes, took = in_group(pg_group, BUFFERED_WRITE, str(Path(tmp) / "buffered.bin"), "64", timeout_s=300)
-            rate = int(megabytes) / float(took)
-            print(
-                f"\ndisk: 64 MiB buffered write + fsync under the cap ({bytes_cap / 1e6:g} MB/s): {rate:.0f} MB/s "
-                f"({'NOT throttled: writeback escapes cgroup v1' if rate > 2 * bytes_cap / 1e6 else 'throttled'})"
-            )
+            for fsync in ("fsync", "nofsync"):
+                before = pg_group.io_serviced(device)
+                megabytes, took = in_group(
+                    pg_group, BUFFERED_WRITE, str(Path(tmp) / f"{fsync}.bin"), "64", fsync, timeout_s=300
+                )
+                os.sync()  # flush what is left from outside the group
+                after = pg_group.io_serviced(device)
+                writes = (after[1] - before[1]) if after and before else -1
+                rate = int(megabytes) / float(took)
+                how = " + fsync in the group" if fsync == "fsync" else ", flushed by sync outside it"
+                print(
+                    f"\ndisk: 64 MiB buffered write{how}"
+                    f" under the cap ({bytes_cap / 1e6:g} MB/s): {rate:.1f} MB/s in the writer; write I/Os the "
+                    f"group was charged: {writes}"
+                )
     finally:
         redis_group.set_cpu_limit(baseline)
         if io_cap.get("read_iops") and device:
