@@ -62,3 +62,50 @@ def test_remove_deletes_the_group_directories(tmp_path):
 def test_group_name_is_one_path_component(name):
     with pytest.raises(ValueError):
         CgroupLimiter(name)
+
+
+def fake_blkio(root: Path) -> None:
+    (root / "blkio").mkdir()
+    (root / "blkio" / "blkio.throttle.read_iops_device").write_text("")
+
+
+def test_a_group_on_a_writable_blkio_hierarchy_joins_it_and_caps_the_disk(tmp_path):
+    fake_v1(tmp_path)
+    fake_blkio(tmp_path)
+    limiter = CgroupLimiter("dbunit-test", root=tmp_path)
+    status, _ = limiter.apply(memory_bytes=2**29, vcpus=0.2, cpu_period_us=10_000)
+    assert "blkio" in status.reason
+    assert (tmp_path / "cpu" / "dbunit-test" / "cpu.cfs_quota_us").read_text() == "2000"
+    assert limiter.cpu_limit() == (0.2, 10_000)
+    assert limiter.set_io_limits("254:0", 100, 8_000_000) == ""
+    # A fake directory keeps only the last write of each file, as the kernel keeps one rule per device.
+    assert limiter.io_limits("254:0") == {
+        "read_iops": 100,
+        "write_iops": 100,
+        "read_bps": 8_000_000,
+        "write_bps": 8_000_000,
+    }
+    limiter.set_cpu_limit(2.0)
+    assert limiter.cpu_limit() == (2.0, 10_000), "a new cap keeps the group's period"
+    limiter.set_cpu_limit(None)
+    assert limiter.cpu_limit() == (None, 10_000)
+
+
+def test_without_blkio_the_disk_cap_says_why(tmp_path):
+    fake_v1(tmp_path)
+    limiter = CgroupLimiter("dbunit-test", root=tmp_path)
+    limiter.apply(memory_bytes=2**30, vcpus=2)
+    assert "no writable cgroup v1 blkio" in limiter.set_io_limits("254:0", 100, None)
+    assert limiter.io_limits("254:0") == {}
+    assert limiter.io_serviced("254:0") is None
+
+
+def test_io_serviced_counts_reads_and_writes_of_one_device(tmp_path):
+    fake_v1(tmp_path)
+    fake_blkio(tmp_path)
+    limiter = CgroupLimiter("dbunit-test", root=tmp_path)
+    limiter.apply(memory_bytes=2**30, vcpus=2)
+    (tmp_path / "blkio" / "dbunit-test" / "blkio.throttle.io_serviced").write_text(
+        "254:0 Read 120\n254:0 Write 30\n254:0 Sync 100\n253:0 Read 999\nTotal 1249\n"
+    )
+    assert limiter.io_serviced("254:0") == (120, 30)

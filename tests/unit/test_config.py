@@ -130,3 +130,25 @@ def test_the_workload_file_is_relative_to_the_config_file_and_unset_by_default(t
     settings = resolve_settings(environ={}, cwd=tmp_path)
     assert settings.workload == tmp_path / "team" / "workload.yaml"
     assert resolve_settings(environ={"HARNESS_WORKLOAD": "/abs/w.yaml"}, cwd=tmp_path).workload == Path("/abs/w.yaml")
+
+
+def test_burstable_settings_default_to_a_drained_unit_on_a_gp2_20_gib_volume(tmp_path):
+    settings = resolve_settings(environ={}, cwd=tmp_path)
+    assert (settings.cpu_credits, settings.storage_type, settings.allocated_storage_gib) == ("drained", "gp2", 20)
+    write_config(tmp_path, '[harness]\ncpu_credits = "live"\nstorage_type = "gp3"\n')
+    settings = resolve_settings(environ={"HARNESS_ALLOCATED_STORAGE_GIB": "100"}, cwd=tmp_path)
+    assert (settings.cpu_credits, settings.storage_type, settings.allocated_storage_gib) == ("live", "gp3", 100)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"HARNESS_CPU_CREDITS": "unlimited"}, "cpu_credits must be one of off, live, drained"),
+        ({"HARNESS_STORAGE_TYPE": "io1"}, "storage_type must be one of gp2, gp3"),
+        ({"HARNESS_ALLOCATED_STORAGE_GIB": "10"}, "allocated storage must be 20..65536 GiB"),
+        ({"HARNESS_ALLOCATED_STORAGE_GIB": "20.5"}, "allocated_storage_gib must be int"),
+    ],
+)
+def test_bad_burstable_settings_are_named(tmp_path, env, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_settings(environ=env, cwd=tmp_path)
