@@ -1,6 +1,7 @@
 """A month of the unit: free-tier usage and cost after the free tier, from the deployment shape, the
 monthly model (fixtures/monthly_model.yaml), and what this run measured (Lambda billed durations, log
-volume, custom metrics on the AWS endpoint). Runs after the Lambda scenario, whose billed durations it uses:
+volume, custom metrics on the AWS endpoint, the RDS CPU surplus of the modelled credit day). Runs after the
+Lambda scenario, whose billed durations it uses:
 Lambda charges GB-seconds on Billed Duration (Duration plus any Init Duration, rounded up to 1 ms), not on
 Duration.
 """
@@ -49,7 +50,9 @@ def log_bytes_per_invocation(stack, function: str) -> float | None:
 def test_month_of_the_unit(stack, results):
     model = load_model()
     billed = {f: measured_mean_ms(results, f, "billed_duration_ms") for f in model.invocations}
-    projection = project(model, billed)
+    surplus = results.read().get("credits.rds_surplus_usd")
+    assert surplus is not None, "no credits.rds_surplus_usd in the results: the credit-day scenario did not run"
+    projection = project(model, billed, rds_cpu_surplus_usd=surplus.statistic(Statistic("value")).value)
     results.record_value("free_tier.rds_hours", projection.rds_hours)
     results.record_value("free_tier.elasticache_hours", projection.elasticache_hours)
     results.record_value("free_tier.lambda_requests_pct", projection.lambda_requests_pct)

@@ -225,6 +225,12 @@ _SPECS: list[MetricSpec] = [
                "custom CloudWatch metrics the unit publishes", better="lower"),
     MetricSpec("cost.monthly_usd", MetricKind.GAUGE, "USD", "Monthly cost after the free tier",
                "monthly cost once the free tier ends, projected from the deployment shape", better="lower"),
+    MetricSpec("credits.cache_throttled_hours", MetricKind.GAUGE, "h", "Cache node hours throttled per day",
+               "hours a day the cache node wants more than its credit baseline (Standard mode), from the modelled "
+               "day: the monthly model's traffic at the CPU per request measured in the run", better="lower"),
+    MetricSpec("credits.rds_surplus_usd", MetricKind.GAUGE, "USD", "RDS CPU surplus per month",
+               "USD a month of surplus CPU credits RDS (Unlimited mode) is billed, from the modelled day",
+               better="lower"),
 ]
 # Measured by the scenarios for the report; no threshold judges them (stress tests go past capacity on
 # purpose, sweeps explore settings other than the design point).

@@ -95,10 +95,13 @@ class Projection:
     breakdown_usd: dict[str, float]
 
 
-def project(model: MonthlyModel, mean_billed_ms: dict[str, float]) -> Projection:
+def project(model: MonthlyModel, mean_billed_ms: dict[str, float], *, rds_cpu_surplus_usd: float) -> Projection:
     """mean_billed_ms: each function's mean Billed Duration measured in the run (lambda.<function>.billed_duration_ms:
     Duration plus any Init Duration, rounded up to 1 ms, which is what Lambda charges; every function in the model
-    must have one: a projection from a function never measured would be a guess)."""
+    must have one: a projection from a function never measured would be a guess). rds_cpu_surplus_usd: the
+    Unlimited-mode surplus a db.t3.micro is billed a month (harness.measure.credit_day's modelled day)."""
+    if rds_cpu_surplus_usd < 0:
+        raise ModelError(f"rds_cpu_surplus_usd must not be negative, got {rds_cpu_surplus_usd}")
     missing = sorted(f for f in model.invocations if f not in mean_billed_ms)
     if missing:
         raise ModelError(f"no measured billed duration for {', '.join(missing)}: run the Lambda scenario first")
@@ -110,6 +113,7 @@ def project(model: MonthlyModel, mean_billed_ms: dict[str, float]) -> Projection
     prices = model.prices
     breakdown = {
         "rds_instance": model.rds_instances * hours * prices["rds_db_t3_micro_postgres_per_hour"],
+        "rds_cpu_surplus": model.rds_instances * rds_cpu_surplus_usd,
         "rds_storage": model.rds_storage_gb * prices["rds_gp2_storage_per_gb_month"],
         "elasticache_node": model.elasticache_nodes * hours * prices["elasticache_cache_t3_micro_per_hour"],
         "lambda_compute": gb_seconds * prices["lambda_per_gb_second"],

@@ -81,6 +81,9 @@ class _TreeCpu:
                 continue
         return total
 
+    def total(self) -> float:
+        return self._total()
+
     def delta(self) -> float | None:
         now = self._total()
         previous, self.last = self.last, now
@@ -96,6 +99,12 @@ class _TreeCpu:
             except psutil.Error:
                 continue
         return total
+
+
+def server_cpu_seconds(endpoints: StackEndpoints) -> dict[str, float]:
+    """CPU seconds each local server's process tree has used so far (live processes only: a backend that
+    exits takes its CPU time with it, so keep connections open across a measurement)."""
+    return {name: _TreeCpu(proc).total() for name, proc in local_service_processes(endpoints).items()}
 
 
 class ResourceSampler:

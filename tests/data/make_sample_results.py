@@ -82,6 +82,8 @@ def main() -> None:
     results.record_value("free_tier.lambda_gb_seconds_pct", 2.1, t=T0)
     results.record_value("cloudwatch.custom_metrics", 2.0, t=T0)
     results.record_value("cost.monthly_usd", 27.5, t=T0)
+    results.record_value("credits.cache_throttled_hours", 0.0, t=T0)
+    results.record_value("credits.rds_surplus_usd", 1.2, t=T0)
     OUT.with_name(OUT.name + ".lock").unlink(missing_ok=True)
 
 

@@ -13,7 +13,7 @@ def test_default_model_loads():
 
 def test_projection_arithmetic():
     model = load_model(DEFAULT_MODEL)
-    p = project(model, MEASURED)
+    p = project(model, MEASURED, rds_cpu_surplus_usd=0.0)
     assert p.rds_hours == 744 and p.elasticache_hours == 744
     # 2000 x 0.1 s x 0.5 GB + 1000 x 0.1 x 0.25 + 300000 x 0.1 x 0.125
     assert p.lambda_gb_seconds == pytest.approx(100 + 25 + 3750)
@@ -26,15 +26,27 @@ def test_projection_arithmetic():
     assert p.monthly_usd_after_free_tier == pytest.approx(sum(p.breakdown_usd.values()))
 
 
+def test_the_rds_cpu_surplus_is_part_of_the_monthly_cost():
+    model = load_model(DEFAULT_MODEL)
+    without = project(model, MEASURED, rds_cpu_surplus_usd=0.0)
+    with_surplus = project(model, MEASURED, rds_cpu_surplus_usd=29.6)
+    assert with_surplus.breakdown_usd["rds_cpu_surplus"] == 29.6
+    assert with_surplus.monthly_usd_after_free_tier == pytest.approx(without.monthly_usd_after_free_tier + 29.6)
+    with pytest.raises(ModelError, match="must not be negative"):
+        project(model, MEASURED, rds_cpu_surplus_usd=-1.0)
+
+
 def test_gb_seconds_follow_the_measured_billed_duration():
     model = load_model(DEFAULT_MODEL)
-    slow = project(model, {f: 2 * v for f, v in MEASURED.items()})
-    assert slow.lambda_gb_seconds == pytest.approx(2 * project(model, MEASURED).lambda_gb_seconds)
+    slow = project(model, {f: 2 * v for f, v in MEASURED.items()}, rds_cpu_surplus_usd=0.0)
+    assert slow.lambda_gb_seconds == pytest.approx(
+        2 * project(model, MEASURED, rds_cpu_surplus_usd=0.0).lambda_gb_seconds
+    )
 
 
 def test_a_function_never_measured_is_an_error():
     with pytest.raises(ModelError, match="no measured billed duration for data_export"):
-        project(load_model(DEFAULT_MODEL), {"data_deletion": 1.0, "audit_logging": 1.0})
+        project(load_model(DEFAULT_MODEL), {"data_deletion": 1.0, "audit_logging": 1.0}, rds_cpu_surplus_usd=0.0)
 
 
 @pytest.mark.parametrize(
