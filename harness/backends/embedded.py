@@ -111,6 +111,7 @@ class EmbeddedBackend(Backend):
             pids=self.pids,
             cgroup=self.cgroup,
             disk=self._disk_limits(),
+            cold_start=s.cpu_credits == "drained",
             timeout_s=s.startup_timeout_s,
         )
         pgbouncer = PgBouncerService(

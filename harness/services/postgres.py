@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import signal
 import subprocess
@@ -42,6 +43,25 @@ def bin_dir() -> Path:
     )
 
 
+def evict_from_page_cache(directory: Path) -> int:
+    """Ask the kernel to drop the cached pages of every file under `directory` (POSIX_FADV_DONTNEED: this
+    data only, not the whole machine's cache as drop_caches would). Returns the bytes it covered."""
+    covered = 0
+    for path in directory.rglob("*"):
+        if not path.is_file():
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            covered += os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+    return covered
+
+
 @dataclass(kw_only=True)
 class PostgresService(LocalService):
     name: ClassVar[str] = NAME
@@ -57,6 +77,9 @@ class PostgresService(LocalService):
     cgroup: CgroupLimiter | None
     # The volume's IOPS and throughput at start, on the data directory's disk; None: the disk is not capped.
     disk: DiskLimits | None = None
+    # Start with none of the data in the OS page cache, as an instance does after a restart or failover
+    # (shared_buffers start empty anyway). Only clean pages can be dropped: a stopped server left none dirty.
+    cold_start: bool = False
 
     def endpoint(self, dbname: str | None = None) -> PostgresEndpoint:
         return PostgresEndpoint(self.host, self.port, self.master_user, self.master_password, dbname or self.database)
@@ -162,6 +185,8 @@ class PostgresService(LocalService):
             # The record said not running, so this pid file outlived a crash; postgres would refuse
             # to start if the PID has since been reused by an unrelated process.
             stale.unlink()
+        if self.cold_start:
+            evict_from_page_cache(self.data_dir)
         hooks = []
         status = CgroupStatus(False, "", None, None, "cgroups disabled by configuration")
         if self.cgroup is not None:
