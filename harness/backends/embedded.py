@@ -190,7 +190,12 @@ class EmbeddedBackend(Backend):
             enforced, detail = True, f"cpu_credits = {mode}: cache node and RDS in their own cgroups"
         else:
             enforced = False
-            why = self.redis_cgroup.detect()[1] if self.redis_cgroup is not None else "cgroups = off in configuration"
+            if self.redis_cgroup is None:
+                why = "cgroups = off in configuration"
+            elif not self.redis_cgroup.detect()[0]:
+                why = self.redis_cgroup.detect()[1]
+            else:
+                why = "the cache node is not in its cgroup" if not cache_capped else "PostgreSQL is not in its cgroup"
             detail = f"credits NOT enforced: {why}; the ledgers are still modelled from measured CPU"
         storage: dict[str, Any] = {
             "type": self.storage.storage_type,
@@ -210,8 +215,8 @@ class EmbeddedBackend(Backend):
             storage["detail"] = "cpu_credits = off: disk not capped"
         elif limits.get("read_iops"):
             storage["detail"] = (
-                "reads and direct I/O capped in the PostgreSQL cgroup; buffered writeback is NOT throttled "
-                "(cgroup v1 does not attribute it to the group)"
+                "reads, direct I/O and writes PostgreSQL fsyncs itself capped in its cgroup; writeback by the "
+                "kernel's flusher is NOT throttled (cgroup v1 does not charge it to the group)"
             )
         else:
             storage["detail"] = "storage NOT capped: no writable blkio controller for the PostgreSQL group"
