@@ -218,6 +218,8 @@ class EmbeddedBackend(Backend):
                 "reads, direct I/O and writes PostgreSQL fsyncs itself capped in its cgroup; writeback by the "
                 "kernel's flusher is NOT throttled (cgroup v1 does not charge it to the group)"
             )
+        elif not db_capped:
+            storage["detail"] = "storage NOT capped: PostgreSQL is not running in its cgroup"
         else:
             storage["detail"] = "storage NOT capped: no writable blkio controller for the PostgreSQL group"
         return {
