@@ -48,11 +48,12 @@ class Settings:
     # "auto": cap PostgreSQL with a cgroup where the machine allows and report when it does not;
     # "require": refuse to start without the cap; "off": never try.
     cgroups: str = "auto"
-    # Burstable CPU and gp2 storage (issue 15). "drained" (the default) runs the unit as it is after hours
-    # of load: the cache node at its baseline, RDS at full speed billing surplus, the volume at its
-    # baseline IOPS; a sign-off that passes drained passes on a real unit at any hour. "live": the caps
-    # follow the credit ledgers from a rested unit. "off": full CPU and disk, the ledgers only modelled.
-    cpu_credits: str = "drained"
+    # Burstable CPU and gp2 storage (issue 15). "drained" runs the unit as it is after hours of load and a
+    # failover: the cache node at its baseline, RDS at full speed billing surplus, the volume at its
+    # baseline IOPS with a cold page cache. "live": the caps follow the credit ledgers from a rested unit.
+    # "off" (the default until the sign-off runs a drained pass beside the fresh one): full CPU and disk,
+    # the ledgers still recorded and the modelled day still judged, and the report states the mode.
+    cpu_credits: str = "off"
     # Which EBS type the free tier's 20 GB gets is not settled in what we found: gp2 is the cautious one.
     storage_type: str = "gp2"
     allocated_storage_gib: int = 20

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.endpoints import load_endpoints
+
 
 def free_ports(count: int) -> list[int]:
     sockets = []
@@ -85,3 +87,20 @@ def isolated_stack():
     yield stack
     stack.harness("down", "--purge")
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def drained_stack():
+    """A throw-away embedded stack started with cpu_credits = drained, stopped by PID and purged afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="dbunit-drained-"))
+    isolated = IsolatedStack(root / "state")
+    isolated.env["HARNESS_CPU_CREDITS"] = "drained"
+    try:
+        up = isolated.harness("up", timeout=180)
+        assert up.returncode == 0, up.stderr[-2000:]
+        endpoints = load_endpoints(isolated.state_dir)
+        assert endpoints is not None
+        yield endpoints
+    finally:
+        isolated.harness("down", "--purge")
+        shutil.rmtree(root, ignore_errors=True)

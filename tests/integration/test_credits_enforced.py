@@ -14,12 +14,15 @@ pytestmark = pytest.mark.integration
 CPU_LOOP = "DO $$DECLARE x int := 0; BEGIN FOR i IN 1..2000000 LOOP x := x + i % 7; END LOOP; END$$"
 
 
+@pytest.fixture(scope="module")
+def stack(drained_stack):
+    """Not the session's stack (its default is cpu_credits = off): one started drained for this module."""
+    return drained_stack
+
+
 def _credit_facts(stack):
     facts = stack.facts.get("credits")
-    if stack.backend != "embedded" or not facts:
-        pytest.skip("credits are enforced on the embedded backend only")
-    if facts["mode"] != "drained":
-        pytest.skip(f"the session's stack runs cpu_credits = {facts['mode']}, not drained")
+    assert facts and facts["mode"] == "drained", facts
     return facts
 
 

@@ -132,9 +132,9 @@ def test_the_workload_file_is_relative_to_the_config_file_and_unset_by_default(t
     assert resolve_settings(environ={"HARNESS_WORKLOAD": "/abs/w.yaml"}, cwd=tmp_path).workload == Path("/abs/w.yaml")
 
 
-def test_burstable_settings_default_to_a_drained_unit_on_a_gp2_20_gib_volume(tmp_path):
+def test_burstable_settings_default_to_uncapped_credits_on_a_gp2_20_gib_volume(tmp_path):
     settings = resolve_settings(environ={}, cwd=tmp_path)
-    assert (settings.cpu_credits, settings.storage_type, settings.allocated_storage_gib) == ("drained", "gp2", 20)
+    assert (settings.cpu_credits, settings.storage_type, settings.allocated_storage_gib) == ("off", "gp2", 20)
     write_config(tmp_path, '[harness]\ncpu_credits = "live"\nstorage_type = "gp3"\n')
     settings = resolve_settings(environ={"HARNESS_ALLOCATED_STORAGE_GIB": "100"}, cwd=tmp_path)
     assert (settings.cpu_credits, settings.storage_type, settings.allocated_storage_gib) == ("live", "gp3", 100)

@@ -15,7 +15,7 @@ def facts_for(tmp_path, **settings):
 
 
 def test_a_drained_unit_without_cgroups_says_credits_are_not_enforced(tmp_path):
-    facts = facts_for(tmp_path, cgroups="off")
+    facts = facts_for(tmp_path, cgroups="off", cpu_credits="drained")
     assert facts["mode"] == "drained" and not facts["enforced"]
     assert facts["detail"].startswith("credits NOT enforced: cgroups = off in configuration")
     assert facts["storage"]["detail"].startswith("storage NOT capped")
@@ -31,7 +31,7 @@ def test_cpu_credits_off_says_the_ledgers_are_only_modelled(tmp_path):
 
 
 def test_a_drained_cache_node_starts_at_its_baseline_and_the_disk_at_the_tighter_baseline(tmp_path):
-    backend = EmbeddedBackend(Settings(state_dir=tmp_path, cgroups="off"))
+    backend = EmbeddedBackend(Settings(state_dir=tmp_path, cgroups="off", cpu_credits="drained"))
     assert backend._cache_start_vcpus() == 0.2
     disk = backend._disk_limits()
     # gp2 20 GiB: 100 IOPS, 128 MiB/s; the db.t3.micro's EBS link: 500 IOPS, 8 MB/s at baseline.
