@@ -21,7 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "data": {"measure", "services"},
     "thresholds": {"measure"},
     "report": {"thresholds", "measure", "monitoring"},
-    "monitoring": {"thresholds", "measure"},
+    "monitoring": {"thresholds", "measure", "services"},
     "app": {"data", "lambda_runtime", "measure", "services"},
     "locustusers": {"app", "backends", "data", "measure", "thresholds", "report", "services", "workload"},
     "workload": {"data", "measure", "thresholds"},
