@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,12 @@ from harness.data.seed import current_seed, load_current_ground_truth, seed
 from harness.endpoints import PostgresEndpoint, StackEndpoints
 from harness.measure.results import ResultsWriter
 from harness.measure.run_facts import run_facts
+from harness.monitoring.alarms import alarm_definitions
+from harness.monitoring.dashboards import dashboard_bodies
+from harness.monitoring.deploy import deploy, emulator_alarm_record
+from harness.monitoring.publish import AwsMetricPublisher
+from harness.thresholds import load_thresholds
+from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
 from harness.workload.target import CacheRead, VectorTarget, load_cache_reads, load_vector_target
 
 
@@ -116,6 +123,27 @@ def results(stack: StackEndpoints, size: ScenarioSize) -> ResultsWriter:
         path,
         run={**run_facts(stack, Path.cwd()), "scenario_size": size.name},
     )
+
+
+@pytest.fixture(scope="session")
+def cloudwatch(stack: StackEndpoints, results: ResultsWriter) -> Iterator[AwsMetricPublisher | None]:
+    """The sampler listener that publishes AWS/RDS and AWS/ElastiCache metrics while scenarios sample, after
+    putting the thresholds' alarms and dashboards on the stack's emulator. None on an external deployment:
+    there AWS emits these metrics itself (and refuses PutMetricData into AWS/ namespaces), and alarms
+    are deployed only by an explicit `harness alarms deploy --external`."""
+    if stack.backend == "external":
+        yield None
+        return
+    alarms = alarm_definitions(
+        load_thresholds(DEFAULT_THRESHOLDS_FILE),
+        db_instance_class=stack.facts.get("postgres", {}).get("instance_class", "db.t3.micro"),
+    )
+    deploy(stack.aws, alarms, dashboard_bodies(alarms, stack.aws.region))
+    started = time.time()
+    publisher = AwsMetricPublisher(stack)
+    yield publisher
+    # What the emulator's own (cruder) evaluator did during the session, for the sign-off's cross-check.
+    results.update_run({"cloudwatch_emulator": emulator_alarm_record(stack.aws, [a.name for a in alarms], started)})
 
 
 @dataclass(frozen=True)

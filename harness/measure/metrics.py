@@ -223,6 +223,11 @@ _SPECS: list[MetricSpec] = [
                "CloudWatch Logs ingested per month, projected", better="lower"),
     MetricSpec("cloudwatch.custom_metrics", MetricKind.GAUGE, DIMENSIONLESS, "CloudWatch custom metrics",
                "custom CloudWatch metrics the unit publishes", better="lower"),
+    MetricSpec("cloudwatch.alarm_metrics", MetricKind.GAUGE, DIMENSIONLESS, "CloudWatch alarm metrics",
+               "metrics the deployment's alarms watch (a metric-math alarm counts each metric), from thresholds.yaml",
+               better="lower"),
+    MetricSpec("cloudwatch.dashboards", MetricKind.GAUGE, DIMENSIONLESS, "CloudWatch dashboards",
+               "dashboards the deployment exports (the document's four)", better="lower"),
     MetricSpec("cost.monthly_usd", MetricKind.GAUGE, "USD", "Monthly cost after the free tier",
                "monthly cost once the free tier ends, projected from the deployment shape", better="lower"),
 ]

@@ -169,3 +169,9 @@ def _for_threshold(
             )
         )
     return found
+
+
+def alarm_metric_count(alarms: list[AlarmDefinition]) -> int:
+    """What the CloudWatch free tier counts (10 free): one per metric an alarm watches, so a metric-math
+    alarm over Errors and Invocations counts two."""
+    return sum(2 if a.cloudwatch.ratio_of else 1 for a in alarms)

@@ -7,8 +7,10 @@ deleted, so the stack always carries exactly the levels of the thresholds file.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from harness.endpoints import AwsEndpoint
@@ -61,3 +63,23 @@ def describe(cloudwatch: Any, prefix: str = f"{PREFIX}-") -> list[dict[str, Any]
     for page in cloudwatch.get_paginator("describe_alarms").paginate(AlarmNamePrefix=prefix):
         found.extend(page.get("MetricAlarms", []))
     return found
+
+
+def emulator_alarm_record(aws: AwsEndpoint, names: Sequence[str], since: float) -> dict[str, Any]:
+    """Each alarm's current state on the emulator and when it first went to ALARM after `since` (None if
+    it did not), from its StateUpdate history: the facts the sign-off's cross-check compares."""
+    cloudwatch, _ = clients(aws)
+    states = {a["AlarmName"]: a["StateValue"] for a in describe(cloudwatch)}
+    first_alarm: dict[str, float | None] = {name: None for name in names}
+    for name in names:
+        pages = cloudwatch.get_paginator("describe_alarm_history").paginate(
+            AlarmName=name, HistoryItemType="StateUpdate", StartDate=datetime.fromtimestamp(since)
+        )
+        for page in pages:
+            for item in page.get("AlarmHistoryItems", []):
+                data = json.loads(item.get("HistoryData") or "{}")
+                at = item["Timestamp"].timestamp()
+                if data.get("newState", {}).get("stateValue") == "ALARM" and at >= since:
+                    current = first_alarm[name]
+                    first_alarm[name] = at if current is None else min(current, at)
+    return {"since": since, "states": {n: states.get(n) for n in names}, "first_alarm": first_alarm}

@@ -55,6 +55,8 @@ OURS = {
     "vector_search.recall_at_10",
     "proxy.acquire_ms",
     "cache.evictions",
+    "cloudwatch.alarm_metrics",
+    "cloudwatch.dashboards",
     *(f"lambda.{f}.throttles" for f in ("data_export", "data_deletion", "audit_logging")),
 }
 
