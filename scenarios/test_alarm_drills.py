@@ -11,15 +11,21 @@ and must agree that the alarm fired.
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
+import json
 import threading
 import time
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import pytest
 
+from harness.app.gdpr_deploy import DEFAULT_ROLE_ARN, RUNTIME
+from harness.app.gdpr_invoke import lambda_client
 from harness.backends.guard import require_destructive_allowed
 from harness.measure.sampling import ResourceSampler, Samples
 from harness.monitoring.alarms import AlarmDefinition, alarm_definitions
@@ -36,8 +42,10 @@ SAMPLE_INTERVAL_S = 1.0
 
 
 @pytest.fixture(scope="module")
-def production_alarms(stack) -> dict[str, AlarmDefinition]:
+def production_alarms(stack, cloudwatch_session) -> dict[str, AlarmDefinition]:
     require_destructive_allowed(stack, "the alarm drills")
+    if cloudwatch_session is not None:
+        cloudwatch_session.record_emulator()
     facts = stack.facts.get("postgres", {})
     return {
         a.name: a
@@ -207,3 +215,84 @@ def test_rds_cpu_drill_cpu_heavy_statements_on_the_capped_instance(stack, produc
     assert not loop.errors, loop.errors
     assert_drill(times)
     record(results, "rds_cpu", times)
+
+
+DRILL_FUNCTION = "dbunit-drill-errors"
+# A drill-only function (never a hook inside the GDPR functions): fails when asked to.
+DRILL_CODE = (
+    "def handler(event, context):\n"
+    "    if event.get('fail'):\n"
+    "        raise RuntimeError('alarm drill: deliberate failure')\n"
+    "    return {'ok': True}\n"
+)
+PHASE_S = 15.0
+
+
+def drill_function_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("drill.py", DRILL_CODE)
+    return buffer.getvalue()
+
+
+def test_lambda_error_rate_drill_failing_invocations_fire_the_metric_math_alarm(stack, production_alarms, results):
+    """The error-rate alarm is metric math (100 * Errors / Invocations). ministack stores such alarms but never
+    evaluates them (NOT EMULATED), so this drill checks the other half: the runtime's AWS/Lambda metrics, read
+    back from the emulator per 10-second period, make CloudWatch's semantics go OK -> ALARM -> OK."""
+    alarm = production_alarms["dbunit-lambda.audit_logging.error_rate_pct-critical"].with_period(10)
+    client = lambda_client(stack.aws)
+    with contextlib.suppress(client.exceptions.ResourceNotFoundException):
+        client.delete_function(FunctionName=DRILL_FUNCTION)
+    client.create_function(
+        FunctionName=DRILL_FUNCTION,
+        Runtime=RUNTIME,
+        Handler="drill.handler",
+        Role=DEFAULT_ROLE_ARN,
+        Code={"ZipFile": drill_function_zip()},
+        MemorySize=128,
+        Timeout=10,
+    )
+    client.get_waiter("function_active_v2").wait(FunctionName=DRILL_FUNCTION)
+    phases: dict[str, float] = {}
+    try:
+        start = time.time()
+        for phase, fail in (("ok", False), ("breach", True), ("recovery", False)):
+            phases[phase] = time.time()
+            deadline = time.monotonic() + PHASE_S
+            while time.monotonic() < deadline:
+                answer = client.invoke(FunctionName=DRILL_FUNCTION, Payload=json.dumps({"fail": fail}).encode())
+                assert ("FunctionError" in answer) == fail, answer.get("FunctionError")
+                time.sleep(0.2)
+        end = time.time()
+        # The runtime publishes off the invoke path every 0.5 s: give the last batch time to land.
+        time.sleep(2.0)
+        cw = stack.aws.client("cloudwatch")
+
+        def sums(metric: str) -> dict[float, float]:
+            answer = cw.get_metric_statistics(
+                Namespace="AWS/Lambda",
+                MetricName=metric,
+                Dimensions=[{"Name": "FunctionName", "Value": DRILL_FUNCTION}],
+                StartTime=datetime.fromtimestamp(start - 10, UTC),
+                EndTime=datetime.fromtimestamp(end + 10, UTC),
+                Period=10,
+                Statistics=["Sum"],
+            )
+            return {d["Timestamp"].timestamp(): d["Sum"] for d in answer["Datapoints"]}
+
+        errors, invocations = sums("Errors"), sums("Invocations")
+    finally:
+        client.delete_function(FunctionName=DRILL_FUNCTION)
+    assert invocations, "the Lambda runtime published no Invocations for the drill function"
+    intervals = [(t + 1.0, int(errors.get(t, 0)), int(n)) for t, n in sorted(invocations.items())]
+    outcome = evaluate(ratio_datapoints(intervals, alarm.rule, start, end), alarm.rule)
+    first = outcome.first_alarm
+    assert first is not None, [e.reason for e in outcome.evaluations]
+    assert first.at >= phases["breach"], "the alarm fired before any invocation failed"
+    assert outcome.evaluations[-1].state == "OK", outcome.evaluations[-1].reason
+    time_to_alarm = first.at - phases["breach"]
+    results.record_value("alarm_drill.time_to_alarm_s", time_to_alarm, {"family": "lambda_error_rate", "period_s": 10})
+    print(
+        f"drill lambda_error_rate: ALARM (harness evaluator) {time_to_alarm:.1f} s after the first failure; "
+        "NOT EMULATED: ministack never evaluates metric-math alarms, so no SNS notification"
+    )
