@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from harness.endpoints import AwsEndpoint
@@ -73,7 +73,7 @@ def emulator_alarm_record(aws: AwsEndpoint, names: Sequence[str], since: float) 
     first_alarm: dict[str, float | None] = {name: None for name in names}
     for name in names:
         pages = cloudwatch.get_paginator("describe_alarm_history").paginate(
-            AlarmName=name, HistoryItemType="StateUpdate", StartDate=datetime.fromtimestamp(since)
+            AlarmName=name, HistoryItemType="StateUpdate", StartDate=datetime.fromtimestamp(since, UTC)
         )
         for page in pages:
             for item in page.get("AlarmHistoryItems", []):
