@@ -195,7 +195,10 @@ def test_rds_cpu_drill_cpu_heavy_statements_on_the_capped_instance(stack, produc
             while not stop.is_set():
                 conn.execute("SELECT sum(i::bigint * i) FROM generate_series(1, 2000000) i")
 
-    loop = Loop(burn, threads=vcpus + 1)
+    # Twice the vCPUs: on a shared host the instance's cap is not the only limit, and more runnable backends
+    # win it a larger share; the cgroup still caps the instance at its vCPUs.
+    burners = 2 * vcpus
+    loop = Loop(burn, threads=burners)
     try:
         with drilled(stack, alarm) as (drill, samples):
             try:
@@ -205,7 +208,7 @@ def test_rds_cpu_drill_cpu_heavy_statements_on_the_capped_instance(stack, produc
                 if peak < alarm.rule.threshold:
                     # Not a pass: the breach never happened, so the alarm could not be tested.
                     pytest.skip(
-                        f"the host gave PostgreSQL at most {peak:.0f} % of its {vcpus} vCPUs under {vcpus + 1} "
+                        f"the host gave PostgreSQL at most {peak:.0f} % of its {vcpus} vCPUs under {burners} "
                         f"CPU-bound statements (shared machine); the {alarm.rule.threshold:g} % level was never "
                         "breached, so the CPU alarm was not drilled"
                     )
