@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,12 @@ from harness.data.seed import current_seed, load_current_ground_truth, seed
 from harness.endpoints import PostgresEndpoint, StackEndpoints
 from harness.measure.results import ResultsWriter
 from harness.measure.run_facts import run_facts
+from harness.monitoring.alarms import alarm_definitions
+from harness.monitoring.dashboards import dashboard_bodies
+from harness.monitoring.deploy import deploy, emulator_alarm_record
+from harness.monitoring.publish import AwsMetricPublisher
+from harness.thresholds import load_thresholds
+from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
 from harness.workload.target import CacheRead, VectorTarget, load_cache_reads, load_vector_target
 
 
@@ -116,6 +123,57 @@ def results(stack: StackEndpoints, size: ScenarioSize) -> ResultsWriter:
         path,
         run={**run_facts(stack, Path.cwd()), "scenario_size": size.name},
     )
+
+
+DRILLS_FILE = "test_alarm_drills.py"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Alarm drills last: their deliberate breaches reach the production alarms on the emulator too (it
+    ignores dimensions and periods), so the emulator's record for the cross-check is taken before them."""
+    items.sort(key=lambda item: item.path.name == DRILLS_FILE)
+
+
+class CloudWatchSession:
+    """The session's publisher and, once, the emulator's alarm record for the sign-off's cross-check."""
+
+    def __init__(self, stack: StackEndpoints, results: ResultsWriter, names: list[str]) -> None:
+        self.stack = stack
+        self.results = results
+        self.names = names
+        self.started = time.time()
+        self.publisher = AwsMetricPublisher(stack)
+        self.recorded = False
+
+    def record_emulator(self) -> None:
+        if not self.recorded:
+            record = emulator_alarm_record(self.stack.aws, self.names, self.started)
+            self.results.update_run({"cloudwatch_emulator": record})
+            self.recorded = True
+
+
+@pytest.fixture(scope="session")
+def cloudwatch_session(stack: StackEndpoints, results: ResultsWriter) -> Iterator[CloudWatchSession | None]:
+    """Puts the thresholds' alarms and dashboards on the stack's emulator. None on an external deployment:
+    there AWS emits the metrics itself (and refuses PutMetricData into AWS/ namespaces), and alarms are
+    deployed only by an explicit `harness alarms deploy --external`."""
+    if stack.backend == "external":
+        yield None
+        return
+    alarms = alarm_definitions(
+        load_thresholds(DEFAULT_THRESHOLDS_FILE),
+        db_instance_class=stack.facts.get("postgres", {}).get("instance_class", "db.t3.micro"),
+    )
+    deploy(stack.aws, alarms, dashboard_bodies(alarms, stack.aws.region))
+    session = CloudWatchSession(stack, results, [a.name for a in alarms])
+    yield session
+    session.record_emulator()
+
+
+@pytest.fixture(scope="session")
+def cloudwatch(cloudwatch_session: CloudWatchSession | None) -> AwsMetricPublisher | None:
+    """The sampler listener that publishes AWS/RDS and AWS/ElastiCache metrics while scenarios sample."""
+    return None if cloudwatch_session is None else cloudwatch_session.publisher
 
 
 @dataclass(frozen=True)

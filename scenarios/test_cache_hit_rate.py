@@ -21,6 +21,7 @@ from harness.app.cache_aside import CacheAside, CacheCounters
 from harness.measure.load import Limits, Request, run_closed
 from harness.measure.popularity import ZipfKeys
 from harness.measure.sampling import ResourceSampler, Samples
+from harness.monitoring.publish import AwsMetricPublisher
 
 WORKERS = 4
 
@@ -136,7 +137,9 @@ def clients_for(stack, seeded, skew: float):
     return lambda counters: cache_clients(stack, seeded.app, users, tenants, queries, skew, counters)
 
 
-def run_cache_load(stack, seeded, size, skew: float) -> tuple[Samples, Counters, dict[str, float]]:
+def run_cache_load(
+    stack, seeded, size, skew: float, cloudwatch: AwsMetricPublisher | None = None
+) -> tuple[Samples, Counters, dict[str, float]]:
     clients = clients_for(stack, seeded, skew)
     redis = stack.redis.client()
     redis.flushdb()
@@ -149,7 +152,7 @@ def run_cache_load(stack, seeded, size, skew: float) -> tuple[Samples, Counters,
     )
     before = redis.info("stats")
     steady = Counters()
-    with ResourceSampler(stack, interval_s=0.5).running() as samples:
+    with ResourceSampler(stack, interval_s=0.5, on_sample=cloudwatch).running() as samples:
         result = run_closed(
             clients(steady),
             WORKERS,
@@ -167,9 +170,9 @@ def run_cache_load(stack, seeded, size, skew: float) -> tuple[Samples, Counters,
     return samples, steady, server
 
 
-def test_hit_rate_at_the_design_skew(stack, seeded, size, results):
+def test_hit_rate_at_the_design_skew(stack, seeded, size, results, cloudwatch):
     require_own_cache(stack)
-    samples, client, server = run_cache_load(stack, seeded, size, size.cache_skew)
+    samples, client, server = run_cache_load(stack, seeded, size, size.cache_skew, cloudwatch)
     for t, hits, reads in hit_rate_intervals(samples):
         results.record_rate("cache.hit_rate_pct", hits, reads, {"skew": size.cache_skew}, t=t)
     results.record_count("cache.evictions", int(server["evicted"]))

@@ -109,13 +109,13 @@ def pooled_client(pool: ConnectionPool, ids: list[int], acquisitions: Acquisitio
 
 
 @pytest.mark.parametrize("mode", ["direct", "pool", "proxy"])
-def test_acquisition_and_throughput_by_client_count(stack, seeded, size, results, mode):
+def test_acquisition_and_throughput_by_client_count(stack, seeded, size, results, mode, cloudwatch):
     ids = user_ids(seeded.app_direct)
     max_connections = int(stack.facts["postgres"]["max_connections"])
     for clients in size.pool_clients:
         acquisitions = Acquisitions()
         limits = Limits(duration_s=size.max_duration_s, max_requests=clients * size.pool_requests_per_client)
-        with ResourceSampler(stack, interval_s=0.5).running() as samples:
+        with ResourceSampler(stack, interval_s=0.5, on_sample=cloudwatch).running() as samples:
             if mode == "pool":
                 # One application instance's pool: ten connections shared by every client thread.
                 with ConnectionPool(
@@ -200,9 +200,9 @@ def storm(endpoint, clients: int, hold_s: float) -> tuple[int, list[float], list
 
 
 @pytest.mark.parametrize("mode", ["direct", "proxy"])
-def test_lambda_style_storm(stack, seeded, size, results, mode):
+def test_lambda_style_storm(stack, seeded, size, results, mode, cloudwatch):
     endpoint = seeded.app_direct if mode == "direct" else seeded.app
-    with ResourceSampler(stack, interval_s=0.2).running() as samples:
+    with ResourceSampler(stack, interval_s=0.2, on_sample=cloudwatch).running() as samples:
         refused, waits, other = storm(endpoint, size.storm_clients, size.storm_hold_s)
     labels = {"mode": mode}
     results.record_count("pool.storm_refused", refused, labels)

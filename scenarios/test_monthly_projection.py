@@ -13,6 +13,10 @@ import pytest
 from harness.app.gdpr_invoke import lambda_client
 from harness.measure.metrics import Statistic
 from harness.measure.projection import load_model, project
+from harness.monitoring.alarms import alarm_definitions, alarm_metric_count
+from harness.monitoring.dashboards import dashboard_bodies
+from harness.thresholds import load_thresholds
+from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
 
 LOG_EVENTS_CAP = 20_000
 # Means come from HDR histograms kept to 3 significant digits: each may be off by 0.1 %.
@@ -78,11 +82,15 @@ def test_month_of_the_unit(stack, results):
         if not m["Namespace"].startswith("AWS/")
     }
     results.record_value("cloudwatch.custom_metrics", float(len(custom)))
+    alarms = alarm_definitions(load_thresholds(DEFAULT_THRESHOLDS_FILE))
+    results.record_value("cloudwatch.alarm_metrics", float(alarm_metric_count(alarms)))
+    results.record_value("cloudwatch.dashboards", float(len(dashboard_bodies(alarms, stack.aws.region))))
     print(
         f"month: RDS {projection.rds_hours:.0f} h, ElastiCache {projection.elasticache_hours:.0f} h, Lambda "
         f"{projection.lambda_requests:,} requests ({projection.lambda_requests_pct:.1f} % of free), "
         f"{projection.lambda_gb_seconds:,.0f} GB-s ({projection.lambda_gb_seconds_pct:.1f} %), logs "
-        f"{log_bytes / 2**20:.1f} MiB, {len(custom)} custom metrics, ${projection.monthly_usd_after_free_tier:.2f} "
+        f"{log_bytes / 2**20:.1f} MiB, {len(custom)} custom metrics, {alarm_metric_count(alarms)} alarm metrics, "
+        f"${projection.monthly_usd_after_free_tier:.2f} "
         f"after the free tier"
     )
 

@@ -76,7 +76,7 @@ def server_ef_search(endpoint) -> int:
         return int(conn.execute("SHOW hnsw.ef_search").fetchone()[0])
 
 
-def test_latency_and_recall_by_concurrency(stack, seeded, size, results):
+def test_latency_and_recall_by_concurrency(stack, seeded, size, results, cloudwatch):
     truth = seeded.ground_truth
     # The application sends plain queries through the proxy, so the server's setting is what it gets.
     in_force = server_ef_search(seeded.app)
@@ -84,7 +84,7 @@ def test_latency_and_recall_by_concurrency(stack, seeded, size, results):
     for clients in size.search_concurrency:
         retrieved = Retrieved()
         limits = Limits(duration_s=size.max_duration_s, max_requests=size.search_queries)
-        with ResourceSampler(stack, interval_s=0.5).running() as samples:
+        with ResourceSampler(stack, interval_s=0.5, on_sample=cloudwatch).running() as samples:
             result = run_closed(
                 search_clients(seeded.app, seeded.target, truth.queries, retrieved),
                 clients,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,8 +110,17 @@ def server_cpu_seconds(endpoints: StackEndpoints) -> dict[str, float]:
 class ResourceSampler:
     """Use as a context manager around a load run: `with ResourceSampler(stack) as sampler: ...`."""
 
-    def __init__(self, endpoints: StackEndpoints, interval_s: float = 1.0, max_samples: int = 100_000) -> None:
+    def __init__(
+        self,
+        endpoints: StackEndpoints,
+        interval_s: float = 1.0,
+        max_samples: int = 100_000,
+        on_sample: Callable[[Sample], None] | None = None,
+    ) -> None:
         self.endpoints = endpoints
+        # Called on the sampler's thread after each tick (e.g. to publish CloudWatch metrics); an exception
+        # there is recorded under "on_sample" and never stops the sampling.
+        self.on_sample = on_sample
         self.interval_s = interval_s
         self.max_samples = max_samples
         self.result = Samples()
@@ -248,6 +257,18 @@ class ResourceSampler:
             values["pg.connections"] = float(row[0])
             values["pg.active_connections"] = float(row[1])
             values["pg.connections_pct"] = 100.0 * row[0] / self._max_connections
+            # Cumulative read and write operations (PostgreSQL 16+), the nearest to RDS's Read/WriteIOPS.
+            if "pg_io" not in self.result.unavailable:
+                try:
+                    io = self._db.execute(
+                        "SELECT coalesce(sum(reads), 0), coalesce(sum(writes), 0), "
+                        "(SELECT sum(pg_database_size(oid)) FROM pg_database) FROM pg_stat_io"
+                    ).fetchone()
+                    values["pg.io_reads"] = float(io[0])
+                    values["pg.io_writes"] = float(io[1])
+                    values["pg.database_bytes"] = float(io[2])
+                except Exception as exc:
+                    self.result.unavailable["pg_io"] = f"pg_stat_io unreadable (PostgreSQL 16+ has it): {exc}"
         if self._redis is not None:
             stats = self._redis.info("stats")
             memory = self._redis.info("memory")
@@ -256,8 +277,15 @@ class ResourceSampler:
             values["redis.keyspace_misses"] = float(stats["keyspace_misses"])
             values["redis.evicted_keys"] = float(stats["evicted_keys"])
             values["redis.used_memory"] = float(memory["used_memory"])
+            values["redis.maxmemory"] = float(memory.get("maxmemory", 0))
             values["redis.connected_clients"] = float(clients["connected_clients"])
-        self.result.samples.append(Sample(time.time(), values))
+        sample = Sample(time.time(), values)
+        self.result.samples.append(sample)
+        if self.on_sample is not None:
+            try:
+                self.on_sample(sample)
+            except Exception as exc:
+                self.result.unavailable["on_sample"] = f"sample listener failed: {exc}"
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s) and len(self.result.samples) < self.max_samples:

@@ -132,3 +132,11 @@ def render_html(
         "</body></html>",
     ]
     return "\n".join(parts) + "\n"
+
+
+def section_html(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]], note: str) -> str:
+    classes = ["row-FAIL" if "FIRED" in row else "" for row in rows]
+    parts = [f"<h2>{escape(title)}</h2>", _table(headers, rows, row_classes=classes)]
+    if note:
+        parts.append(f'<p class="note">{escape(note)}</p>')
+    return "\n".join(parts) + "\n"

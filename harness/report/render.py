@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from harness.measure.results import load_results
+from harness.monitoring.verdicts import production_alarm_verdicts
+from harness.report.alarms import ALARM_HEADERS, ALARMS_NOTE, DASHBOARD_HEADERS, alarm_rows, dashboard_rows
 from harness.report.compare import RESULTS_FILE_NAME
 from harness.report.figures import summarize
-from harness.report.html import render_html
+from harness.report.html import render_html, section_html
 from harness.report.junit import write_junit
-from harness.report.text import render_markdown
+from harness.report.text import render_markdown, section_markdown
 from harness.thresholds import EXIT_CODE_MEANINGS, ThresholdResult, ThresholdSet, evaluate, exit_code, verdict
 
 REPORT_SCHEMA_VERSION = 1
@@ -70,6 +72,7 @@ def render_report(results_path: Path, out_dir: Path, thresholds: ThresholdSet) -
         shutil.copyfile(results_path, files["results"])
 
     summaries = summarize(results)
+    alarms = production_alarm_verdicts(thresholds, results)
     document = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "generated_at": generated_at,
@@ -80,13 +83,19 @@ def render_report(results_path: Path, out_dir: Path, thresholds: ThresholdSet) -
         "threshold_sources": list(thresholds.sources),
         "run": results.run,
         "thresholds": [_result_json(r) for r in evaluation],
+        "production_alarms": [v.as_json() for v in alarms],
         "figures": {s.name: {"kind": s.kind.value, "unit": s.unit, "values": s.values} for s in summaries},
     }
     files["report.json"].write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-    files["report.md"].write_text(render_markdown(results.run, evaluation, summaries, generated_at, thresholds.sources))
     charts = build_charts(results, evaluation)
-    files["report.html"].write_text(
-        render_html(results.run, evaluation, summaries, charts, generated_at, thresholds.sources)
-    )
+    sections: list[tuple[str, tuple[str, ...], list[tuple[str, ...]], str]] = [
+        ("Would the production alarms have fired?", ALARM_HEADERS, alarm_rows(alarms), ALARMS_NOTE),
+        ("CloudWatch dashboards", DASHBOARD_HEADERS, dashboard_rows([c.chart_id for c in charts]), ""),
+    ]
+    markdown = render_markdown(results.run, evaluation, summaries, generated_at, thresholds.sources)
+    files["report.md"].write_text(markdown + "".join(section_markdown(*section) for section in sections))
+    page = render_html(results.run, evaluation, summaries, charts, generated_at, thresholds.sources)
+    extra = "".join(section_html(*section) for section in sections)
+    files["report.html"].write_text(page.replace("</body></html>", extra + "</body></html>", 1))
     write_junit(evaluation, files["junit.xml"], generated_at)
     return ReportOutcome(out_dir, evaluation, code, files)

@@ -10,6 +10,8 @@ from harness.thresholds import EXIT_CODE_MEANINGS, Status, Threshold, ThresholdR
 
 # The environment facts a reader looks for first, in this order; any others follow alphabetically.
 PREFERRED_FACTS = ("backend", "versions", "sizing", "cgroups", "credits", "machine", "data_profile", "git_revision")
+# Facts another section of the report presents (the emulator's alarm history: the production alarms table).
+SHOWN_ELSEWHERE = ("cloudwatch_emulator",)
 
 
 def flatten_facts(run: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -25,7 +27,9 @@ def flatten_facts(run: Mapping[str, Any]) -> list[tuple[str, str]]:
         else:
             rows.append((prefix, "yes" if value is True else "no" if value is False else str(value)))
 
-    ordered = [k for k in PREFERRED_FACTS if k in run] + sorted(k for k in run if k not in PREFERRED_FACTS)
+    ordered = [k for k in PREFERRED_FACTS if k in run] + sorted(
+        k for k in run if k not in PREFERRED_FACTS and k not in SHOWN_ELSEWHERE
+    )
     for key in ordered:
         walk(key, run[key])
     return rows
@@ -145,3 +149,10 @@ def render_markdown(
     lines += _md_table(("metric", "kind", "unit", "figures"), rows)
     lines += ["", f"Thresholds from: {', '.join(threshold_sources)}.", ""]
     return "\n".join(lines)
+
+
+def section_markdown(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]], note: str) -> str:
+    lines = [f"## {title}", "", *_md_table(headers, rows), ""]
+    if note:
+        lines += [note, ""]
+    return "\n".join(lines) + "\n"

@@ -25,7 +25,7 @@ import yaml
 
 from harness.measure.metrics import DIMENSIONLESS, UnknownMetricError, metric_spec, suggest
 from harness.paths import FIXTURES_DIR
-from harness.thresholds.model import LEVELS, Threshold, ThresholdSet
+from harness.thresholds.model import LEVELS, MISSING_DATA_TREATMENTS, AlarmSettings, Threshold, ThresholdSet
 from harness.thresholds.overrides import apply_override_text, apply_sets
 from harness.thresholds.problems import Problem, ThresholdConfigError
 from harness.thresholds.validation import check_levels, parse_level
@@ -34,7 +34,8 @@ from harness.thresholds.yaml_positions import mapping, scalar_of, top_level, whe
 # The document's thresholds (and the harness's own levels), judged by every sign-off unless overridden.
 DEFAULT_THRESHOLDS_FILE = FIXTURES_DIR / "thresholds.yaml"
 
-_THRESHOLD_KEYS = ("id", "metric", "warning", "critical", "unit", "source", "ours")
+_THRESHOLD_KEYS = ("id", "metric", "warning", "critical", "unit", "source", "ours", "alarm")
+_ALARM_KEYS = ("period_s", "evaluation_periods", "datapoints_to_alarm", "treat_missing_data")
 _REQUIRED_KEYS = ("metric", "unit", "source")
 
 
@@ -43,6 +44,75 @@ def _declared_unit(value: Any) -> str | None:
     if value is None or value in ("", "none"):
         return DIMENSIONLESS
     return value if isinstance(value, str) else None
+
+
+def _parse_alarm(node: yaml.Node, origin: str, owner: str, problems: list[Problem]) -> AlarmSettings | None:
+    """The `alarm:` block: how the production CloudWatch alarm evaluates (period, M of N, missing data)."""
+    pairs = mapping(node, origin, f"{owner} alarm", problems)
+    if pairs is None:
+        return None
+    values: dict[str, object] = {}
+    ok = True
+    for key, key_node, value_node in pairs:
+        scalar = scalar_of(value_node)
+        if key not in _ALARM_KEYS:
+            problems.append(
+                Problem(
+                    origin,
+                    *where(key_node),
+                    f"{owner}: unknown alarm key {key!r}{suggest(key, _ALARM_KEYS)}; an alarm has: "
+                    f"{', '.join(_ALARM_KEYS)}",
+                )
+            )
+            ok = False
+        elif key == "treat_missing_data":
+            if scalar.value not in MISSING_DATA_TREATMENTS:
+                problems.append(
+                    Problem(
+                        origin,
+                        scalar.line,
+                        scalar.column,
+                        f"{owner}: treat_missing_data {scalar.value!r}; use one of "
+                        f"{', '.join(MISSING_DATA_TREATMENTS)}",
+                    )
+                )
+                ok = False
+            values[key] = scalar.value
+        elif isinstance(scalar.value, bool) or not isinstance(scalar.value, int) or scalar.value < 1:
+            problems.append(
+                Problem(origin, scalar.line, scalar.column, f"{owner}: {key} must be a whole number of at least 1")
+            )
+            ok = False
+        else:
+            values[key] = scalar.value
+    period = values.get("period_s")
+    if isinstance(period, int) and period not in (10, 30) and period % 60:
+        problems.append(
+            Problem(origin, *where(node), f"{owner}: period_s {period}: CloudWatch takes 10, 30 or a multiple of 60")
+        )
+        ok = False
+    n, m = values.get("evaluation_periods"), values.get("datapoints_to_alarm")
+    if isinstance(n, int) and isinstance(m, int) and m > n:
+        problems.append(
+            Problem(
+                origin,
+                *where(node),
+                f"{owner}: datapoints_to_alarm {m} exceeds evaluation_periods {n}; M of N needs M <= N",
+            )
+        )
+        ok = False
+    if not ok:
+        return None
+    return AlarmSettings(
+        period_s=_whole(values.get("period_s")),
+        evaluation_periods=_whole(n),
+        datapoints_to_alarm=_whole(m),
+        treat_missing_data=str(values["treat_missing_data"]) if "treat_missing_data" in values else None,
+    )
+
+
+def _whole(value: object) -> int | None:
+    return value if isinstance(value, int) else None
 
 
 def _parse_threshold(node: yaml.Node, origin: str, problems: list[Problem]) -> Threshold | None:
@@ -110,6 +180,12 @@ def _parse_threshold(node: yaml.Node, origin: str, problems: list[Problem]) -> T
     broken_levels = any(
         name in fields and levels[name] is None and scalar_of(fields[name]).value is not None for name in LEVELS
     )
+    alarm = AlarmSettings()
+    if "alarm" in fields:
+        parsed = _parse_alarm(fields["alarm"], origin, threshold_id, problems)
+        if parsed is None:
+            return None
+        alarm = parsed
     if not ok or broken_levels:
         return None
     threshold = Threshold(
@@ -121,6 +197,7 @@ def _parse_threshold(node: yaml.Node, origin: str, problems: list[Problem]) -> T
         source=str(source).strip(),
         ours=ours,
         origin=f"{origin}:{line}",
+        alarm=alarm,
     )
     contradiction = check_levels(threshold)
     if contradiction:

@@ -8,6 +8,18 @@ from harness.measure.metrics import convert
 from harness.thresholds.grammar import Condition
 
 LEVELS = ("warning", "critical")
+MISSING_DATA_TREATMENTS = ("missing", "notBreaching", "breaching", "ignore")
+
+
+@dataclass(frozen=True)
+class AlarmSettings:
+    """How the production CloudWatch alarm for a threshold evaluates; None = the monitoring catalog's default
+    for that metric (harness/monitoring/catalog.py says why each default is what it is)."""
+
+    period_s: int | None = None
+    evaluation_periods: int | None = None
+    datapoints_to_alarm: int | None = None
+    treat_missing_data: str | None = None
 
 
 @dataclass(frozen=True)
@@ -22,6 +34,7 @@ class Threshold:
     ours: bool
     # "file:line" of the definition and of each override applied, for the report's provenance.
     origin: str
+    alarm: AlarmSettings = AlarmSettings()
 
     @property
     def condition(self) -> Condition:

@@ -20,12 +20,24 @@ ALLOWED: dict[str, set[str]] = {
     "measure": {"services"},
     "data": {"measure", "services"},
     "thresholds": {"measure"},
-    "report": {"thresholds", "measure"},
+    "report": {"thresholds", "measure", "monitoring"},
+    "monitoring": {"thresholds", "measure", "services"},
     "app": {"data", "lambda_runtime", "measure", "services"},
     "locustusers": {"app", "backends", "data", "measure", "thresholds", "report", "services", "workload"},
     "workload": {"data", "measure", "thresholds"},
     "pytest_plugin": {"backends"},
-    "cli": {"app", "backends", "data", "measure", "thresholds", "report", "services", "lambda_runtime", "workload"},
+    "cli": {
+        "app",
+        "backends",
+        "data",
+        "measure",
+        "thresholds",
+        "report",
+        "services",
+        "lambda_runtime",
+        "workload",
+        "monitoring",
+    },
 }
 
 

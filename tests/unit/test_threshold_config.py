@@ -57,6 +57,8 @@ OURS = {
     "cache.evictions",
     "credits.cache_throttled_hours",
     "credits.rds_surplus_usd",
+    "cloudwatch.alarm_metrics",
+    "cloudwatch.dashboards",
     *(f"lambda.{f}.throttles" for f in ("data_export", "data_deletion", "audit_logging")),
 }
 

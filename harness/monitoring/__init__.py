@@ -1,0 +1,1 @@
+"""What CloudWatch shows for the unit: AWS metrics, alarms from thresholds.yaml, their semantics, dashboards."""
