@@ -25,7 +25,19 @@ ALLOWED: dict[str, set[str]] = {
     "locustusers": {"app", "backends", "data", "measure", "thresholds", "report", "services", "workload"},
     "workload": {"data", "measure", "thresholds"},
     "pytest_plugin": {"backends"},
-    "cli": {"app", "backends", "data", "measure", "thresholds", "report", "services", "lambda_runtime", "workload"},
+    "capacity": {"app", "backends", "data", "measure", "thresholds"},
+    "cli": {
+        "app",
+        "backends",
+        "capacity",
+        "data",
+        "measure",
+        "thresholds",
+        "report",
+        "services",
+        "lambda_runtime",
+        "workload",
+    },
 }
 
 
