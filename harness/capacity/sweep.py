@@ -215,7 +215,8 @@ NOT_EMULATED = [
     "NOT EMULATED: storage IOPS. gp2's 100-IOPS baseline is not applied here; reads past shared_buffers are "
     "counted (pg_stat_database), but they are served by this machine's page cache and disk, so latency past "
     "the knee is far better here than on RDS (measured on gp2 with a cold cache: 300 queries in 302 s).",
-    "NOT EMULATED: burstable CPU credits. The instance runs unthrottled; a drained t3 would be slower.",
+    "NOT EMULATED: a drained burstable instance. The sweep does not spend the CPU credits first, so it answers "
+    "for the first minutes of load, not for hours of it.",
 ]
 
 
