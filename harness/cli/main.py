@@ -13,6 +13,7 @@ from pathlib import Path
 from harness.backends import get_backend
 from harness.backends.base import StackStatus
 from harness.cli.alarms import add_alarms_command
+from harness.cli.capacity import add_capacity_command
 from harness.cli.deploy import add_deploy_command
 from harness.cli.reports import (
     add_override_arguments,
@@ -172,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_deploy_command(sub, parents=[common])
     add_workload_command(sub, parents=[common])
     add_alarms_command(sub, parents=[common])
+    add_capacity_command(sub, parents=[common])
     add_threshold_commands(sub)
     add_report_commands(sub)
 

@@ -39,7 +39,7 @@ from harness.measure.progress import Progress, note
 APP_SCHEMA = "app"
 STAGING_SCHEMA = "app_staging"
 # Serialises seeds of one database: two at once would both build the staging schema.
-_SEED_LOCK_KEY = 0x6462756E6974
+SEED_LOCK_KEY = 0x6462756E6974
 # How long the final swap waits for sessions still using the old tables before giving up.
 SWAP_LOCK_TIMEOUT = "60s"
 _MIN_HNSW_VERSION = (0, 5, 0)
@@ -125,24 +125,34 @@ def ensure_ground_truth(
     queries = source.queries()
     with Progress(f"ground truth ({len(queries)} queries, top {k})", source.count, enabled=progress) as bar:
         ids, distances = exact_neighbours(source, queries, k, on_rows=bar.advance)
-    save_ground_truth(
-        directory,
-        queries,
-        ids,
-        distances,
-        {
-            "dataset_key": key,
-            "source": source.identity(),
-            "k": k,
-            "queries": len(queries),
-            "metric": "cosine",
-            "doc_id_base": DOC_ID_BASE,
-            "table": f"{APP_SCHEMA}.{table}",
-            "column": column,
-            "key_column": key_column,
-        },
+    manifest_data = ground_truth_manifest(
+        source, key, k, len(queries), table=table, column=column, key_column=key_column
     )
+    save_ground_truth(directory, queries, ids, distances, manifest_data)
     return True
+
+
+def ground_truth_manifest(
+    source: VectorSource,
+    key: str,
+    k: int,
+    queries: int,
+    *,
+    table: str = "documents",
+    column: str = "embedding",
+    key_column: str = "doc_id",
+) -> dict[str, Any]:
+    return {
+        "dataset_key": key,
+        "source": source.identity(),
+        "k": k,
+        "queries": queries,
+        "metric": "cosine",
+        "doc_id_base": DOC_ID_BASE,
+        "table": f"{APP_SCHEMA}.{table}",
+        "column": column,
+        "key_column": key_column,
+    }
 
 
 def read_seed_state(conn: psycopg.Connection[Any]) -> SeedState | None:
@@ -351,7 +361,7 @@ def staged_swap(
     it for the live schema, all in one transaction: a failure anywhere leaves the previous data as it was."""
     staging, live = sql.Identifier(STAGING_SCHEMA), sql.Identifier(APP_SCHEMA)
     with conn.transaction():
-        locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (_SEED_LOCK_KEY,)).fetchone()
+        locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (SEED_LOCK_KEY,)).fetchone()
         if not locked or not locked[0]:
             raise SeedError("another `harness seed` is loading this database: wait for it to finish")
         # The server's limits are for application sessions; a bulk load runs as long as it needs.
@@ -422,7 +432,7 @@ def _load(
         timings["constraints"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        _build_vector_index(conn, endpoint, profile, source.count, progress)
+        build_vector_index(conn, endpoint, profile, source.count, progress)
         timings["index"] = time.perf_counter() - t
         return row_counts
 
@@ -469,7 +479,7 @@ def copy_table(conn: psycopg.Connection[Any], table: TableData, progress: bool, 
     return copied
 
 
-def _build_vector_index(
+def build_vector_index(
     conn: psycopg.Connection[Any], endpoint: PostgresEndpoint, profile: SeedProfile, rows: int, progress: bool
 ) -> None:
     spec = profile.index

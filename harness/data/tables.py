@@ -364,14 +364,16 @@ class Population:
                     vectors = chunk.vectors[lo : lo + BLOCK_ROWS]
                     n = len(vectors)
                     rng = block_rng(self.seed, _S_DOCS, start // BLOCK_ROWS)
-                    owner = np.minimum(np.searchsorted(self.owner_cdf, rng.random(n)), self.users - 1) + 1
-                    noise = rng.integers(len(CATEGORIES), size=n)
+                    # Whole blocks are drawn and cut, as the vectors are: a smaller seed's documents are then
+                    # a prefix of a larger one's (harness.data.grow appends the rest).
+                    owner = np.minimum(np.searchsorted(self.owner_cdf, rng.random(BLOCK_ROWS)[:n]), self.users - 1) + 1
+                    noise = rng.integers(len(CATEGORIES), size=BLOCK_ROWS)[:n]
                     labels = chunk.labels[lo : lo + BLOCK_ROWS] if chunk.labels is not None else noise
                     # Categories follow topic clusters, with some misfiled documents, as real ones do.
-                    category = np.where(rng.random(n) < 0.1, noise, labels % len(CATEGORIES))
-                    word = rng.integers(len(TITLE_WORDS), size=n)
+                    category = np.where(rng.random(BLOCK_ROWS)[:n] < 0.1, noise, labels % len(CATEGORIES))
+                    word = rng.integers(len(TITLE_WORDS), size=BLOCK_ROWS)[:n]
                     created = self.created[owner - 1]
-                    at = created + rng.random(n) * (WINDOW_S - created)
+                    at = created + rng.random(BLOCK_ROWS)[:n] * (WINDOW_S - created)
                     for i, (uid, c, w, t) in enumerate(
                         zip(owner.tolist(), category.tolist(), word.tolist(), at.tolist(), strict=True)
                     ):

@@ -25,7 +25,8 @@ COMMON_DIMS = (384, 768, 1536)
 BLOCK_ROWS = 4096
 DEFAULT_CHUNK_ROWS = 4 * BLOCK_ROWS
 # Bump when the generator's maths changes: it is part of every seed fingerprint.
-GENERATOR_VERSION = 1
+# 2: partial blocks are prefixes of whole ones (a smaller set is a prefix of a larger one).
+GENERATOR_VERSION = 2
 
 # Streams of the generator's SeedSequence; fixed numbers so adding one never shifts the others.
 _STREAM_MODEL = 1
@@ -170,18 +171,21 @@ class ClusteredVectors:
     def _block(self, stream: int, block: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
         model = self._model
         rng = block_rng(self.seed, stream, block)
-        labels = np.searchsorted(model.cum_weights, rng.random(rows), side="right")
+        # A whole block is drawn even when fewer rows are wanted: a set's last, partial block is then a
+        # prefix of the same block in a larger set, so a smaller set is a prefix of a larger one (growth).
+        # The arithmetic runs on the whole block too: BLAS may round a 3,000-row product differently.
+        labels = np.searchsorted(model.cum_weights, rng.random(BLOCK_ROWS), side="right")
         labels = np.minimum(labels, self.n_clusters - 1).astype(np.int32)
-        noise = rng.standard_normal((rows, self._dim), dtype=np.float32) * model.axes[labels]
-        return normalise(model.offsets[labels] + noise @ model.basis_t), labels
+        noise = rng.standard_normal((BLOCK_ROWS, self._dim), dtype=np.float32) * model.axes[labels]
+        return normalise(model.offsets[labels] + noise @ model.basis_t)[:rows], labels[:rows]
 
-    def _stream_chunks(self, stream: int, total: int, chunk_rows: int) -> Iterator[Chunk]:
+    def _stream_chunks(self, stream: int, total: int, chunk_rows: int, first_block: int = 0) -> Iterator[Chunk]:
         if chunk_rows < 1:
             raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
         pending: list[tuple[np.ndarray, np.ndarray]] = []
         pending_rows = 0
-        emitted = 0
-        for block in range(-(-total // BLOCK_ROWS)):
+        emitted = first_block * BLOCK_ROWS
+        for block in range(first_block, -(-total // BLOCK_ROWS)):
             rows = min(BLOCK_ROWS, total - block * BLOCK_ROWS)
             pending.append(self._block(stream, block, rows))
             pending_rows += rows
@@ -196,6 +200,13 @@ class ClusteredVectors:
 
     def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Chunk]:
         return self._stream_chunks(_STREAM_BASE, self._count, chunk_rows)
+
+    def chunks_from(self, start: int, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Chunk]:
+        """The rows from the block holding row `start` on, without generating the ones before it: chunks
+        stay aligned to BLOCK_ROWS, so the first may begin up to BLOCK_ROWS - 1 rows before `start`."""
+        if not 0 <= start < self._count:
+            raise ValueError(f"start must be within 0..{self._count - 1}, got {start}")
+        return self._stream_chunks(_STREAM_BASE, self._count, chunk_rows, first_block=start // BLOCK_ROWS)
 
     def queries(self) -> np.ndarray:
         if self.n_queries == 0:

@@ -26,9 +26,11 @@ ALLOWED: dict[str, set[str]] = {
     "locustusers": {"app", "backends", "data", "measure", "thresholds", "report", "services", "workload"},
     "workload": {"data", "measure", "thresholds"},
     "pytest_plugin": {"backends"},
+    "capacity": {"app", "backends", "data", "measure", "thresholds"},
     "cli": {
         "app",
         "backends",
+        "capacity",
         "data",
         "measure",
         "thresholds",

@@ -1,0 +1,176 @@
+"""`harness capacity`: sweep data sizes on the running stack (`run`), or combine sweeps of several instance
+classes into the capacity table and a recommendation (`table`).
+
+Exit codes: 0 done, 1 the sweep could not run or finish (message on stderr; the data is at the last
+complete size), 2 bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.capacity.knee import CapacityInputError, Growth, parse_growth
+from harness.capacity.recommend import Target, load_capacity_model
+from harness.capacity.report import chart, compare, sweep_markdown
+from harness.capacity.sweep import PLANS, SweepResult, read_result, run_sweep
+from harness.config import ConfigError, resolve_settings
+from harness.data.app_role import AppRoleError
+from harness.data.grow import STRATEGIES
+from harness.data.seed import SeedError
+from harness.endpoints import load_endpoints
+from harness.measure.projection import DEFAULT_MODEL
+from harness.thresholds import ThresholdConfigError, load_thresholds
+from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
+from harness.thresholds.model import ThresholdSet
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part.replace("_", "")) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"sizes are whole numbers separated by commas, got {text!r}") from None
+    if not sizes or any(s < 1 for s in sizes) or list(sizes) != sorted(set(sizes)):
+        raise argparse.ArgumentTypeError(f"sizes must be distinct, positive and rising, got {text!r}")
+    return sizes
+
+
+def _growth(text: str) -> Growth:
+    try:
+        return parse_growth(text)
+    except CapacityInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_capacity_command(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "capacity",
+        help="how far the unit grows before it stops meeting the thresholds",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="capacity_command", required=True)
+    run = sub.add_parser("run", parents=parents, help="sweep data sizes on the running stack's instance class")
+    run.add_argument("--plan", choices=list(PLANS), default="full", help="ci (seconds) or full (default; an hour+)")
+    run.add_argument("--sizes", type=_sizes, help="documents per step, e.g. 50000,100000,200000")
+    run.add_argument(
+        "--growth-strategy",
+        choices=STRATEGIES,
+        help="auto (default: rebuild the index when the new rows exceed a sixth of the total), append, rebuild",
+    )
+    run.add_argument("--no-ramp", action="store_true", help="skip the saturation ramp")
+    run.add_argument("--ramp-start", type=float, help="the ramp's first rate, searches/s (plan full: 10)")
+    run.add_argument("--thresholds", type=Path, default=DEFAULT_THRESHOLDS_FILE)
+    run.add_argument("--out", type=Path, help="default reports/capacity-<class>-<time>/")
+    run.add_argument("--today", type=int, help="documents in production today, for the headroom line")
+    run.add_argument("--growth", type=_growth, help="data growth per month: `10%%` or `5000` documents")
+    run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help="render a sweep's capacity.md and capacity.png again from capacity.json")
+    report.add_argument("run", type=Path, help="a capacity output directory")
+    report.add_argument("--today", type=int, help="documents in production today, for the headroom line")
+    report.add_argument("--growth", type=_growth, help="data growth per month: `10%%` or `5000` documents")
+    report.add_argument("--thresholds", type=Path, default=DEFAULT_THRESHOLDS_FILE)
+    report.set_defaults(func=cmd_report)
+
+    table = sub.add_parser("table", help="combine sweeps of several classes: table and recommendation")
+    table.add_argument("runs", nargs="+", type=Path, help="capacity output directories (or capacity.json files)")
+    table.add_argument("--target-size", type=int, help="documents to hold (default: the monthly model's)")
+    table.add_argument("--target-rate", type=float, help="searches/s to sustain (default: the monthly model's)")
+    table.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="prices and the default target")
+    table.add_argument("--thresholds", type=Path, default=DEFAULT_THRESHOLDS_FILE)
+    table.add_argument("--out", type=Path, help="write capacity-table.md and capacity.png here")
+    table.set_defaults(func=cmd_table)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        settings = resolve_settings({"backend": args.backend, "state_dir": args.state_dir})
+        thresholds = load_thresholds(args.thresholds)
+        plan = PLANS[args.plan]
+        changes: dict[str, Any] = {}
+        if args.sizes:
+            changes["sizes"] = args.sizes
+        if args.growth_strategy:
+            changes["growth_strategy"] = args.growth_strategy
+        if args.no_ramp:
+            changes["ramp"] = None
+        elif args.ramp_start is not None:
+            if not args.ramp_start > 0 or plan.ramp is None:
+                raise CapacityInputError(f"--ramp-start must be a positive rate, got {args.ramp_start}")
+            changes["ramp"] = dataclasses.replace(plan.ramp, start_rate=args.ramp_start)
+        plan = dataclasses.replace(plan, **changes)
+        if (args.today is None) != (args.growth is None):
+            raise CapacityInputError("--today and --growth go together (the headroom line needs both)")
+        stack = load_endpoints(settings.state_dir)
+        if stack is None:
+            raise CapacityInputError(f"no running stack in {settings.state_dir}: start it with `harness up`")
+        db_class = stack.facts.get("postgres", {}).get("instance_class", "unknown")
+        out = args.out or Path("reports") / f"capacity-{db_class}-{time.strftime('%Y%m%d-%H%M%S')}"
+    except (CapacityInputError, ThresholdConfigError, ConfigError, OSError) as exc:
+        _say(f"harness capacity: {exc}")
+        return 2
+    _say(f"capacity sweep on {db_class}: sizes {', '.join(f'{s:,}' for s in plan.sizes)}; output in {out}")
+    try:
+        result = run_sweep(stack, settings, plan, args.plan, thresholds, out, _say)
+    except (SeedError, AppRoleError, CapacityInputError) as exc:
+        _say(f"harness capacity: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        _say(f"harness capacity: interrupted; the data is at the last complete size; partial results in {out}")
+        return 130
+    _render(result, out, thresholds, args.today, args.growth)
+    return 0
+
+
+def _render(result: SweepResult, out: Path, thresholds: ThresholdSet, today: int | None, growth: Growth | None) -> None:
+    report = sweep_markdown(result, today, growth)
+    (out / "capacity.md").write_text(report)
+    chart([result], thresholds, out / "capacity.png")
+    print(report)
+    _say(f"wrote {out / 'capacity.md'}, {out / 'capacity.json'}, {out / 'capacity.png'}")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    try:
+        if (args.today is None) != (args.growth is None):
+            raise CapacityInputError("--today and --growth go together (the headroom line needs both)")
+        thresholds = load_thresholds(args.thresholds)
+        result = read_result(args.run)
+    except (CapacityInputError, ThresholdConfigError, OSError) as exc:
+        _say(f"harness capacity report: {exc}")
+        return 2
+    _render(result, args.run if args.run.is_dir() else args.run.parent, thresholds, args.today, args.growth)
+    return 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    try:
+        model = load_capacity_model(args.model)
+        thresholds = load_thresholds(args.thresholds)
+        results = [read_result(path) for path in args.runs]
+        target = Target(
+            args.target_size if args.target_size is not None else model.target.documents,
+            args.target_rate if args.target_rate is not None else model.target.rate_per_s,
+        )
+        if target.documents < 1 or target.rate_per_s <= 0:
+            raise CapacityInputError(f"the target must be positive, got {target}")
+    except (CapacityInputError, ThresholdConfigError, OSError) as exc:
+        _say(f"harness capacity table: {exc}")
+        return 2
+    text, _ = compare(results, model, target)
+    print(text)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "capacity-table.md").write_text(text)
+        chart(results, thresholds, args.out / "capacity.png")
+        _say(f"wrote {args.out / 'capacity-table.md'} and {args.out / 'capacity.png'}")
+    return 0
