@@ -98,6 +98,11 @@ def format_status(status: StackStatus) -> str:
             f"storage: {storage['type']} {storage['allocated_gib']} GiB (baseline {storage['baseline_iops']} IOPS, "
             f"burst {storage['burst_iops']}): {capped}; {storage['detail']}"
         )
+    tls = status.facts.get("tls")
+    if tls:
+        lines.append(f"tls ({tls['mode']}): proxy {tls['proxy']}; redis {tls['redis']}; direct {tls['direct']}")
+        if "certificate" in tls:
+            lines.append(f"tls: clients verify against {tls['certificate']['ca_bundle']} (HARNESS_CA_BUNDLE)")
     if "state_dir" in status.facts:
         lines.append(f"state: {status.facts['state_dir']}")
     return "\n".join(lines)

@@ -34,6 +34,14 @@ def pools(stack: StackEndpoints) -> list[dict[str, Any]]:
         return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
+def clients(stack: StackEndpoints) -> list[dict[str, Any]]:
+    """SHOW CLIENTS: one row per client connection, with its `tls` (protocol and cipher, empty if plain)."""
+    with _console(stack) as conn:
+        cursor = conn.execute("SHOW CLIENTS")
+        columns = [column.name for column in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
 def server_connections(stack: StackEndpoints) -> int:
     """Server connections the proxy holds open to PostgreSQL, in use or idle."""
     return sum(int(p["sv_active"]) + int(p["sv_idle"]) + int(p["sv_used"]) for p in pools(stack))

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from harness.app.gdpr_deploy import deploy
+from harness.app.gdpr_deploy import deploy, redis_secret_document, tls_options
 from harness.app.gdpr_invoke import invoke, invoke_series, lambda_client
 from harness.data.profiles import get_profile
 from harness.data.seed import seed
@@ -130,19 +130,20 @@ def gdpr(stack: StackEndpoints, tmp_path_factory) -> Iterator[Deployed]:
     _put_secret(
         stack,
         REDIS_SECRET,
-        {
-            "host": stack.redis.host,
-            "port": stack.redis.port,
-            "password": stack.redis.password.reveal(),
-            "tls": False,
-            "db": REDIS_DB,
-        },
+        redis_secret_document(stack.redis, db=REDIS_DB),
     )
     s3 = stack.aws.client("s3")
     if BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": stack.aws.region})
     client = lambda_client(stack.aws)
-    deploy(client, db_secret_id=DB_SECRET, redis_secret_id=REDIS_SECRET, exports_bucket=BUCKET, name_prefix=PREFIX)
+    deploy(
+        client,
+        db_secret_id=DB_SECRET,
+        redis_secret_id=REDIS_SECRET,
+        exports_bucket=BUCKET,
+        name_prefix=PREFIX,
+        **tls_options(stack),
+    )
     yield Deployed(stack, admin, client)
     for name in ("data_export", "data_deletion", "audit_logging"):
         client.delete_function(FunctionName=PREFIX + name)
@@ -160,7 +161,12 @@ def gdpr(stack: StackEndpoints, tmp_path_factory) -> Iterator[Deployed]:
 
 def test_redeploying_unchanged_functions_changes_nothing(gdpr: Deployed):
     again = deploy(
-        gdpr.client, db_secret_id=DB_SECRET, redis_secret_id=REDIS_SECRET, exports_bucket=BUCKET, name_prefix=PREFIX
+        gdpr.client,
+        db_secret_id=DB_SECRET,
+        redis_secret_id=REDIS_SECRET,
+        exports_bucket=BUCKET,
+        name_prefix=PREFIX,
+        **tls_options(gdpr.stack),
     )
     assert [(r.name, r.action) for r in again] == [
         (f"{PREFIX}data_export", "unchanged"),
@@ -169,7 +175,10 @@ def test_redeploying_unchanged_functions_changes_nothing(gdpr: Deployed):
     ]
     config = gdpr.client.get_function_configuration(FunctionName=f"{PREFIX}data_deletion")
     assert (config["MemorySize"], config["Timeout"]) == (256, 300)
-    assert set(config["Environment"]["Variables"]) == {"DB_SECRET_ID", "DB_SCHEMA", "EXPORTS_BUCKET", "REDIS_SECRET_ID"}
+    expected = {"DB_SECRET_ID", "DB_SCHEMA", "EXPORTS_BUCKET", "REDIS_SECRET_ID", "DB_SSLMODE"}
+    if gdpr.stack.proxy.sslrootcert:
+        expected.add("CA_BUNDLE")
+    assert set(config["Environment"]["Variables"]) == expected
 
 
 def test_export_row_counts_match_the_database(gdpr: Deployed):

@@ -5,6 +5,9 @@ DB_SECRET_ID (Secrets Manager secret in RDS's JSON shape: host, port, username, 
 host is the RDS Proxy endpoint), DB_SCHEMA (default app), EXPORTS_BUCKET, REDIS_SECRET_ID (a secret
 {host, port, password, tls, db}), EXPORT_URL_TTL_S (default 3600). boto3 takes its endpoint from
 AWS_ENDPOINT_URL when that is set (an emulator), from the region otherwise.
+TLS: DB_SSLMODE (libpq's sslmode, default verify-full, as RDS Proxy with Require TLS needs) and CA_BUNDLE
+(a PEM file in the deployment package, e.g. AWS's global-bundle.pem; `harness deploy` packs the local
+stack's CA) against which both the proxy and Redis (when the secret says tls) are verified.
 """
 
 from __future__ import annotations
@@ -78,6 +81,25 @@ def schema() -> str:
     return setting("DB_SCHEMA", "app")
 
 
+def ca_bundle() -> str | None:
+    """The CA bundle's path inside the deployment package, or None to use the system's store."""
+    name = os.environ.get("CA_BUNDLE")
+    if not name:
+        return None
+    path = os.path.join(os.environ.get("LAMBDA_TASK_ROOT", os.getcwd()), name)
+    if not os.path.isfile(path):
+        raise ConfigurationError(f"CA_BUNDLE names {name}, which is not in the deployment package")
+    return path
+
+
+def _tls_params() -> dict[str, str]:
+    params = {"sslmode": os.environ.get("DB_SSLMODE") or "verify-full"}
+    bundle = ca_bundle()
+    if bundle:
+        params["sslrootcert"] = bundle
+    return params
+
+
 def _connect() -> psycopg.Connection[Any]:
     creds = secret(setting("DB_SECRET_ID"))
     try:
@@ -93,6 +115,7 @@ def _connect() -> psycopg.Connection[Any]:
             prepare_threshold=None,
             connect_timeout=10,
             application_name=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "gdpr-lambda"),
+            **_tls_params(),
         )
     except KeyError as exc:
         raise ConfigurationError(f"DB secret lacks {exc}: it must hold host, port, username, password") from None
@@ -120,13 +143,18 @@ def cache() -> redis.Redis:
     global _redis
     if _redis is None:
         creds = secret(setting("REDIS_SECRET_ID"))
+        tls = bool(creds.get("tls", False))
+        verify: dict[str, Any] = (
+            {"ssl_cert_reqs": "required", "ssl_check_hostname": True, "ssl_ca_certs": ca_bundle()} if tls else {}
+        )
         _redis = redis.Redis(
             host=creds["host"],
             port=int(creds["port"]),
             password=creds.get("password") or None,
-            ssl=bool(creds.get("tls", False)),
+            ssl=tls,
             db=int(creds.get("db", 0)),
             socket_timeout=10,
             socket_connect_timeout=5,
+            **verify,
         )
     return _redis
