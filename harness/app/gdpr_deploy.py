@@ -107,13 +107,15 @@ def code_sha256(zip_bytes: bytes) -> str:
     return base64.b64encode(hashlib.sha256(zip_bytes).digest()).decode()
 
 
-def _put_secret(aws: AwsEndpoint, secret_id: str, document: dict[str, Any]) -> None:
+def _put_secret(aws: AwsEndpoint, secret_id: str, document: dict[str, Any], kms_key_id: str = "") -> None:
     sm = aws.client("secretsmanager")
     text = json.dumps(document)
     try:
         sm.put_secret_value(SecretId=secret_id, SecretString=text)
     except sm.exceptions.ResourceNotFoundException:
-        sm.create_secret(Name=secret_id, SecretString=text)
+        # Encrypted with the unit's key, not the account's default aws/secretsmanager key.
+        key = {"KmsKeyId": kms_key_id} if kms_key_id else {}
+        sm.create_secret(Name=secret_id, SecretString=text, **key)
 
 
 def ensure_stack_secrets(stack: StackEndpoints, state_dir: Path) -> tuple[str, str]:
@@ -139,8 +141,9 @@ def ensure_stack_secrets(stack: StackEndpoints, state_dir: Path) -> tuple[str, s
             "password": password.reveal(),
             "dbname": stack.proxy.dbname,
         },
+        stack.resources.kms_key_id,
     )
-    _put_secret(stack.aws, REDIS_SECRET_ID, redis_secret_document(stack.redis))
+    _put_secret(stack.aws, REDIS_SECRET_ID, redis_secret_document(stack.redis), stack.resources.kms_key_id)
     return APP_DB_SECRET_ID, REDIS_SECRET_ID
 
 

@@ -19,6 +19,7 @@ from harness.cli.reports import (
     add_threshold_commands,
 )
 from harness.cli.seed import add_seed_command
+from harness.cli.verify import add_verify_command
 from harness.cli.workload import add_workload_command
 from harness.config import ConfigError, Settings, resolve_settings
 from harness.endpoints import EndpointFileError
@@ -175,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_seed_command(sub, parents=[common])
     add_deploy_command(sub, parents=[common])
     add_workload_command(sub, parents=[common])
+    add_verify_command(sub, parents=[common])
     add_threshold_commands(sub)
     add_report_commands(sub)
 

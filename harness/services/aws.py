@@ -136,6 +136,9 @@ class AwsEmulatorService(HttpService):
             "TMPDIR": str(self.work_dir),
             "S3_DATA_DIR": str(self.work_dir / "s3"),
             "LOG_LEVEL": "INFO",
+            # With `cryptography` importable, ministack opens IoT's MQTT-over-TLS listener on 0.0.0.0:8883 (found
+            # by `harness verify security`): the unit uses no IoT, and nothing may listen beyond loopback.
+            "IOT_MTLS_ENABLED": "0",
         }
         record = spawn(NAME, [sys.executable, "-m", "ministack"], self.log_path, env=env, cwd=self.work_dir)
         self.pids.write(record)

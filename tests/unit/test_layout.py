@@ -26,7 +26,18 @@ ALLOWED: dict[str, set[str]] = {
     "locustusers": {"app", "backends", "data", "measure", "thresholds", "report", "services", "workload"},
     "workload": {"data", "measure", "thresholds"},
     "pytest_plugin": {"backends"},
-    "cli": {"app", "backends", "data", "measure", "thresholds", "report", "services", "lambda_runtime", "workload"},
+    "cli": {
+        "app",
+        "backends",
+        "data",
+        "measure",
+        "thresholds",
+        "report",
+        "services",
+        "lambda_runtime",
+        "workload",
+        "security",
+    },
 }
 
 
