@@ -13,6 +13,7 @@ exists unaudited.
 
 from __future__ import annotations
 
+import os
 import time
 import zlib
 from datetime import UTC, datetime
@@ -31,9 +32,10 @@ prepare("secretsmanager", "s3")
 PART_BYTES = 8 * 1024 * 1024
 CURSOR_ROWS = 1000
 ACTION = "gdpr.export"
-# Exports are personal data: SSE-KMS asked for explicitly, as the bucket's policy requires (the key is the
-# bucket's default, so no key id is needed here).
-ENCRYPTION = {"ServerSideEncryption": "aws:kms"}
+# Exports are personal data: SSE-KMS asked for explicitly, as the bucket's policy requires, with the unit's
+# key when deployed with one (EXPORTS_KMS_KEY_ID), else the bucket's default key.
+_KMS_KEY_ID = os.environ.get("EXPORTS_KMS_KEY_ID", "")
+ENCRYPTION = {"ServerSideEncryption": "aws:kms", **({"SSEKMSKeyId": _KMS_KEY_ID} if _KMS_KEY_ID else {})}
 
 
 class _MultipartWriter:

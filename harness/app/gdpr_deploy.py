@@ -44,7 +44,7 @@ CA_BUNDLE_NAME = "ca-bundle.pem"
 _TLS = ("DB_SSLMODE", "CA_BUNDLE")
 # Which settings each function gets: no function holds a secret it does not use.
 _NEEDS: dict[str, tuple[str, ...]] = {
-    "data_export": ("DB_SECRET_ID", "DB_SCHEMA", "EXPORTS_BUCKET", "EXPORT_URL_TTL_S", *_TLS),
+    "data_export": ("DB_SECRET_ID", "DB_SCHEMA", "EXPORTS_BUCKET", "EXPORT_URL_TTL_S", "EXPORTS_KMS_KEY_ID", *_TLS),
     "data_deletion": ("DB_SECRET_ID", "DB_SCHEMA", "EXPORTS_BUCKET", "REDIS_SECRET_ID", *_TLS),
     "audit_logging": ("DB_SECRET_ID", "DB_SCHEMA", *_TLS),
 }
@@ -168,11 +168,13 @@ def deploy(
     schema: str = "app",
     db_sslmode: str = "verify-full",
     ca_bundle: bytes | None = None,
+    exports_kms_key_id: str = "",
 ) -> list[DeployResult]:
     """Create or update each function on the Lambda endpoint `lambda_client` talks to.
 
     `db_sslmode` is libpq's sslmode towards the proxy (verify-full unless the stack runs without TLS);
-    `ca_bundle` (PEM) is packed into each zip and named by CA_BUNDLE.
+    `ca_bundle` (PEM) is packed into each zip and named by CA_BUNDLE; `exports_kms_key_id` is the KMS key
+    data_export encrypts exports with (empty: the bucket's default key).
     """
     settings = {
         "DB_SECRET_ID": db_secret_id,
@@ -182,6 +184,7 @@ def deploy(
         "EXPORT_URL_TTL_S": "3600",
         "DB_SSLMODE": db_sslmode,
         "CA_BUNDLE": CA_BUNDLE_NAME if ca_bundle is not None else "",
+        "EXPORTS_KMS_KEY_ID": exports_kms_key_id,
     }
     results = []
     for definition in definitions(names):
@@ -249,13 +252,17 @@ def deploy_to_stack(
         exports_bucket=stack.resources.exports_bucket,
         names=names,
         role_arn=role_arn,
-        **tls_options(stack),
+        **stack_options(stack),
     )
 
 
-def tls_options(stack: StackEndpoints) -> dict[str, Any]:
-    """deploy()'s TLS arguments for functions that reach this stack's proxy and Redis: its sslmode and CA."""
-    return {"db_sslmode": stack.proxy.sslmode or "prefer", "ca_bundle": _ca_bundle(stack)}
+def stack_options(stack: StackEndpoints) -> dict[str, Any]:
+    """deploy()'s arguments that follow from the stack: the proxy's sslmode, the CA bundle, the KMS key."""
+    return {
+        "db_sslmode": stack.proxy.sslmode or "prefer",
+        "ca_bundle": _ca_bundle(stack),
+        "exports_kms_key_id": stack.resources.kms_key_id,
+    }
 
 
 def redis_secret_document(redis: RedisEndpoint, db: int | None = None) -> dict[str, Any]:

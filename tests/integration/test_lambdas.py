@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from harness.app.gdpr_deploy import deploy, redis_secret_document, tls_options
+from harness.app.gdpr_deploy import deploy, redis_secret_document, stack_options
 from harness.app.gdpr_invoke import invoke, invoke_series, lambda_client
 from harness.data.profiles import get_profile
 from harness.data.seed import seed
@@ -142,7 +142,7 @@ def gdpr(stack: StackEndpoints, tmp_path_factory) -> Iterator[Deployed]:
         redis_secret_id=REDIS_SECRET,
         exports_bucket=BUCKET,
         name_prefix=PREFIX,
-        **tls_options(stack),
+        **stack_options(stack),
     )
     yield Deployed(stack, admin, client)
     for name in ("data_export", "data_deletion", "audit_logging"):
@@ -166,7 +166,7 @@ def test_redeploying_unchanged_functions_changes_nothing(gdpr: Deployed):
         redis_secret_id=REDIS_SECRET,
         exports_bucket=BUCKET,
         name_prefix=PREFIX,
-        **tls_options(gdpr.stack),
+        **stack_options(gdpr.stack),
     )
     assert [(r.name, r.action) for r in again] == [
         (f"{PREFIX}data_export", "unchanged"),
@@ -198,6 +198,9 @@ def test_export_row_counts_match_the_database(gdpr: Deployed):
     assert all(len(d["embedding"]) == 384 and isinstance(d["embedding"][0], float) for d in documents)
     assert gdpr.audit_actions(user_id)[-1] == "gdpr.export"
     assert result.report is not None and result.report.memory_size_mb == 512
+    # Personal data at rest: the export asks for SSE-KMS itself, whatever the bucket's default.
+    head = gdpr.stack.aws.client("s3").head_object(Bucket=result.payload["bucket"], Key=result.payload["key"])
+    assert head["ServerSideEncryption"] == "aws:kms"
 
 
 def test_deletion_leaves_no_row_key_or_object_and_is_idempotent(gdpr: Deployed):
