@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from typing import Any
 
@@ -24,6 +25,11 @@ from botocore.config import Config
 
 # RDS Proxy (and PgBouncer) end idle client connections; a connection idle this long is pinged first.
 _PING_AFTER_IDLE_S = 60.0
+# A login refused during a rotation is retried this often, re-reading the secret each time (0.2 s, 0.4 s...).
+_LOGIN_ATTEMPTS = 4
+_LOGIN_BACKOFF_S = 0.2
+# PostgreSQL says "password authentication failed"; PgBouncer (and RDS Proxy) "SASL authentication failed".
+_LOGIN_REFUSED = re.compile(r"(password|SASL) authentication failed")
 
 _clients: dict[str, Any] = {}
 _secrets: dict[str, dict[str, Any]] = {}
@@ -100,7 +106,7 @@ def _tls_params() -> dict[str, str]:
     return params
 
 
-def _connect() -> psycopg.Connection[Any]:
+def _connect_once() -> psycopg.Connection[Any]:
     creds = secret(setting("DB_SECRET_ID"))
     try:
         return psycopg.connect(
@@ -119,10 +125,20 @@ def _connect() -> psycopg.Connection[Any]:
         )
     except KeyError as exc:
         raise ConfigurationError(f"DB secret lacks {exc}: it must hold host, port, username, password") from None
-    except psycopg.OperationalError:
-        # Rotated credentials: read the secret again on the next attempt.
-        _secrets.pop(setting("DB_SECRET_ID"), None)
-        raise
+
+
+def _connect() -> psycopg.Connection[Any]:
+    """Log in with the secret; a refused password means a rotation moved it: re-read the secret and retry
+    (Secrets Manager's single-user rotation changes the password a moment before AWSCURRENT follows)."""
+    for attempt in range(_LOGIN_ATTEMPTS):
+        try:
+            return _connect_once()
+        except psycopg.OperationalError as exc:
+            _secrets.pop(setting("DB_SECRET_ID"), None)
+            if not _LOGIN_REFUSED.search(str(exc)) or attempt == _LOGIN_ATTEMPTS - 1:
+                raise
+            time.sleep(_LOGIN_BACKOFF_S * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def db() -> psycopg.Connection[Any]:
