@@ -96,6 +96,8 @@ def redis_benchmark(endpoint: RedisEndpoint, connections: int, requests: int, se
         binary, "-h", endpoint.host, "-p", str(endpoint.port), "-a", endpoint.password.reveal(),
         "-t", "get", "-n", str(requests), "-c", str(connections), "--csv",
     ]  # fmt: skip
+    if endpoint.tls:
+        command += ["--tls", *(["--cacert", endpoint.ca_file] if endpoint.ca_file else [])]
     run = run_tool(command, endpoint.password.reveal(), seconds)
     # --csv: a header, then "GET","<requests per second>",...
     rate = float(run.stdout.strip().splitlines()[-1].split(",")[1].strip('"'))
@@ -123,6 +125,14 @@ def pgbench(endpoint: PostgresEndpoint, ids: list[int], connections: int, second
     processed = int(re.search(r"number of transactions actually processed: (\d+)", run.stdout)[1])
     tps = float(re.search(r"tps = ([0-9.]+) \(without initial connection time\)", run.stdout)[1])
     return Figure("postgres", "pgbench", connections, processed, processed / tps)
+
+
+def pgbench_figures(proxy: PostgresEndpoint, ids: list[int], users: int, seconds: float, workdir: Path) -> list[Figure]:
+    if proxy.sslmode not in ("", "disable", "allow", "prefer"):
+        # The embedded PostgreSQL's pgbench is built without OpenSSL: it cannot reach a proxy that requires TLS.
+        print("pgbench: NOT MEASURED: the embedded build has no TLS and the proxy requires it (tls = required)\n")
+        return []
+    return [pgbench(proxy, ids, 1, seconds, workdir), pgbench(proxy, ids, users, seconds, workdir)]
 
 
 def locust(user_class: str, users: int, processes: int, seconds: float, workdir: Path) -> Figure:
@@ -186,8 +196,7 @@ def main() -> int:
             locust("RedisGet", args.users, 1, args.seconds, workdir),
             *(locust("RedisGet", args.users, n, args.seconds, workdir) for n in counts),
             postgres_loop(proxy, ids, args.seconds),
-            pgbench(proxy, ids, 1, args.seconds, workdir),
-            pgbench(proxy, ids, args.users, args.seconds, workdir),
+            *pgbench_figures(proxy, ids, args.users, args.seconds, workdir),
             locust("PointSelect", args.users, 1, args.seconds, workdir),
             *(locust("PointSelect", args.users, n, args.seconds, workdir) for n in counts),
         ]

@@ -22,6 +22,9 @@ ENV_PREFIX = "HARNESS_"
 BACKENDS = ("embedded", "compose", "external")
 CGROUP_MODES = ("auto", "off", "require")
 CPU_CREDIT_MODES = ("off", "live", "drained")
+# required: the proxy and Redis refuse plain clients (RDS's rds.force_ssl=1 default, RDS Proxy's Require TLS,
+# ElastiCache in-transit encryption); optional: TLS offered where a port can serve both; off: plain.
+TLS_MODES = ("required", "optional", "off")
 
 
 class ConfigError(ValueError):
@@ -58,6 +61,7 @@ class Settings:
     storage_type: str = "gp2"
     allocated_storage_gib: int = 20
     startup_timeout_s: float = 60.0
+    tls: str = "required"
     # The unprivileged account PostgreSQL runs as when the harness itself runs as root.
     postgres_os_user: str = "dbunit"
     # The TOML file that describes a deployment the harness does not own (backend "external").
@@ -79,6 +83,8 @@ class Settings:
             raise ConfigError(f"cpu_credits must be one of {', '.join(CPU_CREDIT_MODES)}, got {self.cpu_credits!r}")
         if self.storage_type not in STORAGE_TYPES:
             raise ConfigError(f"storage_type must be one of {', '.join(STORAGE_TYPES)}, got {self.storage_type!r}")
+        if self.tls not in TLS_MODES:
+            raise ConfigError(f"tls must be one of {', '.join(TLS_MODES)}, got {self.tls!r}")
         try:
             db_instance_class(self.db_instance_class)
             cache_node_type(self.cache_node_type)
@@ -117,6 +123,7 @@ _FIELD_TYPES: dict[str, type] = {
     "storage_type": str,
     "allocated_storage_gib": int,
     "startup_timeout_s": float,
+    "tls": str,
     "postgres_os_user": str,
     "external_config": Path,
     "allow_destructive": bool,

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 SCHEMA_VERSION = 1
 
@@ -42,16 +42,38 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class TlsFiles:
+    """PEM files of a TLS endpoint: the CA bundle clients verify against, the server's certificate and key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
 class PostgresEndpoint:
     host: str
     port: int
     user: str
     password: Secret
     dbname: str
+    # libpq's sslmode ("verify-full" where the endpoint requires TLS; "" leaves libpq's default) and the CA
+    # bundle it verifies the server against. Every client built from this object inherits both.
+    sslmode: str = ""
+    sslrootcert: str = ""
+
+    def tls_params(self) -> dict[str, str]:
+        params = {"sslmode": self.sslmode} if self.sslmode else {}
+        if self.sslrootcert:
+            params["sslrootcert"] = self.sslrootcert
+        return params
 
     def url(self, *, reveal: bool = False) -> str:
         password = quote(self.password.reveal(), safe="") if reveal else "***"
-        return f"postgresql://{quote(self.user, safe='')}:{password}@{self.host}:{self.port}/{self.dbname}"
+        query = urlencode(self.tls_params(), safe="/")
+        return f"postgresql://{quote(self.user, safe='')}:{password}@{self.host}:{self.port}/{self.dbname}" + (
+            f"?{query}" if query else ""
+        )
 
     def conninfo_kwargs(self) -> dict[str, Any]:
         return {
@@ -60,6 +82,7 @@ class PostgresEndpoint:
             "user": self.user,
             "password": self.password.reveal(),
             "dbname": self.dbname,
+            **self.tls_params(),
         }
 
     def connect(self, **kwargs: Any) -> Any:
@@ -76,17 +99,38 @@ class RedisEndpoint:
     port: int
     password: Secret
     db: int = 0
+    # In-transit encryption (ElastiCache's TransitEncryptionEnabled): the client speaks TLS and verifies the
+    # server's certificate and name against `ca_file` ("" means the system's store).
+    tls: bool = False
+    ca_file: str = ""
 
     def url(self, *, reveal: bool = False) -> str:
         password = quote(self.password.reveal(), safe="") if reveal else "***"
         # "default" is the user Redis 6+ assigns to requirepass; redis-cli rejects an empty user name.
-        return f"redis://default:{password}@{self.host}:{self.port}/{self.db}"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://default:{password}@{self.host}:{self.port}/{self.db}"
+
+    def tls_kwargs(self) -> dict[str, Any]:
+        if not self.tls:
+            return {}
+        return {
+            "ssl": True,
+            "ssl_cert_reqs": "required",
+            "ssl_check_hostname": True,
+            "ssl_ca_certs": self.ca_file or None,
+        }
 
     def client(self, **kwargs: Any) -> Any:
         import redis
 
-        params = {"socket_timeout": 10, "socket_connect_timeout": 5, **kwargs}
-        return redis.Redis(host=self.host, port=self.port, password=self.password.reveal(), db=self.db, **params)
+        params = {
+            "password": self.password.reveal(),
+            "socket_timeout": 10,
+            "socket_connect_timeout": 5,
+            **self.tls_kwargs(),
+            **kwargs,
+        }
+        return redis.Redis(host=self.host, port=self.port, db=self.db, **params)
 
 
 @dataclass(frozen=True)
@@ -148,6 +192,11 @@ class StackEndpoints:
         if self.aws.lambda_url:
             # boto3 and the AWS CLI prefer a service's own endpoint variable to AWS_ENDPOINT_URL.
             env["AWS_ENDPOINT_URL_LAMBDA"] = self.aws.lambda_url
+        ca_bundles = {e.sslrootcert for e in (self.proxy, self.direct) if e.sslrootcert}
+        ca_bundles |= {self.redis.ca_file} if self.redis.ca_file else set()
+        if len(ca_bundles) == 1:
+            # For clients that take the bundle separately: `redis-cli -u "$REDIS_URL" --tls --cacert ...`.
+            env["HARNESS_CA_BUNDLE"] = ca_bundles.pop()
         if self.aws.access_key_id:
             env["AWS_ACCESS_KEY_ID"] = self.aws.access_key_id
             env["AWS_SECRET_ACCESS_KEY"] = self.aws.secret_access_key.reveal()
@@ -182,7 +231,15 @@ class StackEndpoints:
         try:
 
             def pg(d: dict[str, Any]) -> PostgresEndpoint:
-                return PostgresEndpoint(d["host"], int(d["port"]), d["user"], Secret(d["password"]), d["dbname"])
+                return PostgresEndpoint(
+                    d["host"],
+                    int(d["port"]),
+                    d["user"],
+                    Secret(d["password"]),
+                    d["dbname"],
+                    str(d.get("sslmode", "")),
+                    str(d.get("sslrootcert", "")),
+                )
 
             return cls(
                 backend=data["backend"],
@@ -193,6 +250,8 @@ class StackEndpoints:
                     int(data["redis"]["port"]),
                     Secret(data["redis"]["password"]),
                     int(data["redis"].get("db", 0)),
+                    bool(data["redis"].get("tls", False)),
+                    str(data["redis"].get("ca_file", "")),
                 ),
                 aws=AwsEndpoint(
                     data["aws"]["url"],

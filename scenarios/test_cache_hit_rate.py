@@ -211,7 +211,7 @@ def test_hit_rate_moves_with_skew(stack, seeded, size, results):
 def test_working_set_beyond_maxmemory_is_evicted_but_keys_without_ttl_are_not(stack, size, results):
     require_own_cache(stack)
     redis = stack.redis.client()
-    maxmemory = int(redis.config_get("maxmemory")["maxmemory"])
+    maxmemory = int(redis.info("memory")["maxmemory"])
     redis.flushdb()
     pinned = [f"config:pinned:{i}" for i in range(100)]
     redis.mset({key: "x" * 100 for key in pinned})  # no TTL: volatile-lru may never evict these

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.app.gdpr_invoke import lambda_client
-from harness.endpoints import AwsEndpoint, StackEndpoints
+from harness.endpoints import AwsEndpoint, RedisEndpoint, StackEndpoints
 from harness.paths import FUNCTIONS_DIR
 from harness.sizing import SEED_LAMBDA_MEMORY_MB
 
@@ -38,11 +38,15 @@ DEFAULT_ROLE_ARN = "arn:aws:iam::000000000000:role/dbunit-gdpr-lambda"
 TIMEOUTS_S: dict[str, int] = {"data_export": 300, "data_deletion": 300, "audit_logging": 30}
 APP_DB_SECRET_ID = "dbunit/rds/app"
 REDIS_SECRET_ID = "dbunit/elasticache/auth"
+# The CA bundle the functions verify the proxy and Redis against travels in the zip, as AWS's RDS
+# global-bundle.pem does: a function never depends on a file of the machine it runs on.
+CA_BUNDLE_NAME = "ca-bundle.pem"
+_TLS = ("DB_SSLMODE", "CA_BUNDLE")
 # Which settings each function gets: no function holds a secret it does not use.
 _NEEDS: dict[str, tuple[str, ...]] = {
-    "data_export": ("DB_SECRET_ID", "DB_SCHEMA", "EXPORTS_BUCKET", "EXPORT_URL_TTL_S"),
-    "data_deletion": ("DB_SECRET_ID", "DB_SCHEMA", "EXPORTS_BUCKET", "REDIS_SECRET_ID"),
-    "audit_logging": ("DB_SECRET_ID", "DB_SCHEMA"),
+    "data_export": ("DB_SECRET_ID", "DB_SCHEMA", "EXPORTS_BUCKET", "EXPORT_URL_TTL_S", "EXPORTS_KMS_KEY_ID", *_TLS),
+    "data_deletion": ("DB_SECRET_ID", "DB_SCHEMA", "EXPORTS_BUCKET", "REDIS_SECRET_ID", *_TLS),
+    "audit_logging": ("DB_SECRET_ID", "DB_SCHEMA", *_TLS),
 }
 _ZIP_TIME = (2020, 1, 1, 0, 0, 0)
 
@@ -81,8 +85,8 @@ def _add_tree(archive: zipfile.ZipFile, root: Path, prefix: str) -> None:
         archive.writestr(info, path.read_bytes())
 
 
-def package(definition: FunctionDefinition) -> bytes:
-    """The deployment zip: app.py at the root, the shared package beside it."""
+def package(definition: FunctionDefinition, ca_bundle: bytes | None = None) -> bytes:
+    """The deployment zip: app.py at the root, the shared package beside it, and the CA bundle if given."""
     common = FUNCTIONS_DIR / "common" / COMMON_PACKAGE
     for required in (definition.source_dir / "app.py", common / "__init__.py"):
         if not required.is_file():
@@ -91,6 +95,10 @@ def package(definition: FunctionDefinition) -> bytes:
     with zipfile.ZipFile(buffer, "w") as archive:
         _add_tree(archive, definition.source_dir, "")
         _add_tree(archive, common, f"{COMMON_PACKAGE}/")
+        if ca_bundle is not None:
+            info = zipfile.ZipInfo(CA_BUNDLE_NAME, date_time=_ZIP_TIME)
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, ca_bundle)
     return buffer.getvalue()
 
 
@@ -99,13 +107,15 @@ def code_sha256(zip_bytes: bytes) -> str:
     return base64.b64encode(hashlib.sha256(zip_bytes).digest()).decode()
 
 
-def _put_secret(aws: AwsEndpoint, secret_id: str, document: dict[str, Any]) -> None:
+def _put_secret(aws: AwsEndpoint, secret_id: str, document: dict[str, Any], kms_key_id: str = "") -> None:
     sm = aws.client("secretsmanager")
     text = json.dumps(document)
     try:
         sm.put_secret_value(SecretId=secret_id, SecretString=text)
     except sm.exceptions.ResourceNotFoundException:
-        sm.create_secret(Name=secret_id, SecretString=text)
+        # Encrypted with the unit's key, not the account's default aws/secretsmanager key.
+        key = {"KmsKeyId": kms_key_id} if kms_key_id else {}
+        sm.create_secret(Name=secret_id, SecretString=text, **key)
 
 
 def ensure_stack_secrets(stack: StackEndpoints, state_dir: Path) -> tuple[str, str]:
@@ -131,13 +141,9 @@ def ensure_stack_secrets(stack: StackEndpoints, state_dir: Path) -> tuple[str, s
             "password": password.reveal(),
             "dbname": stack.proxy.dbname,
         },
+        stack.resources.kms_key_id,
     )
-    redis = stack.redis
-    _put_secret(
-        stack.aws,
-        REDIS_SECRET_ID,
-        {"host": redis.host, "port": redis.port, "password": redis.password.reveal(), "tls": False},
-    )
+    _put_secret(stack.aws, REDIS_SECRET_ID, redis_secret_document(stack.redis), stack.resources.kms_key_id)
     return APP_DB_SECRET_ID, REDIS_SECRET_ID
 
 
@@ -160,18 +166,29 @@ def deploy(
     name_prefix: str = "",
     role_arn: str = DEFAULT_ROLE_ARN,
     schema: str = "app",
+    db_sslmode: str = "verify-full",
+    ca_bundle: bytes | None = None,
+    exports_kms_key_id: str = "",
 ) -> list[DeployResult]:
-    """Create or update each function on the Lambda endpoint `lambda_client` talks to."""
+    """Create or update each function on the Lambda endpoint `lambda_client` talks to.
+
+    `db_sslmode` is libpq's sslmode towards the proxy (verify-full unless the stack runs without TLS);
+    `ca_bundle` (PEM) is packed into each zip and named by CA_BUNDLE; `exports_kms_key_id` is the KMS key
+    data_export encrypts exports with (empty: the bucket's default key).
+    """
     settings = {
         "DB_SECRET_ID": db_secret_id,
         "DB_SCHEMA": schema,
         "EXPORTS_BUCKET": exports_bucket,
         "REDIS_SECRET_ID": redis_secret_id,
         "EXPORT_URL_TTL_S": "3600",
+        "DB_SSLMODE": db_sslmode,
+        "CA_BUNDLE": CA_BUNDLE_NAME if ca_bundle is not None else "",
+        "EXPORTS_KMS_KEY_ID": exports_kms_key_id,
     }
     results = []
     for definition in definitions(names):
-        zip_bytes = package(definition)
+        zip_bytes = package(definition, ca_bundle)
         sha = code_sha256(zip_bytes)
         name = name_prefix + definition.name
         config: dict[str, Any] = {
@@ -180,7 +197,7 @@ def deploy(
             "Role": role_arn,
             "MemorySize": definition.memory_mb,
             "Timeout": definition.timeout_s,
-            "Environment": {"Variables": {k: settings[k] for k in _NEEDS[definition.name]}},
+            "Environment": {"Variables": {k: settings[k] for k in _NEEDS[definition.name] if settings[k]}},
             "Description": f"GDPR {definition.name} (dbunit-harness)",
         }
         try:
@@ -235,4 +252,38 @@ def deploy_to_stack(
         exports_bucket=stack.resources.exports_bucket,
         names=names,
         role_arn=role_arn,
+        **stack_options(stack),
     )
+
+
+def stack_options(stack: StackEndpoints) -> dict[str, Any]:
+    """deploy()'s arguments that follow from the stack: the proxy's sslmode, the CA bundle, the KMS key."""
+    return {
+        "db_sslmode": stack.proxy.sslmode or "prefer",
+        "ca_bundle": _ca_bundle(stack),
+        "exports_kms_key_id": stack.resources.kms_key_id,
+    }
+
+
+def redis_secret_document(redis: RedisEndpoint, db: int | None = None) -> dict[str, Any]:
+    """The secret the functions read for ElastiCache: {host, port, password, tls, db}."""
+    return {
+        "host": redis.host,
+        "port": redis.port,
+        "password": redis.password.reveal(),
+        "tls": redis.tls,
+        "db": redis.db if db is None else db,
+    }
+
+
+def _ca_bundle(stack: StackEndpoints) -> bytes | None:
+    paths = {Path(p) for p in (stack.proxy.sslrootcert, stack.redis.ca_file) if p}
+    if len(paths) > 1:
+        raise DeployError(f"the proxy and Redis name different CA bundles ({', '.join(map(str, paths))})")
+    if not paths:
+        return None
+    path = paths.pop()
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DeployError(f"cannot read the CA bundle {path} ({exc}); run `harness up` again") from None

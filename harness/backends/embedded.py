@@ -19,11 +19,13 @@ from harness.config import Settings
 from harness.endpoints import (
     Secret,
     StackEndpoints,
+    TlsFiles,
     endpoints_path,
     load_endpoints,
     save_endpoints,
     write_private_file,
 )
+from harness.security.certificates import describe, ensure_certificates, tls_files
 from harness.services.aws import AwsEmulatorService, create_unit_resources
 from harness.services.cgroups import (
     BURSTABLE_CPU_PERIOD_US,
@@ -43,6 +45,11 @@ from harness.sizing import DiskLimits, cache_node_type, db_instance_class, disk_
 SECRETS_FILE = "secrets.json"
 # Start order; stop order is the reverse.
 SERVICE_NAMES = ("postgres", "pgbouncer", "redis", "aws", "lambda")
+TLS_DIR = "tls"
+DIRECT_PLAIN = (
+    "plain TCP on 127.0.0.1 only: the embedded PostgreSQL build has no OpenSSL (on RDS, rds.force_ssl=1 "
+    "requires TLS here too): NOT EMULATED"
+)
 
 
 class EmbeddedBackend(Backend):
@@ -93,11 +100,23 @@ class EmbeddedBackend(Backend):
         write_private_file(path, json.dumps(raw))
         return {key: Secret(value) for key, value in raw.items()}
 
+    def _tls_files(self, create: bool) -> TlsFiles | None:
+        if self.settings.tls == "off":
+            return None
+        if not create:
+            return tls_files(self.state / TLS_DIR)
+        files = ensure_certificates(self.state / TLS_DIR)
+        # PgBouncer and Redis read the key as the server account; nobody else may.
+        server_user(self.settings.postgres_os_user).own(files.key)
+        return files
+
     def _services(
-        self, creds: dict[str, Secret]
+        self, creds: dict[str, Secret], tls: TlsFiles | None = None
     ) -> tuple[PostgresService, PgBouncerService, RedisService, AwsEmulatorService, LambdaRuntimeService]:
         s = self.settings
         user = server_user(s.postgres_os_user)
+        if tls is None:
+            tls = self._tls_files(create=False)
         logs = self.state / "logs"
         postgres = PostgresService(
             data_dir=self.state / "postgres" / "data",
@@ -124,6 +143,8 @@ class EmbeddedBackend(Backend):
             master_password=creds["master_password"],
             sizing=self.sizing.proxy,
             user=user,
+            tls_mode=s.tls,
+            tls_files=tls,
             pids=self.pids,
             timeout_s=s.startup_timeout_s,
         )
@@ -134,6 +155,8 @@ class EmbeddedBackend(Backend):
             password=creds["redis_password"],
             sizing=self.sizing.redis,
             user=user,
+            tls_mode=s.tls,
+            tls_files=tls,
             pids=self.pids,
             cgroup=self.redis_cgroup,
             cpu_vcpus=self._cache_start_vcpus(),
@@ -250,7 +273,9 @@ class EmbeddedBackend(Backend):
     def up(self, report: Reporter) -> StackEndpoints:
         with self._locked():
             creds = self._secrets(create=True)
-            postgres, pgbouncer, redis, aws, lambda_runtime = self._services(creds)
+            running = [name for name in ("pgbouncer", "redis") if (r := self.pids.read(name)) and r.is_alive()]
+            tls = self._tls_files(create=not running)
+            postgres, pgbouncer, redis, aws, lambda_runtime = self._services(creds, tls)
             started: list[LocalService] = []
             try:
                 in_order = (postgres, pgbouncer, redis, aws, lambda_runtime)
@@ -271,7 +296,7 @@ class EmbeddedBackend(Backend):
                 endpoints = StackEndpoints(
                     backend=self.name,
                     proxy=pgbouncer.endpoint(),
-                    direct=postgres.endpoint(),
+                    direct=dataclasses.replace(postgres.endpoint(), sslmode="disable"),
                     redis=redis.endpoint(),
                     aws=dataclasses.replace(aws.endpoint(), lambda_url=lambda_runtime.url),
                     resources=resources,
@@ -283,6 +308,7 @@ class EmbeddedBackend(Backend):
                         "lambda": lambda_runtime.facts(),
                         "cgroup": cgroup.as_dict(),
                         "credits": self._credit_facts(postgres, redis),
+                        "tls": self._tls_facts(tls),
                         "machine_cores": os.cpu_count(),
                         "state_dir": str(self.state),
                     },
@@ -294,6 +320,21 @@ class EmbeddedBackend(Backend):
                 for service in reversed(started):
                     service.stop()
                 raise
+
+    def _tls_facts(self, tls: TlsFiles | None) -> dict[str, Any]:
+        mode = self.settings.tls
+        facts: dict[str, Any] = {"mode": mode, "direct": DIRECT_PLAIN}
+        if tls is None:
+            facts.update(proxy="plain (tls = off)", redis="plain (tls = off)")
+            return facts
+        facts["proxy"] = "TLS required (plain clients refused)" if mode == "required" else "TLS offered, plain allowed"
+        facts["redis"] = (
+            "TLS only (plain clients refused)"
+            if mode == "required"
+            else "plain: one Redis 7.0 port cannot serve TLS and plain (ElastiCache 'preferred' NOT EMULATED)"
+        )
+        facts["certificate"] = describe(tls)
+        return facts
 
     def can_restart(self, service: str) -> bool:
         return service in SERVICE_NAMES
@@ -337,7 +378,8 @@ class EmbeddedBackend(Backend):
         path = self.state / SECRETS_FILE
         if not path.exists():
             return StackStatus(self.name, [], {"state_dir": str(self.state), "note": "never started here"})
-        postgres, pgbouncer, redis, aws, lambda_runtime = self._services(self._secrets(create=False))
+        tls = self._tls_files(create=False)
+        postgres, pgbouncer, redis, aws, lambda_runtime = self._services(self._secrets(create=False), tls)
         sizing = self.sizing
         rows = [
             _probe_row(
@@ -381,6 +423,7 @@ class EmbeddedBackend(Backend):
             "state_dir": str(self.state),
             "cgroup": cgroup.as_dict(),
             "credits": self._credit_facts(postgres, redis),
+            "tls": self._tls_facts(tls if tls is not None and tls.cert.is_file() else None),
             "lambda_memory_mb": sizing.lambda_memory_mb,
         }
         return StackStatus(self.name, rows, facts)

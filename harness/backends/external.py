@@ -42,6 +42,11 @@ EXAMPLE_CONFIG = "fixtures/external.example.toml"
 class HostPort:
     host: str
     port: int
+    # libpq's sslmode for a PostgreSQL endpoint (RDS and RDS Proxy: verify-full against AWS's bundle).
+    sslmode: str = "verify-full"
+
+
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,9 @@ class ExternalConfig:
     exports_bucket: str
     db_secret_id: str
     kms_key_id: str
+    # The CA bundle clients verify against (AWS's global-bundle.pem); empty: the system's trust store.
+    ca_bundle: str = ""
+    redis_tls: bool = True
 
 
 class _Table:
@@ -112,6 +120,17 @@ class _Table:
     def host_port(self, default_port: int) -> HostPort:
         return HostPort(self.nonempty("host"), self.integer("port", default_port, 1, 65535))
 
+    def pg_host_port(self) -> HostPort:
+        sslmode = self.text("sslmode", "verify-full")
+        if sslmode not in SSLMODES:
+            raise self.error(f"{self.label} sslmode must be one of {', '.join(SSLMODES)}, got {sslmode!r}")
+        return HostPort(self.nonempty("host"), self.integer("port", 5432, 1, 65535), sslmode)
+
+
+def _relative_to(config: Path, named: str) -> str:
+    """A path in the file is taken from the file's directory, as a reader of the file would."""
+    return str((config.parent / named).resolve()) if named and not Path(named).is_absolute() else named
+
 
 def load_external_config(path: Path) -> ExternalConfig:
     try:
@@ -127,15 +146,21 @@ def load_external_config(path: Path) -> ExternalConfig:
         if required not in data:
             raise root.error(f"[{required}] is required")
     pg = _Table(
-        path, "postgres", data["postgres"], {"user", "dbname", "password_env", "password_secret_id", "proxy", "direct"}
+        path,
+        "postgres",
+        data["postgres"],
+        {"user", "dbname", "password_env", "password_secret_id", "proxy", "direct", "ca_bundle"},
     )
-    redis = _Table(path, "redis", data["redis"], {"host", "port", "db", "password_env"})
+    redis = _Table(path, "redis", data["redis"], {"host", "port", "db", "password_env", "tls"})
+    redis_tls = redis.data.get("tls", True)
+    if not isinstance(redis_tls, bool):
+        raise redis.error(f"{redis.label} tls must be true or false, got {redis_tls!r}")
     aws = _Table(path, "aws", data["aws"], {"region", "endpoint_url", "exports_bucket", "db_secret_id", "kms_key_id"})
     db_secret_id = aws.nonempty("db_secret_id")
     return ExternalConfig(
         path=path,
-        proxy=pg.table("proxy", {"host", "port"}).host_port(5432),
-        direct=pg.table("direct", {"host", "port"}).host_port(5432),
+        proxy=pg.table("proxy", {"host", "port", "sslmode"}).pg_host_port(),
+        direct=pg.table("direct", {"host", "port", "sslmode"}).pg_host_port(),
         db_user=pg.nonempty("user"),
         dbname=pg.nonempty("dbname"),
         db_password_env=pg.text("password_env", DEFAULT_DB_PASSWORD_ENV),
@@ -149,6 +174,8 @@ def load_external_config(path: Path) -> ExternalConfig:
         exports_bucket=aws.nonempty("exports_bucket"),
         db_secret_id=db_secret_id,
         kms_key_id=aws.text("kms_key_id", ""),
+        ca_bundle=_relative_to(path, pg.text("ca_bundle", "")),
+        redis_tls=redis_tls,
     )
 
 
@@ -180,6 +207,13 @@ def _password_from_secret(document: str, secret_id: str) -> str:
     return document
 
 
+def _pg_endpoint(config: ExternalConfig, where: HostPort, password: Secret) -> PostgresEndpoint:
+    verifies = where.sslmode in ("verify-ca", "verify-full")
+    # libpq 16+ reads "system" as the platform's trust store.
+    root = (config.ca_bundle or "system") if verifies else ""
+    return PostgresEndpoint(where.host, where.port, config.db_user, password, config.dbname, where.sslmode, root)
+
+
 def resolve_endpoints(
     config: ExternalConfig, environ: Mapping[str, str], read_secret: SecretReader = read_secret_string
 ) -> StackEndpoints:
@@ -206,9 +240,16 @@ def resolve_endpoints(
     redis_password = Secret(environ.get(config.redis_password_env, ""))
     return StackEndpoints(
         backend=ExternalBackend.name,
-        proxy=PostgresEndpoint(config.proxy.host, config.proxy.port, config.db_user, secret, config.dbname),
-        direct=PostgresEndpoint(config.direct.host, config.direct.port, config.db_user, secret, config.dbname),
-        redis=RedisEndpoint(config.redis.host, config.redis.port, redis_password, config.redis_db),
+        proxy=_pg_endpoint(config, config.proxy, secret),
+        direct=_pg_endpoint(config, config.direct, secret),
+        redis=RedisEndpoint(
+            config.redis.host,
+            config.redis.port,
+            redis_password,
+            config.redis_db,
+            tls=config.redis_tls,
+            ca_file=config.ca_bundle if config.redis_tls else "",
+        ),
         aws=aws,
         resources=AwsResources(config.exports_bucket, config.db_secret_id, config.kms_key_id),
         facts={"external_config": str(config.path)},

@@ -21,6 +21,7 @@ from harness.cli.reports import (
     add_threshold_commands,
 )
 from harness.cli.seed import add_seed_command
+from harness.cli.verify import add_verify_command
 from harness.cli.workload import add_workload_command
 from harness.config import ConfigError, Settings, resolve_settings
 from harness.endpoints import EndpointFileError
@@ -100,6 +101,11 @@ def format_status(status: StackStatus) -> str:
             f"storage: {storage['type']} {storage['allocated_gib']} GiB (baseline {storage['baseline_iops']} IOPS, "
             f"burst {storage['burst_iops']}): {capped}; {storage['detail']}"
         )
+    tls = status.facts.get("tls")
+    if tls:
+        lines.append(f"tls ({tls['mode']}): proxy {tls['proxy']}; redis {tls['redis']}; direct {tls['direct']}")
+        if "certificate" in tls:
+            lines.append(f"tls: clients verify against {tls['certificate']['ca_bundle']} (HARNESS_CA_BUNDLE)")
     if "state_dir" in status.facts:
         lines.append(f"state: {status.facts['state_dir']}")
     return "\n".join(lines)
@@ -174,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_workload_command(sub, parents=[common])
     add_alarms_command(sub, parents=[common])
     add_capacity_command(sub, parents=[common])
+    add_verify_command(sub, parents=[common])
     add_threshold_commands(sub)
     add_report_commands(sub)
 

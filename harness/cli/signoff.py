@@ -27,6 +27,7 @@ from harness.endpoints import StackEndpoints
 from harness.measure.results import ResultsWriter
 from harness.measure.run_facts import run_facts
 from harness.report import format_verdict_table, render_report
+from harness.security.secret_scan import known_secrets, scan
 from harness.thresholds import EXIT_BROKEN, EXIT_FAIL, EXIT_PASS, EXIT_WARN, ThresholdSet
 
 # The scenario sizes and the seed profile each one needs (scenarios/conftest.py holds the knobs).
@@ -140,7 +141,15 @@ def signoff(
         report(f"running scenarios ({size} size) from {scenarios}")
         outcome = run_scenarios(settings, scenarios, results_path, size, out_dir, pytest_args)
         results.update_run({"scenario_checks": outcome.as_facts(), "duration_s": round(time.monotonic() - began, 1)})
+        # The secret grep: first over what the report will be built from, then over the report itself.
+        secrets = known_secrets(settings.state_dir, endpoints)
+        roots = [out_dir, settings.state_dir / "logs", settings.state_dir / "lambda"]
+        scanned, leaks = scan(roots, secrets)
+        results.update_run(
+            {"secret_scan": {"files": scanned, "secrets": len(secrets), "leaks": [str(leak) for leak in leaks]}}
+        )
         rendered = render_report(results_path, out_dir, thresholds)
+        leaks += scan([out_dir], secrets)[1]
     finally:
         if started and not keep_up:
             get_backend(settings).down(report)
@@ -153,7 +162,11 @@ def signoff(
         print(f"  FAILED check: {name}")
     for name in outcome.errors:
         print(f"  BROKEN: {name}")
-    code = max(rendered.exit_code, outcome.exit_code)
+    unique = sorted(set(leaks), key=str)
+    print(f"secret grep: {scanned} files, {len(secrets)} secrets, {len(unique)} leaks")
+    for leak in unique:
+        print(f"  LEAK: {leak}")
+    code = max(rendered.exit_code, outcome.exit_code, EXIT_FAIL if unique else EXIT_PASS)
     print(
         f"\nsign-off (thresholds and scenario checks): {VERDICT_WORDS[code]} (exit {code}); "
         f"report: {rendered.files['report.html']}"

@@ -8,7 +8,14 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 from harness.report.figures import MetricSummary
-from harness.report.text import VERDICT_HEADERS, flatten_facts, missing_facts, verdict_rows
+from harness.report.text import (
+    SECURITY_HEADERS,
+    VERDICT_HEADERS,
+    flatten_facts,
+    missing_facts,
+    security_rows,
+    verdict_rows,
+)
 from harness.thresholds import EXIT_CODE_MEANINGS, Status, ThresholdResult, exit_code, verdict
 
 _CSS = """
@@ -98,6 +105,10 @@ def render_html(
         "Margin: headroom before the level fires (positive), or how far past it the run went (negative).</p>",
         '<details><summary class="note">Where each threshold comes from</summary>'
         f'<ul class="note">{sources}</ul></details>',
+        "<h2>Security</h2>",
+        _table(SECURITY_HEADERS, security_rows(run))
+        if security_rows(run)
+        else '<p class="note">Not checked in this run (the security scenario did not run).</p>',
         "<h2>Environment</h2>",
         _table(("fact", "value"), flatten_facts(run)),
     ]

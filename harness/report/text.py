@@ -14,6 +14,16 @@ PREFERRED_FACTS = ("backend", "versions", "sizing", "cgroups", "credits", "machi
 SHOWN_ELSEWHERE = ("cloudwatch_emulator",)
 
 
+# The run fact the security scenario writes: {"verdict", "findings": [{item, check, status, evidence}]}.
+SECURITY_FACT = "security"
+SECURITY_HEADERS = ("checklist item", "status", "check", "evidence")
+
+
+def security_rows(run: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    findings = run.get(SECURITY_FACT, {}).get("findings", [])
+    return [(f["item"], f["status"], f["check"], f["evidence"]) for f in findings]
+
+
 def flatten_facts(run: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Run facts as (dotted key, text) rows, preferred keys first."""
     rows: list[tuple[str, str]] = []
@@ -28,7 +38,7 @@ def flatten_facts(run: Mapping[str, Any]) -> list[tuple[str, str]]:
             rows.append((prefix, "yes" if value is True else "no" if value is False else str(value)))
 
     ordered = [k for k in PREFERRED_FACTS if k in run] + sorted(
-        k for k in run if k not in PREFERRED_FACTS and k not in SHOWN_ELSEWHERE
+        k for k in run if k not in PREFERRED_FACTS and k not in SHOWN_ELSEWHERE and k != SECURITY_FACT
     )
     for key in ordered:
         walk(key, run[key])
@@ -134,9 +144,15 @@ def render_markdown(
         "`*` marks levels the harness sets itself; the others come from the seed document "
         "(see each threshold's source in report.json).",
         "",
-        "## Measurements",
+        "## Security",
         "",
     ]
+    if security_rows(run):
+        lines += _md_table(SECURITY_HEADERS, security_rows(run))
+        lines += ["", f"Security verdict: {run[SECURITY_FACT].get('verdict', '?')} (`harness verify security`)."]
+    else:
+        lines.append("Not checked in this run (the security scenario did not run).")
+    lines += ["", "## Measurements", ""]
     rows = [
         (
             s.name,

@@ -43,6 +43,24 @@ def db_secret_document(endpoint: PostgresEndpoint) -> str:
     )
 
 
+def exports_bucket_policy(bucket: str) -> dict[str, Any]:
+    """Refuse puts that do not ask for SSE-KMS (the bucket's default encryption covers puts that ask nothing
+    only where the policy allows them, so exports ask for aws:kms explicitly)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyNonKmsPuts",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:PutObject",
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+                "Condition": {"StringNotEquals": {"s3:x-amz-server-side-encryption": "aws:kms"}},
+            },
+        ],
+    }
+
+
 def create_unit_resources(aws: AwsEndpoint, db: PostgresEndpoint) -> AwsResources:
     """Create (or update) the exports bucket, the DB credentials secret and the KMS key. Idempotent."""
     s3 = aws.client("s3")
@@ -59,6 +77,21 @@ def create_unit_resources(aws: AwsEndpoint, db: PostgresEndpoint) -> AwsResource
     if not key_id:
         key_id = kms.create_key(Description="dbunit-harness: GDPR exports and secrets")["KeyMetadata"]["KeyId"]
         kms.create_alias(AliasName=KMS_ALIAS, TargetKeyId=key_id)
+    # Encryption at rest for the exports: SSE-KMS with the unit's key by default, and a policy refusing any
+    # put that asks for something else (ministack stores the policy but does not enforce it: the security
+    # check reports that as NOT EMULATED and checks the objects after the fact instead).
+    s3.put_bucket_encryption(
+        Bucket=EXPORTS_BUCKET,
+        ServerSideEncryptionConfiguration={
+            "Rules": [
+                {
+                    "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_id},
+                    "BucketKeyEnabled": True,
+                }
+            ]
+        },
+    )
+    s3.put_bucket_policy(Bucket=EXPORTS_BUCKET, Policy=json.dumps(exports_bucket_policy(EXPORTS_BUCKET)))
 
     sm = aws.client("secretsmanager")
     document = db_secret_document(db)
@@ -103,6 +136,9 @@ class AwsEmulatorService(HttpService):
             "TMPDIR": str(self.work_dir),
             "S3_DATA_DIR": str(self.work_dir / "s3"),
             "LOG_LEVEL": "INFO",
+            # With `cryptography` importable, ministack opens IoT's MQTT-over-TLS listener on 0.0.0.0:8883 (found
+            # by `harness verify security`): the unit uses no IoT, and nothing may listen beyond loopback.
+            "IOT_MTLS_ENABLED": "0",
         }
         record = spawn(NAME, [sys.executable, "-m", "ministack"], self.log_path, env=env, cwd=self.work_dir)
         self.pids.write(record)

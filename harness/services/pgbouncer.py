@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from harness.endpoints import PostgresEndpoint, Secret
+from harness.endpoints import PostgresEndpoint, Secret, TlsFiles
 from harness.services.osuser import ServerUser
 from harness.services.process import (
     LocalService,
@@ -35,9 +35,40 @@ class PgBouncerService(LocalService):
     master_password: Secret
     sizing: ProxySizing
     user: ServerUser
+    # "required" (RDS Proxy's Require TLS: plain clients are refused), "optional" or "off"; `tls_files`
+    # must be given unless "off".
+    tls_mode: str = "off"
+    tls_files: TlsFiles | None = None
 
     def endpoint(self) -> PostgresEndpoint:
-        return PostgresEndpoint(self.host, self.port, self.master_user, self.master_password, self.database)
+        if self.tls_mode == "off" or self.tls_files is None:
+            # Nothing to negotiate: without this libpq would ask for TLS first on every connection.
+            return PostgresEndpoint(
+                self.host, self.port, self.master_user, self.master_password, self.database, sslmode="disable"
+            )
+        return PostgresEndpoint(
+            self.host,
+            self.port,
+            self.master_user,
+            self.master_password,
+            self.database,
+            sslmode="verify-full",
+            sslrootcert=str(self.tls_files.ca),
+        )
+
+    def tls_settings(self) -> dict[str, str]:
+        if self.tls_mode == "off" or self.tls_files is None:
+            return {"client_tls_sslmode": "disable"}
+        return {
+            "client_tls_sslmode": "require" if self.tls_mode == "required" else "allow",
+            "client_tls_key_file": str(self.tls_files.key),
+            "client_tls_cert_file": str(self.tls_files.cert),
+            "client_tls_ca_file": str(self.tls_files.ca),
+            # TLS 1.2 and 1.3 only, as RDS Proxy.
+            "client_tls_protocols": "secure",
+            # The hop to PostgreSQL stays on loopback: the embedded build has no OpenSSL.
+            "server_tls_sslmode": "disable",
+        }
 
     def _write_config(self) -> Path:
         self.conf_dir.mkdir(parents=True, exist_ok=True)
@@ -58,6 +89,7 @@ class PgBouncerService(LocalService):
             "stats_users": self.master_user,
             # psycopg sends these at connect; PgBouncer must accept them instead of refusing the client.
             "ignore_startup_parameters": "extra_float_digits,options",
+            **self.tls_settings(),
             **self.sizing.pgbouncer_settings(),
         }
         ini = self.conf_dir / "pgbouncer.ini"
@@ -98,4 +130,5 @@ class PgBouncerService(LocalService):
             "max_client_conn": self.sizing.max_client_connections,
             "query_wait_timeout_s": self.sizing.connection_borrow_timeout_s,
             "client_idle_timeout_s": self.sizing.idle_client_timeout_s,
+            "tls": self.tls_mode,
         }

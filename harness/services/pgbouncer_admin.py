@@ -27,19 +27,25 @@ def _console(stack: StackEndpoints) -> Any:
     return admin.connect(autocommit=True, prepare_threshold=None)
 
 
-def pools(stack: StackEndpoints) -> list[dict[str, Any]]:
+def _show(stack: StackEndpoints, what: str) -> list[dict[str, Any]]:
     with _console(stack) as conn:
-        cursor = conn.execute("SHOW POOLS")
+        cursor = conn.execute(f"SHOW {what}")
         columns = [column.name for column in cursor.description]
         return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def pools(stack: StackEndpoints) -> list[dict[str, Any]]:
+    return _show(stack, "POOLS")
 
 
 def stats(stack: StackEndpoints) -> list[dict[str, Any]]:
     """SHOW STATS: per database, totals and averages over the last stats_period (avg_query_time in µs)."""
-    with _console(stack) as conn:
-        cursor = conn.execute("SHOW STATS")
-        columns = [column.name for column in cursor.description]
-        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    return _show(stack, "STATS")
+
+
+def clients(stack: StackEndpoints) -> list[dict[str, Any]]:
+    """SHOW CLIENTS: one row per client connection, with its `tls` (protocol and cipher, empty if plain)."""
+    return _show(stack, "CLIENTS")
 
 
 def server_connections(stack: StackEndpoints) -> int:

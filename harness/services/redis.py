@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from harness.endpoints import RedisEndpoint, Secret
+from harness.endpoints import RedisEndpoint, Secret, TlsFiles
 from harness.services.cgroups import CPU_PERIOD_US, CgroupLimiter, CgroupStatus
 from harness.services.osuser import ServerUser
 from harness.services.process import (
@@ -20,6 +20,22 @@ from harness.sizing import RedisSizing
 
 NAME = "redis"
 INSTALL_HINT = "Install Debian's package: `apt-get install redis-server` (make up does this when run as root)."
+# The commands ElastiCache (Redis OSS) restricts "to deliver a managed service experience" (ElastiCache docs,
+# "Restricted Redis OSS commands"): disabled here by renaming them to nothing, so a client gets
+# "unknown command" as it would from ElastiCache. Server settings are read from INFO instead.
+ELASTICACHE_RESTRICTED_COMMANDS = (
+    "BGREWRITEAOF",
+    "BGSAVE",
+    "CONFIG",
+    "DEBUG",
+    "MIGRATE",
+    "PSYNC",
+    "REPLICAOF",
+    "SAVE",
+    "SLAVEOF",
+    "SHUTDOWN",
+    "SYNC",
+)
 
 
 @dataclass(kw_only=True)
@@ -33,16 +49,40 @@ class RedisService(LocalService):
     cgroup: CgroupLimiter | None = None
     cpu_vcpus: float = 2.0
     cpu_period_us: int = CPU_PERIOD_US
+    # "required": only a TLS port (ElastiCache in-transit encryption); "optional" and "off": plain, because
+    # one Redis 7.0 port cannot serve both (ElastiCache's "preferred" mode is NOT EMULATED).
+    tls_mode: str = "off"
+    tls_files: TlsFiles | None = None
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls_mode == "required" and self.tls_files is not None
 
     def endpoint(self) -> RedisEndpoint:
-        return RedisEndpoint(self.host, self.port, self.password)
+        if not self.uses_tls or self.tls_files is None:
+            return RedisEndpoint(self.host, self.port, self.password)
+        return RedisEndpoint(self.host, self.port, self.password, tls=True, ca_file=str(self.tls_files.ca))
+
+    def listener_settings(self) -> dict[str, str]:
+        if not self.uses_tls or self.tls_files is None:
+            return {"port": str(self.port)}
+        return {
+            "port": "0",
+            "tls-port": str(self.port),
+            "tls-cert-file": str(self.tls_files.cert),
+            "tls-key-file": str(self.tls_files.key),
+            "tls-ca-cert-file": str(self.tls_files.ca),
+            # ElastiCache does not ask clients for certificates; the password authenticates them.
+            "tls-auth-clients": "no",
+            "tls-protocols": '"TLSv1.2 TLSv1.3"',
+        }
 
     def _write_config(self) -> Path:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.user.own(self.work_dir)
         settings = {
             "bind": self.host,
-            "port": str(self.port),
+            **self.listener_settings(),
             "protected-mode": "yes",
             "daemonize": "no",
             "dir": str(self.work_dir),
@@ -58,6 +98,7 @@ class RedisService(LocalService):
             "# Written by the harness from the cache node profile; edits are overwritten.\n"
             + "".join(f"{key} {value}\n" for key, value in settings.items())
             + f'requirepass "{self.password.reveal()}"\n'
+            + "".join(f'rename-command {command} ""\n' for command in ELASTICACHE_RESTRICTED_COMMANDS)
         )
         conf.chmod(0o600)
         self.user.own(conf)
@@ -96,14 +137,15 @@ class RedisService(LocalService):
         client = self.endpoint().client()
         try:
             server = client.info("server")
-            maxmemory = client.config_get("maxmemory")["maxmemory"]
-            policy = client.config_get("maxmemory-policy")["maxmemory-policy"]
+            memory = client.info("memory")
         finally:
             client.close()
         return {
             "version": server["redis_version"],
             "node_type": self.sizing.node_type,
             "vcpus": self.sizing.vcpus,
-            "maxmemory": int(maxmemory),
-            "maxmemory_policy": policy,
+            "maxmemory": int(memory["maxmemory"]),
+            "maxmemory_policy": memory["maxmemory_policy"],
+            "tls": "required" if self.uses_tls else "off",
+            "restricted_commands": list(ELASTICACHE_RESTRICTED_COMMANDS),
         }

@@ -35,6 +35,12 @@ def compose(text: str, origin: str) -> yaml.Node | None:
         raise ThresholdConfigError(
             [Problem(origin, line, column, f"not valid YAML: {exc.problem}; fix the syntax at this position")]
         ) from None
+    except yaml.YAMLError as exc:
+        # The reader's errors (a control character, bad encoding) carry no problem_mark: found by the hostile sweep.
+        position = getattr(exc, "position", None)
+        raise ThresholdConfigError(
+            [Problem(origin, None, None, f"not valid YAML text: {exc}; remove the character at offset {position}")]
+        ) from None
 
 
 def scalar_of(node: yaml.Node) -> Scalar:

@@ -31,16 +31,20 @@ dbname = "{stack.proxy.dbname}"
 # Unset on purpose: the password must come from the secret RDS-style credentials live in.
 password_env = "DBUNIT_TEST_UNSET_DB_PASSWORD"
 password_secret_id = "{stack.resources.db_secret_id}"
+ca_bundle = "{stack.proxy.sslrootcert}"
 [postgres.proxy]
 host = "{stack.proxy.host}"
 port = {stack.proxy.port}
+sslmode = "{stack.proxy.sslmode or "prefer"}"
 [postgres.direct]
 host = "{stack.direct.host}"
 port = {stack.direct.port}
+sslmode = "{stack.direct.sslmode or "prefer"}"
 [redis]
 host = "{stack.redis.host}"
 port = {stack.redis.port}
 password_env = "{REDIS_PASSWORD_VAR}"
+tls = {str(stack.redis.tls).lower()}
 [aws]
 region = "{stack.aws.region}"
 endpoint_url = "{stack.aws.url}"

@@ -18,6 +18,7 @@ import math
 import re
 import secrets
 import socket
+import threading
 import time
 import urllib.request
 import zipfile
@@ -26,15 +27,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import pytest
 from psycopg import sql
 
-from harness.app.gdpr_deploy import deploy
+from harness.app.gdpr_deploy import deploy, redis_secret_document, stack_options
 from harness.app.gdpr_invoke import invoke, invoke_series, lambda_client
 from harness.data.profiles import get_profile
 from harness.data.seed import seed
-from harness.endpoints import PostgresEndpoint, StackEndpoints
+from harness.endpoints import PostgresEndpoint, Secret, StackEndpoints
 from harness.lambda_runtime.report_line import parse_report_line
+from harness.security.rotation import rotate
 from harness.services.lambda_server import LambdaRuntimeService
 from harness.services.process import PidFiles
 
@@ -130,19 +133,20 @@ def gdpr(stack: StackEndpoints, tmp_path_factory) -> Iterator[Deployed]:
     _put_secret(
         stack,
         REDIS_SECRET,
-        {
-            "host": stack.redis.host,
-            "port": stack.redis.port,
-            "password": stack.redis.password.reveal(),
-            "tls": False,
-            "db": REDIS_DB,
-        },
+        redis_secret_document(stack.redis, db=REDIS_DB),
     )
     s3 = stack.aws.client("s3")
     if BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": stack.aws.region})
     client = lambda_client(stack.aws)
-    deploy(client, db_secret_id=DB_SECRET, redis_secret_id=REDIS_SECRET, exports_bucket=BUCKET, name_prefix=PREFIX)
+    deploy(
+        client,
+        db_secret_id=DB_SECRET,
+        redis_secret_id=REDIS_SECRET,
+        exports_bucket=BUCKET,
+        name_prefix=PREFIX,
+        **stack_options(stack),
+    )
     yield Deployed(stack, admin, client)
     for name in ("data_export", "data_deletion", "audit_logging"):
         client.delete_function(FunctionName=PREFIX + name)
@@ -160,7 +164,12 @@ def gdpr(stack: StackEndpoints, tmp_path_factory) -> Iterator[Deployed]:
 
 def test_redeploying_unchanged_functions_changes_nothing(gdpr: Deployed):
     again = deploy(
-        gdpr.client, db_secret_id=DB_SECRET, redis_secret_id=REDIS_SECRET, exports_bucket=BUCKET, name_prefix=PREFIX
+        gdpr.client,
+        db_secret_id=DB_SECRET,
+        redis_secret_id=REDIS_SECRET,
+        exports_bucket=BUCKET,
+        name_prefix=PREFIX,
+        **stack_options(gdpr.stack),
     )
     assert [(r.name, r.action) for r in again] == [
         (f"{PREFIX}data_export", "unchanged"),
@@ -169,7 +178,10 @@ def test_redeploying_unchanged_functions_changes_nothing(gdpr: Deployed):
     ]
     config = gdpr.client.get_function_configuration(FunctionName=f"{PREFIX}data_deletion")
     assert (config["MemorySize"], config["Timeout"]) == (256, 300)
-    assert set(config["Environment"]["Variables"]) == {"DB_SECRET_ID", "DB_SCHEMA", "EXPORTS_BUCKET", "REDIS_SECRET_ID"}
+    expected = {"DB_SECRET_ID", "DB_SCHEMA", "EXPORTS_BUCKET", "REDIS_SECRET_ID", "DB_SSLMODE"}
+    if gdpr.stack.proxy.sslrootcert:
+        expected.add("CA_BUNDLE")
+    assert set(config["Environment"]["Variables"]) == expected
 
 
 def test_export_row_counts_match_the_database(gdpr: Deployed):
@@ -189,6 +201,9 @@ def test_export_row_counts_match_the_database(gdpr: Deployed):
     assert all(len(d["embedding"]) == 384 and isinstance(d["embedding"][0], float) for d in documents)
     assert gdpr.audit_actions(user_id)[-1] == "gdpr.export"
     assert result.report is not None and result.report.memory_size_mb == 512
+    # Personal data at rest: the export asks for SSE-KMS itself, whatever the bucket's default.
+    head = gdpr.stack.aws.client("s3").head_object(Bucket=result.payload["bucket"], Key=result.payload["key"])
+    assert head["ServerSideEncryption"] == "aws:kms"
 
 
 def test_deletion_leaves_no_row_key_or_object_and_is_idempotent(gdpr: Deployed):
@@ -475,3 +490,99 @@ def test_without_cgroups_memory_is_still_enforced_and_cpu_time_is_reported(uncap
     assert fits.function_error is None
     assert 30 <= fits.report.max_memory_used_mb < 128
     assert fits.cpu_ms is not None and fits.cpu_ms > 0
+
+
+# -- secret rotation under load (last: it changes the test role's password) -------------------------------
+
+ROTATION_CLIENTS = 4
+ROTATION_DEADLINE_S = 30.0
+
+
+@dataclass
+class _RotationClient:
+    """A proxy client as an application writes one: credentials from the secret, cached; a refused login
+    re-reads the secret and retries (bounded), a request that still fails is counted."""
+
+    stack: StackEndpoints
+    old_password: str
+    requests: int = 0
+    failures: int = 0
+    retries: int = 0
+    first_new_at: float | None = None
+    errors: list[str] = dataclasses.field(default_factory=list)
+
+    def run(self, stop: threading.Event) -> None:
+        sm = self.stack.aws.client("secretsmanager")
+        cached: dict[str, Any] | None = None
+        deadline = time.monotonic() + ROTATION_DEADLINE_S + 10
+        while not stop.is_set() and time.monotonic() < deadline:
+            self.requests += 1
+            for attempt in range(4):
+                if cached is None:
+                    cached = json.loads(sm.get_secret_value(SecretId=DB_SECRET)["SecretString"])
+                login = dataclasses.replace(
+                    self.stack.proxy, user=cached["username"], password=Secret(cached["password"]), dbname=DB_NAME
+                )
+                try:
+                    with login.connect(autocommit=True, prepare_threshold=None, connect_timeout=10) as conn:
+                        conn.execute("SELECT 1").fetchone()
+                except psycopg.OperationalError as exc:
+                    if re.search(r"(password|SASL) authentication failed", str(exc)) and attempt < 3:
+                        cached, self.retries = None, self.retries + 1
+                        time.sleep(0.2 * (attempt + 1))
+                        continue
+                    self.failures += 1
+                    self.errors.append(str(exc).splitlines()[0])
+                    break
+                if cached["password"] != self.old_password and self.first_new_at is None:
+                    self.first_new_at = time.monotonic()
+                break
+
+
+def test_rotation_under_load_fails_no_request_and_moves_every_client_to_the_new_password(gdpr: Deployed):
+    sm = gdpr.stack.aws.client("secretsmanager")
+    old = json.loads(sm.get_secret_value(SecretId=DB_SECRET)["SecretString"])
+    clients = [_RotationClient(gdpr.stack, old["password"]) for _ in range(ROTATION_CLIENTS)]
+    lambda_outcomes: list[str] = []
+    stop = threading.Event()
+
+    def invoke_lambda() -> None:
+        while not stop.is_set() and len(lambda_outcomes) < 500:
+            result = gdpr.invoke("audit_logging", {"events": [{"actor": "rotation-test", "action": "rotation.probe"}]})
+            ok = result.function_error is None and result.payload.get("ok")
+            lambda_outcomes.append("ok" if ok else f"{result.function_error}: {str(result.payload)[:200]}")
+
+    threads = [threading.Thread(target=c.run, args=(stop,)) for c in clients]
+    threads.append(threading.Thread(target=invoke_lambda))
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(2)  # load under way before the rotation starts
+        rotation = rotate(sm, DB_SECRET, gdpr.admin, gdpr.stack.proxy)
+        deadline = time.monotonic() + ROTATION_DEADLINE_S
+        while any(c.first_new_at is None for c in clients) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1)  # a little load after the switch too
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+
+    switched = [c.first_new_at - rotation.finished_at for c in clients if c.first_new_at is not None]
+    print(
+        f"rotation steps (ms): {', '.join(f'{k} {v:.0f}' for k, v in rotation.step_ms.items())}; "
+        f"proxy clients: {sum(c.requests for c in clients)} requests, {sum(c.failures for c in clients)} failed, "
+        f"{sum(c.retries for c in clients)} logins retried after re-reading the secret; all on the new password "
+        f"{max(switched, default=float('nan')) * 1000:.0f} ms after finishSecret; Lambda: {len(lambda_outcomes)} "
+        f"invocations, {sum(o != 'ok' for o in lambda_outcomes)} failed"
+    )
+    assert sum(c.failures for c in clients) == 0, [e for c in clients for e in c.errors][:5]
+    assert [o for o in lambda_outcomes if o != "ok"] == []
+    assert len(switched) == ROTATION_CLIENTS, "a client never used the new password"
+    assert all(c.requests > 1 for c in clients) and lambda_outcomes
+    new = json.loads(sm.get_secret_value(SecretId=DB_SECRET)["SecretString"])
+    previous = json.loads(sm.get_secret_value(SecretId=DB_SECRET, VersionStage="AWSPREVIOUS")["SecretString"])
+    assert new["password"] != old["password"] and previous["password"] == old["password"]
+    stale = dataclasses.replace(gdpr.stack.proxy, user=ROLE, password=Secret(old["password"]), dbname=DB_NAME)
+    with pytest.raises(psycopg.OperationalError, match=r"(password|SASL) authentication failed"):
+        stale.connect(connect_timeout=10)

@@ -2,11 +2,14 @@
 
 import json
 import os
+import shlex
 import signal
 import socket
 import time
+from urllib.parse import parse_qs, urlsplit
 
 import psutil
+import psycopg
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -52,8 +55,13 @@ def test_env_exports_endpoints_a_shell_can_use(isolated_stack):
     assert isolated_stack.harness("up").returncode == 0
     env = isolated_stack.harness("env")
     assert env.returncode == 0
-    exported = dict(line.removeprefix("export ").split("=", 1) for line in env.stdout.splitlines())
-    assert exported["DATABASE_URL"].endswith(f":{isolated_stack.ports['proxy_port']}/dbunit")
+    exported = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in env.stdout.splitlines())
+    url = urlsplit(exported["DATABASE_URL"])
+    assert (url.port, url.path) == (isolated_stack.ports["proxy_port"], "/dbunit")
+    # TLS on by default: the URL verifies the proxy against the stack's CA, and works as given.
+    assert parse_qs(url.query)["sslmode"] == ["verify-full"]
+    with psycopg.connect(exported["DATABASE_URL"], connect_timeout=10, prepare_threshold=None) as conn:
+        assert conn.pgconn.ssl_in_use
     assert exported["AWS_ENDPOINT_URL"] == f"http://127.0.0.1:{isolated_stack.ports['aws_port']}"
     assert exported["AWS_ENDPOINT_URL_LAMBDA"] == f"http://127.0.0.1:{isolated_stack.ports['lambda_port']}"
 

@@ -50,9 +50,15 @@ def test_queries_through_the_proxy_reach_postgres_through_pgbouncer(stack):
 def test_redis_is_sized_like_the_cache_node(stack, harness_settings):
     expected = redis_sizing(harness_settings.cache_node_type)
     client = stack.redis.client()
-    assert int(client.config_get("maxmemory")["maxmemory"]) == expected.maxmemory_bytes
-    assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "volatile-lru"
-    assert client.config_get("save")["save"] == ""
+    # CONFIG is one of the commands ElastiCache restricts: read the settings from INFO, as on ElastiCache.
+    memory = client.info("memory")
+    assert int(memory["maxmemory"]) == expected.maxmemory_bytes
+    assert memory["maxmemory_policy"] == "volatile-lru"
+    persistence = client.info("persistence")
+    assert persistence["aof_enabled"] == 0
+    before = persistence["rdb_last_save_time"]
+    client.set("tests:no-snapshot", "1")
+    assert client.info("persistence")["rdb_last_save_time"] == before, "a write must not trigger a snapshot"
 
 
 def test_s3_put_and_get_on_the_exports_bucket(stack):
@@ -78,6 +84,7 @@ def test_db_credentials_secret_opens_a_connection_through_the_proxy(stack):
         dbname=secret["dbname"],
         prepare_threshold=None,
         connect_timeout=5,
+        **stack.proxy.tls_params(),
     ) as conn:
         assert conn.execute("SELECT current_user").fetchone()[0] == secret["username"]
 

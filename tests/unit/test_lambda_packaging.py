@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 import pytest
 
-from harness.app.gdpr_deploy import HANDLER, DeployError, code_sha256, definitions, deploy, package
+from harness.app.gdpr_deploy import CA_BUNDLE_NAME, HANDLER, DeployError, code_sha256, definitions, deploy, package
 from harness.app.gdpr_invoke import Invocation, InvocationSeries, monthly_gb_seconds
 from harness.lambda_runtime.report_line import ReportLine
 from harness.lambda_runtime.runtime import LambdaRuntime, RuntimeOptions
@@ -92,7 +92,7 @@ def test_each_deployed_function_holds_only_the_settings_it_uses(lambda_api):
         f: lambda_api.get_function_configuration(FunctionName=f)["Environment"]["Variables"]
         for f in SEED_DOCUMENT_MEMORY_MB
     }
-    assert variables["audit_logging"] == {"DB_SECRET_ID": "db-secret", "DB_SCHEMA": "app"}
+    assert variables["audit_logging"] == {"DB_SECRET_ID": "db-secret", "DB_SCHEMA": "app", "DB_SSLMODE": "verify-full"}
     assert variables["data_deletion"]["REDIS_SECRET_ID"] == "redis-secret"
     assert "REDIS_SECRET_ID" not in variables["data_export"]
     assert variables["data_export"]["EXPORTS_BUCKET"] == "exports"
@@ -106,6 +106,17 @@ def test_redeploying_the_same_source_uploads_nothing_and_lambda_reports_our_code
     assert reported == again[0].code_sha256 == code_sha256(package(definitions(["audit_logging"])[0]))
     changed = deploy(lambda_api, **{**SETTINGS, "db_secret_id": "other"}, names=["audit_logging"])
     assert [r.action for r in changed] == ["updated"]
+
+
+def test_a_ca_bundle_travels_in_every_zip_and_the_functions_are_told_its_name(lambda_api):
+    bundle = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    deploy(lambda_api, **SETTINGS, ca_bundle=bundle)
+    for definition in definitions():
+        with zipfile.ZipFile(io.BytesIO(package(definition, bundle))) as archive:
+            assert archive.read(CA_BUNDLE_NAME) == bundle
+        variables = lambda_api.get_function_configuration(FunctionName=definition.name)["Environment"]["Variables"]
+        assert variables["CA_BUNDLE"] == CA_BUNDLE_NAME
+        assert variables["DB_SSLMODE"] == "verify-full"
 
 
 def test_unknown_function_is_named():

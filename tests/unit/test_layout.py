@@ -16,7 +16,8 @@ ALLOWED: dict[str, set[str]] = {
     "paths": set(),
     "services": set(),
     "lambda_runtime": {"services"},
-    "backends": {"services"},
+    "backends": {"services", "security"},
+    "security": {"data", "measure", "services"},
     "measure": {"services"},
     "data": {"measure", "services"},
     "thresholds": {"measure"},
@@ -39,6 +40,7 @@ ALLOWED: dict[str, set[str]] = {
         "lambda_runtime",
         "workload",
         "monitoring",
+        "security",
     },
 }
 

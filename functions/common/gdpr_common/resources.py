@@ -5,12 +5,16 @@ DB_SECRET_ID (Secrets Manager secret in RDS's JSON shape: host, port, username, 
 host is the RDS Proxy endpoint), DB_SCHEMA (default app), EXPORTS_BUCKET, REDIS_SECRET_ID (a secret
 {host, port, password, tls, db}), EXPORT_URL_TTL_S (default 3600). boto3 takes its endpoint from
 AWS_ENDPOINT_URL when that is set (an emulator), from the region otherwise.
+TLS: DB_SSLMODE (libpq's sslmode, default verify-full, as RDS Proxy with Require TLS needs) and CA_BUNDLE
+(a PEM file in the deployment package, e.g. AWS's global-bundle.pem; `harness deploy` packs the local
+stack's CA) against which both the proxy and Redis (when the secret says tls) are verified.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from typing import Any
 
@@ -21,6 +25,11 @@ from botocore.config import Config
 
 # RDS Proxy (and PgBouncer) end idle client connections; a connection idle this long is pinged first.
 _PING_AFTER_IDLE_S = 60.0
+# A login refused during a rotation is retried this often, re-reading the secret each time (0.2 s, 0.4 s...).
+_LOGIN_ATTEMPTS = 4
+_LOGIN_BACKOFF_S = 0.2
+# PostgreSQL says "password authentication failed"; PgBouncer (and RDS Proxy) "SASL authentication failed".
+_LOGIN_REFUSED = re.compile(r"(password|SASL) authentication failed")
 
 _clients: dict[str, Any] = {}
 _secrets: dict[str, dict[str, Any]] = {}
@@ -78,7 +87,26 @@ def schema() -> str:
     return setting("DB_SCHEMA", "app")
 
 
-def _connect() -> psycopg.Connection[Any]:
+def ca_bundle() -> str | None:
+    """The CA bundle's path inside the deployment package, or None to use the system's store."""
+    name = os.environ.get("CA_BUNDLE")
+    if not name:
+        return None
+    path = os.path.join(os.environ.get("LAMBDA_TASK_ROOT", os.getcwd()), name)
+    if not os.path.isfile(path):
+        raise ConfigurationError(f"CA_BUNDLE names {name}, which is not in the deployment package")
+    return path
+
+
+def _tls_params() -> dict[str, str]:
+    params = {"sslmode": os.environ.get("DB_SSLMODE") or "verify-full"}
+    bundle = ca_bundle()
+    if bundle:
+        params["sslrootcert"] = bundle
+    return params
+
+
+def _connect_once() -> psycopg.Connection[Any]:
     creds = secret(setting("DB_SECRET_ID"))
     try:
         return psycopg.connect(
@@ -93,13 +121,24 @@ def _connect() -> psycopg.Connection[Any]:
             prepare_threshold=None,
             connect_timeout=10,
             application_name=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "gdpr-lambda"),
+            **_tls_params(),
         )
     except KeyError as exc:
         raise ConfigurationError(f"DB secret lacks {exc}: it must hold host, port, username, password") from None
-    except psycopg.OperationalError:
-        # Rotated credentials: read the secret again on the next attempt.
-        _secrets.pop(setting("DB_SECRET_ID"), None)
-        raise
+
+
+def _connect() -> psycopg.Connection[Any]:
+    """Log in with the secret; a refused password means a rotation moved it: re-read the secret and retry
+    (Secrets Manager's single-user rotation changes the password a moment before AWSCURRENT follows)."""
+    for attempt in range(_LOGIN_ATTEMPTS):
+        try:
+            return _connect_once()
+        except psycopg.OperationalError as exc:
+            _secrets.pop(setting("DB_SECRET_ID"), None)
+            if not _LOGIN_REFUSED.search(str(exc)) or attempt == _LOGIN_ATTEMPTS - 1:
+                raise
+            time.sleep(_LOGIN_BACKOFF_S * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def db() -> psycopg.Connection[Any]:
@@ -120,13 +159,18 @@ def cache() -> redis.Redis:
     global _redis
     if _redis is None:
         creds = secret(setting("REDIS_SECRET_ID"))
+        tls = bool(creds.get("tls", False))
+        verify: dict[str, Any] = (
+            {"ssl_cert_reqs": "required", "ssl_check_hostname": True, "ssl_ca_certs": ca_bundle()} if tls else {}
+        )
         _redis = redis.Redis(
             host=creds["host"],
             port=int(creds["port"]),
             password=creds.get("password") or None,
-            ssl=bool(creds.get("tls", False)),
+            ssl=tls,
             db=int(creds.get("db", 0)),
             socket_timeout=10,
             socket_connect_timeout=5,
+            **verify,
         )
     return _redis

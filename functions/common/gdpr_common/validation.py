@@ -21,6 +21,15 @@ class InvalidInput(ValueError):
     """The event cannot be processed as given; nothing was changed."""
 
 
+def _show(value: Any, limit: int = 60) -> str:
+    """The offending value as JSON, cut short: an error names what was wrong without echoing a megabyte."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        text = type(value).__name__
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def error_result(exc: Exception, kind: str = "InvalidInput") -> dict[str, Any]:
     return {"ok": False, "error": {"type": kind, "message": str(exc)}}
 
@@ -34,20 +43,22 @@ def _event_object(event: Any) -> dict[str, Any]:
 def parse_user_id(value: Any, field: str = "user_id") -> int:
     """A positive bigint; numeric strings are accepted (API Gateway passes path parameters as strings)."""
     if isinstance(value, bool) or value is None:
-        raise InvalidInput(f"{field} must be a positive integer, got {json.dumps(value)}")
+        raise InvalidInput(f"{field} must be a positive integer, got {_show(value)}")
     if isinstance(value, str):
         text = value.strip()
-        if not text.isdigit():
-            raise InvalidInput(f"{field} must be a positive integer, got {json.dumps(value)}")
+        # ASCII digits only: str.isdigit() also accepts "²" (which int() refuses) and other scripts' digits;
+        # a bigint has at most 19 digits (and int() refuses strings past 4,300).
+        if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_USER_ID)):
+            raise InvalidInput(f"{field} must be a positive integer, got {_show(value)}")
         value = int(text)
     if isinstance(value, float):
         if not value.is_integer():
-            raise InvalidInput(f"{field} must be a whole number, got {value}")
+            raise InvalidInput(f"{field} must be a whole number, got {_show(value)}")
         value = int(value)
     if not isinstance(value, int):
         raise InvalidInput(f"{field} must be a positive integer, got {type(value).__name__}")
     if not 1 <= value <= MAX_USER_ID:
-        raise InvalidInput(f"{field} must be between 1 and {MAX_USER_ID}, got {value}")
+        raise InvalidInput(f"{field} must be between 1 and {MAX_USER_ID}, got {_show(value)}")
     return value
 
 
@@ -58,7 +69,7 @@ def user_request(event: Any) -> int:
         raise InvalidInput('the event has no "user_id": send {"user_id": <positive integer>}')
     unknown = sorted(set(body) - {"user_id"})
     if unknown:
-        raise InvalidInput(f"unknown field(s) {', '.join(unknown)}: the event takes only user_id")
+        raise InvalidInput(f"unknown field(s) {_show(unknown)}: the event takes only user_id")
     return parse_user_id(body["user_id"])
 
 
@@ -74,11 +85,11 @@ class AuditEvent:
 def _label(entry: dict[str, Any], field: str, position: int) -> str:
     value = entry.get(field)
     if not isinstance(value, str) or not value:
-        raise InvalidInput(f"events[{position}].{field} must be a non-empty string, got {json.dumps(value)}")
+        raise InvalidInput(f"events[{position}].{field} must be a non-empty string, got {_show(value)}")
     if len(value) > MAX_LABEL_CHARS or not _LABEL.match(value):
         raise InvalidInput(
             f"events[{position}].{field} must be at most {MAX_LABEL_CHARS} characters of letters, digits and "
-            f"_ . : @ / - (starting with a letter or digit), got {value[:40]!r}"
+            f"_ . : @ / - (starting with a letter or digit), got {_show(value, 40)}"
         )
     return value
 
@@ -93,7 +104,7 @@ def audit_batch(event: Any) -> list[AuditEvent]:
         raise InvalidInput(f"a batch holds at most {MAX_AUDIT_BATCH} entries, got {len(entries)}: split it")
     unknown = sorted(set(body) - {"events"})
     if unknown:
-        raise InvalidInput(f"unknown field(s) {', '.join(unknown)}: the event takes only events")
+        raise InvalidInput(f"unknown field(s) {_show(unknown)}: the event takes only events")
     parsed = []
     for position, entry in enumerate(entries):
         if not isinstance(entry, dict):
@@ -101,7 +112,7 @@ def audit_batch(event: Any) -> list[AuditEvent]:
         extra = sorted(set(entry) - _AUDIT_FIELDS)
         if extra:
             raise InvalidInput(
-                f"events[{position}] has unknown field(s) {', '.join(extra)}; known: {', '.join(sorted(_AUDIT_FIELDS))}"
+                f"events[{position}] has unknown field(s) {_show(extra)}; known: {', '.join(sorted(_AUDIT_FIELDS))}"
             )
         subject = entry.get("subject_user_id")
         details = entry.get("details", {})
@@ -119,7 +130,9 @@ def audit_batch(event: Any) -> list[AuditEvent]:
             try:
                 occurred_at = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
             except ValueError:
-                raise InvalidInput(f"events[{position}].occurred_at is not an ISO 8601 timestamp: {raw!r}") from None
+                raise InvalidInput(
+                    f"events[{position}].occurred_at is not an ISO 8601 timestamp: {_show(raw)}"
+                ) from None
             if occurred_at.tzinfo is None:
                 raise InvalidInput(f"events[{position}].occurred_at needs a time zone (e.g. 2025-01-31T12:00:00Z)")
         subject_user_id = None if subject is None else parse_user_id(subject, f"events[{position}].subject_user_id")
