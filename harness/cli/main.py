@@ -19,6 +19,7 @@ from harness.cli.reports import (
     add_threshold_commands,
 )
 from harness.cli.seed import add_seed_command
+from harness.cli.spec import add_spec_commands
 from harness.cli.workload import add_workload_command
 from harness.config import ConfigError, Settings, resolve_settings
 from harness.endpoints import EndpointFileError
@@ -146,6 +147,7 @@ def cmd_signoff(args: argparse.Namespace) -> int:
         keep_up=args.keep_up,
         pytest_args=args.pytest_args,
         report=_say,
+        thresholds_file=args.thresholds,
     )
 
 
@@ -172,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_workload_command(sub, parents=[common])
     add_threshold_commands(sub)
     add_report_commands(sub)
+    add_spec_commands(sub)
 
     signoff = sub.add_parser(
         "signoff",

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from harness.measure.confidence import percentile_interval, wilson_interval
 from harness.measure.metrics import (
     DIMENSIONLESS,
     MetricKind,
@@ -319,6 +320,8 @@ class Figure:
 
     value: float
     sample_size: int
+    # 95 % confidence interval in the metric's unit, for percentiles and rates (harness/measure/confidence.py).
+    interval: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -403,6 +406,10 @@ class MetricData:
         scale = self.hdr_scale
         if statistic.percentile is not None:
             raw = histogram.get_value_at_percentile(statistic.percentile)
+            low, high = percentile_interval(
+                n, statistic.percentile, lambda rank: histogram.get_value_at_percentile(100.0 * rank / n)
+            )
+            return Figure(raw / scale, n, (low / scale, high / scale))
         elif statistic.name == "min":
             raw = histogram.get_min_value()
         elif statistic.name == "max":
@@ -423,6 +430,9 @@ class MetricData:
         if statistic.percentile is not None:
             # Nearest rank, the definition HDR histograms use, so gauges and histograms read alike.
             value = float(np.percentile(values, statistic.percentile, method="inverted_cdf"))
+            ordered = sorted(values)
+            interval = percentile_interval(n, statistic.percentile, lambda rank: ordered[rank - 1])
+            return Figure(value, n, interval)
         elif statistic.name == "value":
             value = values[-1]
         elif statistic.name in ("min", "max", "mean"):
@@ -442,7 +452,10 @@ class MetricData:
             raise MeasurementError(f"statistic {statistic} does not apply to rate {self.name}")
         if total == 0:
             raise MeasurementError(f"{self.name} has no trials (total 0); the rate is undefined")
-        return Figure(self.fraction_in_unit(hits / total), total)
+        low, high = wilson_interval(hits, total)
+        return Figure(
+            self.fraction_in_unit(hits / total), total, (self.fraction_in_unit(low), self.fraction_in_unit(high))
+        )
 
 
 @dataclass(frozen=True)

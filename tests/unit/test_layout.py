@@ -20,12 +20,26 @@ ALLOWED: dict[str, set[str]] = {
     "measure": {"services"},
     "data": {"measure", "services"},
     "thresholds": {"measure"},
-    "report": {"thresholds", "measure"},
+    "spec": set(),
+    "checklist": {"thresholds", "spec"},
+    "report": {"thresholds", "measure", "checklist"},
     "app": {"data", "lambda_runtime", "measure", "services"},
     "locustusers": {"app", "backends", "data", "measure", "thresholds", "report", "services", "workload"},
     "workload": {"data", "measure", "thresholds"},
     "pytest_plugin": {"backends"},
-    "cli": {"app", "backends", "data", "measure", "thresholds", "report", "services", "lambda_runtime", "workload"},
+    "cli": {
+        "app",
+        "backends",
+        "data",
+        "measure",
+        "thresholds",
+        "report",
+        "services",
+        "lambda_runtime",
+        "workload",
+        "spec",
+        "checklist",
+    },
 }
 
 
