@@ -23,7 +23,7 @@ from harness.report.text import (
 from harness.thresholds import EXIT_CODE_MEANINGS, Status, ThresholdResult
 
 _CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1100px;
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1rem auto; max-width: 1100px;
        color: #1b1b1b; padding: 0 1rem; line-height: 1.4; }
 h1 { margin-bottom: .2rem; } h2 { margin-top: 2rem; border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
 table { border-collapse: collapse; width: 100%; font-size: .85rem; }
@@ -41,13 +41,15 @@ figure { margin: 1.5rem 0; } figure img { width: 100%; max-width: 900px; border:
 figcaption { font-size: .8rem; color: #444; max-width: 900px; }
 .note { font-size: .8rem; color: #555; } code { font-size: .95em; }
 .BROKEN { background: #6a1b9a; }
-h1 { font-size: 1.5rem; margin-top: 0; } p.verdict { margin: .3rem 0 .6rem; }
-table.checklist { font-size: .78rem; table-layout: fixed; }
-table.checklist td { padding: .1rem .35rem; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
-table.checklist th:nth-child(1) { width: 8.5rem; } table.checklist th:nth-child(2) { width: 2.5rem; }
-table.checklist th:nth-child(3) { width: 8rem; } table.checklist th:nth-child(4) { width: 17rem; }
-.st { display: inline-block; min-width: 7.5rem; text-align: center; border-radius: .25rem; color: #fff;
-      font-weight: 700; font-size: .72rem; }
+h1 { font-size: 1.4rem; margin: 0; } p.verdict { margin: .2rem 0 .3rem; }
+h2#checklist { margin-top: .6rem; }
+table.checklist { font-size: .72rem; table-layout: fixed; line-height: 1.15; }
+table.checklist td { padding: .05rem .3rem; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+table.checklist th { padding: .1rem .3rem; }
+table.checklist th:nth-child(1) { width: 8.2rem; } table.checklist th:nth-child(2) { width: 2.4rem; }
+table.checklist th:nth-child(3) { width: 8rem; } table.checklist th:nth-child(4) { width: 16rem; }
+.st { display: inline-block; width: 7.6rem; text-align: center; border-radius: .25rem; color: #fff;
+      font-weight: 700; font-size: .66rem; }
 .st-PASS { background: #2e7d32; } .st-WARN { background: #c77700; } .st-FAIL { background: #b3261e; }
 .st-NOT-EMULATED { background: #00838f; } .st-NOT-CHECKED-YET { background: #37474f; }
 @media print { table.checklist td { white-space: normal; } }
