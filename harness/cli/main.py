@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_workload_command(sub, parents=[common])
     add_threshold_commands(sub)
     add_report_commands(sub)
-    add_spec_commands(sub)
+    add_spec_commands(sub, parents=[common])
 
     signoff = sub.add_parser(
         "signoff",

@@ -8,6 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.config import resolve_settings
 from harness.spec import DEFAULT_SPEC_FILE, DocumentError, SpecError, UnitSpec, lint, load_spec, read_document
 from harness.spec.lint import FindingKind
 
@@ -71,7 +72,41 @@ def cmd_spec_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_spec_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def cmd_spec_drift(args: argparse.Namespace) -> int:
+    from harness.backends import get_backend
+    from harness.spec.drift import ALARM_METRICS, DeploymentIds, DriftStatus, compare, read_deployment
+    from harness.thresholds import ThresholdConfigError, load_thresholds
+    from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
+
+    try:
+        spec = _spec(args)
+        thresholds = load_thresholds(DEFAULT_THRESHOLDS_FILE)
+        functions = dict(DeploymentIds().functions) | _parse_uses(args.function)
+    except (SpecError, ThresholdConfigError) as exc:
+        print(f"spec drift: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    settings = resolve_settings({"backend": args.backend, "state_dir": args.state_dir})
+    endpoints = get_backend(settings).endpoints()
+    if endpoints is None:
+        print("spec drift: the stack is not up (for a deployment: --backend external)", file=sys.stderr)
+        return EXIT_UNRESOLVED
+    levels = {
+        t.metric: [lv for lv in (t.level("warning"), t.level("critical")) if lv is not None]
+        for t in thresholds.thresholds
+        if t.metric in ALARM_METRICS
+    }
+    ids = DeploymentIds(args.db_instance, args.db_proxy, args.cache_cluster, functions)
+    rows = compare(spec, read_deployment(endpoints.aws.client, ids), levels, ids)
+    for row in rows:
+        print(row.line())
+    counts = {s: sum(r.status is s for r in rows) for s in DriftStatus}
+    print(f"\n{len(rows)} settings: " + ", ".join(f"{n} {s.value}" for s, n in counts.items()))
+    return EXIT_OK if counts[DriftStatus.MATCH] == len(rows) else EXIT_UNRESOLVED
+
+
+def add_spec_commands(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], parents: list[argparse.ArgumentParser]
+) -> None:
     spec = subparsers.add_parser("spec", help="the unit's spec (fixtures/unit.yaml) against its design document")
     spec_sub = spec.add_subparsers(dest="spec_command", required=True)
     common = argparse.ArgumentParser(add_help=False)
@@ -96,3 +131,16 @@ def add_spec_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     lint_parser.set_defaults(func=cmd_spec_lint)
     show = spec_sub.add_parser("show", parents=[common], help="every fact and the value the harness uses")
     show.set_defaults(func=cmd_spec_show)
+    drift = spec_sub.add_parser(
+        "drift",
+        parents=[common, *parents],
+        help="read the deployment (read-only describe calls) and compare it with the spec and alarm levels",
+        description="Exit 0: every setting matches; 1: a setting drifted or could not be read; 2: bad input.",
+    )
+    drift.add_argument("--db-instance", default="dbunit", help="DBInstanceIdentifier")
+    drift.add_argument("--db-proxy", default="dbunit-proxy", help="DBProxyName")
+    drift.add_argument("--cache-cluster", default="dbunit-cache", help="CacheClusterId")
+    drift.add_argument(
+        "--function", action="append", default=[], metavar="SPEC_NAME=DEPLOYED", help="e.g. data_export=dbunit-export"
+    )
+    drift.set_defaults(func=cmd_spec_drift)
