@@ -44,6 +44,7 @@ class ScenarioProgress:
         except (ThresholdConfigError, OSError):
             self.thresholds = None  # the sign-off judges them at the end and reports the problem there
         self._failed_now = False
+        self._outcome = "passed"
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         self.items = [item.nodeid for item in items]
@@ -59,6 +60,7 @@ class ScenarioProgress:
         if self.progress is None:
             return
         self._failed_now = False
+        self._outcome = "passed"
         position = self.items.index(nodeid) if nodeid in self.items else len(self.items)
         self.progress.start_step(nodeid, self.items[position + 1 :])
 
@@ -74,7 +76,7 @@ class ScenarioProgress:
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
         if self.progress is None:
             return
-        outcome = getattr(self, "_outcome", "passed")
+        outcome = self._outcome
         self.outcomes[outcome] += 1
         seconds = self.progress.end_step(outcome, self.verdict_so_far())
         self.steps.append({"step": nodeid, "seconds": round(seconds, 2), "outcome": outcome})
