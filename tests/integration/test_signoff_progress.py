@@ -81,8 +81,8 @@ def _report(tmp_path: Path, name: str) -> dict:
 def test_signoff_redraws_a_live_step_line_on_a_terminal(stack: StackEndpoints, harness_settings: Settings, tmp_path):
     code, out = _pty_run(_command(stack, harness_settings, tmp_path, "tty"), tmp_path)
     assert code == 5, out[-3000:]
-    assert "\r\x1b[2K[scenarios] step 1/2 test_steps.py::test_first_step | elapsed" in out
-    assert "step 2/2 test_steps.py::test_second_step passed" in out
+    assert "\r\x1b[2K[scenarios] step 1/2 scenarios-tty/test_steps.py::test_first_step | elapsed" in out
+    assert "step 2/2 scenarios-tty/test_steps.py::test_second_step passed" in out
     report = _report(tmp_path, "tty")
     items = {i["text"]: i for i in report["checklist"]}
     assert items["RDS PostgreSQL accessible via RDS Proxy"]["status"] == "PASS"
@@ -97,6 +97,6 @@ def test_signoff_prints_plain_step_lines_through_a_pipe(stack: StackEndpoints, h
     assert completed.returncode == 5, completed.stderr[-3000:]
     lines = [line for line in completed.stderr.splitlines() if line.startswith("[scenarios] step")]
     assert len(lines) == 4 and "\x1b" not in completed.stderr
-    assert lines[1].startswith("[scenarios] step 1/2 test_steps.py::test_first_step passed in ")
+    assert lines[1].startswith("[scenarios] step 1/2 scenarios-pipe/test_steps.py::test_first_step passed in ")
     assert "so far: checks 1 passed" in lines[1]
     assert "checklist items:" in completed.stdout
