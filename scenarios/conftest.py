@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ from harness.data.ground_truth import GroundTruth
 from harness.data.profiles import get_profile
 from harness.data.seed import current_seed, load_current_ground_truth, seed
 from harness.endpoints import PostgresEndpoint, StackEndpoints
+from harness.measure.load import Limits, Precision
 from harness.measure.results import ResultsWriter
 from harness.measure.run_facts import run_facts
 from harness.monitoring.alarms import alarm_definitions
@@ -59,6 +60,16 @@ class ScenarioSize:
     cache_overflow_bytes: int
     # Bounds every load loop obeys whatever the size.
     max_duration_s: float
+    # A latency step stops once its p95 is known to within this fraction (half its 95 % interval), after
+    # at least latency_min_requests; None runs every step to its request cap.
+    latency_precision: float | None = None
+    latency_min_requests: int = 400
+
+    def search_limits(self, max_requests: int) -> Limits:
+        precision = None
+        if self.latency_precision is not None:
+            precision = Precision(95, self.latency_precision, min_requests=self.latency_min_requests)
+        return Limits(duration_s=self.max_duration_s, max_requests=max_requests, precision=precision)
 
 
 SIZES: dict[str, ScenarioSize] = {
@@ -101,6 +112,7 @@ SIZES: dict[str, ScenarioSize] = {
         cache_warmup_requests=10_000,
         cache_overflow_bytes=600 * 2**20,
         max_duration_s=300,
+        latency_precision=0.05,
     ),
 }
 
@@ -109,9 +121,20 @@ SIZES: dict[str, ScenarioSize] = {
 def size() -> ScenarioSize:
     name = os.environ.get("HARNESS_SCENARIO_SIZE", "ci")
     try:
-        return SIZES[name]
+        chosen = SIZES[name]
     except KeyError:
         raise pytest.UsageError(f"HARNESS_SCENARIO_SIZE={name!r}; choose one of {', '.join(SIZES)}") from None
+    # HARNESS_LATENCY_PRECISION=off runs every latency step to its cap (to compare against early stopping);
+    # a fraction (0.05) sets the precision a step stops at.
+    precision = os.environ.get("HARNESS_LATENCY_PRECISION")
+    if precision is None:
+        return chosen
+    if precision == "off":
+        return replace(chosen, latency_precision=None)
+    try:
+        return replace(chosen, latency_precision=float(precision))
+    except ValueError:
+        raise pytest.UsageError(f"HARNESS_LATENCY_PRECISION={precision!r}; a fraction such as 0.05, or off") from None
 
 
 @pytest.fixture(scope="session")

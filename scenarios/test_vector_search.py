@@ -20,7 +20,7 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 
 from harness.data.ground_truth import recall_at_k
-from harness.measure.load import Limits, Request, run_closed
+from harness.measure.load import Request, run_closed
 from harness.measure.sampling import ResourceSampler
 
 K = 10
@@ -83,7 +83,7 @@ def test_latency_and_recall_by_concurrency(stack, seeded, size, results, cloudwa
     assert in_force == size.ef_search, f"hnsw.ef_search is {in_force} on the server, the size expects {size.ef_search}"
     for clients in size.search_concurrency:
         retrieved = Retrieved()
-        limits = Limits(duration_s=size.max_duration_s, max_requests=size.search_queries)
+        limits = size.search_limits(size.search_queries)
         with ResourceSampler(stack, interval_s=0.5, on_sample=cloudwatch).running() as samples:
             result = run_closed(
                 search_clients(seeded.app, seeded.target, truth.queries, retrieved),
@@ -95,7 +95,8 @@ def test_latency_and_recall_by_concurrency(stack, seeded, size, results, cloudwa
         recall = retrieved.recall(truth.ids)
         labels = {"clients": clients}
         results.record_latency("vector_search.latency_ms", result.latency, labels)
-        results.record_value("vector_search.recall_at_10", recall, labels)
+        # Weighted by the queries behind it: the report's N for recall is the number of queries.
+        results.record_value("vector_search.recall_at_10", recall, labels, weight=len(retrieved.by_query))
         results.record_value("vector_search.qps", result.throughput, labels)
         for t, value in samples.series("postgres.cpu_pct"):
             results.record_value("rds.cpu_pct", value, {"scenario": "vector_search"}, t=t)
@@ -111,7 +112,7 @@ def test_recall_latency_curve_across_ef_search(seeded, size, results):
     points = []
     for ef in size.ef_sweep:
         retrieved = Retrieved()
-        limits = Limits(duration_s=size.max_duration_s, max_requests=min(size.search_queries, 4 * len(truth.queries)))
+        limits = size.search_limits(min(size.search_queries, 4 * len(truth.queries)))
         result = run_closed(
             search_clients(seeded.app_direct, seeded.target, truth.queries, retrieved, ef_search=ef),
             1,

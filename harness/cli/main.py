@@ -21,6 +21,7 @@ from harness.cli.reports import (
     add_threshold_commands,
 )
 from harness.cli.seed import add_seed_command
+from harness.cli.spec import add_spec_commands
 from harness.cli.verify import add_verify_command
 from harness.cli.workload import add_workload_command
 from harness.config import ConfigError, Settings, resolve_settings
@@ -154,6 +155,7 @@ def cmd_signoff(args: argparse.Namespace) -> int:
         keep_up=args.keep_up,
         pytest_args=args.pytest_args,
         report=_say,
+        thresholds_file=args.thresholds,
     )
 
 
@@ -183,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_verify_command(sub, parents=[common])
     add_threshold_commands(sub)
     add_report_commands(sub)
+    add_spec_commands(sub, parents=[common])
 
     signoff = sub.add_parser(
         "signoff",

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from harness.backends import get_backend
 from harness.backends.base import Reporter
+from harness.checklist import run_probes
+from harness.cli.scenario_progress import ENV_STEP_TIMES, ENV_THRESHOLDS
 from harness.config import Settings
 from harness.data.app_role import app_credentials, data_root
 from harness.data.profiles import get_profile
@@ -27,6 +29,7 @@ from harness.endpoints import StackEndpoints
 from harness.measure.results import ResultsWriter
 from harness.measure.run_facts import run_facts
 from harness.report import format_verdict_table, render_report
+from harness.report.text import checklist_summary
 from harness.security.secret_scan import known_secrets, scan
 from harness.thresholds import EXIT_BROKEN, EXIT_FAIL, EXIT_PASS, EXIT_WARN, ThresholdSet
 
@@ -66,7 +69,13 @@ def _read_junit(path: Path) -> tuple[int, list[str], list[str], int]:
 
 
 def run_scenarios(
-    settings: Settings, scenarios: Path, results_path: Path, size: str, out_dir: Path, extra_args: list[str]
+    settings: Settings,
+    scenarios: Path,
+    results_path: Path,
+    size: str,
+    out_dir: Path,
+    extra_args: list[str],
+    thresholds_file: Path | None = None,
 ) -> ScenarioOutcome:
     junit = out_dir / "scenarios-junit.xml"
     env = {
@@ -76,7 +85,11 @@ def run_scenarios(
         # The child resolves the same stack whatever its working directory or config file.
         "HARNESS_STATE_DIR": str(settings.state_dir),
         "HARNESS_BACKEND": settings.backend,
+        # The progress plugin's estimate of time left comes from the last run of this size.
+        ENV_STEP_TIMES: str(settings.state_dir / f"step-times-{size}.json"),
     }
+    if thresholds_file is not None:
+        env[ENV_THRESHOLDS] = str(thresholds_file)
     command = [
         sys.executable,
         "-m",
@@ -84,6 +97,8 @@ def run_scenarios(
         str(scenarios),
         "-p",
         "no:cacheprovider",
+        "-p",
+        "harness.cli.scenario_progress",
         "-q",
         "-s",
         f"--junitxml={junit}",
@@ -123,6 +138,7 @@ def signoff(
     keep_up: bool,
     pytest_args: list[str],
     report: Reporter,
+    thresholds_file: Path | None = None,
 ) -> int:
     began = time.monotonic()
     out_dir = reports_root / time.strftime("%Y%m%d-%H%M%S")
@@ -138,15 +154,29 @@ def signoff(
             results_path,
             run={**run_facts(endpoints, Path.cwd()), "data_profile": profile.name, "scenario_size": size},
         )
+        seeded_at = time.monotonic()
+        report("checking the unit against the deployment checklist (connectivity, pgvector, KMS, secrets)")
+        results.update_run({"checks": run_probes(endpoints)})
+        probed_at = time.monotonic()
         report(f"running scenarios ({size} size) from {scenarios}")
-        outcome = run_scenarios(settings, scenarios, results_path, size, out_dir, pytest_args)
-        results.update_run({"scenario_checks": outcome.as_facts(), "duration_s": round(time.monotonic() - began, 1)})
+        outcome = run_scenarios(settings, scenarios, results_path, size, out_dir, pytest_args, thresholds_file)
+        scenarios_done = time.monotonic()
         # The secret grep: first over what the report will be built from, then over the report itself.
         secrets = known_secrets(settings.state_dir, endpoints)
         roots = [out_dir, settings.state_dir / "logs", settings.state_dir / "lambda"]
         scanned, leaks = scan(roots, secrets)
         results.update_run(
-            {"secret_scan": {"files": scanned, "secrets": len(secrets), "leaks": [str(leak) for leak in leaks]}}
+            {
+                "scenario_checks": outcome.as_facts(),
+                "duration_s": round(scenarios_done - began, 1),
+                # Where the time went; the report's own rendering (seconds) is not in it.
+                "phases_s": {
+                    "stack_and_seed": round(seeded_at - began, 1),
+                    "checklist_probes": round(probed_at - seeded_at, 1),
+                    "scenarios": round(scenarios_done - probed_at, 1),
+                },
+                "secret_scan": {"files": scanned, "secrets": len(secrets), "leaks": [str(leak) for leak in leaks]},
+            }
         )
         rendered = render_report(results_path, out_dir, thresholds)
         leaks += scan([out_dir], secrets)[1]
@@ -154,6 +184,10 @@ def signoff(
         if started and not keep_up:
             get_backend(settings).down(report)
     print(format_verdict_table(rendered.evaluation))
+    print(f"\n{checklist_summary(rendered.checklist)}")
+    for item in rendered.checklist:
+        if item.result.status.value in ("FAIL", "WARN"):
+            print(f"  {item.result.status.value} {item.item.text}: {item.result.evidence}")
     print(
         f"\nscenario checks: {outcome.passed} passed, {len(outcome.failed)} failed, "
         f"{len(outcome.errors)} errors, {outcome.skipped} skipped"

@@ -35,13 +35,14 @@ from locust.runners import MasterRunner, Runner, WorkerRunner
 from locust.shape import LoadTestShape
 
 from harness.config import ConfigError
+from harness.data.seed import current_seed
 from harness.endpoints import EndpointFileError
 from harness.locustusers.gate import DEFAULT_THRESHOLD_FILES, judge, judged_thresholds, load_gate_thresholds
 from harness.locustusers.run import AccountedFailure, HarnessRun, StackNotUpError
 from harness.locustusers.shapes import SHAPES, Profile, ShapeError, ShapeParams, default_run_time_s
 from harness.locustusers.tally import RunTotals, Tally
 from harness.measure.results import ResultsWriter
-from harness.measure.run_facts import machine_facts
+from harness.measure.run_facts import machine_facts, run_facts
 from harness.report import render_report
 from harness.thresholds import EXIT_BROKEN, ThresholdConfigError, ThresholdSet
 
@@ -284,7 +285,15 @@ def _run_facts(environment: Environment, run: HarnessRun, gate: _Gate) -> dict[s
         stack = run.stack()
     except (StackNotUpError, ConfigError, EndpointFileError):
         return facts  # a master of remote workers: the workers knew the stack, this machine does not
-    return {**facts, "backend": stack.backend, "stack": stack.facts}
+    # The same environment facts a sign-off records (versions, sizing, cgroups), so the report states them
+    # under the names it looks for; the data profile is what the database holds now.
+    facts = {**facts, **run_facts(stack, Path.cwd())}
+    try:
+        state = current_seed(stack.direct)
+    except Exception as exc:  # the verdict does not depend on it; the report then says it was not recorded
+        logger.info("data profile not recorded: %s", exc)
+        state = None
+    return facts if state is None else {**facts, "data_profile": state.profile}
 
 
 def _on_quitting(environment: Environment, **_: Any) -> None:

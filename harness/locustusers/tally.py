@@ -158,4 +158,4 @@ class RunTotals:
             results.record_count(metric, n, dict(labels))
         for (metric, labels), (num, den) in self.ratios.items():
             if den > 0:
-                results.record_value(metric, num / den, dict(labels))
+                results.record_value(metric, num / den, dict(labels), weight=max(1, round(den)))

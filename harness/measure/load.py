@@ -8,7 +8,9 @@ from the request's *intended* start (wrk2's coordinated-omission correction): wh
 every request that should have been sent during the stall is charged the time it waited. The service
 time (from the actual send) is kept beside it, so the two can be compared.
 
-Every run is bounded twice, by duration and by request count; whichever comes first ends it.
+Every run is bounded twice, by duration and by request count; whichever comes first ends it. A closed
+run may also stop as soon as its judged percentile is known well enough (`Precision`): a step then takes
+as long as its conclusion needs, not as long as its cap.
 Time is read and waited for through a `Clock`: the system's in every real run, a virtual one in tests, so
 the scheduling arithmetic is checked exactly however loaded the machine is.
 """
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 
 from hdrh.histogram import HdrHistogram
 
+from harness.measure.confidence import percentile_interval, relative_half_width
 from harness.measure.results import new_histogram
 
 # One request: raises on failure. A client is built per worker so each owns its connection. A request that
@@ -53,9 +56,33 @@ SYSTEM_CLOCK = Clock(now=time.perf_counter, sleep=time.sleep)
 
 
 @dataclass(frozen=True)
+class Precision:
+    """Stop once the `percentile` of the latencies so far is known to within `relative` (half its 95 %
+    interval, as a fraction of the value), after at least `min_requests`. Checked every `check_every`
+    requests; the run's Limits still cap it."""
+
+    percentile: float
+    relative: float
+    min_requests: int = 400
+    check_every: int = 50
+
+    def __post_init__(self) -> None:
+        if not 0 < self.percentile < 100:
+            raise LoadError(f"percentile must be in (0, 100), got {self.percentile}")
+        if not 0 < self.relative < 1:
+            raise LoadError(f"relative precision must be in (0, 1), got {self.relative}")
+        if self.min_requests <= 0 or self.check_every <= 0:
+            raise LoadError("min_requests and check_every must be positive")
+
+    def describe(self) -> str:
+        return f"p{self.percentile:g} to within +/-{100 * self.relative:g}% (95% interval)"
+
+
+@dataclass(frozen=True)
 class Limits:
     duration_s: float
     max_requests: int
+    precision: Precision | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.duration_s <= 24 * 3600:
@@ -81,6 +108,8 @@ class LoadResult:
     # Latency (as `latency`) and failures per label a request returned or raised under (see Request).
     by_label: dict[str, HdrHistogram] = field(default_factory=dict)
     errors_by_label: dict[str, int] = field(default_factory=dict)
+    # Why the run ended before its limits, when a Precision stopped it.
+    stopped_early: str | None = None
 
     @property
     def throughput(self) -> float:
@@ -104,6 +133,39 @@ class LoadResult:
             f"{self.model} x{self.clients}: {self.ok} ok, {self.errors} errors in {self.elapsed_s:.1f} s "
             f"({self.throughput:.0f}/s); p50 {self.percentile_ms(50):.2f} ms, p95 {self.percentile_ms(95):.2f} ms, "
             f"p99 {self.percentile_ms(99):.2f} ms"
+            + (f"; stopped early: {self.stopped_early}" if self.stopped_early else "")
+        )
+
+
+class _Watch:
+    """The latencies so far in one shared histogram, for a Precision to judge while the run goes."""
+
+    def __init__(self, precision: Precision) -> None:
+        self.precision = precision
+        self.histogram = new_histogram()
+        self.lock = threading.Lock()
+        self.next_check = precision.min_requests
+
+    def record(self, seconds: float) -> None:
+        with self.lock:
+            _record(self.histogram, seconds)
+
+    def settled(self) -> str | None:
+        """A reason to stop, or None while the percentile is not yet known well enough."""
+        with self.lock:
+            n = self.histogram.get_total_count()
+            if n < self.next_check:
+                return None
+            self.next_check = n + self.precision.check_every
+            p = self.precision.percentile
+            value = self.histogram.get_value_at_percentile(p)
+            interval = percentile_interval(n, p, lambda rank: self.histogram.get_value_at_percentile(100.0 * rank / n))
+        half = relative_half_width(interval, value)
+        if half > self.precision.relative:
+            return None
+        return (
+            f"p{p:g} known to +/-{100 * half:.1f}% after {n:,} requests "
+            f"(95% interval {interval[0] / 1000:.3g}..{interval[1] / 1000:.3g} ms)"
         )
 
 
@@ -202,6 +264,7 @@ def _drive(
     progress: bool,
     classify: Classifier,
     clock: Clock,
+    watch: _Watch | None = None,
 ) -> LoadResult:
     """Run `result.clients` workers until take_ticket() returns None. Each ticket is the request's
     intended start (clock.now() time); latency counts from it, service time from the actual send."""
@@ -226,6 +289,8 @@ def _drive(
                     if isinstance(outcome, str):
                         _record(tally.by_label.setdefault(outcome, new_histogram()), end - intended)
                     _record(tally.latency, end - intended)
+                    if watch is not None:
+                        watch.record(end - intended)
                     _record(tally.service, end - start)
                     tally.ok += 1
         except Exception as exc:
@@ -255,18 +320,22 @@ def run_closed(
     issued = 0
     lock = threading.Lock()
     deadline = clock.now() + limits.duration_s
+    watch = _Watch(limits.precision) if limits.precision else None
+    result = LoadResult(model="closed", clients=clients)
 
     def take_ticket() -> float | None:
         nonlocal issued
         with lock:
             now = clock.now()
-            if issued >= limits.max_requests or now >= deadline:
+            if issued >= limits.max_requests or now >= deadline or result.stopped_early:
+                return None
+            if watch is not None and (reason := watch.settled()):
+                result.stopped_early = reason
                 return None
             issued += 1
             # Due now: a closed client never waits for a schedule, so latency equals service time.
             return now
 
-    result = LoadResult(model="closed", clients=clients)
     return _drive(
         result,
         client_factory,
@@ -276,6 +345,7 @@ def run_closed(
         progress=progress,
         classify=classify,
         clock=clock,
+        watch=watch,
     )
 
 

@@ -7,6 +7,7 @@ seconds, so logs stay readable.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from types import TracebackType
 from typing import TextIO
@@ -88,3 +89,104 @@ def note(message: str, enabled: bool = True, stream: TextIO | None = None) -> No
         out = stream if stream is not None else sys.stderr
         out.write(message + "\n")
         out.flush()
+
+
+def clock(seconds: float) -> str:
+    """Seconds as m:ss (or h:mm:ss), the way a reader estimates a wait."""
+    whole = max(0, round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class StepProgress:
+    """A live line per step of a long run (the sign-off's scenarios): step i of n, elapsed, time left,
+    and a running verdict. On a terminal one line is redrawn every second by a ticker thread; elsewhere
+    (CI logs, pipes) a plain line is printed when a step starts and when it ends, nothing in between."""
+
+    def __init__(self, label: str, total: int, stream: TextIO | None = None, tick_s: float = 1.0) -> None:
+        self.label = label
+        self.total = total
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty()
+        self.tick_s = tick_s
+        self.index = 0
+        self.step = ""
+        self.verdict = ""
+        self.durations: list[float] = []
+        # Step -> seconds it took last time, for the estimate of what is left.
+        self.expected: dict[str, float] = {}
+        self.remaining_steps: list[str] = []
+        self._start = time.monotonic()
+        self._step_start = self._start
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    def left_s(self) -> float | None:
+        """Estimated seconds left: each remaining step as long as last run's, else as this run's mean."""
+        known_mean = sum(self.durations) / len(self.durations) if self.durations else None
+        total = 0.0
+        for step in self.remaining_steps:
+            guess = self.expected.get(step, known_mean)
+            if guess is None:
+                return None
+            total += guess
+        current = self.expected.get(self.step, known_mean)
+        if current is not None:
+            total += max(0.0, current - (time.monotonic() - self._step_start))
+        return total
+
+    def line(self) -> str:
+        now = time.monotonic()
+        left = self.left_s()
+        left_text = "time left unknown" if left is None else f"~{clock(left)} left"
+        verdict = f" | so far: {self.verdict}" if self.verdict else ""
+        return (
+            f"[{self.label}] step {self.index}/{self.total} {self.step} | elapsed {clock(now - self._start)} "
+            f"(step {clock(now - self._step_start)}) | {left_text}{verdict}"
+        )
+
+    def _write(self, text: str, redraw: bool) -> None:
+        with self._lock:
+            if self.tty:
+                self.stream.write("\r\x1b[2K" + text + ("" if redraw else "\n"))
+            else:
+                self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def start_step(self, step: str, remaining: list[str]) -> None:
+        self.index += 1
+        self.step = step
+        self.remaining_steps = remaining
+        self._step_start = time.monotonic()
+        if self.tty:
+            self._write(self.line(), redraw=True)
+            if self._ticker is None:
+                self._ticker = threading.Thread(target=self._tick, name="step-progress", daemon=True)
+                self._ticker.start()
+        else:
+            self._write(self.line(), redraw=False)
+
+    def end_step(self, outcome: str, verdict: str) -> float:
+        seconds = time.monotonic() - self._step_start
+        self.durations.append(seconds)
+        self.verdict = verdict
+        self._write(
+            f"[{self.label}] step {self.index}/{self.total} {self.step} {outcome} in {seconds:.1f} s"
+            f" | so far: {verdict}",
+            redraw=False,
+        )
+        return seconds
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.tick_s):
+            if self.index:
+                self._write(self.line(), redraw=True)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=2 * self.tick_s)
+        if self.tty:
+            self._write("", redraw=True)

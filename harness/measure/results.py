@@ -5,7 +5,7 @@
      "measurements": {
         "<metric>": {"kind": "histogram", "unit": "ms",
                      "entries": [{"labels": {...}, "scale": 1000, "histogram": "<HDR, base64>"}]},
-        "<gauge>":   {..., "entries": [{"labels": {}, "samples": [[t, value], ...]}]},
+        "<gauge>":   {..., "entries": [{"labels": {}, "samples": [[t, value], [t, value, weight], ...]}]},
         "<rate>":    {..., "entries": [{"labels": {}, "intervals": [[t, hits, total], ...]}]},
         "<counter>": {..., "entries": [{"labels": {}, "count": n, "records": k}]},
         "<series>":  {..., "entries": [{"labels": {}, "points": [{"t": ..., "field": ...}, ...]}]}}}
@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from harness.measure.confidence import percentile_interval, wilson_interval
 from harness.measure.metrics import (
     DIMENSIONLESS,
     MetricKind,
@@ -231,10 +232,23 @@ class ResultsWriter:
 
         self._append(spec, labels, merge, lambda: {"scale": spec.hdr_scale, "histogram": encoded})
 
-    def record_value(self, metric: str, value: float, labels: Labels | None = None, t: float | None = None) -> None:
-        """One gauge sample (CPU %, connections %, a projection), timestamped now unless `t` is given."""
+    def record_value(
+        self,
+        metric: str,
+        value: float,
+        labels: Labels | None = None,
+        t: float | None = None,
+        weight: int | None = None,
+    ) -> None:
+        """One gauge sample (CPU %, connections %, a projection), timestamped now unless `t` is given.
+        `weight`: how many observations the value summarises (a recall over 1,000 queries), so a mean is
+        weighted by it and its sample size counts the observations, not the samples."""
         spec = _spec(metric, MetricKind.GAUGE)
-        sample = [time.time() if t is None else t, _check_number(metric, "a value", value)]
+        sample: list[float] = [time.time() if t is None else t, _check_number(metric, "a value", value)]
+        if weight is not None:
+            if not _is_count(weight) or int(weight) == 0:
+                raise ResultsError(f"{metric}: weight must be a positive integer, got {weight!r}")
+            sample.append(int(weight))
         self._append(spec, labels, lambda entry: entry["samples"].append(sample), lambda: {"samples": [sample]})
 
     def record_rate(
@@ -319,6 +333,8 @@ class Figure:
 
     value: float
     sample_size: int
+    # 95 % confidence interval in the metric's unit, for percentiles and rates (harness/measure/confidence.py).
+    interval: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -355,8 +371,12 @@ class MetricData:
 
     def samples(self, labels: Mapping[str, str] | None = None) -> list[tuple[float, float]]:
         """Gauge samples as (t, value), oldest first."""
-        found = [(float(t), float(v)) for e in self._entries(labels) for t, v in e["samples"]]
+        found = [(float(s[0]), float(s[1])) for e in self._entries(labels) for s in e["samples"]]
         return sorted(found, key=lambda sample: sample[0])
+
+    def weighted_samples(self) -> list[tuple[float, int]]:
+        """Gauge values with the number of observations each summarises (1 when not stated)."""
+        return [(float(s[1]), int(s[2]) if len(s) > 2 else 1) for e in self.entries for s in e["samples"]]
 
     def intervals(self, labels: Mapping[str, str] | None = None) -> list[tuple[float, int, int]]:
         """Rate intervals as (t, hits, total), oldest first."""
@@ -403,6 +423,10 @@ class MetricData:
         scale = self.hdr_scale
         if statistic.percentile is not None:
             raw = histogram.get_value_at_percentile(statistic.percentile)
+            low, high = percentile_interval(
+                n, statistic.percentile, lambda rank: histogram.get_value_at_percentile(100.0 * rank / n)
+            )
+            return Figure(raw / scale, n, (low / scale, high / scale))
         elif statistic.name == "min":
             raw = histogram.get_min_value()
         elif statistic.name == "max":
@@ -423,10 +447,18 @@ class MetricData:
         if statistic.percentile is not None:
             # Nearest rank, the definition HDR histograms use, so gauges and histograms read alike.
             value = float(np.percentile(values, statistic.percentile, method="inverted_cdf"))
+            ordered = sorted(values)
+            interval = percentile_interval(n, statistic.percentile, lambda rank: ordered[rank - 1])
+            return Figure(value, n, interval)
         elif statistic.name == "value":
             value = values[-1]
-        elif statistic.name in ("min", "max", "mean"):
-            reduce: Any = {"min": np.min, "max": np.max, "mean": np.mean}[statistic.name]
+        elif statistic.name == "mean":
+            weighted = self.weighted_samples()
+            observations = sum(w for _, w in weighted)
+            # A recall over 1,000 queries outweighs one over 10, and N counts the queries.
+            return Figure(sum(v * w for v, w in weighted) / observations, observations)
+        elif statistic.name in ("min", "max"):
+            reduce: Any = {"min": np.min, "max": np.max}[statistic.name]
             value = float(reduce(values))
         else:
             raise MeasurementError(f"statistic {statistic} does not apply to gauge {self.name}")
@@ -442,7 +474,10 @@ class MetricData:
             raise MeasurementError(f"statistic {statistic} does not apply to rate {self.name}")
         if total == 0:
             raise MeasurementError(f"{self.name} has no trials (total 0); the rate is undefined")
-        return Figure(self.fraction_in_unit(hits / total), total)
+        low, high = wilson_interval(hits, total)
+        return Figure(
+            self.fraction_in_unit(hits / total), total, (self.fraction_in_unit(low), self.fraction_in_unit(high))
+        )
 
 
 @dataclass(frozen=True)

@@ -7,19 +7,25 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
 
+from harness.checklist import ItemResult
 from harness.report.figures import MetricSummary
 from harness.report.text import (
+    CHECKLIST_HEADERS,
     SECURITY_HEADERS,
     VERDICT_HEADERS,
+    VERDICT_NAMES,
+    checklist_rows,
+    checklist_summary,
+    conclusiveness_summary,
     flatten_facts,
     missing_facts,
     security_rows,
     verdict_rows,
 )
-from harness.thresholds import EXIT_CODE_MEANINGS, Status, ThresholdResult, exit_code, verdict
+from harness.thresholds import EXIT_CODE_MEANINGS, Status, ThresholdResult
 
 _CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1100px;
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1rem auto; max-width: 1100px;
        color: #1b1b1b; padding: 0 1rem; line-height: 1.4; }
 h1 { margin-bottom: .2rem; } h2 { margin-top: 2rem; border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
 table { border-collapse: collapse; width: 100%; font-size: .85rem; }
@@ -36,6 +42,19 @@ tr.row-ERROR { background: #f4e8f7; }
 figure { margin: 1.5rem 0; } figure img { width: 100%; max-width: 900px; border: 1px solid #eee; }
 figcaption { font-size: .8rem; color: #444; max-width: 900px; }
 .note { font-size: .8rem; color: #555; } code { font-size: .95em; }
+.BROKEN { background: #6a1b9a; }
+h1 { font-size: 1.4rem; margin: 0; } p.verdict { margin: .2rem 0 .3rem; }
+h2#checklist { margin-top: .6rem; }
+table.checklist { font-size: .72rem; table-layout: fixed; line-height: 1.15; }
+table.checklist td { padding: .05rem .3rem; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+table.checklist th { padding: .1rem .3rem; }
+table.checklist th:nth-child(1) { width: 8.2rem; } table.checklist th:nth-child(2) { width: 2.4rem; }
+table.checklist th:nth-child(3) { width: 8rem; } table.checklist th:nth-child(4) { width: 16rem; }
+.st { display: inline-block; width: 7.6rem; text-align: center; border-radius: .25rem; color: #fff;
+      font-weight: 700; font-size: .66rem; }
+.st-PASS { background: #2e7d32; } .st-WARN { background: #c77700; } .st-FAIL { background: #b3261e; }
+.st-NOT-EMULATED { background: #00838f; } .st-NOT-CHECKED-YET { background: #37474f; }
+@media print { table.checklist td { white-space: normal; } }
 """
 
 if TYPE_CHECKING:
@@ -64,13 +83,14 @@ def _table(
 def render_html(
     run: Mapping[str, Any],
     results: Sequence[ThresholdResult],
+    checklist: Sequence[ItemResult],
     summaries: Sequence[MetricSummary],
     charts: Sequence[Chart],
     generated_at: str,
     threshold_sources: Sequence[str],
+    code: int,
 ) -> str:
-    code = exit_code(results)
-    overall = verdict(results).value
+    overall = VERDICT_NAMES[code]
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -78,21 +98,28 @@ def render_html(
         f"<title>Database Unit sign-off: {escape(overall)}</title>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>Database Unit sign-off report</h1>",
-        f'<p><span class="badge {escape(overall)}">{escape(overall)}</span> '
-        f"exit {code}: {escape(EXIT_CODE_MEANINGS[code])}. Generated {escape(generated_at)}.</p>",
+        f'<p class="verdict"><span class="badge {escape(overall)}">{escape(overall)}</span> '
+        f"exit {code}: {escape(EXIT_CODE_MEANINGS[code])}. Generated {escape(generated_at)}.<br>"
+        f'<span class="note">{escape(checklist_summary(checklist))}; '
+        f"{escape(conclusiveness_summary(results))}.</span></p>",
+        # The document's own sign-off first: what was checked, how, and what it showed.
+        '<h2 id="checklist">Checklist</h2>',
+        _checklist_table(checklist),
+        '<p class="note">The design document\'s pre- and post-deployment checklists. NOT EMULATED: the local '
+        "unit cannot behave like AWS there (the evidence says why). NOT CHECKED YET: the check arrives with "
+        "other work or did not run; never a pass. Full evidence: report.md, report.json.</p>",
     ]
     rows = verdict_rows(results)
-    # The verdict's reasons first; the environment (long) follows them, before the charts.
     parts += [
-        "<h2>Thresholds</h2>",
+        '<h2 id="thresholds">Thresholds</h2>',
         _table(
             VERDICT_HEADERS,
             rows,
-            numeric=(4, 5, 6, 7),
+            numeric=(4, 5, 6, 7, 8),
             row_classes=[f"row-{r.status.value}" for r in results],
         ),
     ]
-    problems = [r for r in results if r.status is not Status.PASS]
+    problems = [r for r in results if r.status is not Status.PASS or r.conclusive is False]
     if problems:
         items = "".join(
             f"<li><b>{escape(r.status.value)}</b> <code>{escape(r.threshold.id)}</code>: {escape(r.message)}</li>"
@@ -102,20 +129,16 @@ def render_html(
     sources = "".join(f"<li><code>{escape(r.threshold.id)}</code>: {escape(r.threshold.source)}</li>" for r in results)
     parts += [
         '<p class="note">* levels the harness sets itself; the others come from the seed document. '
-        "Margin: headroom before the level fires (positive), or how far past it the run went (negative).</p>",
+        "Margin: headroom before the level fires (positive), or how far past it the run went (negative). "
+        "95% interval: order-statistic bounds for percentiles (from the HDR histogram), Wilson for rates; "
+        "not conclusive when a level lies inside it.</p>",
         '<details><summary class="note">Where each threshold comes from</summary>'
         f'<ul class="note">{sources}</ul></details>',
-        "<h2>Security</h2>",
+        '<h2 id="security">Security</h2>',
         _table(SECURITY_HEADERS, security_rows(run))
         if security_rows(run)
         else '<p class="note">Not checked in this run (the security scenario did not run).</p>',
-        "<h2>Environment</h2>",
-        _table(("fact", "value"), flatten_facts(run)),
-    ]
-    if missing_facts(run):
-        parts.append(f'<p class="note">Not recorded in this run: {escape(", ".join(missing_facts(run)))}.</p>')
-    parts += [
-        "<h2>Charts</h2>",
+        '<h2 id="charts">Charts</h2>',
     ]
     if not charts:
         parts.append('<p class="note">No chartable measurements in this run.</p>')
@@ -135,13 +158,20 @@ def render_html(
         for s in summaries
     ]
     parts += [
-        "<h2>Measurements</h2>",
+        '<h2 id="measurements">Measurements</h2>',
         _table(("metric", "kind", "unit", "figures"), summary_rows),
         '<p class="note">Latency percentiles come from merged HDR histograms (3 significant figures); gauge '
         "percentiles use the nearest-rank definition. "
         f"Thresholds from: {escape(', '.join(threshold_sources))}.</p>",
-        "</body></html>",
+        '<h2 id="environment">Environment</h2>',
+        f'<details><summary class="note">Backend, versions, sizing, cgroups, machine, data profile '
+        f"({len(flatten_facts(run))} facts)</summary>",
+        _table(("fact", "value"), flatten_facts(run)),
+        "</details>",
     ]
+    if missing_facts(run):
+        parts.append(f'<p class="note">Not recorded in this run: {escape(", ".join(missing_facts(run)))}.</p>')
+    parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
 
@@ -151,3 +181,19 @@ def section_html(title: str, headers: Sequence[str], rows: Sequence[Sequence[str
     if note:
         parts.append(f'<p class="note">{escape(note)}</p>')
     return "\n".join(parts) + "\n"
+
+
+def status_class(status: str) -> str:
+    return "st-" + status.replace(" ", "-")
+
+
+def _checklist_table(items: Sequence[ItemResult]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in CHECKLIST_HEADERS)
+    body = []
+    for status, phase, group, text, evidence in checklist_rows(items):
+        body.append(
+            f'<tr><td><span class="st {status_class(status)}">{escape(status)}</span></td>'
+            f"<td>{escape(phase)}</td><td>{escape(group)}</td><td>{escape(text)}</td>"
+            f'<td class="ev" title="{escape(evidence)}">{escape(evidence)}</td></tr>'
+        )
+    return f'<table class="checklist"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness.checklist import ItemResult, checklist_exit_code, evaluate_checklist, status_counts
 from harness.measure.results import load_results
 from harness.monitoring.verdicts import production_alarm_verdicts
 from harness.report.alarms import ALARM_HEADERS, ALARMS_NOTE, DASHBOARD_HEADERS, alarm_rows, dashboard_rows
@@ -17,8 +18,8 @@ from harness.report.compare import RESULTS_FILE_NAME
 from harness.report.figures import summarize
 from harness.report.html import render_html, section_html
 from harness.report.junit import write_junit
-from harness.report.text import render_markdown, section_markdown
-from harness.thresholds import EXIT_CODE_MEANINGS, ThresholdResult, ThresholdSet, evaluate, exit_code, verdict
+from harness.report.text import VERDICT_NAMES, render_markdown, section_markdown
+from harness.thresholds import EXIT_CODE_MEANINGS, ThresholdResult, ThresholdSet, evaluate, exit_code
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -27,8 +28,10 @@ REPORT_SCHEMA_VERSION = 1
 class ReportOutcome:
     out_dir: Path
     evaluation: list[ThresholdResult]
+    # Thresholds and checklist together: the worst of the two.
     exit_code: int
     files: dict[str, Path]
+    checklist: list[ItemResult]
 
 
 def _result_json(r: ThresholdResult) -> dict[str, Any]:
@@ -52,7 +55,20 @@ def _result_json(r: ThresholdResult) -> dict[str, Any]:
         "margin": r.margin,
         "margin_pct": r.margin_pct,
         "sample_size": r.sample_size,
+        "interval_95": None if r.interval is None else list(r.interval),
+        "conclusive": r.conclusive,
         "message": r.message,
+    }
+
+
+def _item_json(i: ItemResult) -> dict[str, Any]:
+    return {
+        "id": i.item.id,
+        "phase": i.item.phase,
+        "group": i.item.group,
+        "text": i.item.text,
+        "check": i.item.check,
+        **i.result.as_json(),
     }
 
 
@@ -63,7 +79,8 @@ def render_report(results_path: Path, out_dir: Path, thresholds: ThresholdSet) -
 
     results = load_results(results_path)
     evaluation = evaluate(thresholds, results)
-    code = exit_code(evaluation)
+    checklist = evaluate_checklist(results.run, evaluation)
+    code = max(exit_code(evaluation), checklist_exit_code(checklist))
     generated_at = datetime.now(UTC).isoformat(timespec="seconds")
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {name: out_dir / name for name in ("report.json", "report.md", "report.html", "junit.xml")}
@@ -76,12 +93,14 @@ def render_report(results_path: Path, out_dir: Path, thresholds: ThresholdSet) -
     document = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "generated_at": generated_at,
-        "verdict": verdict(evaluation).value,
+        "verdict": VERDICT_NAMES[code],
         "exit_code": code,
         "exit_meaning": EXIT_CODE_MEANINGS[code],
         "results_file": RESULTS_FILE_NAME,
         "threshold_sources": list(thresholds.sources),
         "run": results.run,
+        "checklist": [_item_json(i) for i in checklist],
+        "checklist_counts": status_counts(checklist),
         "thresholds": [_result_json(r) for r in evaluation],
         "production_alarms": [v.as_json() for v in alarms],
         "figures": {s.name: {"kind": s.kind.value, "unit": s.unit, "values": s.values} for s in summaries},
@@ -92,10 +111,11 @@ def render_report(results_path: Path, out_dir: Path, thresholds: ThresholdSet) -
         ("Would the production alarms have fired?", ALARM_HEADERS, alarm_rows(alarms), ALARMS_NOTE),
         ("CloudWatch dashboards", DASHBOARD_HEADERS, dashboard_rows([c.chart_id for c in charts]), ""),
     ]
-    markdown = render_markdown(results.run, evaluation, summaries, generated_at, thresholds.sources)
+    markdown = render_markdown(results.run, evaluation, checklist, summaries, generated_at, thresholds.sources, code)
     files["report.md"].write_text(markdown + "".join(section_markdown(*section) for section in sections))
-    page = render_html(results.run, evaluation, summaries, charts, generated_at, thresholds.sources)
+    page = render_html(results.run, evaluation, checklist, summaries, charts, generated_at, thresholds.sources, code)
+    # After the thresholds, before the charts: the alarms are the thresholds as production would judge them.
     extra = "".join(section_html(*section) for section in sections)
-    files["report.html"].write_text(page.replace("</body></html>", extra + "</body></html>", 1))
+    files["report.html"].write_text(page.replace('<h2 id="charts">', extra + '<h2 id="charts">', 1))
     write_junit(evaluation, files["junit.xml"], generated_at)
-    return ReportOutcome(out_dir, evaluation, code, files)
+    return ReportOutcome(out_dir, evaluation, code, files, checklist)

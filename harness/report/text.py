@@ -5,8 +5,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from harness.checklist import ItemResult, status_counts
 from harness.report.figures import MetricSummary, format_value
-from harness.thresholds import EXIT_CODE_MEANINGS, Status, Threshold, ThresholdResult, exit_code, verdict
+from harness.thresholds import (
+    EXIT_BROKEN,
+    EXIT_CODE_MEANINGS,
+    EXIT_FAIL,
+    EXIT_PASS,
+    EXIT_WARN,
+    Status,
+    Threshold,
+    ThresholdResult,
+    exit_code,
+    verdict,
+)
 
 # The environment facts a reader looks for first, in this order; any others follow alphabetically.
 PREFERRED_FACTS = ("backend", "versions", "sizing", "cgroups", "credits", "machine", "data_profile", "git_revision")
@@ -75,14 +87,59 @@ def verdict_rows(results: Sequence[ThresholdResult]) -> list[tuple[str, ...]]:
             format_value(r.measured, r.threshold.unit),
             "-" if r.level is None else f"{r.level_name} {format_value(r.level, r.threshold.unit)}",
             margin_text(r),
-            "-" if r.sample_size is None else str(r.sample_size),
+            "-" if r.sample_size is None else f"{r.sample_size:,}",
+            interval_text(r),
         )
         for r in results
     ]
 
 
+def interval_text(result: ThresholdResult) -> str:
+    if result.interval is None:
+        return "-"
+    low, high = (format_value(v, result.threshold.unit) for v in result.interval)
+    return f"{low} .. {high}" + ("" if result.conclusive else " (not conclusive)")
+
+
 # Expressions state what must hold to pass, so the columns say what happens when one does not.
-VERDICT_HEADERS = ("STATUS", "THRESHOLD", "WARN UNLESS", "FAIL UNLESS", "MEASURED", "LEVEL", "MARGIN", "N")
+VERDICT_HEADERS = (
+    "STATUS",
+    "THRESHOLD",
+    "WARN UNLESS",
+    "FAIL UNLESS",
+    "MEASURED",
+    "LEVEL",
+    "MARGIN",
+    "N",
+    "95% INTERVAL",
+)
+CHECKLIST_HEADERS = ("STATUS", "PHASE", "GROUP", "ITEM", "EVIDENCE")
+
+
+def checklist_rows(items: Sequence[ItemResult]) -> list[tuple[str, ...]]:
+    return [
+        (
+            i.result.status.value,
+            "pre" if i.item.phase == "pre" else "post",
+            i.item.group.replace("_", " "),
+            i.item.text,
+            i.result.evidence,
+        )
+        for i in items
+    ]
+
+
+def checklist_summary(items: Sequence[ItemResult]) -> str:
+    counts = status_counts(items)
+    shown = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+    return f"{len(items)} checklist items: {shown}"
+
+
+def conclusiveness_summary(results: Sequence[ThresholdResult]) -> str:
+    with_interval = [r for r in results if r.interval is not None]
+    open_ = [r.threshold.id for r in with_interval if not r.conclusive]
+    text = f"{len(with_interval) - len(open_)} of {len(with_interval)} judged percentiles and rates conclusive"
+    return text + (f" (not conclusive: {', '.join(open_)})" if open_ else "")
 
 
 def fixed_width(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -119,22 +176,23 @@ def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str
 def render_markdown(
     run: Mapping[str, Any],
     results: Sequence[ThresholdResult],
+    checklist: Sequence[ItemResult],
     summaries: Sequence[MetricSummary],
     generated_at: str,
     threshold_sources: Sequence[str],
+    code: int,
 ) -> str:
-    code = exit_code(results)
     lines = [
         "# Database Unit sign-off report",
         "",
-        f"**Verdict: {verdict(results).value}** (exit {code}: {EXIT_CODE_MEANINGS[code]}). Generated {generated_at}.",
+        f"**Verdict: {VERDICT_NAMES[code]}** (exit {code}: {EXIT_CODE_MEANINGS[code]}). Generated {generated_at}.",
         "",
-        "## Environment",
+        f"{checklist_summary(checklist)}; {conclusiveness_summary(results)}.",
         "",
-        *_md_table(("fact", "value"), flatten_facts(run)),
+        "## Checklist",
+        "",
+        *_md_table(CHECKLIST_HEADERS, checklist_rows(checklist)),
     ]
-    if missing_facts(run):
-        lines += ["", f"Not recorded in this run: {', '.join(missing_facts(run))}."]
     lines += ["", "## Thresholds", "", *_md_table(VERDICT_HEADERS, verdict_rows(results)), ""]
     for r in results:
         if r.status is not Status.PASS:
@@ -163,7 +221,11 @@ def render_markdown(
         for s in summaries
     ]
     lines += _md_table(("metric", "kind", "unit", "figures"), rows)
-    lines += ["", f"Thresholds from: {', '.join(threshold_sources)}.", ""]
+    lines += ["", f"Thresholds from: {', '.join(threshold_sources)}.", "", "## Environment", ""]
+    lines += _md_table(("fact", "value"), flatten_facts(run))
+    if missing_facts(run):
+        lines += ["", f"Not recorded in this run: {', '.join(missing_facts(run))}."]
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -172,3 +234,6 @@ def section_markdown(title: str, headers: Sequence[str], rows: Sequence[Sequence
     if note:
         lines += [note, ""]
     return "\n".join(lines) + "\n"
+
+
+VERDICT_NAMES = {EXIT_PASS: "PASS", EXIT_WARN: "WARN", EXIT_FAIL: "FAIL", EXIT_BROKEN: "ERROR"}

@@ -59,6 +59,10 @@ class ThresholdResult:
     margin: float | None
     sample_size: int | None
     message: str
+    # 95 % interval of the measured figure (percentiles and rates), and whether it settles the status:
+    # False when a level lies inside it, so a re-run could land on the other side.
+    interval: tuple[float, float] | None = None
+    conclusive: bool | None = None
 
     @property
     def margin_pct(self) -> float | None:
@@ -122,6 +126,23 @@ def evaluate_threshold(threshold: Threshold, results: RunResults) -> ThresholdRe
     else:
         assert critical_level is not None, "validated thresholds have at least one level"
         status, level_name, level = Status.PASS, "critical", critical_level
+    message = _describe(threshold, status, figure.value, level_name, level)
+    conclusive = None
+    if figure.interval is not None:
+        low, high = figure.interval
+        straddled = [
+            (name, value)
+            for name, value in (("warning", warning_level), ("critical", critical_level))
+            if value is not None and low <= value <= high and low < high
+        ]
+        conclusive = not straddled
+        if straddled:
+            name, value = straddled[0]
+            unit = f" {threshold.unit}" if threshold.unit else ""
+            message += (
+                f"; not conclusive: the 95% interval [{low:.6g}, {high:.6g}]{unit} from {figure.sample_size:,} "
+                f"samples straddles the {name} level {value:.6g}{unit}"
+            )
     return ThresholdResult(
         threshold,
         status,
@@ -130,7 +151,9 @@ def evaluate_threshold(threshold: Threshold, results: RunResults) -> ThresholdRe
         level_name,
         _margin(threshold, figure.value, level),
         figure.sample_size,
-        _describe(threshold, status, figure.value, level_name, level),
+        message,
+        figure.interval,
+        conclusive,
     )
 
 

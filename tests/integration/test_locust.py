@@ -204,6 +204,12 @@ def test_a_critical_breach_fails_the_run_and_the_report_is_rendered(ready_stack,
         "vector_search.recall_at_10",
         "locust.failure_rate_pct",
     }
+    # The environment it states: nothing it calls "not recorded" is recorded (versions, sizing, the data).
+    assert {"versions", "sizing", "cgroups", "data_profile"} <= set(report["run"])
+    assert "Not recorded in this run" not in (tmp_path / "report" / "report.html").read_text()
+    # Recall's N is the number of queries behind it, not the one sample the run recorded.
+    recall = next(t for t in report["thresholds"] if t["id"] == "vector_search.recall_at_10")
+    assert recall["sample_size"] > 1
 
 
 @pytest.mark.parametrize(("locustfile", "shape"), [("cache.py", "ramp"), ("mixed.py", "soak")])

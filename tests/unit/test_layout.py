@@ -21,7 +21,9 @@ ALLOWED: dict[str, set[str]] = {
     "measure": {"services"},
     "data": {"measure", "services"},
     "thresholds": {"measure"},
-    "report": {"thresholds", "measure", "monitoring"},
+    "spec": set(),
+    "checklist": {"thresholds", "spec"},
+    "report": {"thresholds", "measure", "monitoring", "checklist"},
     "monitoring": {"thresholds", "measure", "services"},
     "app": {"data", "lambda_runtime", "measure", "services"},
     "locustusers": {"app", "backends", "data", "measure", "thresholds", "report", "services", "workload"},
@@ -41,6 +43,8 @@ ALLOWED: dict[str, set[str]] = {
         "workload",
         "monitoring",
         "security",
+        "spec",
+        "checklist",
     },
 }
 

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from harness.measure.load import Clock, Limits, LoadError, plain_client, run_closed, run_open
+from harness.measure.load import Clock, Limits, LoadError, Precision, plain_client, run_closed, run_open
 
 
 class VirtualClock:
@@ -146,3 +146,46 @@ def test_a_client_that_cannot_connect_is_an_error():
 def test_every_run_is_bounded(duration, count):
     with pytest.raises(LoadError):
         Limits(duration, count)
+
+
+def varying_sleeper(clock: VirtualClock, seconds: list[float]):
+    """Latencies drawn in turn from `seconds`: a known distribution on the virtual clock."""
+    position = iter(range(10**9))
+    return lambda _index: plain_client(lambda: clock.sleep(seconds[next(position) % len(seconds)]))
+
+
+def test_a_step_stops_once_its_percentile_is_known_to_the_stated_precision():
+    time = VirtualClock()
+    latencies = [0.010 + 0.0001 * (i % 100) for i in range(100)]  # 10..19.9 ms, uniform
+    precision = Precision(95, relative=0.02, min_requests=200, check_every=50)
+    result = run_closed(
+        varying_sleeper(time, latencies), clients=1, limits=Limits(1000, 50_000, precision), clock=time.clock()
+    )
+    assert result.stopped_early is not None and "p95 known to" in result.stopped_early
+    assert 200 <= result.ok < 50_000
+    assert result.percentile_ms(95) == pytest.approx(19.5, rel=0.03)
+
+
+def test_a_step_whose_percentile_stays_uncertain_runs_to_its_cap():
+    time = VirtualClock()
+    # Half the requests 1 ms, half 100 ms: the p50 straddles a gap and never narrows to 1%.
+    precision = Precision(50, relative=0.01, min_requests=100, check_every=50)
+    result = run_closed(
+        varying_sleeper(time, [0.001, 0.100]), clients=1, limits=Limits(1000, 2_000, precision), clock=time.clock()
+    )
+    assert result.stopped_early is None
+    assert result.ok == 2_000
+
+
+def test_no_step_stops_before_its_minimum_request_count():
+    time = VirtualClock()
+    precision = Precision(95, relative=0.5, min_requests=300, check_every=10)
+    result = run_closed(sleeper(time, 0.005), clients=1, limits=Limits(1000, 10_000, precision), clock=time.clock())
+    assert result.stopped_early is not None
+    assert 300 <= result.ok <= 310
+
+
+@pytest.mark.parametrize(("percentile", "relative"), [(0, 0.05), (100, 0.05), (95, 0), (95, 1.5)])
+def test_a_meaningless_precision_is_refused(percentile, relative):
+    with pytest.raises(LoadError):
+        Precision(percentile, relative)

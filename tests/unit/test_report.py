@@ -12,6 +12,7 @@ import pytest
 
 from harness.measure.results import ResultsWriter
 from harness.report import ReportOutcome, compare_paths, format_verdict_table, render_report
+from harness.report.text import VERDICT_HEADERS
 from harness.thresholds import EXIT_BROKEN, Status, load_thresholds
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,7 +91,7 @@ def test_verdict_table_is_fixed_width(outcome: ReportOutcome) -> None:
     lines = format_verdict_table(outcome.evaluation).splitlines()
     header, rule = lines[0], lines[1]
     gaps = [m.start() for m in re.finditer(r"(?<=-)  (?=-)", rule)]
-    assert len(gaps) == 7
+    assert len(gaps) == len(VERDICT_HEADERS) - 1
     rows = lines[2 : 2 + len(outcome.evaluation)]
     for line in [header, *rows]:
         for gap in gaps:
@@ -112,3 +113,43 @@ def test_compare_two_runs(tmp_path: Path) -> None:
     assert "+600" in count and not count.endswith(("worse", "better"))
     same = compare_paths(SAMPLE, SAMPLE)
     assert "0 figure(s) worse in B than in A" in same
+
+
+def test_the_report_reads_verdict_checklist_thresholds_charts_then_environment(outcome: ReportOutcome) -> None:
+    html = outcome.files["report.html"].read_text()
+    positions = [html.index(f'id="{section}"') for section in ("checklist", "thresholds", "charts", "environment")]
+    assert positions == sorted(positions)
+    assert html.index('class="verdict"') < positions[0]
+    # The environment is collapsed: its table sits inside a closed <details>.
+    environment = html[positions[3] :]
+    assert "<details><summary" in environment and "<details open" not in environment
+    markdown = outcome.files["report.md"].read_text()
+    order = [markdown.index(h) for h in ("## Checklist", "## Thresholds", "## Measurements", "## Environment")]
+    assert order == sorted(order)
+
+
+def test_every_checklist_item_of_the_document_is_in_the_report_with_a_status(outcome: ReportOutcome) -> None:
+    document = json.loads(outcome.files["report.json"].read_text())
+    items = document["checklist"]
+    assert len(items) == 36
+    assert {i["status"] for i in items} <= {"PASS", "WARN", "FAIL", "NOT EMULATED", "NOT CHECKED YET"}
+    by_text = {i["text"]: i for i in items}
+    # The sample run recorded no live checks: those items say so, never PASS.
+    assert by_text["RDS PostgreSQL accessible via RDS Proxy"]["status"] == "NOT CHECKED YET"
+    assert by_text["Alarms configured and tested"]["status"] == "NOT CHECKED YET"
+    assert "issue 12" in by_text["Alarms configured and tested"]["evidence"]
+    # The sample's data_deletion error rate breaches its critical level: the Redis-from-Lambda item fails.
+    assert by_text["ElastiCache Redis accessible from Lambda"]["status"] == "FAIL"
+    assert by_text["NAT Gateway provisioned"]["status"] == "NOT EMULATED"
+    assert "not required" in by_text["NAT Gateway provisioned"]["evidence"]
+
+
+def test_every_judged_percentile_states_its_sample_size_and_interval(outcome: ReportOutcome) -> None:
+    document = json.loads(outcome.files["report.json"].read_text())
+    percentiles = [t for t in document["thresholds"] if t["statistic"].startswith("p") and t["status"] != "ERROR"]
+    assert percentiles
+    for t in percentiles:
+        low, high = t["interval_95"]
+        assert t["sample_size"] > 0
+        assert low <= t["measured"] <= high
+        assert t["conclusive"] is not (low <= (t["level"] or 0) <= high and low < high)

@@ -201,3 +201,15 @@ def test_unusable_files_are_refused(tmp_path: Path, content: str, fragment: str)
 def test_missing_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(ResultsError, match="cannot read results"):
         load_results(tmp_path / "absent.json")
+
+
+def test_a_weighted_gauge_mean_counts_observations_not_samples(tmp_path):
+    writer = ResultsWriter.open(tmp_path / "results.json")
+    # Recall 0.9 over 1,000 queries and 0.5 over 10: the run's recall is 0.896, from 1,010 queries.
+    writer.record_value("vector_search.recall_at_10", 0.9, {"clients": 1}, weight=1000)
+    writer.record_value("vector_search.recall_at_10", 0.5, {"clients": 4}, weight=10)
+    figure = writer.read().get("vector_search.recall_at_10").statistic(Statistic("mean"))
+    assert figure.sample_size == 1010
+    assert figure.value == pytest.approx((900 + 5) / 1010)
+    with pytest.raises(ResultsError, match="weight must be a positive integer"):
+        writer.record_value("vector_search.recall_at_10", 0.5, weight=0)

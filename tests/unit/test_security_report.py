@@ -12,7 +12,7 @@ def test_the_report_has_a_security_section_with_each_finding_and_keeps_it_out_of
             ],
         }
     }
-    text = render_markdown(run, [], [], "now", [])
+    text = render_markdown(run, [], [], [], "now", [], 0)
     assert "## Security" in text and "| Encryption at rest verified | NOT EMULATED | storage | e1 |" in text
     assert not [key for key, _ in flatten_facts(run) if key.startswith("security")]
-    assert "Not checked in this run" in render_markdown({}, [], [], "now", [])
+    assert "Not checked in this run" in render_markdown({}, [], [], [], "now", [], 0)

@@ -1,0 +1,72 @@
+"""Where a sign-off's time went, and how sure its judged figures are: the per-step wall times, the run's
+phases, and every judged percentile or rate with its sample size and 95 % interval, from a report
+directory `harness signoff` wrote. Two directories: the same tables side by side (before, after).
+
+    .venv/bin/python benchmarks/signoff_steps.py reports/20261129-141041 [reports/20261129-150102]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _load(directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    report = json.loads((directory / "report.json").read_text())
+    return report, report["run"]
+
+
+def _step_name(nodeid: str) -> str:
+    return nodeid.split("/")[-1].replace("test_", "", 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("reports", type=Path, nargs="+", help="one or two report directories")
+    args = parser.parse_args(argv)
+    loaded = []
+    for directory in args.reports:
+        try:
+            loaded.append(_load(directory))
+        except (OSError, KeyError, ValueError) as exc:
+            print(f"{directory}: not a sign-off report ({exc})", file=sys.stderr)
+            return 2
+    names = [d.name for d in args.reports]
+    print(
+        "phases (s): "
+        + " | ".join(f"{n}: {json.dumps(run.get('phases_s', {}))}" for n, (_, run) in zip(names, loaded, strict=True))
+    )
+    print(
+        "total (s):  " + " | ".join(f"{n}: {run.get('duration_s')}" for n, (_, run) in zip(names, loaded, strict=True))
+    )
+    steps: dict[str, list[str]] = {}
+    for i, (_, run) in enumerate(loaded):
+        for step in run.get("steps", []):
+            steps.setdefault(_step_name(step["step"]), ["-"] * len(loaded))[i] = f"{step['seconds']:.1f}"
+    width = max((len(s) for s in steps), default=10)
+    print(f"\n{'step'.ljust(width)}  " + "  ".join(n.rjust(16) for n in names))
+    for step, seconds in steps.items():
+        print(f"{step.ljust(width)}  " + "  ".join(s.rjust(16) for s in seconds))
+    print(
+        f"{'sum of steps'.ljust(width)}  "
+        + "  ".join(str(run.get("steps_total_s", "-")).rjust(16) for _, run in loaded)
+    )
+    for name, (report, _) in zip(names, loaded, strict=True):
+        print(f"\n{name}: verdict {report['verdict']}; judged percentiles and rates")
+        for t in report["thresholds"]:
+            if t.get("interval_95") is None:
+                continue
+            low, high = t["interval_95"]
+            verdict = "conclusive" if t["conclusive"] else "NOT CONCLUSIVE"
+            print(
+                f"  {t['id']:<40} {t['statistic']:>5} = {t['measured']:.4g} {t['unit']:<5} N={t['sample_size']:>7,} "
+                f"95% [{low:.4g}, {high:.4g}]  {t['status']} {verdict}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

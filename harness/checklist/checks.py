@@ -1,0 +1,167 @@
+"""The checks that decide checklist items, by id. Each is a function of the run (CheckContext); wiring a
+new one is one line: `CHECKS["alarms.configured"] = my_check`, then name it in harness/checklist/items.py.
+
+Checks that need the running stack (`live.*`) run during `harness signoff` (harness/checklist/probes.py)
+and are recorded in the results file; here they are read back, so a report re-rendered later from
+results.json shows the same statuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from harness.checklist.model import CheckContext, CheckResult, CheckStatus
+from harness.spec import FindingKind
+from harness.thresholds import Status, ThresholdResult
+
+Check = Callable[[CheckContext], CheckResult]
+
+# Why the local unit cannot show these; each names what would (the drift check on a real deployment,
+# or the pipeline).
+NOT_EMULATED_REASONS: dict[str, str] = {
+    "terraform": "the local unit is built from harness/sizing.py, not Terraform; "
+    "review `terraform plan` in the pipeline",
+    "security_scan": "no infrastructure code is scanned locally; the pipeline's security_scan step does it",
+    "quotas": "AWS service quotas do not exist locally; check them with `aws service-quotas` on the account",
+    "iam": "the local Lambda runtime and the AWS emulator accept any credentials: there is no IAM to validate",
+    "security_groups": "there is no VPC locally; every service binds 127.0.0.1 instead (see the loopback check)",
+    "subnets": "there is no VPC locally, so no subnets; unit.yaml records the document's default VPC",
+    "route_tables": "there is no VPC locally, so no route tables",
+    "encryption_at_rest": "the local data directory is not encrypted; on AWS the drift check reads "
+    "StorageEncrypted (unit.yaml db.storage_encrypted)",
+}
+
+
+def _not_emulated(reason: str) -> Check:
+    def check(ctx: CheckContext) -> CheckResult:
+        return CheckResult(CheckStatus.NOT_EMULATED, reason)
+
+    return check
+
+
+def _figure(r: ThresholdResult) -> str:
+    if r.status is Status.ERROR:
+        return f"{r.threshold.id} not judged ({r.message})"
+    unit = f" {r.threshold.unit}" if r.threshold.unit and r.threshold.unit != "none" else ""
+    n = "" if r.sample_size is None else f", N={r.sample_size:,}"
+    return f"{r.threshold.id} {r.threshold.condition.statistic} = {r.measured:.4g}{unit}{n}: {r.status.value}"
+
+
+def judge_thresholds(results: Sequence[ThresholdResult], what: str) -> CheckResult:
+    """The worst of the thresholds' statuses; a threshold that could not be judged fails the item."""
+    if not results:
+        return CheckResult(CheckStatus.NOT_CHECKED_YET, f"no threshold on {what} was evaluated in this run")
+    statuses = {r.status for r in results}
+    if Status.ERROR in statuses or Status.FAIL in statuses:
+        status = CheckStatus.FAIL
+    elif Status.WARN in statuses:
+        status = CheckStatus.WARN
+    else:
+        status = CheckStatus.PASS
+    return CheckResult(status, "; ".join(_figure(r) for r in results))
+
+
+def _thresholds(match: Callable[[str], bool], what: str, scenario: str | None = None) -> Check:
+    def check(ctx: CheckContext) -> CheckResult:
+        result = judge_thresholds([r for r in ctx.thresholds if match(r.threshold.metric)], what)
+        failed = _failed_scenario_checks(ctx, scenario) if scenario else []
+        if failed and result.status is not CheckStatus.NOT_CHECKED_YET:
+            return CheckResult(CheckStatus.FAIL, f"scenario checks failed: {', '.join(failed)}; {result.evidence}")
+        return result
+
+    return check
+
+
+def _failed_scenario_checks(ctx: CheckContext, scenario: str) -> list[str]:
+    facts = ctx.run.get("scenario_checks")
+    if not isinstance(facts, dict):
+        return []
+    names = [*facts.get("failed", []), *facts.get("errors", [])]
+    return [str(n) for n in names if scenario in str(n)]
+
+
+def _recorded(check_id: str) -> Check:
+    def check(ctx: CheckContext) -> CheckResult:
+        found = ctx.recorded(check_id)
+        if found is None:
+            return CheckResult(
+                CheckStatus.NOT_CHECKED_YET,
+                "not recorded in this run: `harness signoff` runs this check against the stack",
+            )
+        try:
+            return CheckResult(CheckStatus(str(found["status"])), str(found["evidence"]))
+        except (KeyError, ValueError):
+            return CheckResult(CheckStatus.FAIL, f"the results file holds an unreadable record for {check_id}: {found}")
+
+    return check
+
+
+def _spec_fact(fact: str, when_resolved: str) -> Check:
+    """Items the design cannot meet as written: an open contradiction fails, a resolved one is explained."""
+
+    def check(ctx: CheckContext) -> CheckResult:
+        for finding in ctx.spec_findings:
+            if finding.fact == fact:
+                if finding.is_error:
+                    return CheckResult(CheckStatus.FAIL, f"spec lint: {finding.message}")
+                if finding.kind is FindingKind.RESOLVED:
+                    return CheckResult(CheckStatus.NOT_EMULATED, f"{when_resolved} Spec lint: {finding.message}")
+        return CheckResult(CheckStatus.NOT_CHECKED_YET, f"spec lint did not run or has no finding on {fact}")
+
+    return check
+
+
+def _cost_within_budget(ctx: CheckContext) -> CheckResult:
+    found = [r for r in ctx.thresholds if r.threshold.metric == "cost.monthly_usd"]
+    result = judge_thresholds(found, "the monthly cost projection")
+    budget = ctx.spec.value("cost.monthly_budget_usd") if ctx.spec is not None else None
+    if result.status is CheckStatus.NOT_CHECKED_YET or found[0].measured is None or budget is None:
+        return result
+    within = found[0].measured <= float(budget)
+    evidence = (
+        f"projected {found[0].measured:.2f} USD/month against the budget of {budget} USD (unit.yaml); {result.evidence}"
+    )
+    if not within:
+        return CheckResult(CheckStatus.FAIL, evidence)
+    return CheckResult(result.status, evidence)
+
+
+CHECKS: dict[str, Check] = {
+    **{f"not_emulated.{key}": _not_emulated(reason) for key, reason in NOT_EMULATED_REASONS.items()},
+    **{
+        f"live.{key}": _recorded(f"live.{key}")
+        for key in ("proxy_connect", "pgvector", "kms_key", "db_secret", "loopback_only")
+    },
+    "cost.within_budget": _cost_within_budget,
+    "spec.network_cidr": _spec_fact(
+        "network.client_cidr",
+        "No VPC locally; the document's own ranges disagree (its NACL would admit no VPC client).",
+    ),
+    "spec.nat_gateway": _spec_fact(
+        "network.nat_gateway", "No NAT Gateway locally, and the spec resolves it as not required."
+    ),
+    "spec.cross_region_backup": _spec_fact(
+        "backup.cross_region", "The design is single-region; a cross-region copy cannot exist in it."
+    ),
+    "lambda.redis_reached": _thresholds(
+        lambda m: m == "lambda.data_deletion.error_rate_pct",
+        "data_deletion's error rate (it deletes the user's cache keys in Redis on every call)",
+    ),
+    "lambda.database_reached": _thresholds(
+        lambda m: m.startswith("lambda.") and m.endswith(".error_rate_pct"), "the functions' error rates"
+    ),
+    "thresholds.pooling": _thresholds(
+        lambda m: m.startswith("proxy.") or m == "rds.connections_pct", "the proxy", scenario="connection_pooling"
+    ),
+    "thresholds.cache": _thresholds(
+        lambda m: m.startswith("cache.hit_rate"), "the cache hit rate", scenario="cache_hit_rate"
+    ),
+    "thresholds.vector_search": _thresholds(
+        lambda m: m.startswith("vector_search."), "vector search", scenario="vector_search"
+    ),
+    "thresholds.lambda_duration": _thresholds(
+        lambda m: m.startswith("lambda.") and m.endswith(".duration_ms"),
+        "Lambda durations",
+        scenario="lambda_durations",
+    ),
+}

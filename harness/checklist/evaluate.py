@@ -1,0 +1,57 @@
+"""Decide every checklist item of a run. An item whose check is missing says NOT CHECKED YET and names
+the work that brings it; an exception in a check fails its item, it never passes it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from harness.checklist.checks import CHECKS
+from harness.checklist.items import CHECKLIST
+from harness.checklist.model import CheckContext, CheckResult, CheckStatus, ItemResult
+from harness.spec import DocumentError, Finding, SpecError, UnitSpec, lint, load_spec, read_document
+from harness.thresholds import EXIT_FAIL, EXIT_PASS, EXIT_WARN, ThresholdResult
+
+
+def shipped_spec() -> tuple[UnitSpec | None, list[Finding]]:
+    """The shipped spec and its lint; an unreadable spec gives neither, and the spec items then say so."""
+    try:
+        spec = load_spec()
+        return spec, lint(spec, read_document(spec.document))
+    except (SpecError, DocumentError):
+        return None, []
+
+
+def evaluate_checklist(
+    run: Mapping[str, Any], thresholds: Sequence[ThresholdResult], findings: Sequence[Finding] | None = None
+) -> list[ItemResult]:
+    spec, shipped = shipped_spec()
+    ctx = CheckContext(run, thresholds, shipped if findings is None else findings, spec)
+    results = []
+    for item in CHECKLIST:
+        check = CHECKS.get(item.check) if item.check else None
+        if check is None:
+            result = CheckResult(
+                CheckStatus.NOT_CHECKED_YET, f"no check yet: arrives with {item.pending or 'later work'}"
+            )
+        else:
+            try:
+                result = check(ctx)
+            except Exception as exc:  # a broken check must show as a failure, not end the report
+                result = CheckResult(CheckStatus.FAIL, f"the check {item.check} raised {type(exc).__name__}: {exc}")
+        results.append(ItemResult(item, result))
+    return results
+
+
+def checklist_exit_code(results: Sequence[ItemResult]) -> int:
+    """FAIL items fail the sign-off and WARN items warn; the others are stated, not judged."""
+    statuses = {r.result.status for r in results}
+    if CheckStatus.FAIL in statuses:
+        return EXIT_FAIL
+    if CheckStatus.WARN in statuses:
+        return EXIT_WARN
+    return EXIT_PASS
+
+
+def status_counts(results: Sequence[ItemResult]) -> dict[str, int]:
+    return {s.value: sum(r.result.status is s for r in results) for s in CheckStatus}

@@ -1,0 +1,126 @@
+"""A pytest plugin `harness signoff` loads into its scenario run (`-p harness.cli.scenario_progress`): a
+live line per scenario step (step i of n, elapsed, estimated time left, the running verdict), and each
+step's wall time recorded in the results file (run.steps) so the report and the closing note can say
+where the sign-off's time went.
+
+The estimate of time left uses the step times of the previous run of the same size (kept in
+<state_dir>/step-times-<size>.json), and the mean of this run's steps for a step never timed before.
+The running verdict counts the scenario checks so far and judges the thresholds whose metrics the
+results file already holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.measure.progress import StepProgress
+from harness.measure.results import ResultsError, ResultsWriter, load_results
+from harness.thresholds import Status, ThresholdConfigError, evaluate, load_thresholds
+from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
+
+# Set by `harness signoff` for its child pytest.
+ENV_THRESHOLDS = "HARNESS_PROGRESS_THRESHOLDS"
+ENV_STEP_TIMES = "HARNESS_STEP_TIMES"
+
+
+class ScenarioProgress:
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.items: list[str] = []
+        self.outcomes: dict[str, int] = {"passed": 0, "failed": 0, "skipped": 0, "error": 0}
+        self.steps: list[dict[str, Any]] = []
+        self.progress: StepProgress | None = None
+        self.results_path = os.environ.get("HARNESS_RESULTS")
+        self.times_path = Path(os.environ[ENV_STEP_TIMES]) if os.environ.get(ENV_STEP_TIMES) else None
+        self.thresholds = None
+        try:
+            self.thresholds = load_thresholds(Path(os.environ.get(ENV_THRESHOLDS, str(DEFAULT_THRESHOLDS_FILE))))
+        except (ThresholdConfigError, OSError):
+            self.thresholds = None  # the sign-off judges them at the end and reports the problem there
+        self._failed_now = False
+        self._outcome = "passed"
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        self.items = [item.nodeid for item in items]
+
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        # After deselection (-k), so n is what will run.
+        self.items = [item.nodeid for item in session.items]
+        self.progress = StepProgress("scenarios", len(self.items), stream=sys.__stderr__ or sys.stderr)
+        self.progress.expected = self._previous_times()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        if self.progress is None:
+            return
+        self._failed_now = False
+        self._outcome = "passed"
+        position = self.items.index(nodeid) if nodeid in self.items else len(self.items)
+        self.progress.start_step(nodeid, self.items[position + 1 :])
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed:
+            self._failed_now = True
+            self._outcome = "error" if report.when != "call" else "failed"
+        elif report.skipped and report.when in ("setup", "call"):
+            self._outcome = "skipped"
+        elif report.when == "call" and not self._failed_now:
+            self._outcome = "passed"
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        if self.progress is None:
+            return
+        outcome = self._outcome
+        self.outcomes[outcome] += 1
+        seconds = self.progress.end_step(outcome, self.verdict_so_far())
+        self.steps.append({"step": nodeid, "seconds": round(seconds, 2), "outcome": outcome})
+
+    def verdict_so_far(self) -> str:
+        checks = ", ".join(f"{n} {name}" for name, n in self.outcomes.items() if n)
+        text = f"checks {checks}"
+        judged = self._thresholds_so_far()
+        return text + (f"; thresholds {judged}" if judged else "")
+
+    def _thresholds_so_far(self) -> str:
+        if self.thresholds is None or not self.results_path or not Path(self.results_path).exists():
+            return ""
+        try:
+            results = load_results(self.results_path)
+        except (ResultsError, OSError):
+            return ""
+        measured = [r for r in evaluate(self.thresholds, results) if results.get(r.threshold.metric) is not None]
+        counts = {s: sum(r.status is s for r in measured) for s in Status}
+        return ", ".join(f"{n} {s.value}" for s, n in counts.items() if n) or "none measured yet"
+
+    def _previous_times(self) -> dict[str, float]:
+        if self.times_path is None or not self.times_path.exists():
+            return {}
+        try:
+            return {str(k): float(v) for k, v in json.loads(self.times_path.read_text()).items()}
+        except (ValueError, OSError, AttributeError):
+            return {}
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.progress is None:
+            return
+        self.progress.close()
+        total = sum(step["seconds"] for step in self.steps)
+        if self.results_path and self.steps:
+            try:
+                ResultsWriter.open(self.results_path, run={"steps": self.steps, "steps_total_s": round(total, 1)})
+            except (ResultsError, OSError) as exc:
+                print(f"step times not recorded: {exc}", file=sys.stderr)
+        if self.times_path is not None and self.steps:
+            times = {**self._previous_times(), **{s["step"]: s["seconds"] for s in self.steps}}
+            self.times_path.parent.mkdir(parents=True, exist_ok=True)
+            self.times_path.write_text(json.dumps(times, indent=1, sort_keys=True) + "\n")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(ScenarioProgress(config), "harness-scenario-progress")

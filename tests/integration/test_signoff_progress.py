@@ -1,0 +1,102 @@
+"""`harness signoff` end to end on a two-step scenario suite: its progress lines under a pseudo-terminal
+(redrawn) and through a pipe (plain), the live checklist checks recorded, and the report's first section
+the checklist. The suite measures nothing, so the verdict is BROKEN (exit 5), as it must be."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.config import Settings
+from harness.data.seed import current_seed
+from harness.endpoints import StackEndpoints
+
+pytestmark = pytest.mark.integration
+
+STEPS = """
+import time
+
+def test_first_step():
+    time.sleep(1.5)
+
+def test_second_step():
+    time.sleep(0.2)
+"""
+
+
+def _command(stack: StackEndpoints, settings: Settings, tmp_path: Path, name: str) -> list[str]:
+    scenarios = tmp_path / f"scenarios-{name}"
+    scenarios.mkdir()
+    (scenarios / "test_steps.py").write_text(STEPS)
+    # The size whose seed profile is loaded already: a test must not replace a 100k-vector seed.
+    state = current_seed(stack.direct)
+    size = "signoff" if state is not None and state.profile == "default" else "ci"
+    return [
+        *(sys.executable, "-m", "harness.cli.main", "signoff", "--size", size),
+        *("--scenarios", str(scenarios), "--reports", str(tmp_path / f"reports-{name}")),
+        # The test's own stack, whatever the child's working directory.
+        *("--state-dir", str(settings.state_dir), "--backend", settings.backend),
+    ]
+
+
+def _pty_run(command: list[str], cwd: Path, timeout_s: float = 600) -> tuple[int, str]:
+    master, slave = pty.openpty()
+    process = subprocess.Popen(command, stdout=slave, stderr=slave, stdin=subprocess.DEVNULL, cwd=cwd)
+    os.close(slave)
+    chunks = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            elif process.poll() is not None:
+                break
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            process.kill()
+        code = process.wait(timeout=30)
+    return code, b"".join(chunks).decode(errors="replace")
+
+
+def _report(tmp_path: Path, name: str) -> dict:
+    (directory,) = (tmp_path / f"reports-{name}").iterdir()
+    return json.loads((directory / "report.json").read_text())
+
+
+def test_signoff_redraws_a_live_step_line_on_a_terminal(stack: StackEndpoints, harness_settings: Settings, tmp_path):
+    code, out = _pty_run(_command(stack, harness_settings, tmp_path, "tty"), tmp_path)
+    assert code == 5, out[-3000:]
+    assert "\r\x1b[2K[scenarios] step 1/2 scenarios-tty/test_steps.py::test_first_step | elapsed" in out
+    assert "step 2/2 scenarios-tty/test_steps.py::test_second_step passed" in out
+    report = _report(tmp_path, "tty")
+    items = {i["text"]: i for i in report["checklist"]}
+    assert items["RDS PostgreSQL accessible via RDS Proxy"]["status"] == "PASS"
+    assert items["pgvector extension installed and functional"]["status"] == "PASS"
+    assert [s["step"].split("::")[1] for s in report["run"]["steps"]] == ["test_first_step", "test_second_step"]
+    assert set(report["run"]["phases_s"]) == {"stack_and_seed", "checklist_probes", "scenarios"}
+
+
+def test_signoff_prints_plain_step_lines_through_a_pipe(stack: StackEndpoints, harness_settings: Settings, tmp_path):
+    command = _command(stack, harness_settings, tmp_path, "pipe")
+    completed = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert completed.returncode == 5, completed.stderr[-3000:]
+    lines = [line for line in completed.stderr.splitlines() if line.startswith("[scenarios] step")]
+    assert len(lines) == 4 and "\x1b" not in completed.stderr
+    assert lines[1].startswith("[scenarios] step 1/2 scenarios-pipe/test_steps.py::test_first_step passed in ")
+    assert "so far: checks 1 passed" in lines[1]
+    assert "checklist items:" in completed.stdout
