@@ -9,14 +9,17 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from harness.backends.base import Backend, Reporter, ServiceStatus, StackStatus
 from harness.config import Settings
 from harness.endpoints import (
+    AwsEndpoint,
     Secret,
     StackEndpoints,
     endpoints_path,
@@ -24,7 +27,8 @@ from harness.endpoints import (
     save_endpoints,
     write_private_file,
 )
-from harness.services.aws import AwsEmulatorService, create_unit_resources
+from harness.services import wal_archive as wal_archive_module
+from harness.services.aws import AwsEmulatorService, checkpoint, create_backup_buckets, create_unit_resources
 from harness.services.cgroups import (
     BURSTABLE_CPU_PERIOD_US,
     CPU_PERIOD_US,
@@ -33,14 +37,17 @@ from harness.services.cgroups import (
     block_device_of,
 )
 from harness.services.lambda_server import LambdaRuntimeService
-from harness.services.osuser import server_user
+from harness.services.osuser import ServerUser, server_user
 from harness.services.pgbouncer import PgBouncerService
 from harness.services.postgres import INITIALISED_MARKER, PostgresService
 from harness.services.process import LocalService, PidFiles, ServiceError, stop_process
 from harness.services.redis import RedisService
+from harness.services.wal_archive import ARCHIVE_CONFIG, ArchiveConfig, archive_settings
 from harness.sizing import DiskLimits, cache_node_type, db_instance_class, disk_limits, storage_sizing, unit_sizing
 
 SECRETS_FILE = "secrets.json"
+# Where `harness backup restore` puts new instances (harness/backup/restore.py); down stops them by PID.
+RESTORES_DIR = "restores"
 # Start order; stop order is the reverse.
 SERVICE_NAMES = ("postgres", "pgbouncer", "redis", "aws", "lambda")
 
@@ -113,6 +120,7 @@ class EmbeddedBackend(Backend):
             disk=self._disk_limits(),
             cold_start=s.cpu_credits == "drained",
             timeout_s=s.startup_timeout_s,
+            extra_settings=archive_settings(self.archive_config_path),
         )
         pgbouncer = PgBouncerService(
             conf_dir=self.state / "pgbouncer",
@@ -245,6 +253,26 @@ class EmbeddedBackend(Backend):
             )
         return CgroupStatus(False, "", None, None, self.cgroup.detect()[1] if record else "PostgreSQL is not running")
 
+    @property
+    def archive_config_path(self) -> Path:
+        return self.state / "postgres" / ARCHIVE_CONFIG
+
+    def _configure_archive(self, aws: AwsEndpoint, kms_key_id: str, user: ServerUser) -> None:
+        """Create the backup buckets and tell PostgreSQL's archive_command where to put WAL."""
+        primary, _ = create_backup_buckets(aws, self.settings.backup_copy_region)
+        config = ArchiveConfig(
+            url=aws.url,
+            region=aws.region,
+            access_key_id=aws.access_key_id,
+            secret_access_key=aws.secret_access_key.reveal(),
+            bucket=primary,
+            kms_key_id=kms_key_id,
+        )
+        config.save(self.archive_config_path)
+        user.own(self.archive_config_path)
+        # archive_command runs this interpreter and module as the server's account.
+        user.make_traversable(Path(wal_archive_module.__file__).resolve())
+
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def up(self, report: Reporter) -> StackEndpoints:
@@ -268,6 +296,8 @@ class EmbeddedBackend(Backend):
                 if self.settings.cgroups == "require" and not cgroup.enforced:
                     raise ServiceError(f"cgroups = require, but PostgreSQL is not capped: {cgroup.reason}")
                 resources = create_unit_resources(aws.endpoint(), pgbouncer.endpoint())
+                self._configure_archive(aws.endpoint(), resources.kms_key_id, user=postgres.user)
+                checkpoint(aws.endpoint())
                 endpoints = StackEndpoints(
                     backend=self.name,
                     proxy=pgbouncer.endpoint(),
@@ -318,7 +348,13 @@ class EmbeddedBackend(Backend):
                 for label, service in reversed(services):
                     if service.stop():
                         report(f"{label}: stopped")
-            # Whatever else a record names (a crash between start and bookkeeping) goes too.
+            # Restored instances (harness backup restore) and whatever else a record names (a crash between
+            # start and bookkeeping) go too.
+            for run_dir in sorted((self.state / RESTORES_DIR).glob("*/run")):
+                for record in PidFiles(run_dir).all():
+                    if stop_process(record, sig=signal.SIGINT, timeout_s=30):
+                        report(f"restored instance {run_dir.parent.name}: stopped (PID {record.pid})")
+                    PidFiles(run_dir).remove(record.name)
             for record in self.pids.all():
                 if stop_process(record):
                     report(f"{record.name}: stopped (PID {record.pid})")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from harness.backends import get_backend
 from harness.backends.base import StackStatus
+from harness.cli.backup import add_backup_command
 from harness.cli.deploy import add_deploy_command
 from harness.cli.reports import (
     add_override_arguments,
@@ -168,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     env.set_defaults(func=cmd_env)
 
     add_seed_command(sub, parents=[common])
+    add_backup_command(sub, parents=[common])
     add_deploy_command(sub, parents=[common])
     add_workload_command(sub, parents=[common])
     add_threshold_commands(sub)

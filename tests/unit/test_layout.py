@@ -22,10 +22,22 @@ ALLOWED: dict[str, set[str]] = {
     "thresholds": {"measure"},
     "report": {"thresholds", "measure"},
     "app": {"data", "lambda_runtime", "measure", "services"},
+    "backup": {"data", "services"},
     "locustusers": {"app", "backends", "data", "measure", "thresholds", "report", "services", "workload"},
     "workload": {"data", "measure", "thresholds"},
     "pytest_plugin": {"backends"},
-    "cli": {"app", "backends", "data", "measure", "thresholds", "report", "services", "lambda_runtime", "workload"},
+    "cli": {
+        "app",
+        "backends",
+        "backup",
+        "data",
+        "measure",
+        "thresholds",
+        "report",
+        "services",
+        "lambda_runtime",
+        "workload",
+    },
 }
 
 
