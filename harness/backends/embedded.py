@@ -40,7 +40,7 @@ from harness.services.lambda_server import LambdaRuntimeService
 from harness.services.osuser import ServerUser, server_user
 from harness.services.pgbouncer import PgBouncerService
 from harness.services.postgres import INITIALISED_MARKER, PostgresService
-from harness.services.process import LocalService, PidFiles, ServiceError, stop_process
+from harness.services.process import LocalService, PidFiles, ServiceError, kill_group, port_is_free, stop_process
 from harness.services.redis import RedisService
 from harness.services.wal_archive import ARCHIVE_CONFIG, ArchiveConfig, archive_settings
 from harness.sizing import DiskLimits, cache_node_type, db_instance_class, disk_limits, storage_sizing, unit_sizing
@@ -50,6 +50,13 @@ SECRETS_FILE = "secrets.json"
 RESTORES_DIR = "restores"
 # Start order; stop order is the reverse.
 SERVICE_NAMES = ("postgres", "pgbouncer", "redis", "aws", "lambda")
+SERVICE_PORTS = {
+    "postgres": "postgres_port",
+    "pgbouncer": "proxy_port",
+    "redis": "redis_port",
+    "aws": "aws_port",
+    "lambda": "lambda_port",
+}
 
 
 class EmbeddedBackend(Backend):
@@ -338,6 +345,26 @@ class EmbeddedBackend(Backend):
             target.stop()
             target.start()
             report(f"{service}: restarted in {time.monotonic() - began:.1f} s")
+
+    def kill(self, service: str, report: Reporter) -> None:
+        """SIGKILL the service's main process (PostgreSQL: the postmaster) and wait until it and the children
+        it leaves are gone, so that `up()` can start it again on the same state."""
+        if service not in SERVICE_NAMES:
+            raise ServiceError(f"unknown service {service!r}; the embedded stack has {', '.join(SERVICE_NAMES)}")
+        record = self.pids.read(service)
+        if record is None or not record.is_alive():
+            raise ServiceError(f"{service} is not running; start the stack with `harness up`")
+        os.kill(record.pid, signal.SIGKILL)
+        # PostgreSQL's backends notice their postmaster's death and exit; whatever lingers goes with the group.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and record.is_alive():
+            time.sleep(0.02)
+        kill_group(record.pid)
+        # The kernel frees a killed listener's port a moment later; `up()` would find it busy before then.
+        port = getattr(self.settings, SERVICE_PORTS[service])
+        while time.monotonic() < deadline and not port_is_free(port):
+            time.sleep(0.05)
+        report(f"{service}: killed (SIGKILL to PID {record.pid})")
 
     def down(self, report: Reporter, purge: bool = False) -> None:
         with self._locked():

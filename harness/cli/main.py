@@ -14,6 +14,7 @@ from harness.backends import get_backend
 from harness.backends.base import StackStatus
 from harness.cli.backup import add_backup_command
 from harness.cli.deploy import add_deploy_command
+from harness.cli.drill import add_drill_command
 from harness.cli.reports import (
     add_override_arguments,
     add_report_commands,
@@ -170,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_seed_command(sub, parents=[common])
     add_backup_command(sub, parents=[common])
+    add_drill_command(sub, parents=[common])
     add_deploy_command(sub, parents=[common])
     add_workload_command(sub, parents=[common])
     add_threshold_commands(sub)

@@ -276,11 +276,12 @@ def stop_process(record: ProcessRecord, *, sig: int = signal.SIGTERM, timeout_s:
     deadline = time.monotonic() + timeout_s
     while record.is_alive() and time.monotonic() < deadline:
         time.sleep(0.02)
-    _kill_group(record.pid)
+    kill_group(record.pid)
     return True
 
 
-def _kill_group(pgid: int) -> None:
+def kill_group(pgid: int) -> None:
+    """SIGKILL every process of a group (a service's session) and wait until none is left alive."""
     try:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
