@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "report": {"thresholds", "measure"},
     "app": {"data", "lambda_runtime", "measure", "services"},
     "backup": {"data", "services"},
-    "drills": {"backends", "backup", "services"},
+    "drills": {"app", "backends", "backup", "measure", "services"},
     "locustusers": {"app", "backends", "data", "measure", "thresholds", "report", "services", "workload"},
     "workload": {"data", "measure", "thresholds"},
     "pytest_plugin": {"backends"},
