@@ -16,7 +16,8 @@ from harness.backends import get_backend
 from harness.backends.guard import require_destructive_allowed
 from harness.backup.restore import restores_root, running_restores
 from harness.backup.unit import backup_target, restore_spec
-from harness.drills import database, proxy, services
+from harness.data.app_role import app_endpoint
+from harness.drills import cache, database, proxy, services
 
 pytestmark = pytest.mark.integration
 
@@ -81,4 +82,21 @@ def test_a_proxy_restart_under_writes_loses_no_acknowledged_write(backend, stack
     results.record_count("drill.proxy.failed_requests", f["failed_requests"])
     results.record_count("drill.proxy.lost_writes", f["acknowledged_writes_lost"])
     assert f["acknowledged_writes"] > 0
+    assert result.passed, result.lines()
+
+
+def test_a_cache_failure_degrades_reads_to_postgresql_and_warming_restores_the_hit_rate(
+    backend, stack, seeded, harness_settings, results
+):
+    result = cache.run(backend, stack, app_endpoint(stack, harness_settings.state_dir))
+    print("\n".join(result.lines()))
+    f = result.figures
+    results.record_value("drill.cache.error_rate_pct", f["error_rate_pct"])
+    for warming in ("cold", "warmed"):
+        recovery = f[f"{warming}_recovery_to_70pct_s"]
+        if recovery is not None:
+            results.record_value("drill.cache.recovery_s", recovery, labels={"warming": warming})
+        points = [{k: p[k] for k in ("t", "hit_rate", "db_queries_per_s")} for p in f[f"{warming}_curve"]]
+        results.record_series("drill.cache.hit_rate_curve", points, labels={"warming": warming})
+    assert f["failed_requests"] == 0 and f["requests"] > 0
     assert result.passed, result.lines()
