@@ -372,7 +372,9 @@ class EmbeddedBackend(Backend):
             creds = self._secrets(create=False) if (self.state / SECRETS_FILE).exists() else None
             if creds is not None:
                 services: list[tuple[str, LocalService]] = list(zip(SERVICE_NAMES, self._services(creds), strict=True))
-                for label, service in reversed(services):
+                # The emulator goes last: PostgreSQL's shutdown archives its last WAL segment to it.
+                in_order = sorted(reversed(services), key=lambda pair: pair[0] == "aws")
+                for label, service in in_order:
                     if service.stop():
                         report(f"{label}: stopped")
             # Restored instances (harness backup restore) and whatever else a record names (a crash between
