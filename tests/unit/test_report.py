@@ -53,7 +53,7 @@ def test_report_json(outcome: ReportOutcome) -> None:
 def test_junit(outcome: ReportOutcome) -> None:
     suite = ET.parse(outcome.files["junit.xml"]).getroot().find("testsuite")
     assert suite is not None
-    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("26", "1", "1")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("32", "1", "7")
     cases = {case.get("name"): case for case in suite.iter("testcase")}
     assert cases["lambda.data_deletion.error_rate_pct"].find("failure") is not None
     assert cases["free_tier.cloudwatch_logs_bytes"].find("error") is not None
