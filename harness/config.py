@@ -48,6 +48,10 @@ class Settings:
     database: str = "dbunit"
     master_user: str = "dbunit_admin"
     region: str = "us-east-2"
+    # Where every backup is copied (the document's cross-region backup), and the port a restored
+    # instance listens on (0: a free one, chosen at restore time).
+    backup_copy_region: str = "us-west-2"
+    restore_port: int = 0
     # "auto": cap PostgreSQL with a cgroup where the machine allows and report when it does not;
     # "require": refuse to start without the cap; "off": never try.
     cgroups: str = "auto"
@@ -98,6 +102,12 @@ class Settings:
                 raise ConfigError(f"{name} must be between 1024 and 65535, got {port}")
         if len(set(ports.values())) != len(ports):
             raise ConfigError(f"ports must differ: {ports}")
+        if self.restore_port and not 1024 <= self.restore_port <= 65535:
+            raise ConfigError(
+                f"restore_port must be 0 (a free port) or between 1024 and 65535, got {self.restore_port}"
+            )
+        if self.backup_copy_region == self.region:
+            raise ConfigError(f"backup_copy_region must differ from region ({self.region}): it is the copy's region")
         if not 1 <= self.lambda_concurrency <= 1000:
             raise ConfigError(f"lambda_concurrency must be between 1 and 1000, got {self.lambda_concurrency}")
         if self.startup_timeout_s <= 0:
@@ -118,6 +128,8 @@ _FIELD_TYPES: dict[str, type] = {
     "database": str,
     "master_user": str,
     "region": str,
+    "backup_copy_region": str,
+    "restore_port": int,
     "cgroups": str,
     "cpu_credits": str,
     "storage_type": str,

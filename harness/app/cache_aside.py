@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from redis.exceptions import RedisError
 
 PROFILE_TTL_S = 300
 SEARCH_TTL_S = 60
@@ -40,6 +41,8 @@ def search_key(user_id: int, embedding: np.ndarray, k: int) -> str:
 class CacheCounters:
     hits: int = 0
     misses: int = 0
+    # Reads that found the cache unreachable and were answered from PostgreSQL alone (degraded, not failed).
+    cache_errors: int = 0
 
     @property
     def hit_rate(self) -> float:
@@ -69,9 +72,23 @@ class CacheAside:
         self.search_ttl_s = search_ttl_s
         self.counters = CacheCounters()
 
+    def _get(self, key: str) -> Any:
+        # A cache outage degrades the path to PostgreSQL alone; it must not fail the request.
+        try:
+            return self.redis.get(key)
+        except RedisError:
+            self.counters.cache_errors += 1
+            return None
+
+    def _set(self, key: str, value: str, ttl_s: int) -> None:
+        try:
+            self.redis.set(key, value, ex=ttl_s)
+        except RedisError:
+            self.counters.cache_errors += 1
+
     def profile(self, user_id: int) -> dict[str, Any] | None:
         key = profile_key(user_id)
-        cached = self.redis.get(key)
+        cached = self._get(key)
         if cached is not None:
             self.counters.hits += 1
             profile: dict[str, Any] = json.loads(cached)
@@ -81,7 +98,7 @@ class CacheAside:
         if row is None:
             return None
         value = dict(zip(PROFILE_FIELDS, row, strict=True))
-        self.redis.set(key, json.dumps(value), ex=self.profile_ttl_s)
+        self._set(key, json.dumps(value), self.profile_ttl_s)
         return value
 
     def read_through(self, key: str, ttl_s: int, load: Callable[[], Any]) -> Any:
@@ -98,15 +115,31 @@ class CacheAside:
 
     def search(self, user_id: int, tenant_id: int, embedding: np.ndarray, k: int = 10) -> list[int]:
         key = search_key(user_id, embedding, k)
-        cached = self.redis.get(key)
+        cached = self._get(key)
         if cached is not None:
             self.counters.hits += 1
             ids: list[int] = json.loads(cached)
             return ids
         self.counters.misses += 1
         ids = [row[0] for row in self.conn.execute(SEARCH_SQL, (tenant_id, embedding, k)).fetchall()]
-        self.redis.set(key, json.dumps(ids), ex=self.search_ttl_s)
+        self._set(key, json.dumps(ids), self.search_ttl_s)
         return ids
+
+
+def warm_profiles(redis: Any, conn: Any, user_ids: list[int], ttl_s: int = PROFILE_TTL_S, batch: int = 500) -> int:
+    """The document's warm_cache_with_critical_data: load the given (hottest) users' profiles into the cache
+    in a few queries and pipelined SETs, before traffic has to miss on them one by one. Returns keys written."""
+    written = 0
+    for lo in range(0, len(user_ids), batch):
+        chunk = [int(u) for u in user_ids[lo : lo + batch]]
+        rows = conn.execute(PROFILE_SQL.replace("= %s", "= ANY(%s)"), (chunk,)).fetchall()
+        pipe = redis.pipeline(transaction=False)
+        for row in rows:
+            value = dict(zip(PROFILE_FIELDS, row, strict=True))
+            pipe.set(profile_key(value["user_id"]), json.dumps(value), ex=ttl_s)
+        pipe.execute()
+        written += len(rows)
+    return written
 
 
 def delete_user_keys(redis: Any, user_id: int, batch: int = 500) -> int:

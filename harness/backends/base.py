@@ -68,6 +68,10 @@ class Backend(ABC):
     def restart(self, service: str, report: Reporter) -> None:
         raise NotImplementedError(f"the {self.name} backend cannot restart {service}")
 
+    def kill(self, service: str, report: Reporter) -> None:
+        """SIGKILL the service's main process, as a crash would; `up()` brings it back (a fault drill)."""
+        raise NotImplementedError(f"the {self.name} backend cannot kill {service}")
+
     @abstractmethod
     def status(self) -> StackStatus: ...
 

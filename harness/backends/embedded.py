@@ -9,14 +9,17 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from harness.backends.base import Backend, Reporter, ServiceStatus, StackStatus
 from harness.config import Settings
 from harness.endpoints import (
+    AwsEndpoint,
     Secret,
     StackEndpoints,
     TlsFiles,
@@ -26,7 +29,8 @@ from harness.endpoints import (
     write_private_file,
 )
 from harness.security.certificates import describe, ensure_certificates, tls_files
-from harness.services.aws import AwsEmulatorService, create_unit_resources
+from harness.services import wal_archive as wal_archive_module
+from harness.services.aws import AwsEmulatorService, checkpoint, create_backup_buckets, create_unit_resources
 from harness.services.cgroups import (
     BURSTABLE_CPU_PERIOD_US,
     CPU_PERIOD_US,
@@ -35,14 +39,17 @@ from harness.services.cgroups import (
     block_device_of,
 )
 from harness.services.lambda_server import LambdaRuntimeService
-from harness.services.osuser import server_user
+from harness.services.osuser import ServerUser, server_user
 from harness.services.pgbouncer import PgBouncerService
 from harness.services.postgres import INITIALISED_MARKER, PostgresService
-from harness.services.process import LocalService, PidFiles, ServiceError, stop_process
+from harness.services.process import LocalService, PidFiles, ServiceError, kill_group, port_is_free, stop_process
 from harness.services.redis import RedisService
+from harness.services.wal_archive import ARCHIVE_CONFIG, ArchiveConfig, archive_settings
 from harness.sizing import DiskLimits, cache_node_type, db_instance_class, disk_limits, storage_sizing, unit_sizing
 
 SECRETS_FILE = "secrets.json"
+# Where `harness backup restore` puts new instances (harness/backup/restore.py); down stops them by PID.
+RESTORES_DIR = "restores"
 # Start order; stop order is the reverse.
 SERVICE_NAMES = ("postgres", "pgbouncer", "redis", "aws", "lambda")
 TLS_DIR = "tls"
@@ -50,6 +57,13 @@ DIRECT_PLAIN = (
     "plain TCP on 127.0.0.1 only: the embedded PostgreSQL build has no OpenSSL (on RDS, rds.force_ssl=1 "
     "requires TLS here too): NOT EMULATED"
 )
+SERVICE_PORTS = {
+    "postgres": "postgres_port",
+    "pgbouncer": "proxy_port",
+    "redis": "redis_port",
+    "aws": "aws_port",
+    "lambda": "lambda_port",
+}
 
 
 class EmbeddedBackend(Backend):
@@ -132,6 +146,7 @@ class EmbeddedBackend(Backend):
             disk=self._disk_limits(),
             cold_start=s.cpu_credits == "drained",
             timeout_s=s.startup_timeout_s,
+            extra_settings=archive_settings(self.archive_config_path),
         )
         pgbouncer = PgBouncerService(
             conf_dir=self.state / "pgbouncer",
@@ -268,6 +283,26 @@ class EmbeddedBackend(Backend):
             )
         return CgroupStatus(False, "", None, None, self.cgroup.detect()[1] if record else "PostgreSQL is not running")
 
+    @property
+    def archive_config_path(self) -> Path:
+        return self.state / "postgres" / ARCHIVE_CONFIG
+
+    def _configure_archive(self, aws: AwsEndpoint, kms_key_id: str, user: ServerUser) -> None:
+        """Create the backup buckets and tell PostgreSQL's archive_command where to put WAL."""
+        primary, _ = create_backup_buckets(aws, self.settings.backup_copy_region)
+        config = ArchiveConfig(
+            url=aws.url,
+            region=aws.region,
+            access_key_id=aws.access_key_id,
+            secret_access_key=aws.secret_access_key.reveal(),
+            bucket=primary,
+            kms_key_id=kms_key_id,
+        )
+        config.save(self.archive_config_path)
+        user.own(self.archive_config_path)
+        # archive_command runs this interpreter and module as the server's account.
+        user.make_traversable(Path(wal_archive_module.__file__).resolve())
+
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def up(self, report: Reporter) -> StackEndpoints:
@@ -293,6 +328,8 @@ class EmbeddedBackend(Backend):
                 if self.settings.cgroups == "require" and not cgroup.enforced:
                     raise ServiceError(f"cgroups = require, but PostgreSQL is not capped: {cgroup.reason}")
                 resources = create_unit_resources(aws.endpoint(), pgbouncer.endpoint())
+                self._configure_archive(aws.endpoint(), resources.kms_key_id, user=postgres.user)
+                checkpoint(aws.endpoint())
                 endpoints = StackEndpoints(
                     backend=self.name,
                     proxy=pgbouncer.endpoint(),
@@ -350,16 +387,44 @@ class EmbeddedBackend(Backend):
             target.start()
             report(f"{service}: restarted in {time.monotonic() - began:.1f} s")
 
+    def kill(self, service: str, report: Reporter) -> None:
+        """SIGKILL the service's main process (PostgreSQL: the postmaster) and wait until it and the children
+        it leaves are gone, so that `up()` can start it again on the same state."""
+        if service not in SERVICE_NAMES:
+            raise ServiceError(f"unknown service {service!r}; the embedded stack has {', '.join(SERVICE_NAMES)}")
+        record = self.pids.read(service)
+        if record is None or not record.is_alive():
+            raise ServiceError(f"{service} is not running; start the stack with `harness up`")
+        os.kill(record.pid, signal.SIGKILL)
+        # PostgreSQL's backends notice their postmaster's death and exit; whatever lingers goes with the group.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and record.is_alive():
+            time.sleep(0.02)
+        kill_group(record.pid)
+        # The kernel frees a killed listener's port a moment later; `up()` would find it busy before then.
+        port = getattr(self.settings, SERVICE_PORTS[service])
+        while time.monotonic() < deadline and not port_is_free(port):
+            time.sleep(0.05)
+        report(f"{service}: killed (SIGKILL to PID {record.pid})")
+
     def down(self, report: Reporter, purge: bool = False) -> None:
         with self._locked():
             endpoints_path(self.state).unlink(missing_ok=True)
             creds = self._secrets(create=False) if (self.state / SECRETS_FILE).exists() else None
             if creds is not None:
                 services: list[tuple[str, LocalService]] = list(zip(SERVICE_NAMES, self._services(creds), strict=True))
-                for label, service in reversed(services):
+                # The emulator goes last: PostgreSQL's shutdown archives its last WAL segment to it.
+                in_order = sorted(reversed(services), key=lambda pair: pair[0] == "aws")
+                for label, service in in_order:
                     if service.stop():
                         report(f"{label}: stopped")
-            # Whatever else a record names (a crash between start and bookkeeping) goes too.
+            # Restored instances (harness backup restore) and whatever else a record names (a crash between
+            # start and bookkeeping) go too.
+            for run_dir in sorted((self.state / RESTORES_DIR).glob("*/run")):
+                for record in PidFiles(run_dir).all():
+                    if stop_process(record, sig=signal.SIGINT, timeout_s=30):
+                        report(f"restored instance {run_dir.parent.name}: stopped (PID {record.pid})")
+                    PidFiles(run_dir).remove(record.name)
             for record in self.pids.all():
                 if stop_process(record):
                     report(f"{record.name}: stopped (PID {record.pid})")

@@ -13,8 +13,10 @@ from pathlib import Path
 from harness.backends import get_backend
 from harness.backends.base import StackStatus
 from harness.cli.alarms import add_alarms_command
+from harness.cli.backup import add_backup_command
 from harness.cli.capacity import add_capacity_command
 from harness.cli.deploy import add_deploy_command
+from harness.cli.drill import add_drill_command
 from harness.cli.reports import (
     add_override_arguments,
     add_report_commands,
@@ -178,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     env.set_defaults(func=cmd_env)
 
     add_seed_command(sub, parents=[common])
+    add_backup_command(sub, parents=[common])
+    add_drill_command(sub, parents=[common])
     add_deploy_command(sub, parents=[common])
     add_workload_command(sub, parents=[common])
     add_alarms_command(sub, parents=[common])

@@ -16,6 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from harness.backup.catalog import BackupError
+from harness.backup.snapshot import create_backup
+from harness.backup.unit import backup_target, seed_queries
 from harness.config import Settings, resolve_settings
 from harness.data.app_role import AppRoleError, app_credentials, data_root
 from harness.data.migrations import MigrationError
@@ -102,6 +107,11 @@ def add_seed_command(subparsers: Any, parents: Sequence[argparse.ArgumentParser]
     )
     parser.add_argument("--force", action="store_true", help="reload even if the database holds this seed")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument(
+        "--no-backup",
+        action="store_true",
+        help="skip the automated base backup a fresh load makes on the embedded stack (as RDS does at creation)",
+    )
     parser.set_defaults(func=run_seed)
     return parser  # type: ignore[no-any-return]  # argparse's add_parser is typed Any
 
@@ -163,6 +173,15 @@ def run_seed(args: argparse.Namespace) -> int:
         print("harness seed: interrupted; the previous data is intact", file=sys.stderr)
         return 130
     print(report.summary())
+    if report.skipped or args.no_backup or stack.backend != "embedded":
+        return 0
+    try:
+        target = backup_target(settings, stack, seed_queries(settings, stack))
+        info = create_backup(target, "automated", report=lambda line: print(line, file=sys.stderr))
+    except (BackupError, BotoCoreError, ClientError) as exc:
+        print(f"harness seed: the data is loaded, but the automated backup failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"automated backup {info.backup_id}: {info.size_bytes / 1e6:.1f} MB in {info.region} and {info.copied_to}")
     return 0
 
 

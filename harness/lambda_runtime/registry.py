@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import re
 import shutil
+import sys
 import threading
 import uuid
 import zipfile
@@ -27,6 +29,8 @@ from harness.lambda_runtime.environment import FunctionSpec
 from harness.services.osuser import ServerUser
 
 ACCOUNT_ID = "000000000000"
+# Beside each function's code.zip: what the API returns for it, so a restarted runtime still has it.
+CONFIG_FILE = "config.json"
 MAX_ZIP_BYTES = 50 * 1024 * 1024
 MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -97,13 +101,27 @@ class FunctionRegistry:
         self._lock = threading.Lock()
         self._functions: dict[str, _Function] = {}
 
-    def reset(self) -> None:
-        # Functions live as long as the runtime, like the emulator's secrets they read: a function that
-        # outlived a restart would fail on its first call. `harness deploy` recreates both.
+    def load(self) -> list[str]:
+        """Reload the functions saved in the state directory, as Lambda keeps them across any outage.
+
+        Each function's directory holds its zip and its configuration (config.json, written after the zip,
+        atomically); a directory without a readable configuration is what a crash during a create leaves,
+        and is dropped with a line on stderr. Returns the names loaded.
+        """
+        self.functions_dir.mkdir(parents=True, exist_ok=True)
+        loaded: dict[str, _Function] = {}
+        for directory in sorted(p for p in self.functions_dir.iterdir() if p.is_dir()):
+            try:
+                config = json.loads((directory / CONFIG_FILE).read_text())
+                loaded[config["FunctionName"]] = self._materialise(config, directory / "code.zip")
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+                print(
+                    f"lambda runtime: dropping {directory.name}, its saved state is unreadable ({exc})", file=sys.stderr
+                )
+                shutil.rmtree(directory, ignore_errors=True)
         with self._lock:
-            self._functions.clear()
-        shutil.rmtree(self.functions_dir, ignore_errors=True)
-        self.functions_dir.mkdir(parents=True)
+            self._functions = loaded
+        return sorted(loaded)
 
     # -- what the runtime asks --------------------------------------------------------------------
 
@@ -195,6 +213,8 @@ class FunctionRegistry:
         with self._lock:
             function = self._function(name)
             self._functions.pop(function.spec.name, None)
+            # The configuration goes first: a crash mid-delete must not resurrect the function.
+            (function.zip_path.parent / CONFIG_FILE).unlink(missing_ok=True)
         self._retired(function.spec.name)
         shutil.rmtree(function.zip_path.parent, ignore_errors=True)
 
@@ -237,7 +257,11 @@ class FunctionRegistry:
             config["CodeSha256"] = base64.b64encode(hashlib.sha256(zip_bytes).digest()).decode()
         config["LastModified"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
         config["RevisionId"] = str(uuid.uuid4())
-        return self._materialise(config, zip_path)
+        function = self._materialise(config, zip_path)
+        staging = directory / f".{CONFIG_FILE}.tmp"
+        staging.write_text(json.dumps(config))
+        staging.replace(directory / CONFIG_FILE)
+        return function
 
     def _materialise(self, config: dict[str, Any], zip_path: Path) -> _Function:
         data = zip_path.read_bytes()

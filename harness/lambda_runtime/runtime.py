@@ -111,7 +111,13 @@ class LambdaRuntime:
                 CgroupLimiter(name).remove()
         shutil.rmtree(self.envs_dir, ignore_errors=True)
         self.envs_dir.mkdir(parents=True)
-        self.registry.reset()
+        restored = self.registry.load()
+        if restored:
+            print(
+                f"lambda runtime: restored {len(restored)} functions from {self.registry.functions_dir}",
+                file=sys.stderr,
+                flush=True,
+            )
         # Workers run as the unprivileged account with this interpreter, its standard library, the
         # installed packages the functions import and the harness's worker module.
         needed = [

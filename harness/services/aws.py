@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.endpoints import AwsEndpoint, AwsResources, PostgresEndpoint, Secret
+from harness.services.aws_persist import CHECKPOINT_PATH
 from harness.services.process import (
     HttpService,
     MissingBinaryError,
@@ -26,6 +27,9 @@ EMULATOR_SECRET_KEY = "test"
 EXPORTS_BUCKET = "dbunit-gdpr-exports"
 DB_SECRET_ID = "dbunit/rds/master"
 KMS_ALIAS = "alias/dbunit-harness"
+# RDS keeps automated backups in its own storage; here they are objects in the unit's region and, copied,
+# in a second one (the document's cross-region backup).
+BACKUP_BUCKET_PREFIX = "dbunit-backups"
 REQUIRED_SERVICES = ("s3", "secretsmanager", "kms", "lambda", "logs", "monitoring")
 
 
@@ -102,6 +106,48 @@ def create_unit_resources(aws: AwsEndpoint, db: PostgresEndpoint) -> AwsResource
     return AwsResources(exports_bucket=EXPORTS_BUCKET, db_secret_id=DB_SECRET_ID, kms_key_id=key_id)
 
 
+def checkpoint(aws: AwsEndpoint) -> None:
+    """Have the embedded emulator save its state now (secrets, keys, buckets), so a SIGKILL cannot lose it."""
+    request = urllib.request.Request(f"{aws.url}{CHECKPOINT_PATH}", method="POST", data=b"")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        json.loads(response.read())
+
+
+def backup_bucket(region: str) -> str:
+    return f"{BACKUP_BUCKET_PREFIX}-{region}"
+
+
+def region_key(aws: AwsEndpoint, region: str) -> str:
+    """The harness's KMS key in `region` (KMS keys are regional), created with its alias if missing."""
+    kms = aws.client("kms", region_name=region)
+    aliases = {a["AliasName"]: a.get("TargetKeyId", "") for a in kms.list_aliases().get("Aliases", [])}
+    key_id = aliases.get(KMS_ALIAS, "")
+    if not key_id:
+        key_id = kms.create_key(Description="dbunit-harness: backups")["KeyMetadata"]["KeyId"]
+        kms.create_alias(AliasName=KMS_ALIAS, TargetKeyId=key_id)
+    return str(key_id)
+
+
+def create_backup_buckets(aws: AwsEndpoint, copy_region: str) -> tuple[str, str]:
+    """The backup bucket in the unit's region and its copy in `copy_region`, each encrypted by default with
+    the harness's KMS key of its region. Idempotent; returns (primary, copy)."""
+    made = []
+    for region in (aws.region, copy_region):
+        kms_key_id = region_key(aws, region)
+        s3 = aws.client("s3", region_name=region)
+        name = backup_bucket(region)
+        existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+        if name not in existing:
+            kwargs: dict[str, Any] = {"Bucket": name}
+            if region != "us-east-1":
+                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+            s3.create_bucket(**kwargs)
+        rule = {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": kms_key_id}}
+        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": [rule]})
+        made.append(name)
+    return made[0], made[1]
+
+
 @dataclass(kw_only=True)
 class AwsEmulatorService(HttpService):
     name: ClassVar[str] = NAME
@@ -135,12 +181,18 @@ class AwsEmulatorService(HttpService):
             # Its pid file, logs and S3 objects go to TMPDIR and S3_DATA_DIR: keep them in our state.
             "TMPDIR": str(self.work_dir),
             "S3_DATA_DIR": str(self.work_dir / "s3"),
+            # Everything the unit holds outlives a stop, a restart and a SIGKILL, as it would on AWS:
+            # object bodies are written through, the rest is checkpointed (see aws_persist).
+            "S3_PERSIST": "1",
+            "PERSIST_STATE": "1",
+            "STATE_DIR": str(self.work_dir / "state"),
             "LOG_LEVEL": "INFO",
             # With `cryptography` importable, ministack opens IoT's MQTT-over-TLS listener on 0.0.0.0:8883 (found
             # by `harness verify security`): the unit uses no IoT, and nothing may listen beyond loopback.
             "IOT_MTLS_ENABLED": "0",
         }
-        record = spawn(NAME, [sys.executable, "-m", "ministack"], self.log_path, env=env, cwd=self.work_dir)
+        command = [sys.executable, "-m", "harness.services.aws_persist"]
+        record = spawn(NAME, command, self.log_path, env=env, cwd=self.work_dir)
         self.pids.write(record)
         wait_until_ready(record, self.health, timeout_s=self.timeout_s, log_path=self.log_path, what="AWS emulator")
 

@@ -12,6 +12,7 @@ from harness.endpoints import PostgresEndpoint, Secret, TlsFiles
 from harness.services.osuser import ServerUser
 from harness.services.process import (
     LocalService,
+    ServiceError,
     ensure_port_free,
     find_binary,
     spawn,
@@ -132,3 +133,19 @@ class PgBouncerService(LocalService):
             "client_idle_timeout_s": self.sizing.idle_client_timeout_s,
             "tls": self.tls_mode,
         }
+
+
+def retarget(conf_dir: Path, host: str, port: int) -> int:
+    """Point the proxy's databases at another server (the connection-string switch after a restore) in its
+    config file; the caller reloads the proxy. Returns the port it pointed at before."""
+    ini = conf_dir / "pgbouncer.ini"
+    lines = ini.read_text().splitlines()
+    previous = 0
+    for i, line in enumerate(lines):
+        if line.startswith("* = host="):
+            previous = int(line.rsplit("port=", 1)[1])
+            lines[i] = f"* = host={host} port={port}"
+    if not previous:
+        raise ServiceError(f"{ini} has no '* = host=... port=...' line: was it written by the harness?")
+    ini.write_text("\n".join(lines) + "\n")
+    return previous

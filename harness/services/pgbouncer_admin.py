@@ -63,3 +63,10 @@ def release_server_connections(stack: StackEndpoints, timeout_s: float = 30.0) -
         time.sleep(0.1)
     if held:
         raise TimeoutError(f"the proxy still holds {held} server connections after {timeout_s:.0f} s")
+
+
+def reload_and_reconnect(stack: StackEndpoints) -> None:
+    """Re-read pgbouncer.ini (e.g. a new upstream) and close server connections as they are released."""
+    with _console(stack) as conn:
+        conn.execute("RELOAD")
+        conn.execute("RECONNECT")

@@ -7,7 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -80,6 +80,8 @@ class PostgresService(LocalService):
     # Start with none of the data in the OS page cache, as an instance does after a restart or failover
     # (shared_buffers start empty anyway). Only clean pages can be dropped: a stopped server left none dirty.
     cold_start: bool = False
+    # What this instance adds to the profile: WAL archiving on the unit, recovery targets on a restore.
+    extra_settings: dict[str, str] = field(default_factory=dict)
 
     def endpoint(self, dbname: str | None = None) -> PostgresEndpoint:
         return PostgresEndpoint(self.host, self.port, self.master_user, self.master_password, dbname or self.database)
@@ -96,6 +98,7 @@ class PostgresService(LocalService):
             "pg_stat_statements.track": "'top'",
             # RDS's default; PostgreSQL's own 1GB checkpoints twice as often under a bulk load.
             "max_wal_size": "'2GB'",
+            **self.extra_settings,
         }
 
     def _initialise(self, binaries: Path) -> None:
@@ -132,10 +135,6 @@ class PostgresService(LocalService):
             raise ServiceError(f"initdb failed ({exc.returncode}):\n{exc.stdout}\n{exc.stderr}") from None
         finally:
             pwfile.unlink(missing_ok=True)
-        (self.data_dir / "pg_hba.conf").write_text(
-            "# harness: password authentication over loopback TCP, as RDS requires passwords\n"
-            f"host all all {self.host}/32 scram-sha-256\n"
-        )
         conf = self.data_dir / "postgresql.conf"
         conf.write_text(conf.read_text() + "\ninclude 'harness.conf'\n")
 
@@ -144,7 +143,15 @@ class PostgresService(LocalService):
         text += "".join(f"{key} = {value}\n" for key, value in self.settings().items())
         path = self.data_dir / "harness.conf"
         path.write_text(text)
-        self.user.own(path)
+        # Rewritten at each start too, so clusters made before backups existed accept pg_basebackup.
+        hba = self.data_dir / "pg_hba.conf"
+        hba.write_text(
+            "# harness: password authentication over loopback TCP, as RDS requires passwords\n"
+            f"host all all {self.host}/32 scram-sha-256\n"
+            "# pg_basebackup (the harness's automated backups) connects for replication\n"
+            f"host replication all {self.host}/32 scram-sha-256\n"
+        )
+        self.user.own(path, hba)
 
     def _probe(self) -> dict[str, Any]:
         with self.endpoint("postgres").connect(connect_timeout=2, autocommit=True) as conn:

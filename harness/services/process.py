@@ -59,6 +59,13 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the kernel's choice), for an instance started on demand."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 def ensure_port_free(port: int, service: str, setting: str) -> None:
     if port_is_free(port):
         return
@@ -269,11 +276,12 @@ def stop_process(record: ProcessRecord, *, sig: int = signal.SIGTERM, timeout_s:
     deadline = time.monotonic() + timeout_s
     while record.is_alive() and time.monotonic() < deadline:
         time.sleep(0.02)
-    _kill_group(record.pid)
+    kill_group(record.pid)
     return True
 
 
-def _kill_group(pgid: int) -> None:
+def kill_group(pgid: int) -> None:
+    """SIGKILL every process of a group (a service's session) and wait until none is left alive."""
     try:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

@@ -98,13 +98,34 @@ def test_update_configuration_keeps_what_it_does_not_name(tmp_path):
     assert (config["MemorySize"], config["Timeout"]) == (512, 90)
 
 
-def test_a_restarted_runtime_starts_empty_like_the_emulator_it_pairs_with(tmp_path):
-    runtime(tmp_path).registry.create_function(create_body(MemorySize=1024))
+def test_a_restarted_runtime_keeps_its_functions_and_their_configuration(tmp_path):
+    before = runtime(tmp_path).registry
+    before.create_function(create_body(MemorySize=1024))
+    before.update_configuration("f", {"Timeout": 42})
+    saved = before.get_configuration("f")
     restarted = runtime(tmp_path)
     restarted.start()
     try:
-        assert restarted.registry.list_functions() == []
-        assert not any((tmp_path / "functions").iterdir())
+        assert restarted.registry.get_configuration("f") == saved
+        assert restarted.registry.spec("f").memory_mb == 1024
+        assert restarted.registry.code_zip("f") == before.code_zip("f")
+    finally:
+        restarted.shutdown()
+
+
+def test_a_deleted_function_stays_deleted_and_a_half_created_one_is_dropped_on_restart(tmp_path):
+    before = runtime(tmp_path).registry
+    before.create_function(create_body())
+    before.create_function(create_body(FunctionName="g"))
+    before.delete_function("g")
+    # What a crash between writing the zip and the configuration leaves behind.
+    (tmp_path / "functions" / "h").mkdir()
+    (tmp_path / "functions" / "h" / "code.zip").write_bytes(base64.b64decode(zipped()))
+    restarted = runtime(tmp_path)
+    restarted.start()
+    try:
+        assert [c["FunctionName"] for c in restarted.registry.list_functions()] == ["f"]
+        assert not (tmp_path / "functions" / "h").exists()
     finally:
         restarted.shutdown()
 

@@ -54,8 +54,9 @@ def test_report_json(outcome: ReportOutcome) -> None:
 def test_junit(outcome: ReportOutcome) -> None:
     suite = ET.parse(outcome.files["junit.xml"]).getroot().find("testsuite")
     assert suite is not None
-    # Errors: the logs projection and the two CloudWatch footprint counts this fixture run never measured.
-    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("28", "1", "3")
+    # Errors: the logs projection, the two CloudWatch footprint counts and the six drill figures this
+    # fixture run never measured.
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("34", "1", "9")
     cases = {case.get("name"): case for case in suite.iter("testcase")}
     assert cases["lambda.data_deletion.error_rate_pct"].find("failure") is not None
     assert cases["free_tier.cloudwatch_logs_bytes"].find("error") is not None

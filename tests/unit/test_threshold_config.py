@@ -60,6 +60,12 @@ OURS = {
     "cloudwatch.alarm_metrics",
     "cloudwatch.dashboards",
     *(f"lambda.{f}.throttles" for f in ("data_export", "data_deletion", "audit_logging")),
+    "drill.crash.lost_writes",
+    "drill.proxy.lost_writes",
+    "drill.services.lost_items",
+    "drill.cache.error_rate_pct",
+    "drill.cache.recovery_s",
+    "drill.restore.rto_s",
 }
 
 

@@ -1,0 +1,102 @@
+"""Failure drills at the run's size: each service SIGKILLed with nothing lost, the database crashed and then
+lost (restore from backup, proxy switched, validated, traffic resumed), the proxy restarted under writes.
+
+Destructive: skipped on a backend the harness cannot kill services of, refused on an external deployment
+unless HARNESS_ALLOW_DESTRUCTIVE=1. Figures go to the results file (drill.* metrics, judged by
+fixtures/thresholds.yaml); the assertions are the behaviour: nothing acknowledged is lost, nothing left
+running.
+"""
+
+from __future__ import annotations
+
+import psutil
+import pytest
+
+from harness.backends import get_backend
+from harness.backends.guard import require_destructive_allowed
+from harness.backup.restore import restores_root, running_restores
+from harness.backup.unit import backup_target, restore_spec
+from harness.data.app_role import app_endpoint
+from harness.drills import cache, database, proxy, services
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def backend(stack, harness_settings):
+    require_destructive_allowed(harness_settings, "the failure drills")
+    if stack.backend != "embedded":
+        pytest.skip(f"the {stack.backend} backend cannot SIGKILL services; drills need the embedded stack")
+    return get_backend(harness_settings)
+
+
+@pytest.fixture
+def nothing_left_running(harness_settings):
+    yield
+    assert running_restores(harness_settings.state_dir) == []
+    root = str(restores_root(harness_settings.state_dir))
+    strays = [p.pid for p in psutil.process_iter(["cmdline"]) if root in " ".join(p.info["cmdline"] or [])]
+    assert strays == [], f"processes of restored instances still running: {strays}"
+
+
+def test_every_service_killed_with_sigkill_comes_back_with_everything_the_unit_held(backend, stack, seeded, results):
+    result = services.run(backend, stack)
+    print("\n".join(result.lines()))
+    lost = [name for name, ok, _ in result.checks if not ok]
+    results.record_count("drill.services.lost_items", len(lost))
+    assert not lost, result.lines()
+
+
+def test_a_database_crash_loses_no_acknowledged_write_and_a_lost_instance_is_restored_behind_the_proxy(
+    backend, stack, seeded, harness_settings, results, nothing_left_running
+):
+    result = database.run(
+        backend,
+        stack,
+        backup_target(harness_settings, stack),
+        restore_spec(harness_settings, stack),
+        harness_settings.state_dir / "pgbouncer",
+    )
+    print("\n".join(result.lines()))
+    f = result.figures
+    if f.get("crash_recovery_s") is not None:
+        results.record_value("drill.crash.recovery_s", f["crash_recovery_s"])
+    results.record_count("drill.crash.failed_requests", f["crash_failed_requests"])
+    results.record_count("drill.crash.lost_writes", f["crash_acknowledged_writes_lost"])
+    if f.get("restore_rto_s") is not None:
+        results.record_value("drill.restore.rto_s", f["restore_rto_s"])
+    results.record_count("drill.restore.lost_writes", f["restore_acknowledged_writes_lost"])
+    assert f["crash_acknowledged_writes"] > 0 and f["crash_acknowledged_writes_lost"] == 0
+    assert result.passed, result.lines()
+    # The proxy is back on the unit's own instance.
+    with stack.proxy.connect(autocommit=True, connect_timeout=10) as conn:
+        assert conn.execute("SELECT inet_server_port()").fetchone()[0] == stack.direct.port
+
+
+def test_a_proxy_restart_under_writes_loses_no_acknowledged_write(backend, stack, results):
+    result = proxy.run(backend, stack)
+    print("\n".join(result.lines()))
+    f = result.figures
+    if f.get("reconnect_s") is not None:
+        results.record_value("drill.proxy.reconnect_s", f["reconnect_s"])
+    results.record_count("drill.proxy.failed_requests", f["failed_requests"])
+    results.record_count("drill.proxy.lost_writes", f["acknowledged_writes_lost"])
+    assert f["acknowledged_writes"] > 0
+    assert result.passed, result.lines()
+
+
+def test_a_cache_failure_degrades_reads_to_postgresql_and_warming_restores_the_hit_rate(
+    backend, stack, seeded, harness_settings, results
+):
+    result = cache.run(backend, stack, app_endpoint(stack, harness_settings.state_dir))
+    print("\n".join(result.lines()))
+    f = result.figures
+    results.record_value("drill.cache.error_rate_pct", f["error_rate_pct"])
+    for warming in ("cold", "warmed"):
+        recovery = f[f"{warming}_recovery_to_70pct_s"]
+        if recovery is not None:
+            results.record_value("drill.cache.recovery_s", recovery, labels={"warming": warming})
+        points = [{k: p[k] for k in ("t", "hit_rate", "db_queries_per_s")} for p in f[f"{warming}_curve"]]
+        results.record_series("drill.cache.hit_rate_curve", points, labels={"warming": warming})
+    assert f["failed_requests"] == 0 and f["requests"] > 0
+    assert result.passed, result.lines()

@@ -1,0 +1,33 @@
+"""The backup and drill commands refuse bad input with a message and exit 2 before touching any stack."""
+
+import pytest
+
+from harness.cli.main import main
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["backup", "restore"],
+        ["backup", "restore", "--latest", "--snapshot", "manual-x"],
+        ["backup", "restore", "--to-time", "2026-11-29T14:00:00Z", "--latest"],
+    ],
+)
+def test_a_restore_needs_exactly_one_target(argv, capsys):
+    assert main(argv) == 2
+    assert "exactly one of --snapshot ID, --to-time T, --latest" in capsys.readouterr().err
+
+
+def test_a_restore_time_must_be_iso_8601(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["backup", "restore", "--to-time", "yesterday"])
+    assert exited.value.code == 2
+    assert "is not an ISO 8601 time" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "said"), [("network", "not built yet"), ("lambda", "not built yet"), ("nope", "no drill")]
+)
+def test_unknown_or_unbuilt_drills_are_named_and_refused(name, said, capsys):
+    assert main(["drill", name]) == 2
+    assert said in capsys.readouterr().err
