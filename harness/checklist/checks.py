@@ -126,6 +126,30 @@ def _cost_within_budget(ctx: CheckContext) -> CheckResult:
     return CheckResult(result.status, evidence)
 
 
+def _security_findings(item: str) -> Check:
+    """An item `harness verify security` decides (issue 13): the worst of its findings in the run's facts."""
+
+    def check(ctx: CheckContext) -> CheckResult:
+        security = ctx.run.get("security")
+        findings = (
+            [f for f in security.get("findings", []) if f.get("item") == item] if isinstance(security, dict) else []
+        )
+        if not findings:
+            return CheckResult(
+                CheckStatus.NOT_CHECKED_YET, "the security scenario did not run (harness verify security)"
+            )
+        statuses = {str(f.get("status")) for f in findings}
+        evidence = "; ".join(f"{f.get('check')}: {f.get('status')}: {f.get('evidence')}" for f in findings)
+        if statuses & {"FAIL", "ERROR"}:
+            return CheckResult(CheckStatus.FAIL, evidence)
+        if "PASS" in statuses:
+            # Parts NOT EMULATED (the direct endpoint) stay named in the evidence.
+            return CheckResult(CheckStatus.PASS, evidence)
+        return CheckResult(CheckStatus.NOT_EMULATED, evidence)
+
+    return check
+
+
 CHECKS: dict[str, Check] = {
     **{f"not_emulated.{key}": _not_emulated(reason) for key, reason in NOT_EMULATED_REASONS.items()},
     **{
@@ -163,5 +187,12 @@ CHECKS: dict[str, Check] = {
         lambda m: m.startswith("lambda.") and m.endswith(".duration_ms"),
         "Lambda durations",
         scenario="lambda_durations",
+    ),
+    # Wired as the work landed (issues 13, 17).
+    "security.in_transit": _security_findings("Encryption in transit verified"),
+    "drills.restore": _thresholds(
+        lambda m: m.startswith("drill.restore.") or m == "drill.crash.lost_writes",
+        "the database drill's restore to a new instance",
+        scenario="test_drills",
     ),
 }

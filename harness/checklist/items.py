@@ -73,7 +73,7 @@ POST_DEPLOYMENT = [
         "security_tests",
         [
             ("encryption_at_rest", "Encryption at rest verified", "not_emulated.encryption_at_rest", ""),
-            ("encryption_in_transit", "Encryption in transit verified", None, "issue 13: TLS required by default"),
+            ("encryption_in_transit", "Encryption in transit verified", "security.in_transit", ""),
             ("security_group_rules", "Security group rules tested", "live.loopback_only", ""),
             ("iam_permissions", "IAM permissions validated", "not_emulated.iam", ""),
         ],
@@ -94,7 +94,7 @@ POST_DEPLOYMENT = [
         [
             ("metrics_flowing", "CloudWatch metrics flowing", None, "issue 12: alarms and metrics"),
             ("dashboards", "Dashboards displaying data", None, "issue 12: alarms and metrics"),
-            ("alarms", "Alarms configured and tested", None, "issue 12: alarms and metrics"),
+            ("alarms", "Alarms configured and tested", None, "issue 12: alarm drills have no threshold to judge yet"),
             ("log_aggregation", "Log aggregation working", None, "issue 12: alarms and metrics"),
         ],
     ),
@@ -105,7 +105,7 @@ POST_DEPLOYMENT = [
             ("automated_backups", "Automated backups running", None, "issue 17: backups and drills"),
             ("manual_snapshot", "Manual snapshot creation tested", None, "issue 17: backups and drills"),
             ("cross_region", "Cross-region backup verified", "spec.cross_region_backup", ""),
-            ("restore", "Restore procedure validated", None, "issue 17: restore drill"),
+            ("restore", "Restore procedure validated", "drills.restore", ""),
         ],
     ),
 ]
