@@ -37,7 +37,7 @@ def _chromium() -> str:
         if found:
             return found
     pytest.skip(
-        "no chromium binary on PATH; install it with `apt-get install -y chromium` (see .ci/apt-packages-report.txt)"
+        "no chromium binary on PATH; install it with `apt-get install -y chromium` (listed in .ci/apt-packages.txt)"
     )
 
 
