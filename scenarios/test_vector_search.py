@@ -10,7 +10,6 @@ would flatter the caches.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -19,30 +18,14 @@ import pytest
 from pgvector.psycopg import register_vector
 from psycopg import sql
 
-from harness.data.ground_truth import recall_at_k
+from harness.data.ground_truth import RetrievedAnswers
 from harness.measure.load import Request, run_closed
 from harness.measure.sampling import ResourceSampler
 
 K = 10
 
 
-class Retrieved:
-    """What each query returned, from every worker (the last answer wins; all answers are equal)."""
-
-    def __init__(self) -> None:
-        self.by_query: dict[int, list[int]] = {}
-        self.lock = threading.Lock()
-
-    def add(self, answers: dict[int, list[int]]) -> None:
-        with self.lock:
-            self.by_query.update(answers)
-
-    def recall(self, truth_ids: np.ndarray) -> float:
-        order = sorted(self.by_query)
-        return recall_at_k([self.by_query[q] for q in order], truth_ids[order], K)
-
-
-def search_clients(endpoint, target, queries: np.ndarray, retrieved: Retrieved, ef_search: int | None = None):
+def search_clients(endpoint, target, queries: np.ndarray, retrieved: RetrievedAnswers, ef_search: int | None = None):
     @contextmanager
     def factory(index: int) -> Iterator[Request]:
         # prepare_threshold=None: a prepared plan would outlive a change of hnsw.ef_search.
@@ -82,7 +65,7 @@ def test_latency_and_recall_by_concurrency(stack, seeded, size, results, cloudwa
     in_force = server_ef_search(seeded.app)
     assert in_force == size.ef_search, f"hnsw.ef_search is {in_force} on the server, the size expects {size.ef_search}"
     for clients in size.search_concurrency:
-        retrieved = Retrieved()
+        retrieved = RetrievedAnswers(K)
         limits = size.search_limits(size.search_queries)
         with ResourceSampler(stack, interval_s=0.5, on_sample=cloudwatch).running() as samples:
             result = run_closed(
@@ -111,7 +94,7 @@ def test_recall_latency_curve_across_ef_search(seeded, size, results):
     truth = seeded.ground_truth
     points = []
     for ef in size.ef_sweep:
-        retrieved = Retrieved()
+        retrieved = RetrievedAnswers(K)
         limits = size.search_limits(min(size.search_queries, 4 * len(truth.queries)))
         result = run_closed(
             search_clients(seeded.app_direct, seeded.target, truth.queries, retrieved, ef_search=ef),

@@ -119,7 +119,12 @@ def _restore_point(conn: Any, name: str) -> tuple[dict[str, Any], str, str, str]
 
 def wait_archived(conn: Any, segment: str, timeout_s: float = ARCHIVE_WAIT_S) -> None:
     """Switch WAL and wait until `segment` is in the archive (the archiver reports it)."""
-    conn.execute("SELECT pg_switch_wal()")
+    (switched,) = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
+    # With no WAL written since the last switch, pg_switch_wal does nothing and returns the start of the
+    # current segment (its file name is then the previous segment's): `segment` holds no record yet, so
+    # everything asked for is already in `switched`. Waiting for `segment` would wait for the next write.
+    if switched[8:24] < segment[8:24]:
+        segment = switched
     deadline = time.monotonic() + timeout_s
     while True:
         last, failed, failed_at = conn.execute(

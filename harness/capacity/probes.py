@@ -20,7 +20,7 @@ from hdrh.histogram import HdrHistogram
 from pgvector.psycopg import register_vector
 
 from harness.app.cache_aside import CacheAside, CacheCounters
-from harness.data.ground_truth import recall_at_k
+from harness.data.ground_truth import RetrievedAnswers
 from harness.endpoints import PostgresEndpoint, StackEndpoints
 from harness.measure.load import ClientFactory, Request
 from harness.measure.popularity import ZipfKeys
@@ -43,23 +43,7 @@ def connect(endpoint: PostgresEndpoint) -> psycopg.Connection[Any]:
     return conn
 
 
-class Answers:
-    """What each query returned, from every worker (all answers to one query are the same)."""
-
-    def __init__(self) -> None:
-        self.by_query: dict[int, list[int]] = {}
-        self.lock = threading.Lock()
-
-    def add(self, answers: dict[int, list[int]]) -> None:
-        with self.lock:
-            self.by_query.update(answers)
-
-    def recall(self, truth_ids: np.ndarray) -> float:
-        order = sorted(self.by_query)
-        return recall_at_k([self.by_query[q] for q in order], np.asarray(truth_ids)[order], K)
-
-
-def search_clients(endpoint: PostgresEndpoint, queries: np.ndarray, answers: Answers) -> ClientFactory:
+def search_clients(endpoint: PostgresEndpoint, queries: np.ndarray, answers: RetrievedAnswers) -> ClientFactory:
     """Each client walks the queries in its own order: the same sequence everywhere would flatter caches."""
 
     @contextmanager

@@ -26,8 +26,8 @@ from harness.backends.guard import require_destructive_allowed
 from harness.capacity.knee import CapacityInputError
 from harness.capacity.probes import (
     Acquisitions,
-    Answers,
     IoDelta,
+    K,
     cache_clients,
     connect,
     fresh_connection_clients,
@@ -38,7 +38,7 @@ from harness.capacity.probes import (
 )
 from harness.config import Settings
 from harness.data.app_role import app_credentials, app_endpoint, data_root
-from harness.data.ground_truth import GroundTruth
+from harness.data.ground_truth import GroundTruth, RetrievedAnswers
 from harness.data.grow import grow, profile_of
 from harness.data.profiles import get_profile
 from harness.data.seed import current_seed, load_current_ground_truth, seed
@@ -294,9 +294,13 @@ class Sweep:
         limits = Limits(duration_s=plan.max_duration_s, max_requests=plan.search_requests)
         with connect(stack.direct) as admin:
             # Warm the caches as a running application would have: one pass over the queries, not measured.
-            run_closed(search_clients(app, queries, Answers()), plan.clients, Limits(plan.max_duration_s, len(queries)))
+            run_closed(
+                search_clients(app, queries, RetrievedAnswers(K)),
+                plan.clients,
+                Limits(plan.max_duration_s, len(queries)),
+            )
             before = io_counters(admin)
-            answers = Answers()
+            answers = RetrievedAnswers(K)
             with ResourceSampler(stack, interval_s=0.5).running() as samples:
                 search = run_closed(
                     search_clients(app, queries, answers), plan.clients, limits, label=f"search @{size}"
@@ -399,7 +403,7 @@ class Sweep:
                 psutil.cpu_percent(None)
                 with ResourceSampler(self.stack, interval_s=0.5).running() as samples:
                     load = run_open(
-                        search_clients(app, queries, Answers()),
+                        search_clients(app, queries, RetrievedAnswers(K)),
                         rate,
                         Limits(ramp.step_s, max(1, int(rate * ramp.step_s))),
                         workers=ramp.workers,

@@ -8,6 +8,7 @@ with what `ORDER BY embedding <=> q LIMIT k` returns.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,3 +122,23 @@ def recall_at_k(retrieved: Sequence[Sequence[int]] | np.ndarray, truth_ids: np.n
         len(set(map(int, got[:k])) & set(map(int, want[:k]))) for got, want in zip(retrieved, truth_ids, strict=True)
     )
     return hits / (k * len(truth_ids))
+
+
+class RetrievedAnswers:
+    """What each query returned, gathered from concurrent search workers, and its recall@k.
+
+    Workers add {query index: returned ids}; all answers to one query are equal, so the last one wins.
+    """
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.by_query: dict[int, list[int]] = {}
+        self.lock = threading.Lock()
+
+    def add(self, answers: dict[int, list[int]]) -> None:
+        with self.lock:
+            self.by_query.update(answers)
+
+    def recall(self, truth_ids: np.ndarray) -> float:
+        order = sorted(self.by_query)
+        return recall_at_k([self.by_query[q] for q in order], np.asarray(truth_ids)[order], self.k)
