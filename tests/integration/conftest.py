@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
+from psycopg import sql
 
-from harness.endpoints import load_endpoints
+from harness.endpoints import PostgresEndpoint, StackEndpoints, load_endpoints
 
 
 def free_ports(count: int) -> list[int]:
@@ -104,3 +108,25 @@ def drained_stack():
     finally:
         isolated.harness("down", "--purge")
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def _scratch_database(stack: StackEndpoints, name: str) -> Iterator[PostgresEndpoint]:
+    """An empty database on the stack's server for the duration, dropped (connections forced off) after."""
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    with stack.direct.connect(autocommit=True) as conn:
+        conn.execute(drop)
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield dataclasses.replace(stack.direct, dbname=name)
+    finally:
+        with stack.direct.connect(autocommit=True) as conn:
+            conn.execute(drop)
+
+
+ScratchDatabase = Callable[[StackEndpoints, str], AbstractContextManager[PostgresEndpoint]]
+
+
+@pytest.fixture(scope="session")
+def scratch_database() -> ScratchDatabase:
+    return _scratch_database

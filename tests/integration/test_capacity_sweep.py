@@ -11,7 +11,6 @@ import dataclasses
 import json
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from harness.data.ground_truth import exact_neighbours, recall_at_k
 from harness.data.grow import grow
 from harness.data.profiles import get_profile
 from harness.data.seed import SeedError, current_seed, generated_source, load_current_ground_truth, seed
-from harness.endpoints import PostgresEndpoint, StackEndpoints
+from harness.endpoints import PostgresEndpoint
 from harness.thresholds import load_thresholds
 from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
 
@@ -34,24 +33,11 @@ pytestmark = pytest.mark.integration
 ROLE = "dbunit_app_growtest"
 
 
-@contextmanager
-def scratch(stack: StackEndpoints, name: str) -> Iterator[PostgresEndpoint]:
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-    with stack.direct.connect(autocommit=True) as conn:
-        conn.execute(drop)
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield dataclasses.replace(stack.direct, dbname=name)
-    finally:
-        with stack.direct.connect(autocommit=True) as conn:
-            conn.execute(drop)
-
-
 @pytest.fixture(scope="module")
-def grown(stack, tmp_path_factory) -> Iterator[tuple[PostgresEndpoint, Path, str]]:
+def grown(scratch_database, stack, tmp_path_factory) -> Iterator[tuple[PostgresEndpoint, Path, str]]:
     password = secrets.token_urlsafe(18)
     data = tmp_path_factory.mktemp("data")
-    with scratch(stack, "dbunit_growtest") as admin:
+    with scratch_database(stack, "dbunit_growtest") as admin:
         seed(admin, get_profile("ci", vectors=3000), data, password, app_role=ROLE, progress=False)
         yield admin, data, password
     with stack.direct.connect(autocommit=True) as conn:
@@ -138,8 +124,8 @@ def test_growth_refuses_to_shrink_and_says_how(grown):
         grow(admin, 1000, data, app_role=ROLE, progress=False)
 
 
-def test_a_two_size_ci_sweep_measures_and_judges_every_size(stack, harness_settings, tmp_path):
-    with scratch(stack, "dbunit_capacitytest") as admin:
+def test_a_two_size_ci_sweep_measures_and_judges_every_size(scratch_database, stack, harness_settings, tmp_path):
+    with scratch_database(stack, "dbunit_capacitytest") as admin:
         own = dataclasses.replace(stack, direct=admin, proxy=dataclasses.replace(stack.proxy, dbname=admin.dbname))
         thresholds = load_thresholds(DEFAULT_THRESHOLDS_FILE)
         messages: list[str] = []

@@ -9,10 +9,11 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -55,21 +56,10 @@ def app_password(stack: StackEndpoints) -> Iterator[str]:
 
 
 @contextmanager
-def scratch_database(stack: StackEndpoints, name: str) -> Iterator[PostgresEndpoint]:
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-    with stack.direct.connect(autocommit=True) as conn:
-        conn.execute(drop)
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield dataclasses.replace(stack.direct, dbname=name)
-    finally:
-        with stack.direct.connect(autocommit=True) as conn:
-            conn.execute(drop)
-
-
-@contextmanager
-def seeded_db(stack: StackEndpoints, name: str, password: str, data_dir: Path, profile) -> Iterator[SeededDb]:
-    with scratch_database(stack, name) as admin:
+def seeded_db(
+    scratch: Callable[..., Any], stack: StackEndpoints, name: str, password: str, data_dir: Path, profile
+) -> Iterator[SeededDb]:
+    with scratch(stack, name) as admin:
         started = time.perf_counter()
         report = seed(admin, profile, data_dir, password, app_role=TEST_ROLE, progress=False)
         app = dataclasses.replace(admin, user=TEST_ROLE, password=Secret(password))
@@ -77,8 +67,10 @@ def seeded_db(stack: StackEndpoints, name: str, password: str, data_dir: Path, p
 
 
 @pytest.fixture(scope="module")
-def ci_db(stack, app_password, tmp_path_factory) -> Iterator[SeededDb]:
-    with seeded_db(stack, "dbunit_seedtest", app_password, tmp_path_factory.mktemp("data"), get_profile("ci")) as db:
+def ci_db(scratch_database, stack, app_password, tmp_path_factory) -> Iterator[SeededDb]:
+    with seeded_db(
+        scratch_database, stack, "dbunit_seedtest", app_password, tmp_path_factory.mktemp("data"), get_profile("ci")
+    ) as db:
         yield db
 
 
@@ -201,9 +193,9 @@ def test_an_interrupted_load_leaves_the_previous_data_and_fingerprint(ci_db):
     assert ci_db.seed().skipped
 
 
-def test_another_profile_replaces_the_data_cleanly(stack, app_password, tmp_path):
+def test_another_profile_replaces_the_data_cleanly(scratch_database, stack, app_password, tmp_path):
     small = get_profile("ci", users=50, vectors=1000, queries=10, kind="ivfflat")
-    with seeded_db(stack, "dbunit_seedtest_replace", app_password, tmp_path, small) as db:
+    with seeded_db(scratch_database, stack, "dbunit_seedtest_replace", app_password, tmp_path, small) as db:
         assert counts(db.admin)["documents"] == 1000
         report = db.seed(profile=get_profile("ci", users=80, vectors=1500, queries=10, dim=768, seed=7))
         assert not report.skipped and report.fingerprint != db.report.fingerprint

@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -52,21 +51,8 @@ class TeamDb:
     data_dir: Path
 
 
-@contextmanager
-def scratch_database(stack: StackEndpoints, name: str) -> Iterator[PostgresEndpoint]:
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-    with stack.direct.connect(autocommit=True) as conn:
-        conn.execute(drop)
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield dataclasses.replace(stack.direct, dbname=name)
-    finally:
-        with stack.direct.connect(autocommit=True) as conn:
-            conn.execute(drop)
-
-
 @pytest.fixture(scope="module")
-def team_db(stack: StackEndpoints, tmp_path_factory) -> Iterator[TeamDb]:
+def team_db(scratch_database, stack: StackEndpoints, tmp_path_factory) -> Iterator[TeamDb]:
     password = secrets.token_urlsafe(18)
     data_dir = tmp_path_factory.mktemp("team-data")
     try:
@@ -247,7 +233,7 @@ def pg_dump(endpoint: PostgresEndpoint, out: Path, *schemas: str) -> None:
 
 
 def test_a_pg_dump_of_staging_is_restored_with_its_indexes_and_swapped_in_safely(
-    team_db: TeamDb, stack: StackEndpoints, tmp_path: Path
+    team_db: TeamDb, scratch_database, stack: StackEndpoints, tmp_path: Path
 ):
     dump = tmp_path / "staging.dump"
     pg_dump(team_db.admin, dump, "app")
