@@ -49,10 +49,10 @@ PRE_DEPLOYMENT = [
         "pre",
         "backup_validation",
         [
-            ("schedules", "Backup schedules configured", None, "issue 17: backups and drills"),
+            ("schedules", "Backup schedules configured", "live.backup_schedule", ""),
             ("cross_region", "Cross-region backup enabled", "spec.cross_region_backup", ""),
-            ("retention", "Retention policies set", None, "issue 17: backups and drills"),
-            ("recovery_procedures", "Recovery procedures documented", None, "issue 17: restore drill"),
+            ("retention", "Retention policies set", "live.backup_retention", ""),
+            ("recovery_procedures", "Recovery procedures documented", "drills.recovery_procedures", ""),
         ],
     ),
 ]
@@ -102,8 +102,8 @@ POST_DEPLOYMENT = [
         "post",
         "backup_tests",
         [
-            ("automated_backups", "Automated backups running", None, "issue 17: backups and drills"),
-            ("manual_snapshot", "Manual snapshot creation tested", None, "issue 17: backups and drills"),
+            ("automated_backups", "Automated backups running", "live.automated_backups", ""),
+            ("manual_snapshot", "Manual snapshot creation tested", "live.manual_snapshot", ""),
             ("cross_region", "Cross-region backup verified", "spec.cross_region_backup", ""),
             ("restore", "Restore procedure validated", "drills.restore", ""),
         ],

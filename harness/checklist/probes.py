@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from harness.checklist import backup_probes
 from harness.checklist.model import CheckResult, CheckStatus
 from harness.endpoints import StackEndpoints
 
@@ -107,6 +108,10 @@ PROBES: dict[str, Probe] = {
     "live.kms_key": kms_key,
     "live.db_secret": db_secret,
     "live.loopback_only": loopback_only,
+    "live.automated_backups": backup_probes.automated_backups,
+    "live.backup_schedule": backup_probes.backup_schedule,
+    "live.backup_retention": backup_probes.retention,
+    "live.manual_snapshot": backup_probes.manual_snapshot,
 }
 
 

@@ -20,6 +20,8 @@ from harness.backup.restore import drop_restore, restore, restores_root, running
 from harness.backup.retention import apply_retention
 from harness.backup.snapshot import create_backup, sha256_file, wait_archived
 from harness.backup.unit import backup_target, restore_spec
+from harness.checklist.backup_probes import automated_backups, backup_schedule, manual_snapshot, retention
+from harness.checklist.model import CheckStatus
 
 pytestmark = pytest.mark.integration
 
@@ -182,6 +184,43 @@ def test_a_backup_whose_data_changed_after_pg_basebackup_is_refused_by_pg_verify
     finally:
         for name in ("backup.json", "base.tar.gz", "backup_manifest"):
             s3.delete_object(Bucket=target.bucket, Key=bad.key(name))
+
+
+def test_the_checklist_finds_archiving_running_encrypted_and_the_schedule_stated(stack, snapshot):
+    running = automated_backups(stack)
+    assert running.status is CheckStatus.PASS, running.evidence
+    assert "encrypted aws:kms" in running.evidence and "base backup(s)" in running.evidence
+    schedule = backup_schedule(stack)
+    # Continuous archiving holds; RDS's daily backup window has no local scheduler, and the item says so.
+    assert schedule.status is CheckStatus.NOT_EMULATED, schedule.evidence
+    assert "archive_mode on" in schedule.evidence and "preferred_backup_window" in schedule.evidence
+
+
+def test_the_checklist_passes_a_manual_snapshot_only_of_the_data_being_signed_off(stack, snapshot):
+    result = manual_snapshot(stack)
+    if snapshot.dataset_key:
+        assert result.status is CheckStatus.PASS, result.evidence
+        assert snapshot.backup_id in result.evidence or "manual snapshot" in result.evidence
+    else:
+        # An unseeded database has no dataset to sign off: a snapshot of it tests nothing the item asks.
+        assert result.status is CheckStatus.NOT_CHECKED_YET, result.evidence
+
+
+def test_the_checklist_fails_retention_while_a_backup_past_seven_days_is_kept(target, stack, snapshot):
+    s3 = target.s3()
+    assert retention(stack).status is CheckStatus.PASS
+    stale = dataclasses.replace(
+        snapshot,
+        backup_id=f"{snapshot.backup_id}-stale",
+        created_at=(datetime.now(UTC) - timedelta(days=9)).isoformat(),
+    )
+    s3.put_object(Bucket=target.bucket, Key=stale.key("backup.json"), Body=stale.to_json().encode())
+    try:
+        result = retention(stack)
+        assert result.status is CheckStatus.FAIL, result.evidence
+        assert "1 backup(s)" in result.evidence and "harness backup prune" in result.evidence
+    finally:
+        s3.delete_object(Bucket=target.bucket, Key=stale.key("backup.json"))
 
 
 def test_retention_past_seven_days_keeps_only_the_newest_backup_and_the_wal_it_needs(target, snapshot):

@@ -22,7 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     "data": {"measure", "services"},
     "thresholds": {"measure"},
     "spec": set(),
-    "checklist": {"thresholds", "spec"},
+    "checklist": {"thresholds", "spec", "backup", "services"},
     "report": {"thresholds", "measure", "monitoring", "checklist"},
     "monitoring": {"thresholds", "measure", "services"},
     "app": {"data", "lambda_runtime", "measure", "services"},
