@@ -53,7 +53,7 @@ def side_servers(
 ) -> Iterator[tuple[PostgresEndpoint, RedisEndpoint, RedisEndpoint]]:
     """A TLS-optional proxy and a TLS and a plain Redis, stopped when the block ends."""
     settings = resolve_settings()
-    sizing = unit_sizing(settings.db_instance_class, settings.cache_node_type)
+    sizing = unit_sizing(settings.db_instance_class, settings.cache_node_type, settings.unit.lambda_memory_mb)
     files = tls_files(state_dir / "tls")
     if not files.key.is_file():
         raise SystemExit(f"no TLS certificate under {state_dir / 'tls'}: start the stack with tls = required")

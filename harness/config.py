@@ -8,6 +8,7 @@ or the path named by HARNESS_CONFIG.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import tomllib
 from collections.abc import Mapping
@@ -15,7 +16,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from harness.sizing import STORAGE_TYPES, UnknownProfileError, cache_node_type, db_instance_class, storage_sizing
+from harness.sizing import (
+    LAMBDA_FUNCTIONS,
+    STORAGE_TYPES,
+    UnknownProfileError,
+    cache_node_type,
+    db_instance_class,
+    storage_sizing,
+)
+from harness.spec.model import DEFAULT_SPEC_FILE, Scalar, SpecError, UnitSpec, load_spec, parse_uses
 
 CONFIG_FILE_NAME = "harness.toml"
 ENV_PREFIX = "HARNESS_"
@@ -32,12 +41,73 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class UnitValues:
+    """The unit's values from fixtures/unit.yaml (its design document), typed for the code that applies them:
+    sizing, the Lambda deployment, the thresholds' levels and the cost model read these, never their own copy."""
+
+    spec_file: Path
+    region: str
+    db_instance_class: str
+    cache_node_type: str
+    storage_type: str
+    allocated_storage_gib: int
+    lambda_memory_mb: Mapping[str, int]
+    lambda_timeouts_s: Mapping[str, int]
+    free_tier: Mapping[str, float]
+    # Every fact's value by name, for the files that cite a fact ({unit:FACT} in thresholds.yaml).
+    facts: Mapping[str, Scalar]
+    # Facts chosen on the command line or in HARNESS_SPEC_USE for this run.
+    overridden: tuple[str, ...] = ()
+
+
+def _typed(spec: UnitSpec, name: str, kind: type) -> Any:
+    value = spec.value(name)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise SpecError(f"{spec.path}: {name} must be a {kind.__name__}, got {value!r}")
+    return value
+
+
+def unit_values(spec: UnitSpec) -> UnitValues:
+    """Resolve the facts the harness applies; a missing or mistyped one is refused with its name."""
+    free_tier_names = [n.removeprefix("free_tier.") for n in spec.facts if n.startswith("free_tier.")]
+    return UnitValues(
+        spec_file=spec.path,
+        region=_typed(spec, "region", str),
+        db_instance_class=_typed(spec, "db.instance_class", str),
+        cache_node_type=_typed(spec, "cache.node_type", str),
+        storage_type=_typed(spec, "db.storage_type", str),
+        allocated_storage_gib=_typed(spec, "db.allocated_storage_gb", int),
+        lambda_memory_mb={f: _typed(spec, f"lambda.{f}.memory_mb", int) for f in LAMBDA_FUNCTIONS},
+        lambda_timeouts_s={f: _typed(spec, f"lambda.{f}.timeout_s", int) for f in LAMBDA_FUNCTIONS},
+        free_tier={n: _typed(spec, f"free_tier.{n}", float) for n in free_tier_names},
+        facts={name: value for name, f in spec.facts.items() if (value := f.value) is not None},
+        overridden=tuple(name for name, f in spec.facts.items() if f.overridden),
+    )
+
+
+@functools.cache
+def shipped_unit() -> UnitValues:
+    """fixtures/unit.yaml as shipped, read on first use and then kept (never at import time)."""
+    try:
+        return unit_values(load_spec(DEFAULT_SPEC_FILE))
+    except SpecError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _unit_default(name: str) -> Any:
+    return field(default_factory=lambda: getattr(shipped_unit(), name))
+
+
+@dataclass(frozen=True)
 class Settings:
     backend: str = "embedded"
     # Relative paths are taken from the directory of the config file (or the working directory).
     state_dir: Path = Path(".harness")
-    db_instance_class: str = "db.t3.micro"
-    cache_node_type: str = "cache.t3.micro"
+    # The unit's shape defaults to fixtures/unit.yaml's values (see `unit`).
+    db_instance_class: str = _unit_default("db_instance_class")
+    cache_node_type: str = _unit_default("cache_node_type")
     postgres_port: int = 15432
     proxy_port: int = 16432
     redis_port: int = 16379
@@ -47,7 +117,7 @@ class Settings:
     lambda_concurrency: int = 10
     database: str = "dbunit"
     master_user: str = "dbunit_admin"
-    region: str = "us-east-2"
+    region: str = _unit_default("region")
     # Where every backup is copied (the document's cross-region backup), and the port a restored
     # instance listens on (0: a free one, chosen at restore time).
     backup_copy_region: str = "us-west-2"
@@ -61,9 +131,9 @@ class Settings:
     # "off" (the default until the sign-off runs a drained pass beside the fresh one): full CPU and disk,
     # the ledgers still recorded and the modelled day still judged, and the report states the mode.
     cpu_credits: str = "off"
-    # Which EBS type the free tier's 20 GB gets is not settled in what we found: gp2 is the cautious one.
-    storage_type: str = "gp2"
-    allocated_storage_gib: int = 20
+    # unit.yaml's db.storage_type: the document names none; gp2 is what the free tier covers.
+    storage_type: str = _unit_default("storage_type")
+    allocated_storage_gib: int = _unit_default("allocated_storage_gib")
     startup_timeout_s: float = 60.0
     tls: str = "required"
     # The unprivileged account PostgreSQL runs as when the harness itself runs as root.
@@ -76,6 +146,10 @@ class Settings:
     # A team's workload file (harness/workload): its `vector_search:` section points the vector scenarios and
     # the Locust vector user at the team's table and column; None means the built-in application.
     workload: Path | None = None
+    # The unit spec and facts chosen for this run ("FACT=VALUE,FACT=VALUE", like `harness spec --use`).
+    spec_file: Path | None = None
+    spec_use: str = ""
+    unit: UnitValues = field(default_factory=shipped_unit, compare=False)
     config_file: Path | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -140,7 +214,11 @@ _FIELD_TYPES: dict[str, type] = {
     "external_config": Path,
     "allow_destructive": bool,
     "workload": Path,
+    "spec_file": Path,
+    "spec_use": str,
 }
+# Settings whose default is the unit spec's value (Settings field -> UnitValues attribute of the same name).
+_FROM_UNIT = ("region", "db_instance_class", "cache_node_type", "storage_type", "allocated_storage_gib")
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
@@ -224,16 +302,32 @@ def resolve_settings(
     base = config_file.parent if config_file else cwd
     state_dir = values.get("state_dir", Settings.state_dir)
     values["state_dir"] = (base / state_dir).resolve() if not state_dir.is_absolute() else state_dir
-    for name in ("external_config", "workload"):
+    for name in ("external_config", "workload", "spec_file"):
         path = values.get(name)
         if path is not None and not path.is_absolute():
             values[name] = (base / path).resolve()
-    return Settings(**values, config_file=config_file)
+    unit = _resolve_unit(values.get("spec_file"), values.get("spec_use", ""))
+    for name in _FROM_UNIT:
+        values.setdefault(name, getattr(unit, name))
+    return Settings(**values, unit=unit, config_file=config_file)
+
+
+def _resolve_unit(spec_file: Path | None, spec_use: str) -> UnitValues:
+    if spec_file is None and not spec_use.strip():
+        return shipped_unit()
+    try:
+        spec = load_spec(spec_file or DEFAULT_SPEC_FILE)
+        pairs = [p for p in spec_use.split(",") if p.strip()]
+        return unit_values(spec.with_uses(parse_uses(pairs)))
+    except SpecError as exc:
+        raise ConfigError(f"spec_file/spec_use (HARNESS_SPEC_FILE, HARNESS_SPEC_USE): {exc}") from None
 
 
 def settings_as_dict(settings: Settings) -> dict[str, Any]:
     out = {}
     for f in fields(settings):
+        if f.name == "unit":
+            continue
         value = getattr(settings, f.name)
         out[f.name] = str(value) if isinstance(value, Path) else value
     return out

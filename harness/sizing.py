@@ -7,6 +7,7 @@ one table row.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 GIB = 1024**3
@@ -109,12 +110,9 @@ CACHE_NODE_TYPES: dict[str, CacheNodeType] = {
     )
 }
 
-# The seed document's compute tier (section "Environment Configuration").
-SEED_LAMBDA_MEMORY_MB: dict[str, int] = {
-    "data_export": 512,
-    "data_deletion": 256,
-    "audit_logging": 128,
-}
+# The unit's Lambda functions (functions/<name>/); their memory sizes and timeouts are facts of
+# fixtures/unit.yaml (lambda.<name>.memory_mb, lambda.<name>.timeout_s), read through Settings.unit.
+LAMBDA_FUNCTIONS = ("data_export", "data_deletion", "audit_logging")
 
 
 class UnknownProfileError(ValueError):
@@ -279,14 +277,20 @@ class UnitSizing:
     postgres: PostgresSizing
     proxy: ProxySizing
     redis: RedisSizing
-    lambda_memory_mb: dict[str, int] = field(default_factory=lambda: dict(SEED_LAMBDA_MEMORY_MB))
+    lambda_memory_mb: Mapping[str, int] = field(default_factory=dict)
 
 
 def unit_sizing(
-    db_instance_class_name: str = "db.t3.micro", cache_node_type_name: str = "cache.t3.micro"
+    db_instance_class_name: str, cache_node_type_name: str, lambda_memory_mb: Mapping[str, int] | None = None
 ) -> UnitSizing:
+    """Sizing of the unit as Settings (fixtures/unit.yaml unless overridden) names it."""
     pg = postgres_sizing(db_instance_class_name)
-    return UnitSizing(postgres=pg, proxy=proxy_sizing(pg), redis=redis_sizing(cache_node_type_name))
+    return UnitSizing(
+        postgres=pg,
+        proxy=proxy_sizing(pg),
+        redis=redis_sizing(cache_node_type_name),
+        lambda_memory_mb=dict(lambda_memory_mb or {}),
+    )
 
 
 # -- storage: the EBS volume under RDS ----------------------------------------------------------------

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from harness.cli.scenario_progress import TIME_CAP_PROPERTY
 from harness.config import Settings
 from harness.data.app_role import app_credentials, app_endpoint, data_root
 from harness.data.ground_truth import GroundTruth
 from harness.data.profiles import get_profile
 from harness.data.seed import current_seed, load_current_ground_truth, seed
 from harness.endpoints import PostgresEndpoint, StackEndpoints
-from harness.measure.load import Limits, Precision
+from harness.measure.load import Limits, Precision, RatePrecision
 from harness.measure.results import ResultsWriter
 from harness.measure.run_facts import run_facts
 from harness.monitoring.alarms import alarm_definitions
@@ -64,12 +65,20 @@ class ScenarioSize:
     # at least latency_min_requests; None runs every step to its request cap.
     latency_precision: float | None = None
     latency_min_requests: int = 400
+    # The cache's steady loops stop once the hit rate is known to within this (None: at their caps).
+    hit_rate_precision: RatePrecision | None = None
 
     def search_limits(self, max_requests: int) -> Limits:
         precision = None
         if self.latency_precision is not None:
             precision = Precision(95, self.latency_precision, min_requests=self.latency_min_requests)
         return Limits(duration_s=self.max_duration_s, max_requests=max_requests, precision=precision)
+
+    def acquire_precision(self) -> Precision | None:
+        """The pooling loops stop once the acquisition p95 is known to the latency precision."""
+        if self.latency_precision is None:
+            return None
+        return Precision(95, self.latency_precision, min_requests=self.latency_min_requests)
 
 
 SIZES: dict[str, ScenarioSize] = {
@@ -113,24 +122,30 @@ SIZES: dict[str, ScenarioSize] = {
         cache_overflow_bytes=600 * 2**20,
         max_duration_s=300,
         latency_precision=0.05,
+        # The hit rate's levels are 20 points apart (70 % and 50 %): a point either side decides it.
+        hit_rate_precision=RatePrecision(1.0, min_trials=5000),
     ),
 }
 
 
 @pytest.fixture(scope="session")
 def size() -> ScenarioSize:
+    return chosen_size()
+
+
+def chosen_size() -> ScenarioSize:
     name = os.environ.get("HARNESS_SCENARIO_SIZE", "ci")
     try:
         chosen = SIZES[name]
     except KeyError:
         raise pytest.UsageError(f"HARNESS_SCENARIO_SIZE={name!r}; choose one of {', '.join(SIZES)}") from None
-    # HARNESS_LATENCY_PRECISION=off runs every latency step to its cap (to compare against early stopping);
-    # a fraction (0.05) sets the precision a step stops at.
+    # HARNESS_LATENCY_PRECISION=off runs every latency and hit-rate step to its cap (to compare against early
+    # stopping); a fraction (0.05) sets the precision a latency step stops at.
     precision = os.environ.get("HARNESS_LATENCY_PRECISION")
     if precision is None:
         return chosen
     if precision == "off":
-        return replace(chosen, latency_precision=None)
+        return replace(chosen, latency_precision=None, hit_rate_precision=None)
     try:
         return replace(chosen, latency_precision=float(precision))
     except ValueError:
@@ -151,10 +166,27 @@ def results(stack: StackEndpoints, size: ScenarioSize) -> ResultsWriter:
 DRILLS_FILE = "test_alarm_drills.py"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "load_loops(count): the step runs count(size) load loops, each capped at the size's max_duration_s; "
+        "the sign-off's progress line bounds and estimates the step's time from it",
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Alarm drills last: their deliberate breaches reach the production alarms on the emulator too (it
-    ignores dimensions and periods), so the emulator's record for the cross-check is taken before them."""
+    ignores dimensions and periods), so the emulator's record for the cross-check is taken before them.
+    Each step with load loops carries its cap by the size's limits for the progress line."""
     items.sort(key=lambda item: item.path.name == DRILLS_FILE)
+    try:
+        chosen = chosen_size()
+    except pytest.UsageError:
+        return  # the size fixture reports it
+    for item in items:
+        marker = item.get_closest_marker("load_loops")
+        if marker is not None:
+            item.user_properties.append((TIME_CAP_PROPERTY, marker.args[0](chosen) * chosen.max_duration_s))
 
 
 class CloudWatchSession:

@@ -18,7 +18,7 @@ import pytest
 from pgvector.psycopg import register_vector
 
 from harness.app.cache_aside import CacheAside, CacheCounters
-from harness.measure.load import Limits, Request, run_closed
+from harness.measure.load import Limits, RateWatch, Request, run_closed
 from harness.measure.popularity import ZipfKeys
 from harness.measure.sampling import ResourceSampler, Samples
 from harness.monitoring.publish import AwsMetricPublisher
@@ -32,14 +32,29 @@ def require_own_cache(stack) -> None:
 
 
 class Counters:
+    """The workers' hit counts: each worker's live while it runs (for the step's stop check), merged when it ends."""
+
     def __init__(self) -> None:
         self.total = CacheCounters()
         self.lock = threading.Lock()
+        self.live: dict[int, CacheCounters] = {}
+
+    def watch(self, counters: CacheCounters) -> None:
+        with self.lock:
+            self.live[id(counters)] = counters
 
     def add(self, counters: CacheCounters) -> None:
         with self.lock:
+            self.live.pop(id(counters), None)
             self.total.hits += counters.hits
             self.total.misses += counters.misses
+
+    def snapshot(self) -> tuple[int, int]:
+        """(hits, reads) so far; a worker's counts may be a request behind, which a stop check tolerates."""
+        with self.lock:
+            hits = self.total.hits + sum(c.hits for c in self.live.values())
+            misses = self.total.misses + sum(c.misses for c in self.live.values())
+        return hits, hits + misses
 
 
 def cache_clients(
@@ -67,6 +82,7 @@ def cache_clients(
                 user = int(users[pair // len(queries)])
                 cache.search(user, tenants[user], queries[pair % len(queries)])
 
+        counters.watch(cache.counters)
         try:
             yield request
         finally:
@@ -99,6 +115,7 @@ def configured_cache_clients(stack, app, reads, ids_by_read: list[np.ndarray], s
                 lambda: [list(row) for row in cursor.execute(read.query, (entity,)).fetchall()],
             )
 
+        counters.watch(cache.counters)
         try:
             yield request
         finally:
@@ -152,13 +169,19 @@ def run_cache_load(
     )
     before = redis.info("stats")
     steady = Counters()
+    # At the signoff size the steady loop stops once the hit rate is known to its precision (or at its caps).
+    stop = None
+    if size.hit_rate_precision is not None:
+        stop = RateWatch(size.hit_rate_precision, steady.snapshot, f"hit rate at s={skew}")
     with ResourceSampler(stack, interval_s=0.5, on_sample=cloudwatch).running() as samples:
         result = run_closed(
             clients(steady),
             WORKERS,
-            Limits(size.max_duration_s, size.cache_requests),
+            Limits(size.max_duration_s, size.cache_requests, stop_when=stop),
             label=f"steady s={skew}",
         )
+    if result.stopped_early:
+        print(f"steady s={skew} stopped early: {result.stopped_early}")
     after = redis.info("stats")
     redis.close()
     assert result.errors == 0, result.error_samples
@@ -170,6 +193,8 @@ def run_cache_load(
     return samples, steady, server
 
 
+# A warm-up and a steady loop per skew.
+@pytest.mark.load_loops(lambda size: 2)
 def test_hit_rate_at_the_design_skew(stack, seeded, size, results, cloudwatch):
     require_own_cache(stack)
     samples, client, server = run_cache_load(stack, seeded, size, size.cache_skew, cloudwatch)
@@ -194,6 +219,7 @@ def test_hit_rate_at_the_design_skew(stack, seeded, size, results, cloudwatch):
     assert abs(server_rate - client.total.hit_rate) < 1e-9
 
 
+@pytest.mark.load_loops(lambda size: 2 * len(size.cache_skews))
 def test_hit_rate_moves_with_skew(stack, seeded, size, results):
     require_own_cache(stack)
     rates = {}

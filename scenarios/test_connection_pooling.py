@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
-from harness.measure.load import Limits, Request, run_closed
+from harness.measure.load import Limits, PercentileWatch, Request, run_closed
 from harness.measure.results import new_histogram
 from harness.measure.sampling import ResourceSampler
 from harness.services.pgbouncer_admin import ProxyAdminUnavailable, release_server_connections
@@ -45,15 +45,15 @@ def classify(exc: BaseException) -> str:
 
 
 class Acquisitions:
-    """Connection-acquisition times from many workers, merged into one histogram."""
+    """Connection-acquisition times from many workers in one histogram, live: the loop's stop check reads it."""
 
     def __init__(self) -> None:
         self.histogram = new_histogram()
         self.lock = threading.Lock()
 
-    def add(self, histogram) -> None:
+    def record(self, seconds: float) -> None:
         with self.lock:
-            self.histogram.add(histogram)
+            self.histogram.record_value(max(1, round(seconds * 1e6)))
 
 
 def user_ids(conn_endpoint) -> list[int]:
@@ -67,23 +67,19 @@ def per_connection_client(endpoint, ids: list[int], acquisitions: Acquisitions):
     @contextmanager
     def factory(index: int) -> Iterator[Request]:
         rng = random.Random(index)
-        histogram = new_histogram()
 
         def request() -> None:
             began = time.perf_counter()
             conn = psycopg.connect(
                 **endpoint.conninfo_kwargs(), autocommit=True, prepare_threshold=None, connect_timeout=30
             )
-            histogram.record_value(max(1, round((time.perf_counter() - began) * 1e6)))
+            acquisitions.record(time.perf_counter() - began)
             try:
                 conn.execute(QUERY, (rng.choice(ids),)).fetchone()
             finally:
                 conn.close()
 
-        try:
-            yield request
-        finally:
-            acquisitions.add(histogram)
+        yield request
 
     return factory
 
@@ -92,29 +88,34 @@ def pooled_client(pool: ConnectionPool, ids: list[int], acquisitions: Acquisitio
     @contextmanager
     def factory(index: int) -> Iterator[Request]:
         rng = random.Random(index)
-        histogram = new_histogram()
 
         def request() -> None:
             began = time.perf_counter()
             with pool.connection(timeout=30) as conn:
-                histogram.record_value(max(1, round((time.perf_counter() - began) * 1e6)))
+                acquisitions.record(time.perf_counter() - began)
                 conn.execute(QUERY, (rng.choice(ids),)).fetchone()
 
-        try:
-            yield request
-        finally:
-            acquisitions.add(histogram)
+        yield request
 
     return factory
 
 
+@pytest.mark.load_loops(lambda size: len(size.pool_clients))
 @pytest.mark.parametrize("mode", ["direct", "pool", "proxy"])
 def test_acquisition_and_throughput_by_client_count(stack, seeded, size, results, mode, cloudwatch):
     ids = user_ids(seeded.app_direct)
     max_connections = int(stack.facts["postgres"]["max_connections"])
     for clients in size.pool_clients:
         acquisitions = Acquisitions()
-        limits = Limits(duration_s=size.max_duration_s, max_requests=clients * size.pool_requests_per_client)
+        # At the signoff size a loop stops once its acquisition p95 is known to the size's precision.
+        precision = size.acquire_precision()
+        limits = Limits(
+            duration_s=size.max_duration_s,
+            max_requests=clients * size.pool_requests_per_client,
+            stop_when=PercentileWatch(precision, acquisitions.histogram, acquisitions.lock, "acquisition")
+            if precision is not None
+            else None,
+        )
         with ResourceSampler(stack, interval_s=0.5, on_sample=cloudwatch).running() as samples:
             if mode == "pool":
                 # One application instance's pool: ten connections shared by every client thread.

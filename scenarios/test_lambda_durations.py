@@ -21,7 +21,7 @@ REPEATS = 3
 
 @pytest.fixture(scope="module")
 def client(stack, harness_settings, seeded):
-    deploy_to_stack(stack, harness_settings.state_dir)
+    deploy_to_stack(stack, harness_settings.state_dir, unit=harness_settings.unit)
     return lambda_client(stack.aws)
 
 

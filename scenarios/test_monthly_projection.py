@@ -51,8 +51,8 @@ def log_bytes_per_invocation(stack, function: str) -> float | None:
     return total / reports if reports else None
 
 
-def test_month_of_the_unit(stack, results):
-    model = load_model()
+def test_month_of_the_unit(stack, results, harness_settings):
+    model = load_model(unit=harness_settings.unit)
     billed = {f: measured_mean_ms(results, f, "billed_duration_ms") for f in model.invocations}
     surplus = results.read().get("credits.rds_surplus_usd")
     assert surplus is not None, "no credits.rds_surplus_usd in the results: the credit-day scenario did not run"

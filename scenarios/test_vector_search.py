@@ -59,6 +59,7 @@ def server_ef_search(endpoint) -> int:
         return int(conn.execute("SHOW hnsw.ef_search").fetchone()[0])
 
 
+@pytest.mark.load_loops(lambda size: len(size.search_concurrency))
 def test_latency_and_recall_by_concurrency(stack, seeded, size, results, cloudwatch):
     truth = seeded.ground_truth
     # The application sends plain queries through the proxy, so the server's setting is what it gets.
@@ -89,6 +90,7 @@ def test_latency_and_recall_by_concurrency(stack, seeded, size, results, cloudwa
         assert 0.0 < recall <= 1.0
 
 
+@pytest.mark.load_loops(lambda size: len(size.ef_sweep))
 def test_recall_latency_curve_across_ef_search(seeded, size, results):
     """One client on the direct endpoint (a session-level SET would leak across a transaction pooler)."""
     truth = seeded.ground_truth

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.app.gdpr_invoke import lambda_client
+from harness.config import UnitValues, shipped_unit
 from harness.endpoints import AwsEndpoint, RedisEndpoint, StackEndpoints
 from harness.paths import FUNCTIONS_DIR
-from harness.sizing import SEED_LAMBDA_MEMORY_MB
 
 COMMON_PACKAGE = "gdpr_common"
 RUNTIME = "python3.12"
@@ -32,10 +32,6 @@ HANDLER = "app.handler"
 # Accepted by the emulators; a real account needs the ARN of a role allowed to read the secrets,
 # write the bucket and reach the VPC (pass --role-arn).
 DEFAULT_ROLE_ARN = "arn:aws:iam::000000000000:role/dbunit-gdpr-lambda"
-# Timeouts: above the seed document's duration critical (250 s) for the two functions whose duration
-# grows with the user's data, so a slow run is measured as slow rather than cut off as an error; the
-# audit batch is bounded (500 entries) and fails fast.
-TIMEOUTS_S: dict[str, int] = {"data_export": 300, "data_deletion": 300, "audit_logging": 30}
 APP_DB_SECRET_ID = "dbunit/rds/app"
 REDIS_SECRET_ID = "dbunit/elasticache/auth"
 # The CA bundle the functions verify the proxy and Redis against travels in the zip, as AWS's RDS
@@ -63,10 +59,14 @@ class FunctionDefinition:
     source_dir: Path
 
 
-def definitions(names: Sequence[str] | None = None) -> list[FunctionDefinition]:
+def definitions(names: Sequence[str] | None = None, unit: UnitValues | None = None) -> list[FunctionDefinition]:
+    """Memory sizes and timeouts from the unit spec (fixtures/unit.yaml's lambda.<name>.memory_mb/timeout_s):
+    timeouts above the duration critical (250 s) where the duration grows with a user's data, so a slow run
+    is measured as slow rather than cut off as an error."""
+    unit = unit or shipped_unit()
     known = {
-        name: FunctionDefinition(name, memory, TIMEOUTS_S[name], FUNCTIONS_DIR / name)
-        for name, memory in SEED_LAMBDA_MEMORY_MB.items()
+        name: FunctionDefinition(name, memory, unit.lambda_timeouts_s[name], FUNCTIONS_DIR / name)
+        for name, memory in unit.lambda_memory_mb.items()
     }
     chosen = list(names) if names else list(known)
     unknown = [n for n in chosen if n not in known]
@@ -169,6 +169,7 @@ def deploy(
     db_sslmode: str = "verify-full",
     ca_bundle: bytes | None = None,
     exports_kms_key_id: str = "",
+    unit: UnitValues | None = None,
 ) -> list[DeployResult]:
     """Create or update each function on the Lambda endpoint `lambda_client` talks to.
 
@@ -187,7 +188,7 @@ def deploy(
         "EXPORTS_KMS_KEY_ID": exports_kms_key_id,
     }
     results = []
-    for definition in definitions(names):
+    for definition in definitions(names, unit):
         zip_bytes = package(definition, ca_bundle)
         sha = code_sha256(zip_bytes)
         name = name_prefix + definition.name
@@ -234,6 +235,7 @@ def deploy_to_stack(
     db_secret_id: str | None = None,
     redis_secret_id: str | None = None,
     role_arn: str = DEFAULT_ROLE_ARN,
+    unit: UnitValues | None = None,
 ) -> list[DeployResult]:
     """Deploy the functions to the stack's Lambda endpoint. On a stack the harness owns, the secrets the
     functions read are written first; an external account must name its own."""
@@ -252,6 +254,7 @@ def deploy_to_stack(
         exports_bucket=stack.resources.exports_bucket,
         names=names,
         role_arn=role_arn,
+        unit=unit,
         **stack_options(stack),
     )
 

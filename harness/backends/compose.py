@@ -37,7 +37,7 @@ from harness.backends.compose_spec import (
     sizing_override,
 )
 from harness.backends.probes import forget_endpoints, probe_stack, refuse_foreign_stack
-from harness.config import Settings
+from harness.config import Settings, shipped_unit
 from harness.endpoints import (
     AwsEndpoint,
     PostgresEndpoint,
@@ -131,7 +131,7 @@ class ComposeBackend(Backend):
         self.state = settings.state_dir
         self.work_dir = self.state / "compose"
         self.env_path = self.work_dir / ENV_FILE
-        self.sizing = unit_sizing(settings.db_instance_class, settings.cache_node_type)
+        self.sizing = unit_sizing(settings.db_instance_class, settings.cache_node_type, settings.unit.lambda_memory_mb)
         # One project per state directory, as the embedded stack keeps one set of processes per state.
         digest = hashlib.sha1(str(self.state).encode()).hexdigest()[:10]
         self.project = f"{PROJECT_NAME}-{digest}"
@@ -160,7 +160,7 @@ class ComposeBackend(Backend):
     def compose_files(self) -> list[Path]:
         """The committed file, plus an override with the sized keys when the profile is not the default."""
         files = [COMPOSE_FILE]
-        default = (Settings.db_instance_class, Settings.cache_node_type)
+        default = (shipped_unit().db_instance_class, shipped_unit().cache_node_type)
         if (self.settings.db_instance_class, self.settings.cache_node_type) != default:
             override = self.work_dir / OVERRIDE_FILE
             self.work_dir.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from harness.config import Settings
+from harness.config import Settings, shipped_unit
 from harness.paths import COMPOSE_DIR
 from harness.services.aws import REQUIRED_SERVICES
 from harness.sizing import GIB, MIB, PostgresSizing, ProxySizing, RedisSizing, UnitSizing, unit_sizing
@@ -236,7 +236,7 @@ def render(spec: dict[str, Any], header: str = HEADER) -> str:
 
 
 def default_compose_text() -> str:
-    return render(build_compose(unit_sizing(Settings.db_instance_class, Settings.cache_node_type)))
+    return render(build_compose(unit_sizing(shipped_unit().db_instance_class, shipped_unit().cache_node_type)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

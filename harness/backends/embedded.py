@@ -72,7 +72,7 @@ class EmbeddedBackend(Backend):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.state = settings.state_dir
-        self.sizing = unit_sizing(settings.db_instance_class, settings.cache_node_type)
+        self.sizing = unit_sizing(settings.db_instance_class, settings.cache_node_type, settings.unit.lambda_memory_mb)
         self.pids = PidFiles(self.state / "run")
         digest = hashlib.sha1(str(self.state).encode()).hexdigest()[:10]
         self.cgroup = CgroupLimiter(f"dbunit-harness-{digest}-postgres") if settings.cgroups != "off" else None
@@ -489,7 +489,7 @@ class EmbeddedBackend(Backend):
             "cgroup": cgroup.as_dict(),
             "credits": self._credit_facts(postgres, redis),
             "tls": self._tls_facts(tls if tls is not None and tls.cert.is_file() else None),
-            "lambda_memory_mb": sizing.lambda_memory_mb,
+            "lambda_memory_mb": dict(sizing.lambda_memory_mb),
         }
         return StackStatus(self.name, rows, facts)
 

@@ -36,7 +36,9 @@ def restore_spec(settings: Settings, stack: StackEndpoints) -> RestoreSpec:
         state_dir=settings.state_dir,
         master_user=stack.direct.user,
         master_password=stack.direct.password,
-        sizing=unit_sizing(settings.db_instance_class, settings.cache_node_type).postgres,
+        sizing=unit_sizing(
+            settings.db_instance_class, settings.cache_node_type, settings.unit.lambda_memory_mb
+        ).postgres,
         user=server_user(settings.postgres_os_user),
         cgroups=settings.cgroups != "off",
         port=settings.restore_port,

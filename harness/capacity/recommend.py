@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from harness.capacity.knee import CapacityInputError
+from harness.config import UnitValues, shipped_unit
 from harness.measure.projection import DEFAULT_MODEL
 
 
@@ -98,8 +99,10 @@ def _positive(raw: Any, what: str) -> float:
     return float(raw)
 
 
-def load_capacity_model(path: Path = DEFAULT_MODEL) -> CapacityModel:
-    """Prices and the default target from the monthly model's capacity sections."""
+def load_capacity_model(path: Path = DEFAULT_MODEL, unit: UnitValues | None = None) -> CapacityModel:
+    """Prices and the default target from the monthly model's capacity sections; the storage billed is the
+    unit's (fixtures/unit.yaml's db.allocated_storage_gb unless `unit` says otherwise)."""
+    unit = unit or shipped_unit()
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -112,10 +115,7 @@ def load_capacity_model(path: Path = DEFAULT_MODEL) -> CapacityModel:
             f"{path}: sections instance_prices_usd_per_hour and capacity_target are needed "
             "(see fixtures/monthly_model.yaml)"
         )
-    deployment = raw.get("deployment") or {}
-    storage = float(deployment.get("rds_storage_gb", 0)) * float(
-        (raw.get("prices_usd") or {}).get("rds_gp2_storage_per_gb_month", 0)
-    )
+    storage = unit.allocated_storage_gib * float((raw.get("prices_usd") or {}).get("rds_gp2_storage_per_gb_month", 0))
     return CapacityModel(
         hourly_usd={str(k): _positive(v, f"{path}: price of {k}") for k in prices for v in [prices[k]]},
         billing_hours=_positive(raw.get("billing_hours_per_month", 730), f"{path}: billing_hours_per_month"),

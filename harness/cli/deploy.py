@@ -23,19 +23,19 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from harness.app.gdpr_deploy import (
     DEFAULT_ROLE_ARN,
-    TIMEOUTS_S,
     DeployError,
     definitions,
     deploy_to_stack,
     package,
 )
-from harness.config import resolve_settings
+from harness.config import resolve_settings, shipped_unit
 from harness.endpoints import EndpointFileError, load_endpoints
-from harness.sizing import SEED_LAMBDA_MEMORY_MB
+from harness.sizing import LAMBDA_FUNCTIONS
 
 
 def add_deploy_command(subparsers: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
-    sizes = ", ".join(f"{n} {m} MB / {TIMEOUTS_S[n]} s" for n, m in SEED_LAMBDA_MEMORY_MB.items())
+    unit = shipped_unit()
+    sizes = ", ".join(f"{n} {m} MB / {unit.lambda_timeouts_s[n]} s" for n, m in unit.lambda_memory_mb.items())
     parser = subparsers.add_parser(
         "deploy",
         parents=list(parents),
@@ -46,7 +46,7 @@ def add_deploy_command(subparsers: Any, parents: Sequence[argparse.ArgumentParse
         "--function",
         action="append",
         dest="functions",
-        choices=list(SEED_LAMBDA_MEMORY_MB),
+        choices=list(LAMBDA_FUNCTIONS),
         help="deploy only this function (repeatable; default: all three)",
     )
     parser.add_argument(
@@ -76,7 +76,7 @@ def run_deploy(args: argparse.Namespace) -> int:
     try:
         if args.package_only is not None:
             args.package_only.mkdir(parents=True, exist_ok=True)
-            for definition in definitions(args.functions):
+            for definition in definitions(args.functions, settings.unit):
                 path = args.package_only / f"{definition.name}.zip"
                 path.write_bytes(package(definition))
                 print(f"{definition.name}: {path} ({path.stat().st_size:,} bytes)")
@@ -92,6 +92,7 @@ def run_deploy(args: argparse.Namespace) -> int:
             db_secret_id=args.db_secret_id,
             redis_secret_id=args.redis_secret_id,
             role_arn=args.role_arn,
+            unit=settings.unit,
         )
     except (DeployError, EndpointFileError) as exc:
         print(f"harness deploy: {exc}", file=sys.stderr)

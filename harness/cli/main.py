@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -43,10 +44,13 @@ def _say(message: str) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    uses = getattr(args, "use", None)
     return resolve_settings(
         {
             "backend": getattr(args, "backend", None),
             "state_dir": getattr(args, "state_dir", None),
+            # `harness signoff --use FACT=VALUE`: the unit spec's choice for this run, after HARNESS_SPEC_USE's.
+            "spec_use": ",".join([os.environ.get("HARNESS_SPEC_USE", ""), *uses]).strip(",") if uses else None,
         }
     )
 
@@ -144,7 +148,7 @@ def cmd_signoff(args: argparse.Namespace) -> int:
     settings = _settings(args)
     try:
         # Thresholds are parsed before anything starts: a typo must not cost a whole run.
-        thresholds = load_thresholds(args.thresholds, args.override, args.sets)
+        thresholds = load_thresholds(args.thresholds, args.override, args.sets, unit_facts=settings.unit.facts)
     except (ThresholdConfigError, OSError) as exc:
         _say(f"thresholds are invalid; nothing was run:\n{exc}")
         return EXIT_BROKEN
@@ -158,6 +162,8 @@ def cmd_signoff(args: argparse.Namespace) -> int:
         pytest_args=args.pytest_args,
         report=_say,
         thresholds_file=args.thresholds,
+        threshold_overrides=args.override,
+        threshold_sets=args.sets,
     )
 
 
@@ -201,6 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
     signoff.add_argument("--size", default="signoff", help="scenario size: ci (minutes) or signoff (default)")
     signoff.add_argument("--thresholds", type=Path, default=DEFAULT_THRESHOLDS_FILE)
     add_override_arguments(signoff)
+    signoff.add_argument(
+        "--use",
+        action="append",
+        default=[],
+        metavar="FACT=VALUE",
+        help="choose a unit spec fact's value for this run (as `harness spec show --use`); repeatable",
+    )
     signoff.add_argument("--scenarios", type=Path, default=Path("scenarios"))
     signoff.add_argument("--reports", type=Path, default=Path("reports"), help="reports/<time>/ is written here")
     signoff.add_argument("--keep-up", action="store_true", help="leave a stack this run started running")

@@ -4,7 +4,9 @@ step's wall time recorded in the results file (run.steps) so the report and the 
 where the sign-off's time went.
 
 The estimate of time left uses the step times of the previous run of the same size (kept in
-<state_dir>/step-times-<size>.json), and the mean of this run's steps for a step never timed before.
+<state_dir>/step-times-<size>.json); for a step never timed before, its cap by the size's limits (a user
+property the scenarios set, TIME_CAP_PROPERTY) scaled by the share of their caps this run's steps took,
+and the mean of this run's steps for a step with neither. The caps also bound the time left.
 The running verdict counts the scenario checks so far and judges the thresholds whose metrics the
 results file already holds.
 """
@@ -14,19 +16,57 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness.config import ConfigError, resolve_settings
 from harness.measure.progress import StepProgress
 from harness.measure.results import ResultsError, ResultsWriter, load_results
-from harness.thresholds import Status, ThresholdConfigError, evaluate, load_thresholds
+from harness.thresholds import Status, ThresholdConfigError, ThresholdSet, evaluate, load_thresholds
 from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
 
 # Set by `harness signoff` for its child pytest.
 ENV_THRESHOLDS = "HARNESS_PROGRESS_THRESHOLDS"
+ENV_THRESHOLD_OVERRIDES = "HARNESS_PROGRESS_OVERRIDES"  # override files, os.pathsep between them
+ENV_THRESHOLD_SETS = "HARNESS_PROGRESS_SETS"  # the --set strings, a JSON list
 ENV_STEP_TIMES = "HARNESS_STEP_TIMES"
+# A scenario step's cap in seconds by its size's limits, as a user property the scenarios' conftest sets
+# (its load loops times each loop's time cap); the estimate of time left uses it before any history exists.
+TIME_CAP_PROPERTY = "time_cap_s"
+
+
+def thresholds_env(
+    thresholds_file: Path | None, overrides: Sequence[Path] = (), sets: Sequence[str] = ()
+) -> dict[str, str]:
+    """What the sign-off tells this plugin so its running verdict judges the thresholds the final one will."""
+    env = {
+        ENV_THRESHOLD_OVERRIDES: os.pathsep.join(str(p.resolve()) for p in overrides),
+        ENV_THRESHOLD_SETS: json.dumps(list(sets)),
+    }
+    if thresholds_file is not None:
+        env[ENV_THRESHOLDS] = str(thresholds_file.resolve())
+    return env
+
+
+def thresholds_from_env(environ: Mapping[str, str]) -> ThresholdSet | None:
+    """The thresholds `thresholds_env` named (file, overrides, --set, the run's unit spec); None when they
+    cannot be read: the sign-off judges them at the end and reports the problem there."""
+    try:
+        overrides = [Path(p) for p in environ.get(ENV_THRESHOLD_OVERRIDES, "").split(os.pathsep) if p]
+        sets = json.loads(environ.get(ENV_THRESHOLD_SETS) or "[]")
+        if not isinstance(sets, list) or not all(isinstance(s, str) for s in sets):
+            return None
+        return load_thresholds(
+            Path(environ.get(ENV_THRESHOLDS, str(DEFAULT_THRESHOLDS_FILE))),
+            overrides,
+            sets,
+            unit_facts=resolve_settings(environ=environ).unit.facts,
+        )
+    except (ThresholdConfigError, ConfigError, OSError, ValueError):
+        return None
 
 
 class ScenarioProgress:
@@ -38,11 +78,7 @@ class ScenarioProgress:
         self.progress: StepProgress | None = None
         self.results_path = os.environ.get("HARNESS_RESULTS")
         self.times_path = Path(os.environ[ENV_STEP_TIMES]) if os.environ.get(ENV_STEP_TIMES) else None
-        self.thresholds = None
-        try:
-            self.thresholds = load_thresholds(Path(os.environ.get(ENV_THRESHOLDS, str(DEFAULT_THRESHOLDS_FILE))))
-        except (ThresholdConfigError, OSError):
-            self.thresholds = None  # the sign-off judges them at the end and reports the problem there
+        self.thresholds = thresholds_from_env(os.environ)
         self._failed_now = False
         self._outcome = "passed"
 
@@ -54,6 +90,12 @@ class ScenarioProgress:
         self.items = [item.nodeid for item in session.items]
         self.progress = StepProgress("scenarios", len(self.items), stream=sys.__stderr__ or sys.stderr)
         self.progress.expected = self._previous_times()
+        self.progress.caps = {
+            item.nodeid: float(value)
+            for item in session.items
+            for name, value in item.user_properties
+            if name == TIME_CAP_PROPERTY and isinstance(value, int | float) and value > 0
+        }
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logstart(self, nodeid: str) -> None:

@@ -14,13 +14,14 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.backends import get_backend
 from harness.backends.base import Reporter
 from harness.checklist import run_probes
-from harness.cli.scenario_progress import ENV_STEP_TIMES, ENV_THRESHOLDS
+from harness.cli.scenario_progress import ENV_STEP_TIMES, thresholds_env
 from harness.config import Settings
 from harness.data.app_role import app_credentials, data_root
 from harness.data.profiles import get_profile
@@ -76,6 +77,8 @@ def run_scenarios(
     out_dir: Path,
     extra_args: list[str],
     thresholds_file: Path | None = None,
+    threshold_overrides: Sequence[Path] = (),
+    threshold_sets: Sequence[str] = (),
 ) -> ScenarioOutcome:
     junit = out_dir / "scenarios-junit.xml"
     env = {
@@ -85,11 +88,15 @@ def run_scenarios(
         # The child resolves the same stack whatever its working directory or config file.
         "HARNESS_STATE_DIR": str(settings.state_dir),
         "HARNESS_BACKEND": settings.backend,
+        # The scenarios size and deploy the unit the sign-off judges (its --use choices included).
+        "HARNESS_SPEC_USE": settings.spec_use,
         # The progress plugin's estimate of time left comes from the last run of this size.
         ENV_STEP_TIMES: str(settings.state_dir / f"step-times-{size}.json"),
+        # The running verdict judges the thresholds the final one will: the same file, overrides and --set.
+        **thresholds_env(thresholds_file, threshold_overrides, threshold_sets),
     }
-    if thresholds_file is not None:
-        env[ENV_THRESHOLDS] = str(thresholds_file)
+    if settings.spec_file is not None:
+        env["HARNESS_SPEC_FILE"] = str(settings.spec_file)
     command = [
         sys.executable,
         "-m",
@@ -139,6 +146,8 @@ def signoff(
     pytest_args: list[str],
     report: Reporter,
     thresholds_file: Path | None = None,
+    threshold_overrides: Sequence[Path] = (),
+    threshold_sets: Sequence[str] = (),
 ) -> int:
     began = time.monotonic()
     out_dir = reports_root / time.strftime("%Y%m%d-%H%M%S")
@@ -159,7 +168,17 @@ def signoff(
         results.update_run({"checks": run_probes(endpoints)})
         probed_at = time.monotonic()
         report(f"running scenarios ({size} size) from {scenarios}")
-        outcome = run_scenarios(settings, scenarios, results_path, size, out_dir, pytest_args, thresholds_file)
+        outcome = run_scenarios(
+            settings,
+            scenarios,
+            results_path,
+            size,
+            out_dir,
+            pytest_args,
+            thresholds_file,
+            threshold_overrides,
+            threshold_sets,
+        )
         scenarios_done = time.monotonic()
         # The secret grep: first over what the report will be built from, then over the report itself.
         secrets = known_secrets(settings.state_dir, endpoints)

@@ -11,24 +11,15 @@ from pathlib import Path
 from harness.config import resolve_settings
 from harness.spec import DEFAULT_SPEC_FILE, DocumentError, SpecError, UnitSpec, lint, load_spec, read_document
 from harness.spec.lint import FindingKind
+from harness.spec.model import parse_uses
 
 EXIT_OK = 0
 EXIT_UNRESOLVED = 1
 EXIT_BAD_INPUT = 2
 
 
-def _parse_uses(pairs: list[str]) -> dict[str, str]:
-    uses = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name or not value:
-            raise SpecError(f"--use {pair!r}: write FACT=VALUE, e.g. --use region=us-east-1")
-        uses[name.strip()] = value.strip()
-    return uses
-
-
 def _spec(args: argparse.Namespace) -> UnitSpec:
-    return load_spec(args.spec).with_uses(_parse_uses(args.use))
+    return load_spec(args.spec).with_uses(parse_uses(args.use))
 
 
 def cmd_spec_lint(args: argparse.Namespace) -> int:
@@ -81,7 +72,7 @@ def cmd_spec_drift(args: argparse.Namespace) -> int:
     try:
         spec = _spec(args)
         thresholds = load_thresholds(DEFAULT_THRESHOLDS_FILE)
-        functions = dict(DeploymentIds().functions) | _parse_uses(args.function)
+        functions = dict(DeploymentIds().functions) | parse_uses(args.function)
     except (SpecError, ThresholdConfigError) as exc:
         print(f"spec drift: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

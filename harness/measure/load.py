@@ -9,8 +9,9 @@ every request that should have been sent during the stall is charged the time it
 time (from the actual send) is kept beside it, so the two can be compared.
 
 Every run is bounded twice, by duration and by request count; whichever comes first ends it. A closed
-run may also stop as soon as its judged percentile is known well enough (`Precision`): a step then takes
-as long as its conclusion needs, not as long as its cap.
+run may also stop as soon as its judged percentile is known well enough (`Precision`), or as soon as a
+figure the step collects itself is (`Limits.stop_when`: a `PercentileWatch` over its own histogram, a
+`RateWatch` over its hit counts): a step then takes as long as its conclusion needs, not as long as its cap.
 Time is read and waited for through a `Clock`: the system's in every real run, a virtual one in tests, so
 the scheduling arithmetic is checked exactly however loaded the machine is.
 """
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 
 from hdrh.histogram import HdrHistogram
 
-from harness.measure.confidence import percentile_interval, relative_half_width
+from harness.measure.confidence import percentile_interval, relative_half_width, wilson_interval
 from harness.measure.results import new_histogram
 
 # One request: raises on failure. A client is built per worker so each owns its connection. A request that
@@ -78,11 +79,96 @@ class Precision:
         return f"p{self.percentile:g} to within +/-{100 * self.relative:g}% (95% interval)"
 
 
+# Asked before each request of a closed run: a reason to stop now, or None. It reads figures the step
+# collects itself (acquisition times, hit counts), so it must be cheap and thread-safe.
+StopCheck = Callable[[], str | None]
+
+
+def percentile_settled(histogram: HdrHistogram, precision: Precision, unit_per_ms: float = 1000) -> str | None:
+    """A reason to stop when the histogram's percentile is known to within the precision, else None."""
+    n = histogram.get_total_count()
+    if n < precision.min_requests:
+        return None
+    p = precision.percentile
+    value = histogram.get_value_at_percentile(p)
+    interval = percentile_interval(n, p, lambda rank: histogram.get_value_at_percentile(100.0 * rank / n))
+    half = relative_half_width(interval, value)
+    if half > precision.relative:
+        return None
+    return (
+        f"p{p:g} known to +/-{100 * half:.1f}% after {n:,} samples "
+        f"(95% interval {interval[0] / unit_per_ms:.3g}..{interval[1] / unit_per_ms:.3g} ms)"
+    )
+
+
+class PercentileWatch:
+    """A StopCheck on a histogram the step fills itself (microseconds), read under the step's lock."""
+
+    def __init__(self, precision: Precision, histogram: HdrHistogram, lock: threading.Lock, what: str) -> None:
+        self.precision = precision
+        self.histogram = histogram
+        self.lock = lock
+        self.what = what
+        self.next_check = precision.min_requests
+
+    def __call__(self) -> str | None:
+        with self.lock:
+            if self.histogram.get_total_count() < self.next_check:
+                return None
+            self.next_check = self.histogram.get_total_count() + self.precision.check_every
+            reason = percentile_settled(self.histogram, self.precision)
+        return f"{self.what} {reason}" if reason else None
+
+
+@dataclass(frozen=True)
+class RatePrecision:
+    """Stop once a rate (a hit rate) is known to within `points` percentage points (half its 95 % Wilson
+    interval), after at least `min_trials`; checked every `check_every` trials."""
+
+    points: float
+    min_trials: int = 5000
+    check_every: int = 500
+
+    def __post_init__(self) -> None:
+        if not 0 < self.points < 50:
+            raise LoadError(f"rate precision must be in (0, 50) percentage points, got {self.points}")
+        if self.min_trials <= 0 or self.check_every <= 0:
+            raise LoadError("min_trials and check_every must be positive")
+
+    def describe(self) -> str:
+        return f"rate to within +/-{self.points:g} percentage points (95% Wilson interval)"
+
+
+class RateWatch:
+    """A StopCheck on hit counts the step keeps itself: `counts()` returns (hits, trials) so far."""
+
+    def __init__(self, precision: RatePrecision, counts: Callable[[], tuple[int, int]], what: str) -> None:
+        self.precision = precision
+        self.counts = counts
+        self.what = what
+        self.next_check = precision.min_trials
+
+    def __call__(self) -> str | None:
+        hits, trials = self.counts()
+        if trials < self.next_check:
+            return None
+        self.next_check = trials + self.precision.check_every
+        low, high = wilson_interval(hits, trials)
+        half = 100 * (high - low) / 2
+        if half > self.precision.points:
+            return None
+        return (
+            f"{self.what} known to +/-{half:.2f} points after {trials:,} reads "
+            f"(95% interval {100 * low:.2f}..{100 * high:.2f} %)"
+        )
+
+
 @dataclass(frozen=True)
 class Limits:
     duration_s: float
     max_requests: int
     precision: Precision | None = None
+    stop_when: StopCheck | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.duration_s <= 24 * 3600:
@@ -157,16 +243,7 @@ class _Watch:
             if n < self.next_check:
                 return None
             self.next_check = n + self.precision.check_every
-            p = self.precision.percentile
-            value = self.histogram.get_value_at_percentile(p)
-            interval = percentile_interval(n, p, lambda rank: self.histogram.get_value_at_percentile(100.0 * rank / n))
-        half = relative_half_width(interval, value)
-        if half > self.precision.relative:
-            return None
-        return (
-            f"p{p:g} known to +/-{100 * half:.1f}% after {n:,} requests "
-            f"(95% interval {interval[0] / 1000:.3g}..{interval[1] / 1000:.3g} ms)"
-        )
+            return percentile_settled(self.histogram, self.precision)
 
 
 class _Collector:
@@ -330,6 +407,9 @@ def run_closed(
             if issued >= limits.max_requests or now >= deadline or result.stopped_early:
                 return None
             if watch is not None and (reason := watch.settled()):
+                result.stopped_early = reason
+                return None
+            if limits.stop_when is not None and (reason := limits.stop_when()):
                 result.stopped_early = reason
                 return None
             issued += 1

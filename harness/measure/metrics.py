@@ -16,7 +16,7 @@ import difflib
 from dataclasses import dataclass
 from enum import StrEnum
 
-from harness.sizing import SEED_LAMBDA_MEMORY_MB
+from harness.sizing import LAMBDA_FUNCTIONS
 
 
 class MetricKind(StrEnum):
@@ -347,7 +347,7 @@ _SPECS += [
                better="lower"),
 ]
 # fmt: on
-for _function in SEED_LAMBDA_MEMORY_MB:
+for _function in LAMBDA_FUNCTIONS:
     _SPECS.extend(_lambda_specs(_function))
 
 REGISTRY: dict[str, MetricSpec] = {spec.name: spec for spec in _SPECS}

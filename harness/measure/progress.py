@@ -116,6 +116,9 @@ class StepProgress:
         self.durations: list[float] = []
         # Step -> seconds it took last time, for the estimate of what is left.
         self.expected: dict[str, float] = {}
+        # Step -> the most it may take by the size's limits (its load loops times their time cap).
+        self.caps: dict[str, float] = {}
+        self.done: dict[str, float] = {}
         self.remaining_steps: list[str] = []
         self._start = time.monotonic()
         self._step_start = self._start
@@ -123,24 +126,52 @@ class StepProgress:
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
 
+    def _guess(self, step: str, known_mean: float | None, cap_ratio: float) -> float | None:
+        if step in self.expected:
+            return self.expected[step]
+        if step in self.caps:
+            return self.caps[step] * cap_ratio
+        return known_mean
+
+    def cap_ratio(self) -> float:
+        """How much of their caps this run's capped steps took so far (1 before any finished): a step that
+        stops early, or runs at its request count, takes a share of its cap the next one likely repeats."""
+        capped = [step for step in self.done if self.caps.get(step)]
+        if not capped:
+            return 1.0
+        return min(1.0, sum(self.done[s] for s in capped) / sum(self.caps[s] for s in capped))
+
     def left_s(self) -> float | None:
-        """Estimated seconds left: each remaining step as long as last run's, else as this run's mean."""
+        """Estimated seconds left: each remaining step as long as last run's; else, with a cap from the size's
+        limits, its cap scaled by the share of their caps this run's steps used; else this run's mean."""
         known_mean = sum(self.durations) / len(self.durations) if self.durations else None
+        ratio = self.cap_ratio()
         total = 0.0
         for step in self.remaining_steps:
-            guess = self.expected.get(step, known_mean)
+            guess = self._guess(step, known_mean, ratio)
             if guess is None:
                 return None
             total += guess
-        current = self.expected.get(self.step, known_mean)
+        current = self._guess(self.step, known_mean, ratio)
         if current is not None:
             total += max(0.0, current - (time.monotonic() - self._step_start))
         return total
+
+    def bound_s(self) -> float | None:
+        """The most the remaining steps may take by the size's limits; None when one has no cap."""
+        steps = [self.step, *self.remaining_steps]
+        if not steps or any(s not in self.caps for s in steps):
+            return None
+        elapsed = time.monotonic() - self._step_start
+        return max(0.0, self.caps[self.step] - elapsed) + sum(self.caps[s] for s in self.remaining_steps)
 
     def line(self) -> str:
         now = time.monotonic()
         left = self.left_s()
         left_text = "time left unknown" if left is None else f"~{clock(left)} left"
+        bound = self.bound_s()
+        if bound is not None:
+            left_text += f" (at most {clock(bound)} by the size's caps)"
         verdict = f" | so far: {self.verdict}" if self.verdict else ""
         return (
             f"[{self.label}] step {self.index}/{self.total} {self.step} | elapsed {clock(now - self._start)} "
@@ -171,6 +202,7 @@ class StepProgress:
     def end_step(self, outcome: str, verdict: str) -> float:
         seconds = time.monotonic() - self._step_start
         self.durations.append(seconds)
+        self.done[self.step] = seconds
         self.verdict = verdict
         self._write(
             f"[{self.label}] step {self.index}/{self.total} {self.step} {outcome} in {seconds:.1f} s"

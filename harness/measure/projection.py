@@ -1,5 +1,6 @@
-"""Monthly projections: free-tier usage and cost after the free tier, from the deployment shape, the
-monthly model (fixtures/monthly_model.yaml) and the Lambda durations a run measured.
+"""Monthly projections: free-tier usage and cost after the free tier, from the unit's spec (fixtures/unit.yaml:
+storage, Lambda memory sizes, free-tier limits), the monthly model (fixtures/monthly_model.yaml: volumes and
+prices) and the Lambda durations a run measured.
 
 Everything here is arithmetic on named inputs, so each figure in a report can be traced to them.
 """
@@ -12,8 +13,8 @@ from typing import Any
 
 import yaml
 
+from harness.config import UnitValues, shipped_unit
 from harness.paths import FIXTURES_DIR
-from harness.sizing import SEED_LAMBDA_MEMORY_MB
 
 DEFAULT_MODEL = FIXTURES_DIR / "monthly_model.yaml"
 
@@ -32,6 +33,7 @@ class MonthlyModel:
     invocations: dict[str, int]
     free_tier: dict[str, float]
     prices: dict[str, float]
+    lambda_memory_mb: dict[str, int]
 
 
 def _number(raw: dict[str, Any], key: str, where: str) -> float:
@@ -41,7 +43,12 @@ def _number(raw: dict[str, Any], key: str, where: str) -> float:
     return float(value)
 
 
-def load_model(path: Path = DEFAULT_MODEL) -> MonthlyModel:
+FREE_TIER_LIMITS = ("rds_hours", "elasticache_hours", "lambda_requests", "lambda_gb_seconds")
+
+
+def load_model(path: Path = DEFAULT_MODEL, unit: UnitValues | None = None) -> MonthlyModel:
+    """The volumes and prices of `path` with the unit's own figures from `unit` (default fixtures/unit.yaml)."""
+    unit = unit or shipped_unit()
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -49,18 +56,21 @@ def load_model(path: Path = DEFAULT_MODEL) -> MonthlyModel:
     if not isinstance(raw, dict):
         raise ModelError(f"{path}: expected a mapping at the top level")
     sections = {}
-    for name in ("deployment", "lambda_invocations_per_month", "free_tier", "prices_usd"):
+    for name in ("deployment", "lambda_invocations_per_month", "prices_usd"):
         section = raw.get(name)
         if not isinstance(section, dict):
             raise ModelError(f"{path}: section {name!r} is missing or not a mapping")
         sections[name] = section
     deployment = sections["deployment"]
     invocations = sections["lambda_invocations_per_month"]
-    unknown = sorted(set(invocations) - set(SEED_LAMBDA_MEMORY_MB))
+    unknown = sorted(set(invocations) - set(unit.lambda_memory_mb))
     if unknown:
         raise ModelError(
-            f"{path}: unknown Lambda function(s) {', '.join(unknown)}; known: {', '.join(SEED_LAMBDA_MEMORY_MB)}"
+            f"{path}: unknown Lambda function(s) {', '.join(unknown)}; known: {', '.join(unit.lambda_memory_mb)}"
         )
+    missing = [k for k in FREE_TIER_LIMITS if k not in unit.free_tier]
+    if missing:
+        raise ModelError(f"{unit.spec_file}: no free_tier.{', free_tier.'.join(missing)} fact")
     prices_needed = (
         "rds_db_t3_micro_postgres_per_hour",
         "rds_gp2_storage_per_gb_month",
@@ -71,15 +81,13 @@ def load_model(path: Path = DEFAULT_MODEL) -> MonthlyModel:
     return MonthlyModel(
         rds_instances=int(_number(deployment, "rds_instances", f"{path}: deployment")),
         elasticache_nodes=int(_number(deployment, "elasticache_nodes", f"{path}: deployment")),
-        rds_storage_gb=_number(deployment, "rds_storage_gb", f"{path}: deployment"),
+        rds_storage_gb=float(unit.allocated_storage_gib),
         free_tier_hours_per_month=_number(raw, "free_tier_hours_per_month", str(path)),
         billing_hours_per_month=_number(raw, "billing_hours_per_month", str(path)),
         invocations={f: int(_number(invocations, f, f"{path}: lambda_invocations_per_month")) for f in invocations},
-        free_tier={
-            k: _number(sections["free_tier"], k, f"{path}: free_tier")
-            for k in ("rds_hours", "elasticache_hours", "lambda_requests", "lambda_gb_seconds")
-        },
+        free_tier={k: unit.free_tier[k] for k in FREE_TIER_LIMITS},
         prices={k: _number(sections["prices_usd"], k, f"{path}: prices_usd") for k in prices_needed},
+        lambda_memory_mb=dict(unit.lambda_memory_mb),
     )
 
 
@@ -106,7 +114,7 @@ def project(model: MonthlyModel, mean_billed_ms: dict[str, float], *, rds_cpu_su
     if missing:
         raise ModelError(f"no measured billed duration for {', '.join(missing)}: run the Lambda scenario first")
     gb_seconds = sum(
-        count * mean_billed_ms[f] / 1000 * SEED_LAMBDA_MEMORY_MB[f] / 1024 for f, count in model.invocations.items()
+        count * mean_billed_ms[f] / 1000 * model.lambda_memory_mb[f] / 1024 for f, count in model.invocations.items()
     )
     requests = sum(model.invocations.values())
     hours = model.billing_hours_per_month

@@ -97,6 +97,17 @@ class UnitSpec:
         return replace(self, facts=facts)
 
 
+def parse_uses(pairs: list[str]) -> dict[str, str]:
+    """`FACT=VALUE` strings (--use, HARNESS_SPEC_USE) as a mapping; a malformed one is refused."""
+    uses = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise SpecError(f"--use {pair!r}: write FACT=VALUE, e.g. --use region=us-east-1")
+        uses[name.strip()] = value.strip()
+    return uses
+
+
 def _coerce(fact: Fact, text: str) -> Scalar:
     sample = fact.value if fact.value is not None else (fact.claims[0].value if fact.claims else text)
     try:

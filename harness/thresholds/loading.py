@@ -17,12 +17,14 @@ file, line and column.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from harness.config import shipped_unit
 from harness.measure.metrics import DIMENSIONLESS, UnknownMetricError, metric_spec, suggest
 from harness.paths import FIXTURES_DIR
 from harness.thresholds.model import LEVELS, MISSING_DATA_TREATMENTS, AlarmSettings, Threshold, ThresholdSet
@@ -206,9 +208,36 @@ def _parse_threshold(node: yaml.Node, origin: str, problems: list[Problem]) -> T
     return threshold
 
 
-def parse_thresholds(text: str, origin: str) -> ThresholdSet:
-    """Parse and validate a thresholds file's text; `origin` names it in messages."""
+# A level or source may cite a fact of the unit spec instead of repeating its number: `value < {unit:FACT}USD`.
+_UNIT_FACT = re.compile(r"\{unit:([A-Za-z0-9_.]+)\}")
+
+
+def cite_unit_facts(text: str, origin: str, facts: Mapping[str, object]) -> str:
+    """`text` with each {unit:FACT} replaced by the fact's value; an unknown fact is refused with its line."""
     problems: list[Problem] = []
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in facts:
+            line = text.count("\n", 0, match.start()) + 1
+            problems.append(
+                Problem(origin, line, None, f"{{unit:{name}}}: no such fact in the unit spec (`harness spec show`)")
+            )
+            return match.group(0)
+        fact = facts[name]
+        return str(fact).lower() if isinstance(fact, bool) else str(fact)
+
+    cited = _UNIT_FACT.sub(value, text)
+    if problems:
+        raise ThresholdConfigError(problems)
+    return cited
+
+
+def parse_thresholds(text: str, origin: str, unit_facts: Mapping[str, object] | None = None) -> ThresholdSet:
+    """Parse and validate a thresholds file's text; `origin` names it in messages. {unit:FACT} takes the fact's
+    value from `unit_facts` (default: fixtures/unit.yaml as shipped)."""
+    problems: list[Problem] = []
+    text = cite_unit_facts(text, origin, shipped_unit().facts if unit_facts is None else unit_facts)
     section = top_level(text, origin, "thresholds", problems)
     thresholds: list[Threshold] = []
     if section is not None and not isinstance(section, yaml.SequenceNode):
@@ -245,9 +274,15 @@ def _read(path: Path) -> str:
         ) from None
 
 
-def load_thresholds(path: Path, override_files: Sequence[Path] = (), sets: Sequence[str] = ()) -> ThresholdSet:
-    """Defaults from `path`, then each override file, then `--set` strings; all validated."""
-    thresholds = parse_thresholds(_read(path), str(path))
+def load_thresholds(
+    path: Path,
+    override_files: Sequence[Path] = (),
+    sets: Sequence[str] = (),
+    unit_facts: Mapping[str, object] | None = None,
+) -> ThresholdSet:
+    """Defaults from `path` (citing `unit_facts`, default fixtures/unit.yaml), then each override file, then
+    `--set` strings; all validated."""
+    thresholds = parse_thresholds(_read(path), str(path), unit_facts)
     for override in override_files:
         thresholds = apply_override_text(thresholds, _read(override), str(override))
     if sets:

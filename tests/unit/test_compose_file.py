@@ -13,7 +13,7 @@ import yaml
 
 from harness.backends import compose_spec
 from harness.backends.compose_spec import COMPOSE_DIR, COMPOSE_FILE
-from harness.config import Settings
+from harness.config import Settings, shipped_unit
 from harness.endpoints import Secret
 from harness.services.postgres import PostgresService
 from harness.sizing import GIB, MIB, unit_sizing
@@ -30,7 +30,7 @@ def compose() -> dict:
 
 @pytest.fixture(scope="module")
 def default_sizing():
-    return unit_sizing(Settings.db_instance_class, Settings.cache_node_type)
+    return unit_sizing(shipped_unit().db_instance_class, shipped_unit().cache_node_type)
 
 
 def default_of(value: str) -> str:
@@ -233,7 +233,7 @@ def test_pgbouncer_entrypoint_writes_the_config_and_a_private_userlist(tmp_path)
         "PGBOUNCER_PORT": "6432",
         "TMPDIR": str(tmp_path),
     }
-    args = compose_spec.pgbouncer_command(unit_sizing().proxy)
+    args = compose_spec.pgbouncer_command(unit_sizing("db.t3.micro", "cache.t3.micro").proxy)
     result = subprocess.run(
         ["/bin/sh", str(COMPOSE_DIR / "pgbouncer" / "entrypoint.sh"), *args],
         env=env,

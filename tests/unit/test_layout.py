@@ -10,7 +10,7 @@ HARNESS = REPO_ROOT / "harness"
 FOUNDATION = {"config", "endpoints", "sizing", "paths"}
 # What each package may import besides the foundation modules (README, "Layout").
 ALLOWED: dict[str, set[str]] = {
-    "config": {"sizing"},
+    "config": {"sizing", "spec"},
     "endpoints": {"config"},
     "sizing": set(),
     "paths": set(),

@@ -127,3 +127,63 @@ def test_the_left_estimate_prefers_last_runs_times_over_this_runs_mean():
     left = progress.left_s()
     assert left is not None and 105 < left <= 110  # b from history (100, minus its elapsed) + c at the mean (10)
     assert clock(3725) == "1:02:05" and clock(65) == "1:05"
+
+
+def test_the_running_verdict_judges_the_thresholds_with_the_runs_overrides_sets_and_spec_choices(tmp_path):
+    from harness.cli.scenario_progress import thresholds_env, thresholds_from_env
+    from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
+
+    override = tmp_path / "override.yaml"
+    override.write_text("schema_version: 1\noverrides:\n  proxy.acquire_ms:\n    warning: p95 < 7ms\n")
+    env = {
+        **thresholds_env(DEFAULT_THRESHOLDS_FILE, [override], ["proxy.acquire_ms:critical=p95 < 9ms"]),
+        "HARNESS_SPEC_USE": "cost.budget_critical_usd=45",
+    }
+    judged = thresholds_from_env(env)
+    assert judged is not None
+    by_id = judged.by_id()
+    assert (by_id["proxy.acquire_ms"].level("warning"), by_id["proxy.acquire_ms"].level("critical")) == (7, 9)
+    assert by_id["cost.monthly_usd"].level("critical") == 45
+    plain = thresholds_from_env({})
+    assert plain is not None and plain.by_id()["proxy.acquire_ms"].level("critical") == 100
+    # A --set the thresholds refuse leaves the running verdict to the final judgement, which reports it.
+    assert thresholds_from_env(thresholds_env(None, [], ["no.such.id=p95 < 1ms"])) is None
+
+
+def test_without_history_the_estimate_comes_from_the_sizes_caps_scaled_by_what_this_run_used():
+    progress = StepProgress("x", 3, stream=open(os.devnull, "w"))  # noqa: SIM115 - closed with the process
+    progress.caps = {"a": 100.0, "b": 200.0, "c": 300.0}
+    progress.start_step("a", ["b", "c"])
+    left = progress.left_s()
+    bound = progress.bound_s()
+    # Nothing timed yet: every step at its cap, which is also the bound.
+    assert left is not None and 599 < left <= 600
+    assert bound is not None and 599 < bound <= 600
+    progress.end_step("passed", "")
+    progress.done["a"] = 25.0  # a used a quarter of its cap
+    progress.start_step("b", ["c"])
+    left = progress.left_s()
+    assert left is not None and 124 < left <= 125  # (200 + 300) x 0.25
+    bound = progress.bound_s()
+    assert bound is not None and 499 < bound <= 500
+    assert "(at most 8:" in progress.line()
+
+
+def test_a_step_without_a_cap_leaves_the_bound_unknown():
+    progress = StepProgress("x", 2, stream=open(os.devnull, "w"))  # noqa: SIM115 - closed with the process
+    progress.caps = {"a": 100.0}
+    progress.start_step("a", ["b"])
+    assert progress.bound_s() is None and "at most" not in progress.line()
+
+
+def test_the_caps_the_scenarios_declare_reach_the_progress_line(tmp_path):
+    command, env = _command(tmp_path)
+    (tmp_path / "conftest.py").write_text(
+        "def pytest_collection_modifyitems(items):\n"
+        "    for item in items:\n"
+        "        item.user_properties.append(('time_cap_s', 120.0))\n"
+    )
+    completed = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    first = next(line for line in completed.stderr.splitlines() if line.startswith("[scenarios] step 1/3"))
+    # No history: three steps at their 2-minute caps, and the same as the bound.
+    assert "~6:00 left (at most 6:00 by the size's caps)" in first, first

@@ -1,5 +1,6 @@
 import pytest
 
+from harness.config import shipped_unit
 from harness.sizing import (
     GIB,
     MIB,
@@ -60,8 +61,8 @@ def test_lambda_cpu_share_is_proportional_to_memory(memory_mb, share):
     assert lambda_vcpu_share(memory_mb) == pytest.approx(share, abs=1e-3)
 
 
-def test_unit_sizing_carries_the_seed_lambda_sizes():
-    unit = unit_sizing()
+def test_unit_sizing_carries_the_lambda_sizes_of_the_unit_spec():
+    unit = unit_sizing("db.t3.micro", "cache.t3.micro", shipped_unit().lambda_memory_mb)
     assert unit.lambda_memory_mb == {"data_export": 512, "data_deletion": 256, "audit_logging": 128}
 
 

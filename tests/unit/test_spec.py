@@ -1,5 +1,6 @@
 """fixtures/unit.yaml against the design document: each contradiction the document holds is found, an
-open one fails the lint, and the values the harness repeats elsewhere agree with the spec."""
+open one fails the lint, and what the harness applies (sizing, the Lambda deployment, the thresholds' levels,
+the cost model) is read from the spec, so a choice made with --use / HARNESS_SPEC_USE reaches all of them."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.app.gdpr_deploy import TIMEOUTS_S
+from harness.app.gdpr_deploy import definitions
 from harness.cli.main import main
-from harness.config import resolve_settings
-from harness.paths import FIXTURES_DIR
-from harness.sizing import SEED_LAMBDA_MEMORY_MB
+from harness.config import ConfigError, resolve_settings
+from harness.measure.projection import load_model
+from harness.sizing import unit_sizing
 from harness.spec import DEFAULT_SPEC_FILE, FindingKind, SpecError, lint, load_spec, read_document, unresolved
+from harness.thresholds import ThresholdConfigError, load_thresholds, parse_thresholds
+from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
 
 # Each contradiction of the document (issue 14), as the fact that holds it and a phrase its finding shows.
 CONTRADICTIONS = {
@@ -110,21 +113,94 @@ def test_a_bad_use_value_exits_2_with_the_type_named(capsys):
     assert "takes a int value" in capsys.readouterr().err
 
 
-def test_values_the_harness_repeats_elsewhere_agree_with_the_spec(tmp_path):
+def _cost_threshold(facts):
+    (cost,) = [
+        t
+        for t in load_thresholds(DEFAULT_THRESHOLDS_FILE, unit_facts=facts).thresholds
+        if t.metric == "cost.monthly_usd"
+    ]
+    return cost
+
+
+def test_the_unit_the_harness_applies_is_the_spec_as_shipped(tmp_path):
+    settings = resolve_settings({}, environ={}, cwd=tmp_path)
     spec = load_spec()
-    for function, memory in SEED_LAMBDA_MEMORY_MB.items():
-        assert spec.value(f"lambda.{function}.memory_mb") == memory
-    for function, timeout in TIMEOUTS_S.items():
-        assert spec.value(f"lambda.{function}.timeout_s") == timeout
-    defaults = resolve_settings({}, environ={}, cwd=tmp_path)
-    assert spec.value("region") == defaults.region
-    assert spec.value("db.instance_class") == defaults.db_instance_class
-    assert spec.value("cache.node_type") == defaults.cache_node_type
-    model = yaml.safe_load((FIXTURES_DIR / "monthly_model.yaml").read_text())
-    for name, limit in model["free_tier"].items():
-        assert spec.value(f"free_tier.{name}") == limit
-    assert spec.value("db.allocated_storage_gb") == model["deployment"]["rds_storage_gb"]
-    thresholds = {t["metric"]: t for t in yaml.safe_load((FIXTURES_DIR / "thresholds.yaml").read_text())["thresholds"]}
-    cost = thresholds["cost.monthly_usd"]
-    assert cost["warning"].endswith(f"{spec.value('cost.budget_warning_usd')}USD")
-    assert cost["critical"].endswith(f"{spec.value('cost.budget_critical_usd')}USD")
+    assert settings.region == spec.value("region")
+    assert settings.db_instance_class == spec.value("db.instance_class")
+    assert settings.cache_node_type == spec.value("cache.node_type")
+    assert settings.storage_type == spec.value("db.storage_type")
+    assert settings.allocated_storage_gib == spec.value("db.allocated_storage_gb")
+    for definition in definitions(unit=settings.unit):
+        assert definition.memory_mb == spec.value(f"lambda.{definition.name}.memory_mb")
+        assert definition.timeout_s == spec.value(f"lambda.{definition.name}.timeout_s")
+    model = load_model(unit=settings.unit)
+    for name, limit in model.free_tier.items():
+        assert limit == spec.value(f"free_tier.{name}")
+    assert model.rds_storage_gb == spec.value("db.allocated_storage_gb")
+    cost = _cost_threshold(settings.unit.facts)
+    assert "monthly_limit 50; warning 25, critical 40" in cost.source
+    assert (cost.level("warning"), cost.level("critical")) == (25, 40)
+
+
+def test_a_choice_made_for_the_run_reaches_sizing_the_functions_the_cost_model_and_the_thresholds(tmp_path):
+    uses = (
+        "db.instance_class=db.t3.small,lambda.data_export.memory_mb=1024,lambda.audit_logging.timeout_s=60,"
+        "free_tier.lambda_gb_seconds=200000,db.allocated_storage_gb=40,cost.budget_critical_usd=45"
+    )
+    settings = resolve_settings({}, environ={"HARNESS_SPEC_USE": uses}, cwd=tmp_path)
+    assert settings.db_instance_class == "db.t3.small"
+    assert settings.allocated_storage_gib == 40
+    assert set(settings.unit.overridden) == {
+        "cost.budget_critical_usd",
+        "db.instance_class",
+        "db.allocated_storage_gb",
+        "lambda.data_export.memory_mb",
+        "lambda.audit_logging.timeout_s",
+        "free_tier.lambda_gb_seconds",
+    }
+    sizing = unit_sizing(settings.db_instance_class, settings.cache_node_type, settings.unit.lambda_memory_mb)
+    assert sizing.postgres.memory_bytes == 2 * 1024**3
+    assert sizing.lambda_memory_mb["data_export"] == 1024
+    deployed = {d.name: d for d in definitions(unit=settings.unit)}
+    assert deployed["data_export"].memory_mb == 1024 and deployed["audit_logging"].timeout_s == 60
+    model = load_model(unit=settings.unit)
+    assert model.free_tier["lambda_gb_seconds"] == 200000 and model.rds_storage_gb == 40
+    assert model.lambda_memory_mb["data_export"] == 1024
+    assert _cost_threshold(settings.unit.facts).level("critical") == 45
+
+
+def test_a_setting_given_explicitly_wins_over_the_spec(tmp_path):
+    settings = resolve_settings({}, environ={"HARNESS_DB_INSTANCE_CLASS": "db.t3.medium"}, cwd=tmp_path)
+    assert settings.db_instance_class == "db.t3.medium"
+    assert settings.unit.db_instance_class == "db.t3.micro"
+
+
+def test_a_spec_file_named_for_the_run_is_the_one_applied(tmp_path):
+    raw = yaml.safe_load(DEFAULT_SPEC_FILE.read_text())
+    raw["facts"]["lambda.data_deletion.memory_mb"]["claims"][0]["value"] = 384
+    path = tmp_path / "unit.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    settings = resolve_settings({}, environ={"HARNESS_SPEC_FILE": str(path)}, cwd=tmp_path)
+    assert settings.unit.lambda_memory_mb["data_deletion"] == 384
+    assert settings.unit.spec_file == path
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"HARNESS_SPEC_USE": "db.instance_class"}, "write FACT=VALUE"),
+        ({"HARNESS_SPEC_USE": "lambda.data_export.memory_mb=lots"}, "takes a int value"),
+        ({"HARNESS_SPEC_USE": "no.such.fact=1"}, "no fact 'no.such.fact'"),
+        ({"HARNESS_SPEC_FILE": "/nonexistent/unit.yaml"}, "cannot read"),
+    ],
+)
+def test_a_bad_spec_choice_is_refused_with_the_setting_named(environ, message, tmp_path):
+    with pytest.raises(ConfigError, match="HARNESS_SPEC_USE") as raised:
+        resolve_settings({}, environ=environ, cwd=tmp_path)
+    assert message in str(raised.value)
+
+
+def test_a_threshold_citing_a_fact_the_spec_lacks_is_refused_with_its_line():
+    text = "schema_version: 1\nthresholds:\n  - metric: cost.monthly_usd\n    critical: value < {unit:cost.nope}USD\n"
+    with pytest.raises(ThresholdConfigError, match=r"t.yaml:4.*\{unit:cost.nope\}: no such fact"):
+        parse_thresholds(text, "t.yaml")
