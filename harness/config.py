@@ -152,6 +152,14 @@ class Settings:
     unit: UnitValues = field(default_factory=shipped_unit, compare=False)
     config_file: Path | None = field(default=None, compare=False)
 
+    def unit_spec(self) -> UnitSpec:
+        """The unit spec this run applies (spec_file with spec_use's choices), for the code that reads facts."""
+        try:
+            spec = load_spec(self.spec_file or DEFAULT_SPEC_FILE)
+            return spec.with_uses(parse_uses([p for p in self.spec_use.split(",") if p.strip()]))
+        except SpecError as exc:
+            raise ConfigError(f"spec_file/spec_use (HARNESS_SPEC_FILE, HARNESS_SPEC_USE): {exc}") from None
+
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
@@ -315,10 +323,9 @@ def resolve_settings(
 def _resolve_unit(spec_file: Path | None, spec_use: str) -> UnitValues:
     if spec_file is None and not spec_use.strip():
         return shipped_unit()
+    pairs = [p for p in spec_use.split(",") if p.strip()]
     try:
-        spec = load_spec(spec_file or DEFAULT_SPEC_FILE)
-        pairs = [p for p in spec_use.split(",") if p.strip()]
-        return unit_values(spec.with_uses(parse_uses(pairs)))
+        return unit_values(load_spec(spec_file or DEFAULT_SPEC_FILE).with_uses(parse_uses(pairs)))
     except SpecError as exc:
         raise ConfigError(f"spec_file/spec_use (HARNESS_SPEC_FILE, HARNESS_SPEC_USE): {exc}") from None
 

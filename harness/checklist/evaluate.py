@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.checklist.checks import CHECKS
+from harness.checklist.drift import with_drift
 from harness.checklist.items import CHECKLIST
 from harness.checklist.model import CheckContext, CheckResult, CheckStatus, ItemResult
 from harness.spec import DocumentError, Finding, SpecError, UnitSpec, lint, load_spec, read_document
@@ -39,7 +40,7 @@ def evaluate_checklist(
                 result = check(ctx)
             except Exception as exc:  # a broken check must show as a failure, not end the report
                 result = CheckResult(CheckStatus.FAIL, f"the check {item.check} raised {type(exc).__name__}: {exc}")
-        results.append(ItemResult(item, result))
+        results.append(ItemResult(item, with_drift(item.id, result, run)))
     return results
 
 

@@ -22,6 +22,7 @@ from harness.backends import get_backend
 from harness.backends.base import Reporter
 from harness.checklist import run_probes
 from harness.cli.scenario_progress import ENV_STEP_TIMES, thresholds_env
+from harness.cli.spec import drift_record, drift_rows
 from harness.config import Settings
 from harness.data.app_role import app_credentials, data_root
 from harness.data.profiles import get_profile
@@ -32,6 +33,7 @@ from harness.measure.run_facts import run_facts
 from harness.report import format_verdict_table, render_report
 from harness.report.text import checklist_summary
 from harness.security.secret_scan import known_secrets, scan
+from harness.spec.drift import DeploymentIds
 from harness.thresholds import EXIT_BROKEN, EXIT_FAIL, EXIT_PASS, EXIT_WARN, ThresholdSet
 
 # The scenario sizes and the seed profile each one needs (scenarios/conftest.py holds the knobs).
@@ -166,6 +168,11 @@ def signoff(
         seeded_at = time.monotonic()
         report("checking the unit against the deployment checklist (connectivity, pgvector, KMS, secrets)")
         results.update_run({"checks": run_probes(endpoints)})
+        if settings.backend == "external":
+            report("reading the deployment's settings against the unit spec (spec drift: describe calls only)")
+            results.update_run(
+                drift_record(drift_rows(settings.unit_spec(), endpoints.aws, thresholds, DeploymentIds()))
+            )
         probed_at = time.monotonic()
         report(f"running scenarios ({size} size) from {scenarios}")
         outcome = run_scenarios(

@@ -8,10 +8,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.checklist.drift import RUN_KEY as DRIFT_RUN_KEY
 from harness.config import resolve_settings
+from harness.endpoints import AwsEndpoint
+from harness.measure.results import ResultsWriter
 from harness.spec import DEFAULT_SPEC_FILE, DocumentError, SpecError, UnitSpec, lint, load_spec, read_document
+from harness.spec.drift import ALARM_METRICS, DeploymentIds, DriftRow, DriftStatus, compare, read_deployment
 from harness.spec.lint import FindingKind
 from harness.spec.model import parse_uses
+from harness.thresholds import ThresholdSet
 
 EXIT_OK = 0
 EXIT_UNRESOLVED = 1
@@ -63,9 +68,23 @@ def cmd_spec_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def drift_rows(spec: UnitSpec, aws: AwsEndpoint, thresholds: ThresholdSet, ids: DeploymentIds) -> list[DriftRow]:
+    """The read-only drift check of the deployment `aws` reaches, against the spec and the alarm levels."""
+    levels = {
+        t.metric: [lv for lv in (t.level("warning"), t.level("critical")) if lv is not None]
+        for t in thresholds.thresholds
+        if t.metric in ALARM_METRICS
+    }
+    return compare(spec, read_deployment(aws.client, ids), levels, ids)
+
+
+def drift_record(rows: list[DriftRow]) -> dict[str, object]:
+    """The run facts a drift result is kept as (run.spec_drift), where the checklist items it decides read it."""
+    return {DRIFT_RUN_KEY: {"rows": [row.as_json() for row in rows]}}
+
+
 def cmd_spec_drift(args: argparse.Namespace) -> int:
     from harness.backends import get_backend
-    from harness.spec.drift import ALARM_METRICS, DeploymentIds, DriftStatus, compare, read_deployment
     from harness.thresholds import ThresholdConfigError, load_thresholds
     from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
 
@@ -76,18 +95,19 @@ def cmd_spec_drift(args: argparse.Namespace) -> int:
     except (SpecError, ThresholdConfigError) as exc:
         print(f"spec drift: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.results is not None and not args.results.is_file():
+        print(f"spec drift: --results {args.results}: no such results file (a run's results.json)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     settings = resolve_settings({"backend": args.backend, "state_dir": args.state_dir})
     endpoints = get_backend(settings).endpoints()
     if endpoints is None:
         print("spec drift: the stack is not up (for a deployment: --backend external)", file=sys.stderr)
         return EXIT_UNRESOLVED
-    levels = {
-        t.metric: [lv for lv in (t.level("warning"), t.level("critical")) if lv is not None]
-        for t in thresholds.thresholds
-        if t.metric in ALARM_METRICS
-    }
     ids = DeploymentIds(args.db_instance, args.db_proxy, args.cache_cluster, functions)
-    rows = compare(spec, read_deployment(endpoints.aws.client, ids), levels, ids)
+    rows = drift_rows(spec, endpoints.aws, thresholds, ids)
+    if args.results is not None:
+        ResultsWriter.open(args.results, run=drift_record(rows))
+        print(f"recorded in {args.results} (run.spec_drift); `harness report render` re-renders its checklist")
     for row in rows:
         print(row.line())
     counts = {s: sum(r.status is s for r in rows) for s in DriftStatus}
@@ -133,5 +153,11 @@ def add_spec_commands(
     drift.add_argument("--cache-cluster", default="dbunit-cache", help="CacheClusterId")
     drift.add_argument(
         "--function", action="append", default=[], metavar="SPEC_NAME=DEPLOYED", help="e.g. data_export=dbunit-export"
+    )
+    drift.add_argument(
+        "--results",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="also record the rows in this run's results.json: the checklist items they decide read them",
     )
     drift.set_defaults(func=cmd_spec_drift)

@@ -70,6 +70,22 @@ class DriftRow:
             f"deployed {self.actual} ({self.source})"
         )
 
+    def as_json(self) -> dict[str, Any]:
+        """For the results file (run.spec_drift.rows), where the checklist reads it."""
+        actual = (
+            self.actual
+            if isinstance(self.actual, str | int | float | bool) or self.actual is None
+            else str(self.actual)
+        )
+        return {
+            "status": self.status.value,
+            "resource": self.resource,
+            "setting": self.setting,
+            "expected": self.expected,
+            "actual": actual,
+            "source": self.source,
+        }
+
 
 def _call(deployment: Deployment, key: str, action: Callable[[], Any]) -> None:
     try:

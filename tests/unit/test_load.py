@@ -9,7 +9,19 @@ import threading
 
 import pytest
 
-from harness.measure.load import Clock, Limits, LoadError, Precision, plain_client, run_closed, run_open
+from harness.measure.load import (
+    Clock,
+    Limits,
+    LoadError,
+    PercentileWatch,
+    Precision,
+    RatePrecision,
+    RateWatch,
+    plain_client,
+    run_closed,
+    run_open,
+)
+from harness.measure.results import new_histogram
 
 
 class VirtualClock:
@@ -189,3 +201,54 @@ def test_no_step_stops_before_its_minimum_request_count():
 def test_a_meaningless_precision_is_refused(percentile, relative):
     with pytest.raises(LoadError):
         Precision(percentile, relative)
+
+
+def test_a_step_stops_once_a_histogram_it_fills_itself_is_known_to_the_precision():
+    time = VirtualClock()
+    acquired = new_histogram()
+    lock = threading.Lock()
+    counter = iter(range(10**9))
+
+    def request() -> None:
+        # The step's own figure (an acquisition time) differs from the request latency the core times.
+        with lock:
+            acquired.record_value(1000 + 10 * (next(counter) % 100))
+        time.sleep(0.001)
+
+    watch = PercentileWatch(Precision(95, relative=0.02, min_requests=300, check_every=50), acquired, lock, "acquire")
+    limits = Limits(1000, 50_000, stop_when=watch)
+    result = run_closed(lambda _i: plain_client(request), clients=1, limits=limits, clock=time.clock())
+    assert result.stopped_early is not None and result.stopped_early.startswith("acquire p95 known to")
+    assert 300 <= result.ok < 50_000 and acquired.get_total_count() == result.ok
+
+
+def test_a_hit_rate_stops_its_step_once_known_to_the_points_asked_and_not_before_its_minimum():
+    time = VirtualClock()
+    counts = {"hits": 0, "reads": 0}
+
+    def request() -> None:
+        counts["reads"] += 1
+        counts["hits"] += counts["reads"] % 5 != 0  # 80 % hits
+        time.sleep(0.001)
+
+    watch = RateWatch(
+        RatePrecision(1.0, min_trials=2000, check_every=100), lambda: (counts["hits"], counts["reads"]), "hits"
+    )
+    result = run_closed(
+        lambda _i: plain_client(request), clients=1, limits=Limits(1000, 100_000, stop_when=watch), clock=time.clock()
+    )
+    assert result.stopped_early is not None and "hits known to +/-" in result.stopped_early
+    # +/-1 point at 80 %: about 1.96^2 x 0.16 / 0.0001 = 6,150 reads.
+    assert 6_000 <= result.ok <= 6_400
+    tight = RateWatch(RatePrecision(1.0, min_trials=20_000), lambda: (counts["hits"], counts["reads"]), "hits")
+    counts.update(hits=0, reads=0)
+    result = run_closed(
+        lambda _i: plain_client(request), clients=1, limits=Limits(1000, 100_000, stop_when=tight), clock=time.clock()
+    )
+    assert 20_000 <= result.ok <= 20_001
+
+
+@pytest.mark.parametrize("points", [0, 50, -1])
+def test_a_meaningless_rate_precision_is_refused(points):
+    with pytest.raises(LoadError):
+        RatePrecision(points)
