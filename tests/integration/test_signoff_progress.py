@@ -8,6 +8,7 @@ import json
 import os
 import pty
 import select
+import shlex
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ import pytest
 from harness.config import Settings
 from harness.data.seed import current_seed
 from harness.endpoints import StackEndpoints
+from harness.paths import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -100,3 +102,27 @@ def test_signoff_prints_plain_step_lines_through_a_pipe(stack: StackEndpoints, h
     assert lines[1].startswith("[scenarios] step 1/2 scenarios-pipe/test_steps.py::test_first_step passed in ")
     assert "so far: checks 1 passed" in lines[1]
     assert "checklist items:" in completed.stdout
+
+
+def test_make_signoff_passes_the_progress_lines_and_the_verdict_through_a_pipe(
+    stack: StackEndpoints, harness_settings: Settings, tmp_path
+):
+    command = _command(stack, harness_settings, tmp_path, "make")
+    size = command[command.index("--size") + 1]
+    arguments = shlex.join(command[command.index("--size") + 2 :])
+    completed = subprocess.run(
+        ["make", "--no-print-directory", "signoff", f"SIZE={size}", f"SIGNOFF_ARGS={arguments}"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=600,
+    )
+    lines = [line for line in completed.stderr.splitlines() if line.startswith("[scenarios] step")]
+    assert len(lines) == 4 and "\x1b" not in completed.stderr, completed.stderr[-3000:]
+    # Node ids are relative to the directory make runs in.
+    assert lines[3].startswith("[scenarios] step 2/2 ") and "test_steps.py::test_second_step passed in " in lines[3]
+    assert f"running scenarios ({size} size)" in completed.stderr
+    # The suite measures nothing, so the sign-off is BROKEN (exit 5); make fails and names that code.
+    assert "sign-off (thresholds and scenario checks): BROKEN (exit 5)" in completed.stdout
+    assert completed.returncode != 0 and "Error 5" in completed.stderr
+    assert _report(tmp_path, "make")["run"]["scenario_size"] == size
