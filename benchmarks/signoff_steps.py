@@ -1,6 +1,10 @@
 """Where a sign-off's time went, and how sure its judged figures are: the per-step wall times, the run's
-phases, and every judged percentile or rate with its sample size and 95 % interval, from a report
-directory `harness signoff` wrote. Two directories: the same tables side by side (before, after).
+phases, the total with and without the drills, the machine's load, and every judged percentile or rate
+with its sample size and 95 % interval, from a report directory `harness signoff` wrote. Two
+directories: the same tables side by side (before, after).
+
+The sign-off's time goal (issue 14) excludes the drills (test_drills.py, test_alarm_drills.py) and the
+drained pass: "without drills" is the phases before the scenarios plus every other step.
 
     .venv/bin/python benchmarks/signoff_steps.py reports/20261129-141041 [reports/20261129-150102]
 """
@@ -19,8 +23,20 @@ def _load(directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return report, report["run"]
 
 
+DRILL_FILES = ("test_drills.py", "test_alarm_drills.py")
+
+
 def _step_name(nodeid: str) -> str:
     return nodeid.split("/")[-1].replace("test_", "", 1)
+
+
+def _without_drills(run: dict[str, Any]) -> str:
+    steps = run.get("steps", [])
+    phases = run.get("phases_s", {})
+    if not steps or "stack_and_seed" not in phases:
+        return "-"
+    kept = sum(s["seconds"] for s in steps if not any(f"{f}::" in s["step"] for f in DRILL_FILES))
+    return f"{phases['stack_and_seed'] + phases.get('checklist_probes', 0) + kept:.1f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +57,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         "total (s):  " + " | ".join(f"{n}: {run.get('duration_s')}" for n, (_, run) in zip(names, loaded, strict=True))
+    )
+    print(
+        "without drills (s): "
+        + " | ".join(f"{n}: {_without_drills(run)}" for n, (_, run) in zip(names, loaded, strict=True))
+    )
+    print(
+        "size, load average (1/5/15 min) at the scenarios' start and end: "
+        + " | ".join(
+            f"{n}: {run.get('scenario_size')}, {run.get('load_average', {}).get('start')} -> "
+            f"{run.get('load_average', {}).get('end')}"
+            for n, (_, run) in zip(names, loaded, strict=True)
+        )
     )
     steps: dict[str, list[str]] = {}
     for i, (_, run) in enumerate(loaded):

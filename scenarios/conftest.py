@@ -81,6 +81,9 @@ class ScenarioSize:
         return Precision(95, self.latency_precision, min_requests=self.latency_min_requests)
 
 
+# The hit rate's levels are 20 points apart (70 % and 50 %): a point either side decides it.
+DEFAULT_HIT_RATE_PRECISION = RatePrecision(1.0, min_trials=5000)
+
 SIZES: dict[str, ScenarioSize] = {
     "ci": ScenarioSize(
         name="ci",
@@ -122,8 +125,7 @@ SIZES: dict[str, ScenarioSize] = {
         cache_overflow_bytes=600 * 2**20,
         max_duration_s=300,
         latency_precision=0.05,
-        # The hit rate's levels are 20 points apart (70 % and 50 %): a point either side decides it.
-        hit_rate_precision=RatePrecision(1.0, min_trials=5000),
+        hit_rate_precision=DEFAULT_HIT_RATE_PRECISION,
     ),
 }
 
@@ -140,14 +142,18 @@ def chosen_size() -> ScenarioSize:
     except KeyError:
         raise pytest.UsageError(f"HARNESS_SCENARIO_SIZE={name!r}; choose one of {', '.join(SIZES)}") from None
     # HARNESS_LATENCY_PRECISION=off runs every latency and hit-rate step to its cap (to compare against early
-    # stopping); a fraction (0.05) sets the precision a latency step stops at.
+    # stopping); a fraction (0.05) sets the precision a latency step stops at, and turns on the hit rate's.
     precision = os.environ.get("HARNESS_LATENCY_PRECISION")
     if precision is None:
         return chosen
     if precision == "off":
         return replace(chosen, latency_precision=None, hit_rate_precision=None)
     try:
-        return replace(chosen, latency_precision=float(precision))
+        return replace(
+            chosen,
+            latency_precision=float(precision),
+            hit_rate_precision=chosen.hit_rate_precision or DEFAULT_HIT_RATE_PRECISION,
+        )
     except ValueError:
         raise pytest.UsageError(f"HARNESS_LATENCY_PRECISION={precision!r}; a fraction such as 0.05, or off") from None
 

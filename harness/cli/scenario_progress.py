@@ -76,6 +76,7 @@ class ScenarioProgress:
         self.outcomes: dict[str, int] = {"passed": 0, "failed": 0, "skipped": 0, "error": 0}
         self.steps: list[dict[str, Any]] = []
         self.progress: StepProgress | None = None
+        self.load_at_start: list[float] = []
         self.results_path = os.environ.get("HARNESS_RESULTS")
         self.times_path = Path(os.environ[ENV_STEP_TIMES]) if os.environ.get(ENV_STEP_TIMES) else None
         self.thresholds = thresholds_from_env(os.environ)
@@ -89,6 +90,7 @@ class ScenarioProgress:
         # After deselection (-k), so n is what will run.
         self.items = [item.nodeid for item in session.items]
         self.progress = StepProgress("scenarios", len(self.items), stream=sys.__stderr__ or sys.stderr)
+        self.load_at_start = [round(x, 2) for x in os.getloadavg()]
         self.progress.expected = self._previous_times()
         self.progress.caps = {
             item.nodeid: float(value)
@@ -154,8 +156,14 @@ class ScenarioProgress:
         self.progress.close()
         total = sum(step["seconds"] for step in self.steps)
         if self.results_path and self.steps:
+            # The machine's load while the steps ran: a time from a busy shared machine is not a quiet one's.
+            facts = {
+                "steps": self.steps,
+                "steps_total_s": round(total, 1),
+                "load_average": {"start": self.load_at_start, "end": [round(x, 2) for x in os.getloadavg()]},
+            }
             try:
-                ResultsWriter.open(self.results_path, run={"steps": self.steps, "steps_total_s": round(total, 1)})
+                ResultsWriter.open(self.results_path, run=facts)
             except (ResultsError, OSError) as exc:
                 print(f"step times not recorded: {exc}", file=sys.stderr)
         if self.times_path is not None and self.steps:
