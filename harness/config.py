@@ -54,6 +54,7 @@ class UnitValues:
     lambda_memory_mb: Mapping[str, int]
     lambda_timeouts_s: Mapping[str, int]
     free_tier: Mapping[str, float]
+    backup_retention_days: int
     # Every fact's value by name, for the files that cite a fact ({unit:FACT} in thresholds.yaml).
     facts: Mapping[str, Scalar]
     # Facts chosen on the command line or in HARNESS_SPEC_USE for this run.
@@ -82,6 +83,7 @@ def unit_values(spec: UnitSpec) -> UnitValues:
         lambda_memory_mb={f: _typed(spec, f"lambda.{f}.memory_mb", int) for f in LAMBDA_FUNCTIONS},
         lambda_timeouts_s={f: _typed(spec, f"lambda.{f}.timeout_s", int) for f in LAMBDA_FUNCTIONS},
         free_tier={n: _typed(spec, f"free_tier.{n}", float) for n in free_tier_names},
+        backup_retention_days=_typed(spec, "db.backup_retention_days", int),
         facts={name: value for name, f in spec.facts.items() if (value := f.value) is not None},
         overridden=tuple(name for name, f in spec.facts.items() if f.overridden),
     )

@@ -16,9 +16,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from harness.backup.catalog import BACKUPS_PREFIX, METADATA, BackupInfo, keys_under, list_backups
+from harness.config import UnitValues, shipped_unit
 from harness.services.wal_archive import WAL_PREFIX, segment_of, wal_key
 
-RETENTION = timedelta(days=7)
+
+def retention_of(unit: UnitValues | None = None) -> timedelta:
+    """How long backups are kept: unit.yaml's db.backup_retention_days (the document's 7 days)."""
+    return timedelta(days=(unit or shipped_unit()).backup_retention_days)
 
 
 @dataclass(frozen=True)
@@ -33,8 +37,9 @@ def _segment_position(segment: str) -> str:
 
 
 def plan_retention(
-    backups: Sequence[BackupInfo], wal_segments: Sequence[str], now: datetime, retention: timedelta = RETENTION
+    backups: Sequence[BackupInfo], wal_segments: Sequence[str], now: datetime, retention: timedelta | None = None
 ) -> RetentionPlan:
+    retention = retention or retention_of()
     ordered = sorted(backups, key=lambda b: b.created_at)
     keep = [b for b in ordered if now - b.created <= retention]
     if not keep and ordered:
@@ -50,7 +55,7 @@ def plan_retention(
     return RetentionPlan(expired, sorted(old_wal))
 
 
-def apply_retention(s3: Any, bucket: str, now: datetime, retention: timedelta = RETENTION) -> RetentionPlan:
+def apply_retention(s3: Any, bucket: str, now: datetime, retention: timedelta | None = None) -> RetentionPlan:
     """Delete what the plan says from one bucket (the copy region applies its own, same rule)."""
     backups = list_backups(s3, bucket)
     wal = [segment_of(k) for k in keys_under(s3, bucket, WAL_PREFIX)]

@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from harness.backup.catalog import BackupError, list_backups
 from harness.backup.restore import drop_restore, restore, restores_root, running_restores
-from harness.backup.retention import apply_retention
+from harness.backup.retention import apply_retention, retention_of
 from harness.backup.snapshot import create_backup
 from harness.backup.unit import backup_target, restore_spec, seed_queries
 from harness.backup.validate import validate
@@ -92,7 +92,7 @@ def run_create(args: argparse.Namespace) -> int:
         began = time.monotonic()
         info = create_backup(target, "manual", report=lambda line: print(line, file=sys.stderr))
         for bucket, region in ((target.bucket, target.aws.region), (target.copy_bucket, target.copy_region)):
-            apply_retention(target.s3(region), bucket, datetime.now(UTC))
+            apply_retention(target.s3(region), bucket, datetime.now(UTC), retention_of(settings.unit))
     except (BackupError, EndpointFileError, BotoCoreError, ClientError) as exc:
         return _fail(exc)
     print(f"{info.backup_id}: {info.size_bytes / 1e6:.1f} MB, {len(info.checksums)} tables, ", end="")
@@ -199,7 +199,7 @@ def run_prune(args: argparse.Namespace) -> int:
         settings, stack = _context(args)
         target = backup_target(settings, stack)
         for bucket, region in ((target.bucket, target.aws.region), (target.copy_bucket, target.copy_region)):
-            plan = apply_retention(target.s3(region), bucket, datetime.now(UTC))
+            plan = apply_retention(target.s3(region), bucket, datetime.now(UTC), retention_of(settings.unit))
             print(f"{region}: {len(plan.expired_backups)} backups and {len(plan.expired_wal)} WAL segments expired")
     except (BackupError, EndpointFileError, BotoCoreError, ClientError) as exc:
         return _fail(exc)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from harness.config import shipped_unit
 from harness.monitoring.catalog import CloudWatchMetric, Resources, cloudwatch_metric, dimension_values
 from harness.monitoring.semantics import AlarmRule, MissingData
 from harness.sizing import postgres_sizing
@@ -119,10 +120,12 @@ def _scale(cw: CloudWatchMetric, db_instance_class: str) -> float:
 
 
 def alarm_definitions(
-    thresholds: ThresholdSet, resources: Resources | None = None, db_instance_class: str = "db.t3.micro"
+    thresholds: ThresholdSet, resources: Resources | None = None, db_instance_class: str | None = None
 ) -> list[AlarmDefinition]:
     """Every alarm the thresholds call for, warning before critical, in the file's order."""
     resources = resources or Resources()
+    # The unit's class (unit.yaml) unless the caller sizes another: count alarms are in connections of it.
+    db_instance_class = db_instance_class or shipped_unit().db_instance_class
     found = []
     for threshold in thresholds.thresholds:
         cw = cloudwatch_metric(threshold.metric)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from harness.config import shipped_unit
 from harness.measure.metrics import MetricKind
 from harness.measure.results import MetricData, RunResults
 from harness.monitoring.alarms import AlarmDefinition, alarm_definitions
@@ -140,7 +141,7 @@ def production_alarm_verdicts(
     instance_class = db_instance_class or str(
         (results.run.get("sizing") or {}).get("db_instance_class")
         or (results.run.get("postgres") or {}).get("instance_class")
-        or "db.t3.micro"
+        or shipped_unit().db_instance_class
     )
     emulator = results.run.get("cloudwatch_emulator") or {}
     first_alarm = emulator.get("first_alarm") or {}

@@ -138,7 +138,7 @@ def test_the_unit_the_harness_applies_is_the_spec_as_shipped(tmp_path):
         assert limit == spec.value(f"free_tier.{name}")
     assert model.rds_storage_gb == spec.value("db.allocated_storage_gb")
     cost = _cost_threshold(settings.unit.facts)
-    assert "monthly_limit 50; warning 25, critical 40" in cost.source
+    assert "(monthly_limit 50; warning 25, critical 40)" in cost.source
     assert (cost.level("warning"), cost.level("critical")) == (25, 40)
 
 
