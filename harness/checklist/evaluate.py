@@ -11,13 +11,15 @@ from harness.checklist.drift import with_drift
 from harness.checklist.items import CHECKLIST
 from harness.checklist.model import CheckContext, CheckResult, CheckStatus, ItemResult
 from harness.spec import DocumentError, Finding, SpecError, UnitSpec, lint, load_spec, read_document
+from harness.spec.model import parse_uses
 from harness.thresholds import EXIT_FAIL, EXIT_PASS, EXIT_WARN, ThresholdResult
 
 
-def shipped_spec() -> tuple[UnitSpec | None, list[Finding]]:
-    """The shipped spec and its lint; an unreadable spec gives neither, and the spec items then say so."""
+def shipped_spec(spec_use: str = "") -> tuple[UnitSpec | None, list[Finding]]:
+    """The shipped spec with the run's choices (`FACT=VALUE,...`, run.spec_use) and its lint; an unreadable
+    spec gives neither, and the spec items then say so."""
     try:
-        spec = load_spec()
+        spec = load_spec().with_uses(parse_uses([p for p in spec_use.split(",") if p.strip()]))
         return spec, lint(spec, read_document(spec.document))
     except (SpecError, DocumentError):
         return None, []
@@ -26,7 +28,7 @@ def shipped_spec() -> tuple[UnitSpec | None, list[Finding]]:
 def evaluate_checklist(
     run: Mapping[str, Any], thresholds: Sequence[ThresholdResult], findings: Sequence[Finding] | None = None
 ) -> list[ItemResult]:
-    spec, shipped = shipped_spec()
+    spec, shipped = shipped_spec(str(run.get("spec_use") or ""))
     ctx = CheckContext(run, thresholds, shipped if findings is None else findings, spec)
     results = []
     for item in CHECKLIST:

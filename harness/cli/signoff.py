@@ -163,7 +163,13 @@ def signoff(
         results_path = out_dir / "results.json"
         results = ResultsWriter.open(
             results_path,
-            run={**run_facts(endpoints, Path.cwd()), "data_profile": profile.name, "scenario_size": size},
+            run={
+                **run_facts(endpoints, Path.cwd()),
+                "data_profile": profile.name,
+                "scenario_size": size,
+                # The unit spec's choices for this run (--use): the checklist decides with them too.
+                "spec_use": settings.spec_use,
+            },
         )
         seeded_at = time.monotonic()
         report("checking the unit against the deployment checklist (connectivity, pgvector, KMS, secrets)")

@@ -14,6 +14,8 @@ from harness.cli.main import main
 from harness.cli.spec import drift_record
 from harness.spec import load_spec
 from harness.spec.drift import DeploymentIds, compare, read_deployment
+from harness.thresholds import Status, ThresholdResult, load_thresholds
+from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
 
 LAMBDA_CONFIGS = {
     f"lambda.get_function_configuration.{name}": {"MemorySize": memory, "Timeout": timeout}
@@ -100,3 +102,18 @@ def test_without_a_drift_result_the_items_keep_their_own_status():
 def test_spec_drift_refuses_a_results_file_that_does_not_exist(tmp_path, capsys):
     assert main(["spec", "drift", "--results", str(tmp_path / "nope.json"), "--state-dir", str(tmp_path)]) == 2
     assert "no such results file" in capsys.readouterr().err
+
+
+def test_the_runs_spec_choices_decide_the_checklist_too():
+    (cost,) = [t for t in load_thresholds(DEFAULT_THRESHOLDS_FILE).thresholds if t.metric == "cost.monthly_usd"]
+    # 60 USD a month: over the shipped budget of 50, within 100 when the run chose it (--use).
+    judged = [ThresholdResult(cost, Status.FAIL, 60.0, 40.0, "critical", -20.0, 1, "60 USD")]
+
+    def budget_item(run):
+        (item,) = [
+            r for r in evaluate_checklist(run, judged) if r.item.id == "pre.infrastructure_validation.cost_estimation"
+        ]
+        return item.result
+
+    assert "against the budget of 50 USD" in budget_item({}).evidence
+    assert "against the budget of 100 USD" in budget_item({"spec_use": "cost.monthly_budget_usd=100"}).evidence
