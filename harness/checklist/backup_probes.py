@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from harness.backup.catalog import BackupError, BackupInfo, list_backups
-from harness.backup.retention import RETENTION, plan_retention
+from harness.backup.retention import plan_retention, retention_of
 from harness.backup.snapshot import wait_archived
 from harness.checklist.model import CheckResult, CheckStatus
 from harness.endpoints import StackEndpoints
@@ -130,7 +130,7 @@ def backup_schedule(stack: StackEndpoints) -> CheckResult:
 
 
 def retention(stack: StackEndpoints) -> CheckResult:
-    """Set means: the archive keeps RETENTION and nothing the rule would delete is still there."""
+    """Set means: the archive keeps the unit's retention and nothing the rule would delete is still there."""
     if (owned := _rds_owns_backups(stack, "retention policies")) is not None:
         return owned
     try:
@@ -140,11 +140,13 @@ def retention(stack: StackEndpoints) -> CheckResult:
     bucket, backups = _catalog(stack)
     now = datetime.now(UTC)
     wal = _objects(stack.aws.client("s3"), bucket, WAL_PREFIX)
-    plan = plan_retention(backups, [segment_of(key) for key in wal], now)
+    # What `harness backup prune` applies: unit.yaml's retention, read once for the process.
+    kept = retention_of()
+    plan = plan_retention(backups, [segment_of(key) for key in wal], now, kept)
     # Segments older than the oldest backup cannot be replayed, and prune removes them; only age breaks the
     # policy, as on RDS, where nothing older than the retention period is kept.
-    old_wal = [key for key, modified in wal.items() if now - modified > RETENTION]
-    days = RETENTION.days
+    old_wal = [key for key, modified in wal.items() if now - modified > kept]
+    days = kept.days
     evidence = (
         f"retention {days} days (unit.yaml db.backup_retention_days = {documented}); s3://{bucket} holds "
         f"{len(backups)} backup(s) and {len(wal)} WAL object(s); older than {days} days: "
