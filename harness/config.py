@@ -136,6 +136,15 @@ class Settings:
     # unit.yaml's db.storage_type: the document names none; gp2 is what the free tier covers.
     storage_type: str = _unit_default("storage_type")
     allocated_storage_gib: int = _unit_default("allocated_storage_gib")
+    # `harness signoff` runs a drained pass after the fresh one (vector search, cache hit rate, pooling at the
+    # design concurrency on a unit restarted drained), each of its load steps capped at drained_step_cap_s.
+    # Off by default: at the signoff size it adds about ten minutes and fails the vector-search p95 while the
+    # data is read back at 100 IOPS (the worst case after a failover): ask for it with --drained or "on".
+    signoff_drained: bool = False
+    drained_step_cap_s: float = 60.0
+    # The live ledger of the cache node starts from this balance when no saved ledger exists (None: a
+    # rested node, 288 credits). A small figure lets a run watch the node fall to its baseline in seconds.
+    cpu_credit_start_balance: float | None = None
     startup_timeout_s: float = 60.0
     tls: str = "required"
     # The unprivileged account PostgreSQL runs as when the harness itself runs as root.
@@ -194,6 +203,10 @@ class Settings:
             raise ConfigError(f"backup_copy_region must differ from region ({self.region}): it is the copy's region")
         if not 1 <= self.lambda_concurrency <= 1000:
             raise ConfigError(f"lambda_concurrency must be between 1 and 1000, got {self.lambda_concurrency}")
+        if self.drained_step_cap_s <= 0:
+            raise ConfigError(f"drained_step_cap_s must be positive, got {self.drained_step_cap_s}")
+        if self.cpu_credit_start_balance is not None and self.cpu_credit_start_balance < 0:
+            raise ConfigError(f"cpu_credit_start_balance must not be negative, got {self.cpu_credit_start_balance}")
         if self.startup_timeout_s <= 0:
             raise ConfigError(f"startup_timeout_s must be positive, got {self.startup_timeout_s}")
 
@@ -218,6 +231,9 @@ _FIELD_TYPES: dict[str, type] = {
     "cpu_credits": str,
     "storage_type": str,
     "allocated_storage_gib": int,
+    "signoff_drained": bool,
+    "drained_step_cap_s": float,
+    "cpu_credit_start_balance": float,
     "startup_timeout_s": float,
     "tls": str,
     "postgres_os_user": str,

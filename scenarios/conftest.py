@@ -130,6 +130,26 @@ SIZES: dict[str, ScenarioSize] = {
 }
 
 
+# Set by `harness signoff --drained` for its second pass (harness/cli/drained_pass.py).
+ENV_SCENARIO_PASS = "HARNESS_SCENARIO_PASS"
+ENV_STEP_CAP_S = "HARNESS_STEP_CAP_S"
+
+
+def _drained_pass(chosen: ScenarioSize) -> ScenarioSize:
+    """The drained pass: every load step capped in time (a drained unit can take seconds per query), and
+    pooling only up to the design concurrency."""
+    cap = os.environ.get(ENV_STEP_CAP_S)
+    if cap is not None:
+        try:
+            chosen = replace(chosen, max_duration_s=min(chosen.max_duration_s, float(cap)))
+        except ValueError:
+            raise pytest.UsageError(f"{ENV_STEP_CAP_S}={cap!r}; seconds, such as 60") from None
+    if os.environ.get(ENV_SCENARIO_PASS) == "drained":
+        design = tuple(c for c in chosen.pool_clients if c <= chosen.acquire_design_clients)
+        chosen = replace(chosen, pool_clients=design or chosen.pool_clients[:1])
+    return chosen
+
+
 @pytest.fixture(scope="session")
 def size() -> ScenarioSize:
     return chosen_size()
@@ -141,6 +161,7 @@ def chosen_size() -> ScenarioSize:
         chosen = SIZES[name]
     except KeyError:
         raise pytest.UsageError(f"HARNESS_SCENARIO_SIZE={name!r}; choose one of {', '.join(SIZES)}") from None
+    chosen = _drained_pass(chosen)
     # HARNESS_LATENCY_PRECISION=off runs every latency and hit-rate step to its cap (to compare against early
     # stopping); a fraction (0.05) sets the precision a latency step stops at, and turns on the hit rate's.
     precision = os.environ.get("HARNESS_LATENCY_PRECISION")

@@ -155,13 +155,13 @@ def clients_for(stack, seeded, skew: float):
 
 
 def run_cache_load(
-    stack, seeded, size, skew: float, cloudwatch: AwsMetricPublisher | None = None
+    stack, seeded, size, skew: float, cloudwatch: AwsMetricPublisher | None = None, results=None
 ) -> tuple[Samples, Counters, dict[str, float]]:
     clients = clients_for(stack, seeded, skew)
     redis = stack.redis.client()
     redis.flushdb()
     warm = Counters()
-    run_closed(
+    warm_up = run_closed(
         clients(warm),
         WORKERS,
         Limits(size.max_duration_s, size.cache_warmup_requests),
@@ -185,6 +185,13 @@ def run_cache_load(
     after = redis.info("stats")
     redis.close()
     assert result.errors == 0, result.error_samples
+    if results is not None:
+        for step, done, wanted in (
+            ("warm-up", warm_up, size.cache_warmup_requests),
+            ("steady", result, size.cache_requests),
+        ):
+            if done.capped:
+                results.record_capped_step(f"cache {step} s={skew}", size.max_duration_s, done.ok, wanted)
     server = {
         "hits": after["keyspace_hits"] - before["keyspace_hits"],
         "misses": after["keyspace_misses"] - before["keyspace_misses"],
@@ -197,7 +204,7 @@ def run_cache_load(
 @pytest.mark.load_loops(lambda size: 2)
 def test_hit_rate_at_the_design_skew(stack, seeded, size, results, cloudwatch):
     require_own_cache(stack)
-    samples, client, server = run_cache_load(stack, seeded, size, size.cache_skew, cloudwatch)
+    samples, client, server = run_cache_load(stack, seeded, size, size.cache_skew, cloudwatch, results)
     for t, hits, reads in hit_rate_intervals(samples):
         results.record_rate("cache.hit_rate_pct", hits, reads, {"skew": size.cache_skew}, t=t)
     results.record_count("cache.evictions", int(server["evicted"]))

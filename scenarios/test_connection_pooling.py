@@ -145,6 +145,8 @@ def test_acquisition_and_throughput_by_client_count(stack, seeded, size, results
                 )
         refused_total = result.errors_by_kind.get("refused", 0)
         labels = {"mode": mode, "clients": clients}
+        if result.capped:
+            results.record_capped_step(f"{mode} x{clients}", limits.duration_s, result.ok, limits.max_requests)
         if result.ok:
             results.record_latency("pool.request_ms", result.latency, labels)
             results.record_latency("pool.acquire_ms", acquisitions.histogram, labels)

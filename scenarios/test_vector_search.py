@@ -76,6 +76,8 @@ def test_latency_and_recall_by_concurrency(stack, seeded, size, results, cloudwa
                 label=f"search x{clients}",
             )
         assert result.errors == 0, result.error_samples
+        if result.capped:
+            results.record_capped_step(f"search x{clients}", limits.duration_s, result.ok, limits.max_requests)
         recall = retrieved.recall(truth.ids)
         labels = {"clients": clients}
         results.record_latency("vector_search.latency_ms", result.latency, labels)

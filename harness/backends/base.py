@@ -68,6 +68,13 @@ class Backend(ABC):
     def restart(self, service: str, report: Reporter) -> None:
         raise NotImplementedError(f"the {self.name} backend cannot restart {service}")
 
+    def restart_with_credits(self, mode: str, report: Reporter) -> StackEndpoints:
+        """Restart the database, its proxy and the cache node under cpu_credits `mode` (the sign-off's drained
+        pass: `drained` restarts them cold and capped, the configured mode restores them)."""
+        raise NotImplementedError(
+            f"the {self.name} backend cannot restart the unit under other CPU credits (it needs the embedded one)"
+        )
+
     def kill(self, service: str, report: Reporter) -> None:
         """SIGKILL the service's main process, as a crash would; `up()` brings it back (a fault drill)."""
         raise NotImplementedError(f"the {self.name} backend cannot kill {service}")

@@ -26,6 +26,7 @@ import yaml
 
 from harness.backends.base import Backend, Reporter, StackStatus
 from harness.backends.compose_spec import (
+    COMPOSE_CREDITS_NOT_EMULATED,
     COMPOSE_FILE,
     DATABASE_VAR,
     DB_PASSWORD_VAR,
@@ -34,6 +35,7 @@ from harness.backends.compose_spec import (
     PORT_VARS,
     PROJECT_NAME,
     REDIS_PASSWORD_VAR,
+    credit_override,
     sizing_override,
 )
 from harness.backends.probes import forget_endpoints, probe_stack, refuse_foreign_stack
@@ -55,6 +57,7 @@ from harness.sizing import unit_sizing
 
 ENV_FILE = "compose.env"
 OVERRIDE_FILE = "sizing.override.yml"
+CREDITS_OVERRIDE_FILE = "credits.override.yml"
 NO_DOCKER_HINT = "or use --backend embedded"
 DOCKER_TIMEOUT_S = 20
 HOST = "127.0.0.1"
@@ -169,7 +172,27 @@ class ComposeBackend(Backend):
                 f"{self.sizing.redis.node_type}.\n" + yaml.safe_dump(sizing_override(self.sizing), sort_keys=False)
             )
             files.append(override)
+        credits = credit_override(self.settings)
+        if credits is not None:
+            override = self.work_dir / CREDITS_OVERRIDE_FILE
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            override.write_text(
+                f"# Written by the harness: cpu_credits = {self.settings.cpu_credits} caps.\n"
+                + yaml.safe_dump(credits, sort_keys=False)
+            )
+            files.append(override)
         return files
+
+    def credit_facts(self) -> dict[str, Any]:
+        """What status and reports say about credits on this backend."""
+        mode = self.settings.cpu_credits
+        if mode == "off":
+            return {"mode": mode, "enforced": False, "detail": "cpu_credits = off: caps not moved"}
+        return {
+            "mode": mode,
+            "enforced": False,
+            "detail": f"credits NOT enforced as the embedded stack does: {COMPOSE_CREDITS_NOT_EMULATED}",
+        }
 
     def _compose(self, docker: str) -> Any:
         from testcontainers.compose import DockerCompose
@@ -283,6 +306,7 @@ class ComposeBackend(Backend):
                 "images": {**IMAGES, "localstack": os.environ.get("LOCALSTACK_IMAGE", IMAGES["localstack"])},
                 "instance_class": self.sizing.postgres.instance_class,
                 "node_type": self.sizing.redis.node_type,
+                "credits": self.credit_facts(),
                 "state_dir": str(self.state),
             },
         )

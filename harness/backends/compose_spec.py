@@ -24,7 +24,19 @@ import yaml
 from harness.config import Settings, shipped_unit
 from harness.paths import COMPOSE_DIR
 from harness.services.aws import REQUIRED_SERVICES
-from harness.sizing import GIB, MIB, PostgresSizing, ProxySizing, RedisSizing, UnitSizing, unit_sizing
+from harness.sizing import (
+    GIB,
+    MIB,
+    PostgresSizing,
+    ProxySizing,
+    RedisSizing,
+    UnitSizing,
+    cache_node_type,
+    db_instance_class,
+    disk_limits,
+    storage_sizing,
+    unit_sizing,
+)
 
 COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
 PROJECT_NAME = "dbunit-harness"
@@ -227,6 +239,48 @@ def sizing_override(sizing: UnitSizing) -> dict[str, Any]:
             "postgres": _postgres_sized(sizing.postgres),
             "pgbouncer": _pgbouncer_sized(sizing.proxy),
             "redis": _redis_sized(sizing.redis),
+        }
+    }
+
+
+# The block device Docker keeps its volumes on: compose's blkio_config names a device path, which only the
+# machine running the engine knows. Required (compose refuses to start without it) when caps are asked for.
+BLKIO_DEVICE_VAR = "DBUNIT_BLKIO_DEVICE"
+# What compose cannot do, said wherever the compose stack's credits are described.
+COMPOSE_CREDITS_NOT_EMULATED = (
+    "compose fixes the caps when the containers start: live credit changes (the cache node falling to its "
+    "baseline as its ledger empties, the gp2 bucket emptying) NOT EMULATED; Docker's --cpus uses a 100 ms "
+    "CFS period, not the 10 ms the embedded stack uses; a drained start does not evict the data from the "
+    "host's page cache (NOT EMULATED)"
+)
+
+
+def credit_override(settings: Settings) -> dict[str, Any] | None:
+    """The caps cpu_credits asks for, as the embedded stack's cgroups set them, for compose: the cache node's
+    CPU at its credit baseline when drained (its vCPUs otherwise), its memory, and blkio limits on the
+    database volume's device at the volume's baseline (drained) or burst rate (live). None when off."""
+    if settings.cpu_credits == "off":
+        return None
+    node = cache_node_type(settings.cache_node_type)
+    instance = db_instance_class(settings.db_instance_class)
+    cache_vcpus = float(node.vcpus)
+    if settings.cpu_credits == "drained" and node.credits is not None and node.credits.mode == "standard":
+        cache_vcpus = node.credits.baseline_vcpus
+    storage = storage_sizing(settings.storage_type, settings.allocated_storage_gib)
+    disk = disk_limits(storage, instance.ebs, bursting=settings.cpu_credits == "live")
+    device = _required(BLKIO_DEVICE_VAR)
+    sizing = unit_sizing(settings.db_instance_class, settings.cache_node_type)
+    return {
+        "services": {
+            "postgres": {
+                "blkio_config": {
+                    "device_read_iops": [{"path": device, "rate": disk.iops}],
+                    "device_write_iops": [{"path": device, "rate": disk.iops}],
+                    "device_read_bps": [{"path": device, "rate": disk.bytes_s}],
+                    "device_write_bps": [{"path": device, "rate": disk.bytes_s}],
+                },
+            },
+            "redis": {"deploy": _limits(cache_vcpus, sizing.redis.memory_bytes)},
         }
     }
 

@@ -262,6 +262,8 @@ class EmbeddedBackend(Backend):
             storage["detail"] = "storage NOT capped: no writable blkio controller for the PostgreSQL group"
         return {
             "mode": mode,
+            # Where a live ledger starts when none was saved (None: rested, its maximum balance).
+            "start_balance": self.settings.cpu_credit_start_balance,
             "enforced": enforced,
             "detail": detail,
             "redis_cgroup": self.redis_cgroup.name if cache_capped and self.redis_cgroup else None,
@@ -386,6 +388,38 @@ class EmbeddedBackend(Backend):
             target.stop()
             target.start()
             report(f"{service}: restarted in {time.monotonic() - began:.1f} s")
+
+    def restart_with_credits(self, mode: str, report: Reporter) -> StackEndpoints:
+        """PostgreSQL, PgBouncer and Redis stopped and started again as `mode` starts them (drained: the data
+        evicted from the page cache, disk at the volume's baseline, the cache node at its CPU baseline), and
+        the endpoint file's facts rewritten, so samplers and reports see the mode in force. Redis comes
+        back empty, as a restarted node does; the emulator and the Lambda runtime keep running."""
+        current = self.endpoints()
+        if current is None:
+            raise ServiceError(f"the embedded stack in {self.state} is not up: run `harness up` first")
+        switched = EmbeddedBackend(dataclasses.replace(self.settings, cpu_credits=mode))
+        with self._locked():
+            postgres, pgbouncer, redis, _, _ = switched._services(switched._secrets(create=False))
+            began = time.monotonic()
+            # The proxy first: restarted after PostgreSQL it connects at once, where a running PgBouncer
+            # that lost its server waits server_login_retry (15 s) before trying again.
+            for service in (pgbouncer, postgres, redis):
+                service.stop()
+            for service in (postgres, pgbouncer, redis):
+                service.start()
+            facts = {
+                **current.facts,
+                "postgres": postgres.facts(),
+                "redis": redis.facts(),
+                "cgroup": switched._cgroup_status(postgres).as_dict(),
+                "credits": switched._credit_facts(postgres, redis),
+            }
+            endpoints = dataclasses.replace(current, facts=facts)
+            save_endpoints(self.state, endpoints)
+        report(
+            f"database, proxy and cache node restarted with cpu_credits = {mode} in {time.monotonic() - began:.1f} s"
+        )
+        return endpoints
 
     def kill(self, service: str, report: Reporter) -> None:
         """SIGKILL the service's main process (PostgreSQL: the postmaster) and wait until it and the children

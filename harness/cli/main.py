@@ -164,6 +164,7 @@ def cmd_signoff(args: argparse.Namespace) -> int:
         thresholds_file=args.thresholds,
         threshold_overrides=args.override,
         threshold_sets=args.sets,
+        drained=settings.signoff_drained if args.drained is None else args.drained,
     )
 
 
@@ -217,6 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
     signoff.add_argument("--scenarios", type=Path, default=Path("scenarios"))
     signoff.add_argument("--reports", type=Path, default=Path("reports"), help="reports/<time>/ is written here")
     signoff.add_argument("--keep-up", action="store_true", help="leave a stack this run started running")
+    signoff.add_argument(
+        "--drained",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="after the fresh pass, run vector search, cache and pooling again on a drained unit "
+        "(default: the signoff_drained setting, off)",
+    )
     signoff.add_argument("pytest_args", nargs="*", help="extra pytest arguments after --, e.g. -- -k pooling")
     signoff.set_defaults(func=cmd_signoff)
     return parser

@@ -9,6 +9,7 @@ all is a broken run.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 from harness.backends import get_backend
 from harness.backends.base import Reporter
 from harness.checklist import run_probes
+from harness.cli.drained_pass import run_drained_pass
 from harness.cli.scenario_progress import ENV_STEP_TIMES, thresholds_env
 from harness.cli.spec import drift_record, drift_rows
 from harness.config import Settings
@@ -31,6 +33,7 @@ from harness.endpoints import StackEndpoints
 from harness.measure.results import ResultsWriter
 from harness.measure.run_facts import run_facts
 from harness.report import format_verdict_table, render_report
+from harness.report.drained import drained_summary
 from harness.report.text import checklist_summary
 from harness.security.secret_scan import known_secrets, scan
 from harness.spec.drift import DeploymentIds
@@ -81,8 +84,10 @@ def run_scenarios(
     thresholds_file: Path | None = None,
     threshold_overrides: Sequence[Path] = (),
     threshold_sets: Sequence[str] = (),
+    extra_env: dict[str, str] | None = None,
+    junit_name: str = "scenarios-junit.xml",
 ) -> ScenarioOutcome:
-    junit = out_dir / "scenarios-junit.xml"
+    junit = out_dir / junit_name
     env = {
         **os.environ,
         "HARNESS_RESULTS": str(results_path),
@@ -99,6 +104,7 @@ def run_scenarios(
     }
     if settings.spec_file is not None:
         env["HARNESS_SPEC_FILE"] = str(settings.spec_file)
+    env.update(extra_env or {})
     command = [
         sys.executable,
         "-m",
@@ -150,6 +156,7 @@ def signoff(
     thresholds_file: Path | None = None,
     threshold_overrides: Sequence[Path] = (),
     threshold_sets: Sequence[str] = (),
+    drained: bool = False,
 ) -> int:
     began = time.monotonic()
     out_dir = reports_root / time.strftime("%Y%m%d-%H%M%S")
@@ -193,6 +200,18 @@ def signoff(
             threshold_sets,
         )
         scenarios_done = time.monotonic()
+        if drained:
+            restore = not started or keep_up
+            facts = run_drained_pass(
+                settings,
+                scenarios,
+                out_dir,
+                size,
+                (thresholds_file, threshold_overrides, threshold_sets),
+                restore=restore,
+                report=report,
+            )
+            results.update_run({"drained_pass": facts})
         # The secret grep: first over what the report will be built from, then over the report itself.
         secrets = known_secrets(settings.state_dir, endpoints)
         roots = [out_dir, settings.state_dir / "logs", settings.state_dir / "lambda"]
@@ -216,6 +235,9 @@ def signoff(
         if started and not keep_up:
             get_backend(settings).down(report)
     print(format_verdict_table(rendered.evaluation))
+    drained_report = json.loads(rendered.files["report.json"].read_text()).get("drained_pass")
+    if drained_report is not None:
+        print(f"\n{drained_summary(drained_report)}")
     print(f"\n{checklist_summary(rendered.checklist)}")
     for item in rendered.checklist:
         if item.result.status.value in ("FAIL", "WARN"):

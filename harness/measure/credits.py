@@ -144,7 +144,7 @@ class IoCreditLedger:
         return IoStep(ios, earned, self.balance, self.allowed_iops)
 
 
-# -- the live ledger outlives one run: it is kept in the state directory --------------------------
+# -- the live ledgers outlive one run: they are kept in the state directory --------------------------
 
 
 @dataclass(frozen=True)
@@ -155,15 +155,43 @@ class SavedLedger:
     saved_at: float  # wall-clock seconds
 
 
-def load_ledger(path: Path, credits: CpuCredits, mode: str, now: float) -> CpuCreditLedger:
-    """The live ledger as the last run left it, credited for the time since at zero CPU (between runs
-    nothing samples the servers, and an idle unit spends next to nothing); a fresh one otherwise."""
-    ledger = CpuCreditLedger.starting(credits, mode)
-    if mode != "live" or not path.exists():
-        return ledger
+@dataclass(frozen=True)
+class SavedIoBucket:
+    balance: float
+    saved_at: float  # wall-clock seconds
+
+
+def _read_json(path: Path) -> dict[str, object] | None:
     try:
-        saved = SavedLedger(**json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return raw if isinstance(raw, dict) else None
+
+
+def _write_json(path: Path, document: dict[str, object]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(document))
+    tmp.replace(path)
+
+
+def load_ledger(
+    path: Path, credits: CpuCredits, mode: str, now: float, start_balance: float | None = None
+) -> CpuCreditLedger:
+    """The live ledger as the last run left it, credited for the time since at zero CPU (between runs
+    nothing samples the servers, and an idle unit spends next to nothing); a fresh one otherwise, at
+    `start_balance` (capped at the maximum) when given, as a live stack configured with one asks."""
+    ledger = CpuCreditLedger.starting(credits, mode)
+    if mode != "live":
+        return ledger
+    if start_balance is not None:
+        ledger.balance = min(credits.max_balance, max(0.0, start_balance))
+    raw = _read_json(path) if path.exists() else None
+    try:
+        saved = SavedLedger(**raw) if raw is not None else None  # type: ignore[arg-type]
+    except TypeError:
+        saved = None
+    if saved is None:
         return ledger
     ledger.balance, ledger.surplus_balance, ledger.surplus_charged = (
         saved.balance,
@@ -175,7 +203,29 @@ def load_ledger(path: Path, credits: CpuCredits, mode: str, now: float) -> CpuCr
 
 
 def save_ledger(path: Path, ledger: CpuCreditLedger, now: float) -> None:
-    saved = SavedLedger(ledger.balance, ledger.surplus_balance, ledger.surplus_charged, now)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(saved)))
-    tmp.replace(path)
+    _write_json(path, asdict(SavedLedger(ledger.balance, ledger.surplus_balance, ledger.surplus_charged, now)))
+
+
+def load_io_bucket(path: Path, storage: StorageSizing, mode: str, now: float) -> IoCreditLedger:
+    """The live gp2 bucket as the last run left it, refilled at the baseline rate for the time since (the
+    volume earns credits whether or not anything samples it); a fresh one (full) otherwise. A bucket saved
+    for another volume (type or size changed) is not reused."""
+    bucket = IoCreditLedger.starting(storage, mode)
+    if mode != "live" or not storage.bursts or not path.exists():
+        return bucket
+    raw = _read_json(path)
+    if raw is None or raw.get("io_credits_max") != storage.io_credits_max:
+        return bucket
+    try:
+        saved = SavedIoBucket(float(raw["balance"]), float(raw["saved_at"]))  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError):
+        return bucket
+    bucket.balance = min(float(storage.io_credits_max), max(0.0, saved.balance))
+    bucket.step(max(0.0, now - saved.saved_at), 0.0)
+    return bucket
+
+
+def save_io_bucket(path: Path, bucket: IoCreditLedger, now: float) -> None:
+    document: dict[str, object] = {**asdict(SavedIoBucket(bucket.balance, now))}
+    document["io_credits_max"] = bucket.storage.io_credits_max
+    _write_json(path, document)

@@ -196,6 +196,9 @@ class LoadResult:
     errors_by_label: dict[str, int] = field(default_factory=dict)
     # Why the run ended before its limits, when a Precision stopped it.
     stopped_early: str | None = None
+    # True when the run ended at its time limit with requests still to send: its figures are those of a
+    # shorter run than asked for (a drained unit's steps end this way), and the report says so.
+    capped: bool = False
 
     @property
     def throughput(self) -> float:
@@ -220,6 +223,7 @@ class LoadResult:
             f"({self.throughput:.0f}/s); p50 {self.percentile_ms(50):.2f} ms, p95 {self.percentile_ms(95):.2f} ms, "
             f"p99 {self.percentile_ms(99):.2f} ms"
             + (f"; stopped early: {self.stopped_early}" if self.stopped_early else "")
+            + ("; capped: its time limit ended it" if self.capped else "")
         )
 
 
@@ -404,7 +408,10 @@ def run_closed(
         nonlocal issued
         with lock:
             now = clock.now()
-            if issued >= limits.max_requests or now >= deadline or result.stopped_early:
+            if issued >= limits.max_requests or result.stopped_early:
+                return None
+            if now >= deadline:
+                result.capped = True
                 return None
             if watch is not None and (reason := watch.settled()):
                 result.stopped_early = reason
@@ -458,7 +465,10 @@ def run_open(
     def take_ticket() -> float | None:
         nonlocal next_ticket
         with lock:
-            if next_ticket >= total or clock.now() >= hard_deadline:
+            if next_ticket >= total:
+                return None
+            if clock.now() >= hard_deadline:
+                result.capped = True
                 return None
             intended = began + next_ticket / rate_per_s
             next_ticket += 1

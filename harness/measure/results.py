@@ -197,6 +197,10 @@ class ResultsWriter:
         """Merge environment facts (nested dicts merge key by key) into the run section."""
         self._mutate(lambda document: _deep_merge(document["run"], facts))
 
+    def record_capped_step(self, step: str, cap_s: float, requests: int, max_requests: int) -> None:
+        """A load step its time limit ended (LoadResult.capped): the report names it beside its figures."""
+        self.update_run({"capped_steps": {step: {"cap_s": cap_s, "requests": requests, "max_requests": max_requests}}})
+
     def record_latency(self, metric: str, values: Iterable[float] | HdrHistogram, labels: Labels | None = None) -> None:
         """Add latencies (in the metric's unit) or a whole histogram built with `new_histogram()`."""
         spec = _spec(metric, MetricKind.HISTOGRAM)

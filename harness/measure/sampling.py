@@ -145,6 +145,17 @@ class ResourceSampler:
     def _ledger_path(self, service: str) -> Path:
         return Path(self.endpoints.facts["state_dir"]) / f"credits-{service}.json"
 
+    def _io_bucket_path(self) -> Path:
+        return Path(self.endpoints.facts["state_dir"]) / "credits-postgres-io.json"
+
+    def _set_iops(self, iops: int) -> None:
+        """Move the volume's IOPS cap, keeping its throughput cap (the instance's EBS link)."""
+        if self._io is None:
+            return
+        limiter, device, _ = self._io
+        with contextlib.suppress(OSError):
+            limiter.set_io_limits(device, iops, limiter.io_limits(device).get("read_bps") or None)
+
     def _open_ledgers(self) -> None:
         """One ledger per burstable instance; live ledgers continue from where the last run left them."""
         facts = self.endpoints.facts
@@ -156,7 +167,9 @@ class ResourceSampler:
         for service, model in classes.items():
             if model is None or service not in self._cpu:
                 continue
-            self.ledgers[service] = cr.load_ledger(self._ledger_path(service), model, self.credit_mode, now)
+            self.ledgers[service] = cr.load_ledger(
+                self._ledger_path(service), model, self.credit_mode, now, self._credit_facts.get("start_balance")
+            )
             group = self._credit_facts.get(f"{service}_cgroup")
             if group:
                 self._groups[service] = CgroupLimiter(group)
@@ -168,8 +181,12 @@ class ResourceSampler:
         if group and storage.get("device"):
             limiter = CgroupLimiter(group)
             sizing = storage_sizing(storage["type"], int(storage["allocated_gib"]))
-            self._io = (limiter, storage["device"], cr.IoCreditLedger.starting(sizing, self.credit_mode))
+            bucket = cr.load_io_bucket(self._io_bucket_path(), sizing, self.credit_mode, now)
+            self._io = (limiter, storage["device"], bucket)
             self._last_ios = limiter.io_serviced(storage["device"])
+            if self.credit_mode == "live":
+                # A bucket the last run emptied holds the volume at its baseline from the first sample.
+                self._set_iops(bucket.allowed_iops)
 
     def _book_credits(self, values: dict[str, float], service: str, wall: float, cpu_seconds: float) -> None:
         ledger = self.ledgers.get(service)
@@ -208,8 +225,7 @@ class ResourceSampler:
             100.0 * step.balance / ledger.storage.io_credits_max if ledger.storage.bursts else 100.0
         )
         if self.credit_mode == "live" and step.allowed_iops != allowed:
-            with contextlib.suppress(OSError):
-                limiter.set_io_limits(device, step.allowed_iops, None)
+            self._set_iops(step.allowed_iops)
 
     def _open(self) -> None:
         processes = local_service_processes(self.endpoints)
@@ -308,6 +324,8 @@ class ResourceSampler:
             if self.credit_mode == "live":
                 for service, ledger in self.ledgers.items():
                     cr.save_ledger(self._ledger_path(service), ledger, time.time())
+                if self._io is not None and self._io[2].storage.bursts:
+                    cr.save_io_bucket(self._io_bucket_path(), self._io[2], time.time())
             for closer in (self._db, self._redis):
                 if closer is not None:
                     closer.close()

@@ -15,6 +15,7 @@ from harness.measure.results import load_results
 from harness.monitoring.verdicts import production_alarm_verdicts
 from harness.report.alarms import ALARM_HEADERS, ALARMS_NOTE, DASHBOARD_HEADERS, alarm_rows, dashboard_rows
 from harness.report.compare import RESULTS_FILE_NAME
+from harness.report.drained import DRAINED_RESULTS_FILE, drained_comparison, drained_section
 from harness.report.figures import summarize
 from harness.report.html import render_html, section_html
 from harness.report.junit import write_junit
@@ -81,12 +82,20 @@ def render_report(results_path: Path, out_dir: Path, thresholds: ThresholdSet) -
     evaluation = evaluate(thresholds, results)
     checklist = evaluate_checklist(results.run, evaluation)
     code = max(exit_code(evaluation), checklist_exit_code(checklist))
+    # `harness signoff --drained`: the drained pass's results beside these, judged by the same thresholds.
+    drained_facts = results.run.get("drained_pass")
+    drained = None
+    if isinstance(drained_facts, dict):
+        drained = drained_comparison(thresholds, results, drained_facts, results_path.parent)
+        code = max(code, drained.exit_code)
     generated_at = datetime.now(UTC).isoformat(timespec="seconds")
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {name: out_dir / name for name in ("report.json", "report.md", "report.html", "junit.xml")}
     files["results"] = out_dir / RESULTS_FILE_NAME
     if files["results"].resolve() != results_path.resolve():
         shutil.copyfile(results_path, files["results"])
+        if isinstance(drained_facts, dict) and (results_path.parent / DRAINED_RESULTS_FILE).exists():
+            shutil.copyfile(results_path.parent / DRAINED_RESULTS_FILE, out_dir / DRAINED_RESULTS_FILE)
 
     summaries = summarize(results)
     alarms = production_alarm_verdicts(thresholds, results)
@@ -105,12 +114,17 @@ def render_report(results_path: Path, out_dir: Path, thresholds: ThresholdSet) -
         "production_alarms": [v.as_json() for v in alarms],
         "figures": {s.name: {"kind": s.kind.value, "unit": s.unit, "values": s.values} for s in summaries},
     }
+    if drained is not None and isinstance(drained_facts, dict):
+        document["drained_pass"] = drained.as_json(drained_facts)
     files["report.json"].write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
     charts = build_charts(results, evaluation)
     sections: list[tuple[str, tuple[str, ...], list[tuple[str, ...]], str]] = [
         ("Would the production alarms have fired?", ALARM_HEADERS, alarm_rows(alarms), ALARMS_NOTE),
         ("CloudWatch dashboards", DASHBOARD_HEADERS, dashboard_rows([c.chart_id for c in charts]), ""),
     ]
+    if drained is not None and isinstance(drained_facts, dict):
+        # First among the extra sections: beside the thresholds it qualifies.
+        sections.insert(0, drained_section(drained, drained_facts))
     markdown = render_markdown(results.run, evaluation, checklist, summaries, generated_at, thresholds.sources, code)
     files["report.md"].write_text(markdown + "".join(section_markdown(*section) for section in sections))
     page = render_html(results.run, evaluation, checklist, summaries, charts, generated_at, thresholds.sources, code)

@@ -93,12 +93,11 @@ def isolated_stack():
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def drained_stack():
-    """A throw-away embedded stack started with cpu_credits = drained, stopped by PID and purged afterwards."""
-    root = Path(tempfile.mkdtemp(prefix="dbunit-drained-"))
+@contextmanager
+def _credit_stack(prefix: str, **env: str) -> Iterator[StackEndpoints]:
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     isolated = IsolatedStack(root / "state")
-    isolated.env["HARNESS_CPU_CREDITS"] = "drained"
+    isolated.env.update(env)
     try:
         up = isolated.harness("up", timeout=180)
         assert up.returncode == 0, up.stderr[-2000:]
@@ -108,6 +107,23 @@ def drained_stack():
     finally:
         isolated.harness("down", "--purge")
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def drained_stack() -> Iterator[StackEndpoints]:
+    """A throw-away embedded stack started with cpu_credits = drained, stopped by PID and purged afterwards."""
+    with _credit_stack("dbunit-drained-", HARNESS_CPU_CREDITS="drained") as endpoints:
+        yield endpoints
+
+
+@pytest.fixture(scope="module")
+def live_stack() -> Iterator[StackEndpoints]:
+    """A throw-away stack with cpu_credits = live whose cache node starts with 0.02 credits (1.2 CPU-seconds):
+    a few seconds of load empty it."""
+    with _credit_stack(
+        "dbunit-live-", HARNESS_CPU_CREDITS="live", HARNESS_CPU_CREDIT_START_BALANCE="0.02"
+    ) as endpoints:
+        yield endpoints
 
 
 @contextmanager

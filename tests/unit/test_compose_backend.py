@@ -283,3 +283,18 @@ def test_up_refuses_to_replace_another_backends_stack(
 def test_status_before_up_reports_the_stack_as_not_up(tmp_path):
     status = ComposeBackend(Settings(backend="compose", state_dir=tmp_path / "state")).status()
     assert status.services == [] and not status.healthy
+
+
+def test_credit_caps_add_an_override_and_the_facts_say_what_compose_cannot_do(
+    tmp_path, fake_docker, no_aws, clean_compose_env, port_checks
+):
+    settings = Settings(backend="compose", state_dir=tmp_path / "state", cpu_credits="drained")
+    endpoints = ComposeBackend(settings).up(lambda _: None)
+    override = tmp_path / "state" / "compose" / "credits.override.yml"
+    assert f"-f {override}" in compose_calls(fake_docker)[-1]
+    spec = yaml.safe_load(override.read_text())["services"]
+    assert spec["redis"]["deploy"]["resources"]["limits"]["cpus"] == "0.2"
+    assert spec["postgres"]["blkio_config"]["device_read_iops"][0]["rate"] == 100
+    credits = endpoints.facts["credits"]
+    assert credits["mode"] == "drained" and not credits["enforced"]
+    assert "live credit changes" in credits["detail"] and "NOT EMULATED" in credits["detail"]

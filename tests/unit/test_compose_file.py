@@ -269,3 +269,61 @@ def test_postgres_init_script_creates_the_embedded_extensions():
     sql = (COMPOSE_DIR / "postgres" / "initdb" / "10-extensions.sql").read_text()
     for extension in ("vector", "pg_stat_statements"):
         assert f"CREATE EXTENSION IF NOT EXISTS {extension};" in sql
+
+
+def merged(base: dict, override: dict) -> dict:
+    """Compose's merge of an override file for the keys the credit override sets (mappings merge key by key)."""
+    result = copy.deepcopy(base)
+
+    def merge(target: dict, extra: dict) -> None:
+        for key, value in extra.items():
+            if isinstance(value, dict) and isinstance(target.get(key), dict):
+                merge(target[key], value)
+            else:
+                target[key] = value
+
+    merge(result, override)
+    return result
+
+
+@pytest.mark.parametrize(
+    ("mode", "cache_cpus", "iops", "bytes_s"),
+    [
+        # drained: the cache node at its credit baseline (0.2 of 2 vCPUs), the gp2 20 GB volume at 100 IOPS and
+        # the t3.micro EBS link's 8 MB/s baseline: the embedded cgroups' figures
+        ("drained", 0.2, 100, 8_000_000),
+        # live: full CPU and the burst rate (gp2's 3,000 IOPS, 128 MiB/s volume limit under the link's burst)
+        ("live", 2.0, 3000, 128 * MIB),
+    ],
+)
+def test_the_credit_caps_render_as_compose_limits_like_the_embedded_cgroups(compose, mode, cache_cpus, iops, bytes_s):
+    settings = Settings(cpu_credits=mode)
+    override = compose_spec.credit_override(settings)
+    full = merged(compose, override)
+    assert schema_errors(full) == []
+    redis_limits = full["services"]["redis"]["deploy"]["resources"]["limits"]
+    assert float(redis_limits["cpus"]) == pytest.approx(cache_cpus)
+    assert memory_bytes(redis_limits["memory"]) == 2**29  # cache.t3.micro's 0.5 GiB, as its cgroup
+    blkio = full["services"]["postgres"]["blkio_config"]
+    for key, rate in (
+        ("device_read_iops", iops),
+        ("device_write_iops", iops),
+        ("device_read_bps", bytes_s),
+        ("device_write_bps", bytes_s),
+    ):
+        (entry,) = blkio[key]
+        assert entry["rate"] == rate
+        # The device is the engine machine's: compose refuses to start without it, rather than cap nothing.
+        match = INTERPOLATION.match(entry["path"])
+        assert match["var"] == compose_spec.BLKIO_DEVICE_VAR and match["op"] == ":?"
+    # PostgreSQL keeps its instance limits (2 vCPU, 1 GiB), as its cgroup does
+    pg_limits = full["services"]["postgres"]["deploy"]["resources"]["limits"]
+    assert (float(pg_limits["cpus"]), memory_bytes(pg_limits["memory"])) == (2.0, GIB)
+
+
+def test_gp3_and_off_render_their_own_caps_or_none():
+    gp3 = compose_spec.credit_override(Settings(cpu_credits="drained", storage_type="gp3"))
+    # gp3's 3,000 IOPS baseline is above the t3.micro link's 500: the link is the tighter limit
+    assert gp3["services"]["postgres"]["blkio_config"]["device_read_iops"][0]["rate"] == 500
+    assert compose_spec.credit_override(Settings(cpu_credits="off")) is None
+    assert "live credit changes" in compose_spec.COMPOSE_CREDITS_NOT_EMULATED

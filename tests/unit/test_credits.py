@@ -2,7 +2,14 @@ import json
 
 import pytest
 
-from harness.measure.credits import CpuCreditLedger, IoCreditLedger, load_ledger, save_ledger
+from harness.measure.credits import (
+    CpuCreditLedger,
+    IoCreditLedger,
+    load_io_bucket,
+    load_ledger,
+    save_io_bucket,
+    save_ledger,
+)
 from harness.sizing import cache_node_type, db_instance_class, storage_sizing
 
 CACHE = cache_node_type("cache.t3.micro").credits
@@ -149,3 +156,62 @@ def test_the_live_ledger_earns_while_no_run_samples_it(tmp_path):
     assert load_ledger(path, CACHE, "drained", now=1000.0 + HOUR).balance == 0.0
     path.write_text("not json")
     assert load_ledger(path, CACHE, "live", now=0.0).balance == 288.0
+
+
+@pytest.mark.parametrize(
+    ("case", "saved", "mode", "start_balance", "idle_s", "balance"),
+    [
+        ("live resumes from the saved balance and earns while idle", 10.0, "live", None, HOUR, 22.0),
+        ("live earning stops at the maximum", 280.0, "live", None, HOUR, 288.0),
+        ("a saved balance outranks the configured start", 0.0, "live", 5.0, 0.0, 0.0),
+        ("no saved ledger: live starts at the configured balance", None, "live", 0.5, 0.0, 0.5),
+        ("no saved ledger: the configured start is capped at the maximum", None, "live", 1000.0, 0.0, 288.0),
+        ("no saved ledger and no start: a rested node", None, "live", None, 0.0, 288.0),
+        ("drained ignores what was saved and the start", 100.0, "drained", 50.0, HOUR, 0.0),
+        ("off ignores what was saved", 1.0, "off", None, 0.0, 288.0),
+    ],
+)
+def test_the_cpu_ledger_is_kept_between_runs(tmp_path, case, saved, mode, start_balance, idle_s, balance):
+    path = tmp_path / "credits-redis.json"
+    if saved is not None:
+        save_ledger(path, CpuCreditLedger(CACHE, saved), now=1000.0)
+    loaded = load_ledger(path, CACHE, mode, now=1000.0 + idle_s, start_balance=start_balance)
+    assert loaded.balance == pytest.approx(balance), case
+
+
+GP2 = storage_sizing("gp2", 20)
+
+
+@pytest.mark.parametrize(
+    ("case", "storage", "saved", "mode", "idle_s", "balance", "iops"),
+    [
+        ("an empty bucket resumes empty: baseline", GP2, 0.0, "live", 0.0, 0.0, 100),
+        ("it refills at the baseline rate while no run samples it", GP2, 0.0, "live", 60.0, 6000.0, 3000),
+        ("refilling stops at the bucket's size", GP2, 5_399_000.0, "live", HOUR, 5_400_000.0, 3000),
+        ("drained ignores the saved bucket", GP2, 5_400_000.0, "drained", 0.0, 0.0, 100),
+        ("off starts full", GP2, 0.0, "off", 0.0, 5_400_000.0, 3000),
+        ("a bucket saved for another volume is not reused", storage_sizing("gp2", 100), 0.0, "live", 0.0, 5.4e6, 3000),
+    ],
+)
+def test_the_gp2_bucket_is_kept_between_runs(tmp_path, case, storage, saved, mode, idle_s, balance, iops):
+    path = tmp_path / "credits-postgres-io.json"
+    bucket = IoCreditLedger(GP2, saved)
+    save_io_bucket(path, bucket, now=1000.0)
+    # A different size with the same bucket maximum is the same bucket; a different maximum is a new volume.
+    if storage is not GP2:
+        raw = json.loads(path.read_text())
+        raw["io_credits_max"] = 1
+        path.write_text(json.dumps(raw))
+    loaded = load_io_bucket(path, storage, mode, now=1000.0 + idle_s)
+    assert (loaded.balance, loaded.allowed_iops) == (pytest.approx(balance), iops), case
+
+
+def test_a_damaged_or_missing_bucket_file_gives_a_full_bucket(tmp_path):
+    path = tmp_path / "credits-postgres-io.json"
+    assert load_io_bucket(path, GP2, "live", now=0.0).balance == 5_400_000
+    path.write_text("[1, 2]")
+    assert load_io_bucket(path, GP2, "live", now=0.0).balance == 5_400_000
+    path.write_text('{"balance": "x", "saved_at": 0, "io_credits_max": 5400000}')
+    assert load_io_bucket(path, GP2, "live", now=0.0).balance == 5_400_000
+    # gp3 does not burst: nothing to keep
+    assert load_io_bucket(path, storage_sizing("gp3", 20), "live", now=0.0).allowed_iops == 3000
