@@ -1,6 +1,6 @@
 """Burstable unit, measured side by side in one run: the drained caps against the uncapped ("off") unit.
 
-On a stack started with cpu_credits = drained (the default) and enforced cgroups, each round measures
+On a stack started with cpu_credits = drained (HARNESS_CPU_CREDITS=drained) and enforced cgroups, each round measures
 both sides back to back by moving the running servers' caps, so the shared machine's load falls on both:
 
   cpu     a CPU-bound Lua script on the cache node (single-threaded Redis): time at the drained baseline

@@ -11,7 +11,7 @@ the server's ef_search) and the same cache-aside requests (Zipf s=1.0, one clien
 10,000 requests of warm-up as the signoff scenario does),
 and are judged by the thresholds of fixtures/thresholds.yaml for vector_search.latency_ms,
 vector_search.recall_at_10 and cache.hit_rate_pct. Every loop is bounded in count and time; 127.0.0.1 only.
-Needs a stack up with cpu_credits = drained (the default) and enforced cgroups; the caps are left drained.
+Needs a stack up with HARNESS_CPU_CREDITS=drained and enforced cgroups; the caps are left drained.
 
     .venv/bin/python benchmarks/drained_pass.py [--queries 300] [--cache-requests 20000] [--max-seconds 300]
 """

@@ -19,6 +19,7 @@ from typing import Any
 
 from harness.backends import get_backend
 from harness.backends.base import Reporter
+from harness.cli.scenario_progress import ENV_STEP_TIMES
 from harness.config import Settings
 from harness.endpoints import StackEndpoints
 from harness.measure.results import ResultsWriter
@@ -98,6 +99,8 @@ def run_drained_pass(
                 "HARNESS_CPU_CREDITS": "drained",
                 "HARNESS_SCENARIO_PASS": "drained",
                 "HARNESS_STEP_CAP_S": str(settings.drained_step_cap_s),
+                # Its own step times: the fresh pass's estimates of time left must not learn drained ones.
+                ENV_STEP_TIMES: str(settings.state_dir / f"step-times-{size}-drained.json"),
             },
             junit_name=DRAINED_JUNIT,
         )

@@ -13,8 +13,9 @@ from harness.measure.sampling import ResourceSampler
 from harness.services.cgroups import BURSTABLE_CPU_PERIOD_US, CgroupLimiter
 
 pytestmark = pytest.mark.integration
-LOAD_S = 30.0
+LOAD_S = 45.0
 RECOVER_S = 15.0
+CPU_SCRIPT = "local x = 0 for i = 1, 300000 do x = x + i % 7 end return x"
 
 
 @pytest.fixture(scope="module")
@@ -34,16 +35,21 @@ def test_a_live_cache_node_falls_to_its_baseline_when_its_credits_run_out_and_re
     assert group.cpu_limit() == (pytest.approx(2.0), BURSTABLE_CPU_PERIOD_US)
     client = stack.redis.client(socket_timeout=5, socket_connect_timeout=5)
     quotas: list[float | None] = []
+    # On a host shared with other loads Redis's one thread gets about 0.2 of a core (measured here), which is
+    # what the node earns: it would never run out. A real rested t3 gets its vCPUs whatever its neighbours
+    # do, so this throw-away stack's cache node gets a larger CFS weight (cgroup v1) for the test.
+    shares = Path("/sys/fs/cgroup/cpu") / facts["redis_cgroup"] / "cpu.shares"
+    previous_shares = shares.read_text().strip() if shares.exists() else None
+    if previous_shares is not None:
+        shares.write_text("16384")
     try:
         with ResourceSampler(stack, interval_s=0.25).running() as samples:
             # Load until the kernel holds the baseline (0.02 credits is 1.2 s of one core), bounded in time.
             deadline = time.monotonic() + LOAD_S
-            pipe = client.pipeline(transaction=False)
             while time.monotonic() < deadline:
-                for i in range(200):
-                    pipe.set(f"live-test:{i}", "x" * 64, ex=60)
-                    pipe.get(f"live-test:{i}")
-                pipe.execute()
+                # CPU inside Redis with next to no client work: a GET loop from one Python client keeps the
+                # node below the 0.2 vCPU it earns, so it would never run out.
+                client.eval(CPU_SCRIPT, 0)
                 quotas.append(group.cpu_limit()[0])
                 if quotas[-1] is not None and quotas[-1] < 1.0:
                     break
@@ -55,6 +61,11 @@ def test_a_live_cache_node_falls_to_its_baseline_when_its_credits_run_out_and_re
             recovered = group.cpu_limit()[0]
     finally:
         client.close()
+        if previous_shares is not None:
+            shares.write_text(previous_shares)
+    redis_cpu = [v for _, v in samples.series("redis.cpu_pct")]
+    if throttled != pytest.approx(0.2) and max(redis_cpu, default=0.0) <= 10.0:
+        pytest.skip(f"the host never gave Redis more than its 0.2 vCPU baseline (peak {max(redis_cpu, default=0.0)} %)")
     assert throttled == pytest.approx(0.2), f"the quota never fell to the baseline in {LOAD_S} s: {quotas[-5:]}"
     assert recovered == pytest.approx(2.0)
     balances = [v for _, v in samples.series("redis.CPUCreditBalance")]
