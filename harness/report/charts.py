@@ -285,3 +285,34 @@ def build_charts(results: RunResults, evaluation: Sequence[ThresholdResult]) -> 
                 continue  # counters and one-off values are single numbers: the tables say all there is
             charts.append(Chart(chart_id, title, _caption(names, lines, extra), svg))
     return charts
+
+
+def fresh_drained_chart(rows: Sequence[tuple[str, float | None, float | None, float]]) -> Chart | None:
+    """Fresh against drained, one pair of bars per threshold: (label, fresh, drained, critical level), each
+    figure drawn as a multiple of its critical level so thresholds of different units share one log axis."""
+    drawn = [(label, fresh, drained, level) for label, fresh, drained, level in rows if level]
+    if not drawn:
+        return None
+
+    def ratio(value: float | None, level: float) -> float:
+        return max(abs(value) / abs(level), 1e-3) if value is not None else 0.0
+
+    def draw(ax: Axes) -> None:
+        y = np.arange(len(drawn))
+        fresh = [ratio(f, level) for _, f, _, level in drawn]
+        drained = [ratio(d, level) for _, _, d, level in drawn]
+        ax.barh(y - 0.2, fresh, height=0.4, label="fresh", color="#4a7bb7")
+        ax.barh(y + 0.2, drained, height=0.4, label="drained", color="#b35a1e")
+        ax.axvline(1.0, color=CRITICAL_COLOUR, linestyle="--", label="critical level")
+        ax.set_xscale("log")
+        ax.set_yticks(y, [label for label, *_ in drawn], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel("measured / critical level (log)")
+
+    return Chart(
+        "fresh-drained",
+        "Fresh and drained against the critical levels",
+        "Each threshold the drained pass measured, as a multiple of its critical level: for '<' levels a bar past "
+        "the dashed line breaches it, for '>=' levels a bar short of it does (the label gives the level).",
+        _render("Fresh and drained against the critical levels", draw),
+    )

@@ -51,6 +51,15 @@ class DrainedComparison:
     # Steps of the drained pass that their time limit ended (the drained results' run facts).
     capped_steps: dict[str, Any]
 
+    def chart_rows(self) -> list[tuple[str, float | None, float | None, float]]:
+        """(label, fresh, drained, critical level) for the report's chart."""
+        out = []
+        for row in self.rows:
+            level = row.fresh.threshold.level("critical") or row.fresh.threshold.level("warning")
+            if level:
+                out.append((_chart_label(row.fresh), row.fresh.measured, row.drained.measured, level))
+        return out
+
     def as_json(self, facts: dict[str, Any]) -> dict[str, Any]:
         return {
             "exit_code": self.exit_code,
@@ -62,6 +71,11 @@ class DrainedComparison:
             "duration_s": facts.get("duration_s"),
             "scenario_checks": facts.get("scenario_checks"),
         }
+
+
+def _chart_label(result: ThresholdResult) -> str:
+    t = result.threshold
+    return f"{t.id} ({t.critical or t.warning})"
 
 
 def compare_passes(thresholds: ThresholdSet, fresh: RunResults, drained: RunResults) -> list[DrainedRow]:
@@ -94,7 +108,8 @@ def _figure(result: ThresholdResult) -> str:
     if result.measured is None:
         return "not measured"
     n = f" (N={result.sample_size})" if result.sample_size else ""
-    return f"{result.measured:.4g} {result.threshold.unit}{n}".replace(" ratio", "")
+    unit = "" if result.threshold.unit in ("", "ratio") else f" {result.threshold.unit}"
+    return f"{result.measured:.4g}{unit}{n}"
 
 
 def _levels(result: ThresholdResult) -> str:

@@ -7,6 +7,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,7 @@ def _item_json(i: ItemResult) -> dict[str, Any]:
 def render_report(results_path: Path, out_dir: Path, thresholds: ThresholdSet) -> ReportOutcome:
     """Evaluate `thresholds` against the results and write every report file into `out_dir`."""
     # matplotlib takes about a second to import: only commands that draw should pay for it.
-    from harness.report.charts import build_charts
+    from harness.report.charts import build_charts, fresh_drained_chart
 
     results = load_results(results_path)
     evaluation = evaluate(thresholds, results)
@@ -122,14 +123,22 @@ def render_report(results_path: Path, out_dir: Path, thresholds: ThresholdSet) -
         ("Would the production alarms have fired?", ALARM_HEADERS, alarm_rows(alarms), ALARMS_NOTE),
         ("CloudWatch dashboards", DASHBOARD_HEADERS, dashboard_rows([c.chart_id for c in charts]), ""),
     ]
+    drained_chart = None
     if drained is not None and isinstance(drained_facts, dict):
         # First among the extra sections: beside the thresholds it qualifies.
         sections.insert(0, drained_section(drained, drained_facts))
+        drained_chart = fresh_drained_chart(drained.chart_rows())
     markdown = render_markdown(results.run, evaluation, checklist, summaries, generated_at, thresholds.sources, code)
     files["report.md"].write_text(markdown + "".join(section_markdown(*section) for section in sections))
     page = render_html(results.run, evaluation, checklist, summaries, charts, generated_at, thresholds.sources, code)
     # After the thresholds, before the charts: the alarms are the thresholds as production would judge them.
     extra = "".join(section_html(*section) for section in sections)
+    if drained_chart is not None:
+        chart_html = (
+            f'<figure><img src="{drained_chart.data_uri()}" alt="{escape(drained_chart.title)}">'
+            f"<figcaption>{escape(drained_chart.caption)}</figcaption></figure>\n"
+        )
+        extra = extra.replace("<h2>Would the production alarms", chart_html + "<h2>Would the production alarms", 1)
     files["report.html"].write_text(page.replace('<h2 id="charts">', extra + '<h2 id="charts">', 1))
     write_junit(evaluation, files["junit.xml"], generated_at)
     return ReportOutcome(out_dir, evaluation, code, files, checklist)

@@ -19,6 +19,8 @@ def test_a_drained_signoff_reports_fresh_and_drained_side_by_side(isolated_stack
     reports = tmp_path / "reports"
     # The fresh pass runs one scenario (the rest of the suite is not this test's subject); the drained pass
     # runs its own selection: vector search, the cache hit rate, pooling at the design concurrency.
+    # A short cap keeps the test short and lets a slow drained step show up as CAPPED.
+    env = {**isolated_stack.env, "HARNESS_DRAINED_STEP_CAP_S": "10"}
     run = isolated_stack.harness(
         "signoff",
         "--size",
@@ -31,6 +33,7 @@ def test_a_drained_signoff_reports_fresh_and_drained_side_by_side(isolated_stack
         "--",
         "-k",
         "test_hit_rate_at_the_design_skew",
+        env=env,
         timeout=1200,
     )
     assert run.returncode in (0, 3, 4, 5), run.stdout[-3000:] + run.stderr[-3000:]
@@ -53,6 +56,11 @@ def test_a_drained_signoff_reports_fresh_and_drained_side_by_side(isolated_stack
     markdown = (out / "report.md").read_text()
     assert f"## {DRAINED_TITLE}" in markdown and "drained status" in markdown
     assert "drained pass:" in run.stdout
+    # Each step of the pass obeyed the cap; any it ended is named with the cap, in the report and on the terminal.
+    assert facts["step_cap_s"] == 10.0
+    for step, info in drained["capped_steps"].items():
+        assert info["cap_s"] == 10.0 and info["requests"] < info["max_requests"]
+        assert f"{step} (capped at 10 s" in markdown and f"CAPPED {step}" in run.stdout
     caps = facts["caps_before"]
     if not caps["enforced"]:
         assert "credits NOT enforced" in caps["detail"]

@@ -64,6 +64,7 @@ def test_the_report_puts_fresh_and_drained_side_by_side_and_the_worse_verdict_wi
     assert "cache node 0.2 vCPU (CFS period 10000 µs)" in markdown
     html = (tmp_path / "out" / "report.html").read_text()
     assert DRAINED_TITLE in html
+    assert 'alt="Fresh and drained against the critical levels"' in html
     # Re-rendered elsewhere, the directory carries the drained results too.
     assert (tmp_path / "out" / DRAINED_RESULTS_FILE).exists()
     assert "CAPPED search x1" in drained_summary(document["drained_pass"])
