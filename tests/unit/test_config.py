@@ -147,8 +147,28 @@ def test_burstable_settings_default_to_uncapped_credits_on_a_gp2_20_gib_volume(t
         ({"HARNESS_STORAGE_TYPE": "io1"}, "storage_type must be one of gp2, gp3"),
         ({"HARNESS_ALLOCATED_STORAGE_GIB": "10"}, "allocated storage must be 20..65536 GiB"),
         ({"HARNESS_ALLOCATED_STORAGE_GIB": "20.5"}, "allocated_storage_gib must be int"),
+        ({"HARNESS_SIGNOFF_DRAINED": "maybe"}, "signoff_drained must be a boolean"),
+        ({"HARNESS_DRAINED_STEP_CAP_S": "0"}, "drained_step_cap_s must be positive"),
+        ({"HARNESS_CPU_CREDIT_START_BALANCE": "-1"}, "cpu_credit_start_balance must not be negative"),
     ],
 )
 def test_bad_burstable_settings_are_named(tmp_path, env, message):
     with pytest.raises(ConfigError, match=message):
         resolve_settings(environ=env, cwd=tmp_path)
+
+
+def test_the_drained_pass_is_off_by_default_and_one_setting_turns_it_on(tmp_path):
+    settings = resolve_settings(environ={}, cwd=tmp_path)
+    assert (settings.signoff_drained, settings.drained_step_cap_s, settings.cpu_credit_start_balance) == (
+        False,
+        60.0,
+        None,
+    )
+    write_config(tmp_path, "[harness]\nsignoff_drained = true\ndrained_step_cap_s = 30\n")
+    settings = resolve_settings(environ={"HARNESS_CPU_CREDIT_START_BALANCE": "0.5"}, cwd=tmp_path)
+    assert (settings.signoff_drained, settings.drained_step_cap_s, settings.cpu_credit_start_balance) == (
+        True,
+        30.0,
+        0.5,
+    )
+    assert resolve_settings(environ={"HARNESS_SIGNOFF_DRAINED": "on"}, cwd=tmp_path).signoff_drained is True

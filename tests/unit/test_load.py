@@ -64,12 +64,14 @@ def test_closed_model_stops_at_the_duration_bound():
     result = run_closed(sleeper(time, 1 / 128), clients=1, limits=Limits(0.5, 10**9), clock=time.clock())
     assert result.ok == 64
     assert result.elapsed_s == 0.5
+    assert result.capped and "capped" in result.summary()
 
 
 def test_closed_model_stops_at_the_request_bound():
     time = VirtualClock()
     result = run_closed(sleeper(time, 0.001), clients=3, limits=Limits(10, 25), clock=time.clock())
     assert result.ok == 25
+    assert not result.capped
 
 
 def test_closed_clients_run_at_the_same_time():
@@ -131,6 +133,7 @@ def test_open_model_stops_sending_to_a_server_that_stalls_past_its_hard_deadline
     result = run_open(sleeper(time, 3.0), rate_per_s=10, limits=Limits(1.0, 1000), workers=1, clock=time.clock())
     assert result.ok == 3
     assert result.elapsed_s == pytest.approx(9.0)
+    assert result.capped
 
 
 def test_errors_are_counted_and_sampled_not_timed():
