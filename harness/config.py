@@ -124,6 +124,9 @@ class Settings:
     # instance listens on (0: a free one, chosen at restore time).
     backup_copy_region: str = "us-west-2"
     restore_port: int = 0
+    # The network drill's fault-injecting proxies in front of the proxy (PostgreSQL) and Redis (0: free ports).
+    fault_pg_port: int = 0
+    fault_redis_port: int = 0
     # "auto": cap PostgreSQL with a cgroup where the machine allows and report when it does not;
     # "require": refuse to start without the cap; "off": never try.
     cgroups: str = "auto"
@@ -195,10 +198,10 @@ class Settings:
                 raise ConfigError(f"{name} must be between 1024 and 65535, got {port}")
         if len(set(ports.values())) != len(ports):
             raise ConfigError(f"ports must differ: {ports}")
-        if self.restore_port and not 1024 <= self.restore_port <= 65535:
-            raise ConfigError(
-                f"restore_port must be 0 (a free port) or between 1024 and 65535, got {self.restore_port}"
-            )
+        for name in ("restore_port", "fault_pg_port", "fault_redis_port"):
+            value = getattr(self, name)
+            if value and not 1024 <= value <= 65535:
+                raise ConfigError(f"{name} must be 0 (a free port) or between 1024 and 65535, got {value}")
         if self.backup_copy_region == self.region:
             raise ConfigError(f"backup_copy_region must differ from region ({self.region}): it is the copy's region")
         if not 1 <= self.lambda_concurrency <= 1000:
@@ -227,6 +230,8 @@ _FIELD_TYPES: dict[str, type] = {
     "region": str,
     "backup_copy_region": str,
     "restore_port": int,
+    "fault_pg_port": int,
+    "fault_redis_port": int,
     "cgroups": str,
     "cpu_credits": str,
     "storage_type": str,

@@ -7,6 +7,7 @@ running stack.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -85,12 +86,44 @@ class PostgresEndpoint:
             **self.tls_params(),
         }
 
-    def connect(self, **kwargs: Any) -> Any:
-        """A psycopg connection; kwargs (autocommit, prepare_threshold, connect_timeout...) pass through."""
+    def connect(self, *, request_timeout_s: float | None = None, **kwargs: Any) -> Any:
+        """A psycopg connection; kwargs (autocommit, prepare_threshold, connect_timeout...) pass through.
+
+        `request_timeout_s` bounds every round trip on the client's side (see `bounded_connection_class`):
+        what the application path sets, so a silent network fails a request instead of hanging it."""
         import psycopg
 
         params = {"connect_timeout": 10, **self.conninfo_kwargs(), **kwargs}
-        return psycopg.connect(**params)
+        if request_timeout_s is None:
+            return psycopg.connect(**params)
+        return bounded_connection_class(request_timeout_s).connect(**params)
+
+
+@functools.cache
+def bounded_connection_class(request_timeout_s: float) -> Any:
+    """A psycopg Connection class whose every round trip fails after `request_timeout_s` without an answer.
+
+    The server's statement_timeout cannot end a request whose bytes never reach it, and TCP_USER_TIMEOUT or
+    keepalives never fire when a proxy in between (PgBouncer, RDS Proxy, a fault proxy) ACKs the bytes
+    itself: only a client-side deadline bounds a blackhole. On expiry the connection is closed (its
+    protocol state is unknown) and psycopg.OperationalError raised; a pool discards such a connection.
+    For psycopg_pool, pass it as `connection_class`."""
+    import psycopg
+    from psycopg import errors
+
+    class BoundedConnection(psycopg.Connection[Any]):
+        def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+            try:
+                return super().wait(gen, interval=interval, timeout=timeout or request_timeout_s)
+            except errors._WaitTimeout:
+                where = f"{self.pgconn.host.decode()}:{self.pgconn.port.decode()}"
+                self.pgconn.finish()
+                raise psycopg.OperationalError(
+                    f"no answer from {where} within {request_timeout_s} s (client request timeout): connection closed"
+                ) from None
+
+    BoundedConnection.__name__ = f"BoundedConnection_{request_timeout_s:g}s"
+    return BoundedConnection
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """Failure drills at the run's size: each service SIGKILLed with nothing lost, the database crashed and then
-lost (restore from backup, proxy switched, validated, traffic resumed), the proxy restarted under writes.
+lost (restore from backup, proxy switched, validated, traffic resumed), the proxy restarted under writes,
+Redis killed under cache-aside reads, and network faults (latency, jitter, resets, blackholes) through
+fault-injecting proxies in front of the proxy and Redis.
 
 Destructive: skipped on a backend the harness cannot kill services of, refused on an external deployment
 unless HARNESS_ALLOW_DESTRUCTIVE=1. Figures go to the results file (drill.* metrics, judged by
@@ -17,7 +19,8 @@ from harness.backends.guard import require_destructive_allowed
 from harness.backup.restore import restores_root, running_restores
 from harness.backup.unit import backup_target, restore_spec
 from harness.data.app_role import app_endpoint
-from harness.drills import cache, database, proxy, services
+from harness.drills import cache, database, network, proxy, services
+from harness.services.fault_proxy import running_fault_proxies
 
 pytestmark = pytest.mark.integration
 
@@ -100,3 +103,25 @@ def test_a_cache_failure_degrades_reads_to_postgresql_and_warming_restores_the_h
         results.record_series("drill.cache.hit_rate_curve", points, labels={"warming": warming})
     assert f["failed_requests"] == 0 and f["requests"] > 0
     assert result.passed, result.lines()
+
+
+def test_network_faults_fail_requests_within_the_clients_bounds_and_lose_no_acknowledged_write(
+    backend, stack, seeded, harness_settings, results
+):
+    result = network.run(
+        stack,
+        app_endpoint(stack, harness_settings.state_dir),
+        pg_port=harness_settings.fault_pg_port,
+        redis_port=harness_settings.fault_redis_port,
+    )
+    print("\n".join(result.lines()))
+    f = result.figures
+    results.record_count("drill.network.lost_writes", f["writer_acknowledged_lost"])
+    for link in ("postgres", "redis"):
+        hole = f[f"blackhole_{link}"]
+        results.record_value("drill.network.blackhole_request_s", hole["max_ms"] / 1000, labels={"link": link})
+        if hole["recovery_s"] is not None:
+            results.record_value("drill.network.recovery_s", hole["recovery_s"], labels={"link": link})
+    assert f["writer_acknowledged"] > 0 and f["writer_acknowledged_lost"] == 0
+    assert result.passed, result.lines()
+    assert running_fault_proxies() == []

@@ -88,6 +88,7 @@ class CacheAside:
 
     def profile(self, user_id: int) -> dict[str, Any] | None:
         key = profile_key(user_id)
+        errors_before = self.counters.cache_errors
         cached = self._get(key)
         if cached is not None:
             self.counters.hits += 1
@@ -98,7 +99,9 @@ class CacheAside:
         if row is None:
             return None
         value = dict(zip(PROFILE_FIELDS, row, strict=True))
-        self._set(key, json.dumps(value), self.profile_ttl_s)
+        # A failed GET means the cache is unreachable: a SET would wait out the same timeout for nothing.
+        if self.counters.cache_errors == errors_before:
+            self._set(key, json.dumps(value), self.profile_ttl_s)
         return value
 
     def read_through(self, key: str, ttl_s: int, load: Callable[[], Any]) -> Any:

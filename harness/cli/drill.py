@@ -19,7 +19,7 @@ from harness.backends.guard import require_destructive_allowed
 from harness.backup.unit import backup_target, restore_spec
 from harness.config import Settings, resolve_settings
 from harness.data.app_role import app_endpoint
-from harness.drills import cache, database, proxy, services
+from harness.drills import cache, database, network, proxy, services
 from harness.drills.result import DrillResult
 from harness.endpoints import StackEndpoints, load_endpoints
 
@@ -49,10 +49,15 @@ DRILLS: dict[str, tuple[str, Runner]] = {
         "restart PgBouncer under writes: failed requests, time to reconnect",
         lambda b, s, cfg: proxy.run(b, s, _report),
     ),
+    "network": (
+        "latency, jitter, resets and blackholes through fault proxies in front of the proxy and Redis",
+        lambda b, s, cfg: network.run(
+            s, app_endpoint(s, cfg.state_dir), _report, cfg.fault_pg_port, cfg.fault_redis_port
+        ),
+    ),
 }
 # Named by the issue, not built yet: said so rather than silently missing.
 NOT_BUILT = {
-    "network": "latency, jitter, resets and blackholes through a fault-injecting TCP proxy",
     "lambda": "a GDPR export killed mid-way (out of memory, timeout) and retried",
 }
 
@@ -62,7 +67,7 @@ def add_drill_command(subparsers: Any, parents: Sequence[argparse.ArgumentParser
     parser = subparsers.add_parser(
         "drill",
         parents=list(parents),
-        help="run a failure drill (services, database, cache, proxy) with measured recovery",
+        help="run a failure drill (services, database, cache, proxy, network) with measured recovery",
         description=f"Drills: {listing}. Not built yet: {', '.join(NOT_BUILT)}.",
     )
     parser.add_argument("name", help=f"one of {', '.join(DRILLS)}")

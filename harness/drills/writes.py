@@ -2,8 +2,9 @@
 
 One thread inserts numbered rows, one transaction each, and records the number only after COMMIT returned.
 Each transaction sets its own statement timeout (SET LOCAL: the proxy pools per transaction, so a session
-SET would leak to other clients) and each connection a connect timeout and a TCP user timeout, so a dead
-or silent server fails a request within seconds instead of hanging the drill. Bounded in time and count.
+SET would leak to other clients) and each connection a connect timeout, a TCP user timeout (a dead peer)
+and a client-side request timeout (a silent network behind a proxy that ACKs the bytes itself), so a
+request fails within seconds instead of hanging the drill. Bounded in time and count.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from harness.endpoints import PostgresEndpoint
 TABLE = "drill.acks"
 CONNECT_TIMEOUT_S = 3
 STATEMENT_TIMEOUT_MS = 3000
+# Just above the server's statement timeout: the server ends a slow statement first, the client a silent link.
+REQUEST_TIMEOUT_S = STATEMENT_TIMEOUT_MS / 1000 + 1
 # Unacknowledged bytes older than this close the connection (Linux TCP_USER_TIMEOUT): a blackhole bound.
 TCP_USER_TIMEOUT_MS = 5000
 
@@ -58,7 +61,7 @@ class WriteLoad:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=STATEMENT_TIMEOUT_MS / 1000 + CONNECT_TIMEOUT_S + 10)
+            self._thread.join(timeout=REQUEST_TIMEOUT_S + CONNECT_TIMEOUT_S + 10)
 
     def __enter__(self) -> WriteLoad:
         return self.start()
@@ -72,6 +75,7 @@ class WriteLoad:
             prepare_threshold=None,
             connect_timeout=CONNECT_TIMEOUT_S,
             tcp_user_timeout=TCP_USER_TIMEOUT_MS,
+            request_timeout_s=REQUEST_TIMEOUT_S,
         )
 
     def _run(self) -> None:

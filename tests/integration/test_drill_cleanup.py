@@ -1,13 +1,19 @@
 """Nothing is left running after a drill or a restore, also when it fails half-way: restored instances are
-stopped by PID, the proxy points back at the unit's own instance, and `harness down` stops restores too."""
+stopped by PID, the proxy points back at the unit's own instance, `harness down` stops restores too, and
+the network drill's fault proxies stop listening."""
 
+import socket
+import threading
+
+import numpy as np
 import psutil
 import pytest
 
 from harness.backends import get_backend
 from harness.backup.restore import restores_root, running_restores
 from harness.backup.unit import backup_target, restore_spec
-from harness.drills import database
+from harness.drills import database, network
+from harness.services.fault_proxy import FaultProxy, running_fault_proxies
 
 pytestmark = pytest.mark.integration
 
@@ -57,3 +63,29 @@ def test_harness_down_stops_a_restored_instance_by_pid(isolated_stack):
     assert "restored instance" in down.stderr
     assert restored_processes(root) == []
     assert isolated_stack.processes_mentioning_state() == []
+
+
+def test_a_network_drill_that_fails_half_way_stops_its_fault_proxies(stack, monkeypatch):
+    started: list[int] = []
+    real_start = FaultProxy.start
+
+    def recording_start(self, *args, **kwargs):
+        proxy = real_start(self, *args, **kwargs)
+        started.append(proxy.port)
+        return proxy
+
+    def broken_summary(requests):
+        raise RuntimeError("measurement blew up half-way")
+
+    monkeypatch.setattr(FaultProxy, "start", recording_start)
+    monkeypatch.setattr(network, "summary", broken_summary)
+    # Independent of the seed: the admin through the proxy, one user id whether it exists or not.
+    monkeypatch.setattr(network, "_users", lambda app: np.array([1], dtype=np.int64))
+    with pytest.raises(RuntimeError, match="half-way"):
+        network.run(stack, stack.proxy, report=lambda _: None)
+    assert len(started) == 2
+    assert running_fault_proxies() == []
+    for port in started:
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    assert not [t.name for t in threading.enumerate() if t.name.startswith(("fault-", "drill-"))]

@@ -66,6 +66,9 @@ OURS = {
     "drill.cache.error_rate_pct",
     "drill.cache.recovery_s",
     "drill.restore.rto_s",
+    "drill.network.lost_writes",
+    "drill.network.blackhole_request_s",
+    "drill.network.recovery_s",
 }
 
 
