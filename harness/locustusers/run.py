@@ -20,7 +20,7 @@ from harness.config import Settings, resolve_settings
 from harness.data.app_role import app_endpoint, data_root
 from harness.data.ground_truth import GroundTruth
 from harness.data.seed import load_current_ground_truth
-from harness.endpoints import StackEndpoints
+from harness.endpoints import StackEndpoints, bounded_connection_class
 from harness.locustusers.tally import RunTotals, Tally
 from harness.measure.popularity import ZipfKeys
 from harness.workload.target import CacheRead, VectorTarget, load_cache_reads, load_vector_target
@@ -29,6 +29,9 @@ from harness.workload.target import CacheRead, VectorTarget, load_cache_reads, l
 POOL_OPEN_TIMEOUT_S = 10.0
 # A request waits this long for a pooled connection before it fails (the application's own limit).
 POOL_BORROW_TIMEOUT_S = 30.0
+# A statement whose answer does not come within this fails on the client (a silent network behind the proxy
+# never trips a TCP timeout: the proxy ACKs the bytes) instead of holding a Locust user forever.
+REQUEST_TIMEOUT_S = 30.0
 # Hot keys are the same for every user of every process: the popularity ranking is seeded.
 ZIPF_SEED = 11
 
@@ -100,6 +103,7 @@ class HarnessRun:
                 endpoint = app_endpoint(self.stack(), self.settings.state_dir, via_proxy=self.options.via == "proxy")
                 size = int(self.options.pool_size)
                 pool = ConnectionPool(
+                    connection_class=bounded_connection_class(REQUEST_TIMEOUT_S),
                     kwargs={
                         **endpoint.conninfo_kwargs(),
                         "connect_timeout": 10,
