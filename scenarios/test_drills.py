@@ -1,7 +1,8 @@
 """Failure drills at the run's size: each service SIGKILLed with nothing lost, the database crashed and then
 lost (restore from backup, proxy switched, validated, traffic resumed), the proxy restarted under writes,
 Redis killed under cache-aside reads, and network faults (latency, jitter, resets, blackholes) through
-fault-injecting proxies in front of the proxy and Redis.
+fault-injecting proxies in front of the proxy and Redis, and a GDPR export killed mid-way (timeout, out of
+memory) then retried, with a deletion retried.
 
 Destructive: skipped on a backend the harness cannot kill services of, refused on an external deployment
 unless HARNESS_ALLOW_DESTRUCTIVE=1. Figures go to the results file (drill.* metrics, judged by
@@ -19,7 +20,7 @@ from harness.backends.guard import require_destructive_allowed
 from harness.backup.restore import restores_root, running_restores
 from harness.backup.unit import backup_target, restore_spec
 from harness.data.app_role import app_endpoint
-from harness.drills import cache, database, network, proxy, services
+from harness.drills import cache, database, lambda_export, network, proxy, services
 from harness.services.fault_proxy import running_fault_proxies
 
 pytestmark = pytest.mark.integration
@@ -125,3 +126,16 @@ def test_network_faults_fail_requests_within_the_clients_bounds_and_lose_no_ackn
     assert f["writer_acknowledged"] > 0 and f["writer_acknowledged_lost"] == 0
     assert result.passed, result.lines()
     assert running_fault_proxies() == []
+
+
+def test_an_export_killed_mid_way_leaves_nothing_partial_and_its_retry_writes_exactly_one_complete_object(
+    backend, stack, seeded, harness_settings, results
+):
+    app_direct = app_endpoint(stack, harness_settings.state_dir, via_proxy=False)
+    result = lambda_export.run(stack, app_direct, harness_settings.state_dir)
+    print("\n".join(result.lines()))
+    f = result.figures
+    results.record_count("drill.lambda.partial_exports", f["partial_exports"])
+    assert f["timeout_error"] == "Sandbox.Timedout" and f["oom_error"] == "Runtime.OutOfMemory"
+    assert f["export_objects"] == 1
+    assert result.passed, result.lines()

@@ -308,6 +308,9 @@ _SPECS += [
     MetricSpec("drill.network.blackhole_request_s", MetricKind.GAUGE, "s", "Drill: longest request in a blackhole",
                "the longest application request while the link to the proxy or Redis was silent, per link",
                better="lower"),
+    MetricSpec("drill.lambda.partial_exports", MetricKind.COUNTER, DIMENSIONLESS, "Drill: partial exports",
+               "objects or incomplete multipart uploads left by exports killed mid-way (timeout, out of memory), "
+               "plus objects beyond one after the retry", better="lower"),
     MetricSpec("drill.network.recovery_s", MetricKind.GAUGE, "s", "Drill: recovery after a blackhole",
                "from the end of the blackhole to the first successful application request, per link",
                better="lower"),

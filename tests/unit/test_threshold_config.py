@@ -69,6 +69,7 @@ OURS = {
     "drill.network.lost_writes",
     "drill.network.blackhole_request_s",
     "drill.network.recovery_s",
+    "drill.lambda.partial_exports",
 }
 
 

@@ -1,0 +1,209 @@
+"""Drill: a GDPR export killed mid-way, then retried; a deletion retried.
+
+No hook in the function: the drill gives a throw-away clone of a seeded user a large amount of event data
+(EXTRA_EVENTS rows with PAYLOAD_KB of JSON each), then lowers data_export's configuration for one
+invocation at a time, as an operator's mistake or a grown user would: a Timeout of 1 s (killed while it
+reads and compresses), then a MemorySize of 128 MB (a cursor batch of these rows does not fit: the runtime's
+memory cgroup or sampler kills it). The configuration is restored afterwards, also on failure, and the
+export retried. Checked: the killed invocations failed as Lambda reports them (Sandbox.Timedout,
+Runtime.OutOfMemory), left no object and no incomplete multipart upload under the user's prefix, and the
+retry wrote exactly one object, complete (every line there, the counts equal to the database's) and audited
+once. Then data_deletion runs twice: the second run deletes nothing more, both are audited, nothing of the
+user is left.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from harness.app.clones import clone_user, discard_clone
+from harness.app.gdpr_deploy import deploy_to_stack
+from harness.app.gdpr_invoke import Invocation, invoke, lambda_client
+from harness.drills.result import DrillResult
+from harness.endpoints import PostgresEndpoint, StackEndpoints
+
+EXTRA_EVENTS = 200
+PAYLOAD_KB = 512
+DRILL_TIMEOUT_S = 1
+DRILL_MEMORY_MB = 128
+EXPORT = "data_export"
+DELETION = "data_deletion"
+# Tables of a user's data the export writes (gdpr_common.schema.USER_TABLES), as counted here.
+COUNTED = ("users", "profiles", "consents", "events")
+
+
+def _prefix(user_id: int) -> str:
+    return f"exports/user-{int(user_id)}/"
+
+
+def _make_clone(admin: PostgresEndpoint) -> int:
+    with admin.connect(autocommit=False, request_timeout_s=300) as conn:
+        source = conn.execute("SELECT user_id FROM users ORDER BY user_id LIMIT 1").fetchone()
+        if source is None:
+            raise RuntimeError("the Lambda drill exports a copy of a seeded user: seed the unit first (`harness seed`)")
+        clone = clone_user(conn, int(source[0]), tag="drill-lambda")
+        # Large, highly compressible payloads: cheap on disk (TOAST compresses them), large in the function.
+        conn.execute(
+            "INSERT INTO events (user_id, occurred_at, event_type, payload) "
+            "SELECT %s, now() - g * interval '1 minute', 'drill.bulk', "
+            "jsonb_build_object('blob', repeat(md5(g::text), %s)) FROM generate_series(1, %s) g",
+            (clone, PAYLOAD_KB * 1024 // 32, EXTRA_EVENTS),
+        )
+        conn.commit()
+    return clone
+
+
+def _db_counts(admin: PostgresEndpoint, user_id: int) -> dict[str, int]:
+    with admin.connect(autocommit=True, request_timeout_s=60) as conn:
+        return {
+            t: int(conn.execute(f"SELECT count(*) FROM {t} WHERE user_id = %s", (user_id,)).fetchone()[0])
+            for t in COUNTED
+        }
+
+
+def _audit_entries(admin: PostgresEndpoint, user_id: int, action: str) -> int:
+    with admin.connect(autocommit=True, request_timeout_s=60) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM audit_log WHERE subject_user_id = %s AND action = %s", (user_id, action)
+        ).fetchone()
+    return int(row[0])
+
+
+def _objects(s3: Any, bucket: str, user_id: int) -> tuple[list[str], int]:
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=_prefix(user_id)).get("Contents", [])
+    uploads = s3.list_multipart_uploads(Bucket=bucket, Prefix=_prefix(user_id)).get("Uploads", [])
+    return [o["Key"] for o in listed], len(uploads)
+
+
+def _error_type(inv: Invocation) -> str:
+    if inv.function_error is None:
+        return "none"
+    return str((inv.payload or {}).get("errorType", "unknown")) if isinstance(inv.payload, dict) else "unknown"
+
+
+def _killed(
+    client: Any, original: dict[str, Any], user_id: int, change: dict[str, int], report: Callable[[str], None]
+) -> tuple[Invocation, float]:
+    client.update_function_configuration(FunctionName=EXPORT, **change)
+    try:
+        report(f"lambda drill: export with {change}")
+        began = time.monotonic()
+        inv = invoke(client, EXPORT, {"user_id": user_id})
+        return inv, time.monotonic() - began
+    finally:
+        client.update_function_configuration(
+            FunctionName=EXPORT, MemorySize=original["MemorySize"], Timeout=original["Timeout"]
+        )
+
+
+def run(
+    stack: StackEndpoints, app_direct: PostgresEndpoint, state_dir: Any, report: Callable[[str], None] = print
+) -> DrillResult:
+    """`app_direct`: the application role straight to PostgreSQL (its search_path finds the unit's tables)."""
+    result = DrillResult("lambda")
+    f = result.figures
+    client = lambda_client(stack.aws)
+    names = {fn["FunctionName"] for fn in client.list_functions().get("Functions", [])}
+    if not {EXPORT, DELETION} <= names:
+        report("lambda drill: deploying the GDPR functions")
+        deploy_to_stack(stack, state_dir, names=[EXPORT, DELETION])
+    original = client.get_function_configuration(FunctionName=EXPORT)
+    f["configured"] = f"{original['MemorySize']} MB, {original['Timeout']} s"
+    s3 = stack.aws.client("s3")
+    bucket = stack.resources.exports_bucket
+    admin = app_direct
+    clone = _make_clone(admin)
+    deleted = False
+    try:
+        f["user_rows"] = sum(_db_counts(admin, clone).values())
+        f["data_mb"] = round(EXTRA_EVENTS * PAYLOAD_KB / 1024, 1)
+        for kind, change, expected in (
+            ("timeout", {"Timeout": DRILL_TIMEOUT_S}, "Sandbox.Timedout"),
+            ("oom", {"MemorySize": DRILL_MEMORY_MB}, "Runtime.OutOfMemory"),
+        ):
+            inv, seconds = _killed(client, original, clone, change, report)
+            keys, uploads = _objects(s3, bucket, clone)
+            f["partial_exports"] = f.get("partial_exports", 0) + len(keys) + uploads
+            f[f"{kind}_error"] = _error_type(inv)
+            f[f"{kind}_killed_after_s"] = round(seconds, 2)
+            f[f"{kind}_max_memory_mb"] = inv.report.max_memory_used_mb if inv.report else None
+            result.check(
+                f"{kind}: the export was killed as Lambda reports it",
+                f[f"{kind}_error"] == expected,
+                f"{change} -> {f[f'{kind}_error']} after {seconds:.2f} s (expected {expected})",
+            )
+            result.check(
+                f"{kind}: no object and no incomplete upload left",
+                keys == [] and uploads == 0,
+                f"{len(keys)} objects, {uploads} incomplete multipart uploads under {_prefix(clone)}",
+            )
+        restored = client.get_function_configuration(FunctionName=EXPORT)
+        result.check(
+            "the function's configuration is restored",
+            (restored["MemorySize"], restored["Timeout"]) == (original["MemorySize"], original["Timeout"]),
+            f"{restored['MemorySize']} MB, {restored['Timeout']} s",
+        )
+        report("lambda drill: retry at the function's own configuration")
+        retry = invoke(client, EXPORT, {"user_id": clone})
+        keys, uploads = _objects(s3, bucket, clone)
+        f["retry_ok"] = retry.function_error is None and bool((retry.payload or {}).get("ok"))
+        f["retry_duration_ms"] = retry.report.duration_ms if retry.report else None
+        f["export_objects"] = len(keys)
+        f["partial_exports"] += max(0, len(keys) - 1) + uploads
+        lines = 0
+        if len(keys) == 1:
+            body = s3.get_object(Bucket=bucket, Key=keys[0])["Body"].read()
+            tables: dict[str, int] = {}
+            for line in gzip.decompress(body).splitlines():
+                table = json.loads(line)["table"]
+                tables[table] = tables.get(table, 0) + 1
+                lines += 1
+            db = _db_counts(admin, clone)
+            complete = all(tables.get(t, 0) == n for t, n in db.items()) and lines == (retry.payload or {}).get("rows")
+            f["export_lines"] = lines
+        else:
+            complete = False
+        audited = _audit_entries(admin, clone, "gdpr.export")
+        result.check("the retry succeeds", f["retry_ok"], f"{retry.function_error or 'ok'}")
+        result.check(
+            "exactly one complete export object, audited once",
+            len(keys) == 1 and uploads == 0 and complete and audited == 1,
+            f"{len(keys)} objects ({lines} lines, {f['user_rows']} rows in the database), {uploads} incomplete "
+            f"uploads, {audited} audit entries",
+        )
+        report("lambda drill: deletion, twice")
+        first = invoke(client, DELETION, {"user_id": clone})
+        second = invoke(client, DELETION, {"user_id": clone})
+        deleted = first.function_error is None
+        p1, p2 = first.payload or {}, second.payload or {}
+        f["deletion_first"] = {k: p1.get(k) for k in ("ok", "rows_deleted", "export_objects_deleted")}
+        f["deletion_second"] = {k: p2.get(k) for k in ("ok", "rows_deleted", "export_objects_deleted")}
+        left = _db_counts(admin, clone)
+        keys, uploads = _objects(s3, bucket, clone)
+        second_rows = sum((p2.get("rows_deleted") or {}).values()) if isinstance(p2.get("rows_deleted"), dict) else None
+        audited_deletions = _audit_entries(admin, clone, "gdpr.deletion")
+        result.check(
+            "a retried deletion is idempotent",
+            bool(p1.get("ok")) and bool(p2.get("ok")) and second_rows == 0 and not any(left.values()) and not keys,
+            f"first deleted {p1.get('rows_deleted')}, second {p2.get('rows_deleted')}; left: {left}, {len(keys)} "
+            "objects",
+        )
+        result.check(
+            "each deletion is in the audit log", audited_deletions == 2, f"{audited_deletions} gdpr.deletion entries"
+        )
+    finally:
+        if not deleted:
+            with admin.connect(autocommit=False, request_timeout_s=120) as conn:
+                discard_clone(conn, clone)
+                conn.commit()
+            for key in _objects(s3, bucket, clone)[0]:
+                s3.delete_object(Bucket=bucket, Key=key)
+    result.notes.append(
+        "killed by configuration (Timeout, MemorySize lowered for one invocation, then restored), not by a hook "
+        "in the function; the memory limit is the runtime's cgroup where the machine has one, else its sampler"
+    )
+    return result
