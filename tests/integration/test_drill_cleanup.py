@@ -1,6 +1,7 @@
 """Nothing is left running after a drill or a restore, also when it fails half-way: restored instances are
 stopped by PID, the proxy points back at the unit's own instance, `harness down` stops restores too, and
-the network drill's fault proxies stop listening."""
+the network drill's fault proxies stop listening, and the Lambda drill gives the function its configuration
+back and removes its throw-away user."""
 
 import socket
 import threading
@@ -9,10 +10,13 @@ import numpy as np
 import psutil
 import pytest
 
+from harness.app.gdpr_deploy import definitions
+from harness.app.gdpr_invoke import lambda_client
 from harness.backends import get_backend
 from harness.backup.restore import restores_root, running_restores
 from harness.backup.unit import backup_target, restore_spec
-from harness.drills import database, network
+from harness.data.app_role import AppRoleError, app_endpoint
+from harness.drills import database, lambda_export, network
 from harness.services.fault_proxy import FaultProxy, running_fault_proxies
 
 pytestmark = pytest.mark.integration
@@ -89,3 +93,30 @@ def test_a_network_drill_that_fails_half_way_stops_its_fault_proxies(stack, monk
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
     assert not [t.name for t in threading.enumerate() if t.name.startswith(("fault-", "drill-"))]
+
+
+def test_a_lambda_drill_that_fails_half_way_restores_the_function_and_removes_its_user(
+    stack, harness_settings, monkeypatch
+):
+    if stack.backend != "embedded":
+        pytest.skip("drills need the embedded stack")
+    try:
+        app_direct = app_endpoint(stack, harness_settings.state_dir, via_proxy=False)
+    except AppRoleError:
+        pytest.skip("the Lambda drill clones a seeded user")
+    with app_direct.connect(autocommit=True) as conn:
+        if conn.execute("SELECT count(*) FROM users").fetchone()[0] == 0:
+            pytest.skip("the Lambda drill clones a seeded user")
+        last_user = conn.execute("SELECT max(user_id) FROM users").fetchone()[0]
+
+    def broken_invoke(client, function, payload):
+        raise RuntimeError("invocation blew up half-way")
+
+    monkeypatch.setattr(lambda_export, "invoke", broken_invoke)
+    with pytest.raises(RuntimeError, match="half-way"):
+        lambda_export.run(stack, app_direct, harness_settings.state_dir, report=lambda _: None)
+    config = lambda_client(stack.aws).get_function_configuration(FunctionName="data_export")
+    deployed = definitions(["data_export"])[0]
+    assert (config["MemorySize"], config["Timeout"]) == (deployed.memory_mb, deployed.timeout_s)
+    with app_direct.connect(autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM users WHERE user_id > %s", (last_user,)).fetchone()[0] == 0
