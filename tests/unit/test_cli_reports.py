@@ -29,7 +29,7 @@ def test_thresholds_check_accepts_the_defaults(capsys: pytest.CaptureFixture[str
     assert run("thresholds", "check", str(DEFAULT_THRESHOLDS_FILE)) == EXIT_PASS
     out = capsys.readouterr().out
     assert "vector_search.latency_ms" in out and "warn unless p95 < 50ms; fail unless p95 < 100ms  (ours)" in out
-    assert "34 thresholds valid" in out
+    assert "38 thresholds valid" in out
 
 
 def test_thresholds_check_reports_problems_and_fails(

@@ -56,7 +56,7 @@ def test_junit(outcome: ReportOutcome) -> None:
     assert suite is not None
     # Errors: the logs projection, the two CloudWatch footprint counts and the six drill figures this
     # fixture run never measured.
-    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("34", "1", "9")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("38", "1", "13")
     cases = {case.get("name"): case for case in suite.iter("testcase")}
     assert cases["lambda.data_deletion.error_rate_pct"].find("failure") is not None
     assert cases["free_tier.cloudwatch_logs_bytes"].find("error") is not None
