@@ -203,9 +203,10 @@ def run(
             for key in _objects(s3, bucket, clone)[0]:
                 s3.delete_object(Bucket=bucket, Key=key)
     result.notes.append(
-        "NOT EXERCISED: an export above 8 MiB compressed uploads in parts; killed during one, it leaves an incomplete "
-        "multipart upload (no object, but billed storage) until a bucket lifecycle rule (AbortIncompleteMultipartUpload) "
-        "removes it, and no such rule is deployed; this drill's export compresses to less than one part"
+        "NOT EXERCISED: an export above 8 MiB compressed uploads in parts; killed during one, it leaves an "
+        "incomplete multipart upload (no object, but billed storage) until a bucket lifecycle rule "
+        "(AbortIncompleteMultipartUpload) removes it, and no such rule is deployed; this drill's export "
+        "compresses to less than one part"
     )
     result.notes.append(
         "killed by configuration (Timeout, MemorySize lowered for one invocation, then restored), not by a hook "
