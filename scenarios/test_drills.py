@@ -114,6 +114,7 @@ def test_network_faults_fail_requests_within_the_clients_bounds_and_lose_no_ackn
         app_endpoint(stack, harness_settings.state_dir),
         pg_port=harness_settings.fault_pg_port,
         redis_port=harness_settings.fault_redis_port,
+        state_dir=harness_settings.state_dir,
     )
     print("\n".join(result.lines()))
     f = result.figures

@@ -52,7 +52,7 @@ DRILLS: dict[str, tuple[str, Runner]] = {
     "network": (
         "latency, jitter, resets and blackholes through fault proxies in front of the proxy and Redis",
         lambda b, s, cfg: network.run(
-            s, app_endpoint(s, cfg.state_dir), _report, cfg.fault_pg_port, cfg.fault_redis_port
+            s, app_endpoint(s, cfg.state_dir), _report, cfg.fault_pg_port, cfg.fault_redis_port, cfg.state_dir
         ),
     ),
     "lambda": (

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from harness.app.cache_aside import CacheAside
+from harness.app.gdpr_deploy import APP_DB_SECRET_ID, deploy_to_stack
+from harness.app.gdpr_invoke import invoke, lambda_client
 from harness.drills.result import DrillResult
 from harness.drills.writes import (
     CONNECT_TIMEOUT_S,
@@ -49,6 +52,11 @@ REDIS_CONNECT_TIMEOUT_S = 1.0
 # whose GET failed skips its SET (CacheAside), so one command per request meets the silence.
 REDIS_BOUND_S = 2 * (REDIS_SOCKET_TIMEOUT_S + REDIS_CONNECT_TIMEOUT_S)
 PG_BOUND_S = max(PG_REQUEST_TIMEOUT_S, float(CONNECT_TIMEOUT_S))
+# A GDPR Lambda whose new environment connects through a blackhole: its own connect timeout (10 s,
+# gdpr_common) must fail the invocation before the link heals.
+LAMBDA_FUNCTION = "audit_logging"
+LAMBDA_CONNECT_TIMEOUT_S = 10.0
+LAMBDA_BLACKHOLE_S = 25.0
 # Scheduling on a shared two-core machine: a request may end this much after its bound.
 SLACK_S = 1.5
 
@@ -232,13 +240,60 @@ def _blackhole(
     return figures
 
 
+def _lambda_through_blackhole(
+    stack: StackEndpoints, state_dir: Any, pg_fault: FaultProxy, result: DrillResult, report: Callable[[str], None]
+) -> None:
+    """Point the functions' database secret at the fault proxy, invoke a function from a new environment
+    while the link is silent, and put the secret back (also on failure)."""
+    client = lambda_client(stack.aws)
+    if LAMBDA_FUNCTION not in {fn["FunctionName"] for fn in client.list_functions().get("Functions", [])}:
+        deploy_to_stack(stack, state_dir, names=[LAMBDA_FUNCTION])
+    sm = stack.aws.client("secretsmanager")
+    original = sm.get_secret_value(SecretId=APP_DB_SECRET_ID)["SecretString"]
+    description = client.get_function_configuration(FunctionName=LAMBDA_FUNCTION).get("Description", "")
+    batch = {"events": [{"actor": "drill", "action": "drill.network", "details": {}}]}
+    f = result.figures
+    try:
+        sm.put_secret_value(
+            SecretId=APP_DB_SECRET_ID, SecretString=json.dumps({**json.loads(original), "port": pg_fault.port})
+        )
+        # A configuration change retires the warm environments: new ones read the secret again.
+        client.update_function_configuration(FunctionName=LAMBDA_FUNCTION, Description=f"{description} [drill]")
+        healthy = invoke(client, LAMBDA_FUNCTION, batch)
+        client.update_function_configuration(FunctionName=LAMBDA_FUNCTION, Description=f"{description} [drill 2]")
+        report(
+            f"network drill: {LAMBDA_FUNCTION} from a new environment through a {LAMBDA_BLACKHOLE_S:.0f} s blackhole"
+        )
+        pg_fault.blackhole(LAMBDA_BLACKHOLE_S)
+        began = time.monotonic()
+        silent = invoke(client, LAMBDA_FUNCTION, batch)
+        waited = time.monotonic() - began
+    finally:
+        pg_fault.clear()
+        sm.put_secret_value(SecretId=APP_DB_SECRET_ID, SecretString=original)
+        client.update_function_configuration(FunctionName=LAMBDA_FUNCTION, Description=description)
+    f["lambda_through_proxy_ok"] = healthy.function_error is None
+    f["lambda_blackhole_s"] = round(waited, 2)
+    f["lambda_blackhole_error"] = (silent.payload or {}).get("errorType") if isinstance(silent.payload, dict) else None
+    result.check(
+        f"{LAMBDA_FUNCTION} through the fault proxy works, and fails within its connect timeout in a blackhole",
+        f["lambda_through_proxy_ok"] and silent.function_error is not None and waited < LAMBDA_BLACKHOLE_S,
+        f"healthy: {healthy.function_error or 'ok'}; in the blackhole: {f['lambda_blackhole_error']} after "
+        f"{waited:.2f} s (connect timeout {LAMBDA_CONNECT_TIMEOUT_S:g} s + a cold start; blackhole "
+        f"{LAMBDA_BLACKHOLE_S:g} s)",
+    )
+
+
 def run(
     stack: StackEndpoints,
     app: PostgresEndpoint,
     report: Callable[[str], None] = print,
     pg_port: int = 0,
     redis_port: int = 0,
+    state_dir: Any = None,
 ) -> DrillResult:
+    """`state_dir` given: a GDPR Lambda goes through the blackhole too (its secret briefly points at the
+    fault proxy)."""
     result = DrillResult("network")
     f = result.figures
     users = _users(app)
@@ -310,6 +365,8 @@ def run(
                 f["blackhole_redis"]["failed"] == 0,
                 f"{f['blackhole_redis']['failed']} failed of {f['blackhole_redis']['requests']}",
             )
+            if state_dir is not None:
+                _lambda_through_blackhole(stack, state_dir, pg_fault, result, report)
         finally:
             path.close()
     everything = path.requests
@@ -326,7 +383,8 @@ def run(
         f"{BLACKHOLE_S:g} s blackhole (TCP_USER_TIMEOUT 5 s and keepalives after 1 s set: neither fires)"
     )
     result.notes.append(
-        "NOT EMULATED: the GDPR Lambdas are not routed through the fault proxy; their bound in a blackhole is "
-        "the function's Timeout, which the local runtime enforces"
+        "a GDPR Lambda's new connection is bounded by its connect timeout (shown above when run with a state "
+        "dir); a request on a warm connection has no client-side request timeout in the functions: its bound "
+        "is the function's Timeout (30-300 s), which the local runtime enforces; not shown here"
     )
     return result
