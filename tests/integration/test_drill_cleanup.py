@@ -10,13 +10,14 @@ import numpy as np
 import psutil
 import pytest
 
-from harness.app.gdpr_deploy import definitions
+from harness.app.gdpr_deploy import APP_DB_SECRET_ID, definitions, deploy_to_stack
 from harness.app.gdpr_invoke import lambda_client
 from harness.backends import get_backend
 from harness.backup.restore import restores_root, running_restores
 from harness.backup.unit import backup_target, restore_spec
 from harness.data.app_role import AppRoleError, app_endpoint
 from harness.drills import database, lambda_export, network
+from harness.drills.result import DrillResult
 from harness.services.fault_proxy import FaultProxy, running_fault_proxies
 
 pytestmark = pytest.mark.integration
@@ -120,3 +121,25 @@ def test_a_lambda_drill_that_fails_half_way_restores_the_function_and_removes_it
     assert (config["MemorySize"], config["Timeout"]) == (deployed.memory_mb, deployed.timeout_s)
     with app_direct.connect(autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM users WHERE user_id > %s", (last_user,)).fetchone()[0] == 0
+
+
+def test_a_lambda_failing_in_the_network_drill_gets_its_database_secret_back(stack, harness_settings, monkeypatch):
+    if stack.backend != "embedded":
+        pytest.skip("drills need the embedded stack")
+    deploy_to_stack(stack, harness_settings.state_dir, names=[network.LAMBDA_FUNCTION])
+    secrets = stack.aws.client("secretsmanager")
+    functions = lambda_client(stack.aws)
+    secret_before = secrets.get_secret_value(SecretId=APP_DB_SECRET_ID)["SecretString"]
+    description_before = functions.get_function_configuration(FunctionName=network.LAMBDA_FUNCTION)["Description"]
+
+    def broken_invoke(client, function, payload):
+        raise RuntimeError("invocation blew up half-way")
+
+    monkeypatch.setattr(network, "invoke", broken_invoke)
+    with FaultProxy(stack.proxy.host, stack.proxy.port) as fault, pytest.raises(RuntimeError, match="half-way"):
+        network._lambda_through_blackhole(stack, harness_settings.state_dir, fault, DrillResult("n"), lambda _: None)
+    assert secrets.get_secret_value(SecretId=APP_DB_SECRET_ID)["SecretString"] == secret_before
+    assert functions.get_function_configuration(FunctionName=network.LAMBDA_FUNCTION)["Description"] == (
+        description_before
+    )
+    assert running_fault_proxies() == []
