@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
 from harness.backends import get_backend
+from harness.backends.base import Backend
 from harness.config import Settings, resolve_settings
 from harness.endpoints import StackEndpoints
 
@@ -25,15 +27,26 @@ def harness_settings() -> Settings:
     return resolve_settings()
 
 
-@pytest.fixture(scope="session")
-def stack(harness_settings: Settings) -> Iterator[StackEndpoints]:
-    backend = get_backend(harness_settings)
+@contextmanager
+def using_stack(backend: Backend) -> Iterator[StackEndpoints]:
+    """The running stack, started for the duration if it is down and stopped after only then."""
     endpoints = backend.endpoints()
-    if endpoints is not None and backend.status().healthy:
+    status = backend.status()
+    if endpoints is not None and status.healthy:
         yield endpoints
         return
+    # A stack whose services are alive but slow to answer their probes (a loaded machine) is the user's:
+    # bring back what is down, and leave it running at the end, as a healthy one is left.
+    ours = endpoints is None or not any(s.healthy or s.running for s in status.services)
     endpoints = backend.up(_report)
     try:
         yield endpoints
     finally:
-        backend.down(_report)
+        if ours:
+            backend.down(_report)
+
+
+@pytest.fixture(scope="session")
+def stack(harness_settings: Settings) -> Iterator[StackEndpoints]:
+    with using_stack(get_backend(harness_settings)) as endpoints:
+        yield endpoints

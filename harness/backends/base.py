@@ -30,6 +30,8 @@ class ServiceStatus:
     sizing: str = ""
     detail: str = ""
     pid: int | None = None
+    # Its process is alive, whatever its probe said: a slow answer on a loaded machine is not a dead service.
+    running: bool = False
 
 
 @dataclass(frozen=True)

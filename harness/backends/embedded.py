@@ -536,5 +536,7 @@ def _probe_row(name: str, service: Any, endpoint: str, facts: Any, describe: Any
     try:
         found = facts()
     except Exception as exc:
-        return ServiceStatus(name, endpoint, False, detail=f"probe failed: {exc}", pid=pid)
-    return ServiceStatus(name, endpoint, True, version=str(found.get("version", "")), sizing=describe(found), pid=pid)
+        return ServiceStatus(name, endpoint, False, detail=f"probe failed: {exc}", pid=pid, running=True)
+    return ServiceStatus(
+        name, endpoint, True, version=str(found.get("version", "")), sizing=describe(found), pid=pid, running=True
+    )
