@@ -25,9 +25,10 @@ from harness.endpoints import PostgresEndpoint, StackEndpoints
 from harness.measure.load import Limits, Precision, RatePrecision
 from harness.measure.results import ResultsWriter
 from harness.measure.run_facts import run_facts
-from harness.monitoring.alarms import alarm_definitions
-from harness.monitoring.dashboards import dashboard_bodies
-from harness.monitoring.deploy import deploy, emulator_alarm_record
+from harness.monitoring.alarms import AlarmDefinition, alarm_definitions
+from harness.monitoring.dashboards import FUNCTIONS, dashboard_bodies
+from harness.monitoring.deploy import clients, deploy, emulator_alarm_record
+from harness.monitoring.evidence import FACT, alarms_evidence, dashboards_evidence, metrics_evidence
 from harness.monitoring.publish import AwsMetricPublisher
 from harness.thresholds import load_thresholds
 from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
@@ -67,6 +68,9 @@ class ScenarioSize:
     latency_min_requests: int = 400
     # The cache's steady loops stop once the hit rate is known to within this (None: at their caps).
     hit_rate_precision: RatePrecision | None = None
+    # The Lambda duration drill's level: None drills the production level (180 s per invocation, so the drill
+    # takes over three minutes); a lower level lets CI drill the same alarm in seconds (the report says so).
+    duration_drill_level_ms: float | None = None
 
     def search_limits(self, max_requests: int) -> Limits:
         precision = None
@@ -104,6 +108,7 @@ SIZES: dict[str, ScenarioSize] = {
         cache_warmup_requests=1_000,
         cache_overflow_bytes=450 * 2**20,
         max_duration_s=60,
+        duration_drill_level_ms=2_000.0,
     ),
     "signoff": ScenarioSize(
         name="signoff",
@@ -217,15 +222,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 class CloudWatchSession:
-    """The session's publisher and, once, the emulator's alarm record for the sign-off's cross-check."""
+    """The session's publisher; once, the emulator's alarm record for the sign-off's cross-check; and what the
+    checklist and the report's dashboards read (harness/monitoring/evidence.py)."""
 
-    def __init__(self, stack: StackEndpoints, results: ResultsWriter, names: list[str]) -> None:
+    def __init__(
+        self, stack: StackEndpoints, results: ResultsWriter, alarms: list[AlarmDefinition], dashboards: dict
+    ) -> None:
         self.stack = stack
         self.results = results
-        self.names = names
+        self.names = [a.name for a in alarms]
+        self.dashboards = dashboards
         self.started = time.time()
         self.publisher = AwsMetricPublisher(stack)
         self.recorded = False
+        cloudwatch, _ = clients(stack.aws)
+        results.update_run({FACT: {"alarms": alarms_evidence(cloudwatch, alarms)}})
+
+    def record_series(self) -> None:
+        """The published metrics and each dashboard widget's datapoints over the session, read back."""
+        cloudwatch, _ = clients(self.stack.aws)
+        end = time.time()
+        self.results.update_run(
+            {
+                FACT: {
+                    "metrics": metrics_evidence(cloudwatch, self.started, end, FUNCTIONS),
+                    "dashboards": dashboards_evidence(cloudwatch, self.dashboards, self.started, end),
+                }
+            }
+        )
 
     def record_emulator(self) -> None:
         if not self.recorded:
@@ -246,10 +270,12 @@ def cloudwatch_session(stack: StackEndpoints, results: ResultsWriter) -> Iterato
         load_thresholds(DEFAULT_THRESHOLDS_FILE),
         db_instance_class=stack.facts.get("postgres", {}).get("instance_class", "db.t3.micro"),
     )
-    deploy(stack.aws, alarms, dashboard_bodies(alarms, stack.aws.region))
-    session = CloudWatchSession(stack, results, [a.name for a in alarms])
+    dashboards = dashboard_bodies(alarms, stack.aws.region)
+    deploy(stack.aws, alarms, dashboards)
+    session = CloudWatchSession(stack, results, alarms, dashboards)
     yield session
     session.record_emulator()
+    session.record_series()
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,10 @@ import pytest
 
 from harness.measure.sampling import ResourceSampler
 from harness.monitoring.alarms import alarm_definitions
-from harness.monitoring.dashboards import DASHBOARDS
+from harness.monitoring.catalog import CREDIT_METRICS
+from harness.monitoring.dashboards import DASHBOARDS, dashboard_bodies
 from harness.monitoring.deploy import clients, describe
+from harness.monitoring.evidence import dashboards_evidence, metrics_evidence, widget_has_data
 from harness.thresholds import load_thresholds
 from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
 
@@ -74,6 +76,31 @@ def test_rds_proxy_and_elasticache_metrics_are_listed_with_their_dimensions(emul
     cache = listed(emulator, "AWS/ElastiCache")
     for name in CACHE:
         assert ("CacheClusterId=dbunit-redis", "CacheNodeId=0001") in cache.get(name, set()), (name, cache.get(name))
+
+
+def test_the_cpu_credit_metrics_are_listed_for_the_instance_and_the_node(emulator):
+    rds, cache = listed(emulator, "AWS/RDS"), listed(emulator, "AWS/ElastiCache")
+    for name in CREDIT_METRICS["rds"]:
+        assert ("DBInstanceIdentifier=dbunit-postgres",) in rds.get(name, set()), (name, rds.get(name))
+    for name in CREDIT_METRICS["cache"]:
+        assert ("CacheClusterId=dbunit-redis", "CacheNodeId=0001") in cache.get(name, set()), (name, cache.get(name))
+
+
+def test_the_recorded_evidence_shows_the_published_metrics_and_the_dashboards_with_data(emulator, stack):
+    """What the checklist and the report read: datapoints per published metric and per dashboard widget, read
+    back from the emulator over the last minute (the fixture just published every one of them)."""
+    end = time.time()
+    start = end - 60
+    metrics = metrics_evidence(emulator, start, end, ())
+    silent = [k for k, n in metrics["datapoints"].items() if not n]
+    assert not silent, silent
+    alarms = alarm_definitions(load_thresholds(DEFAULT_THRESHOLDS_FILE))
+    recorded = dashboards_evidence(emulator, dashboard_bodies(alarms, stack.aws.region), start, end)["dashboards"]
+    assert all(d["on_stack"] for d in recorded.values())
+    cache = {w["title"]: widget_has_data(w) for w in recorded["dbunit-cache"]["widgets"]}
+    assert cache["Cache hit rate"] and cache["Hits and misses"], cache
+    network = recorded["dbunit-network"]["widgets"]
+    assert all(w.get("not_emulated") or all(line.get("not_emulated") for line in w["lines"]) for w in network)
 
 
 def test_every_alarmed_seed_threshold_is_an_alarm_with_sns_actions(emulator):

@@ -56,7 +56,15 @@ def test_month_of_the_unit(stack, results, harness_settings):
     billed = {f: measured_mean_ms(results, f, "billed_duration_ms") for f in model.invocations}
     surplus = results.read().get("credits.rds_surplus_usd")
     assert surplus is not None, "no credits.rds_surplus_usd in the results: the credit-day scenario did not run"
-    projection = project(model, billed, rds_cpu_surplus_usd=surplus.statistic(Statistic("value")).value)
+    alarms = alarm_definitions(load_thresholds(DEFAULT_THRESHOLDS_FILE))
+    alarm_metrics, dashboards = alarm_metric_count(alarms), len(dashboard_bodies(alarms, stack.aws.region))
+    projection = project(
+        model,
+        billed,
+        rds_cpu_surplus_usd=surplus.statistic(Statistic("value")).value,
+        alarm_metrics=alarm_metrics,
+        dashboards=dashboards,
+    )
     results.record_value("free_tier.rds_hours", projection.rds_hours)
     results.record_value("free_tier.elasticache_hours", projection.elasticache_hours)
     results.record_value("free_tier.lambda_requests_pct", projection.lambda_requests_pct)
@@ -82,14 +90,15 @@ def test_month_of_the_unit(stack, results, harness_settings):
         if not m["Namespace"].startswith("AWS/")
     }
     results.record_value("cloudwatch.custom_metrics", float(len(custom)))
-    alarms = alarm_definitions(load_thresholds(DEFAULT_THRESHOLDS_FILE))
-    results.record_value("cloudwatch.alarm_metrics", float(alarm_metric_count(alarms)))
-    results.record_value("cloudwatch.dashboards", float(len(dashboard_bodies(alarms, stack.aws.region))))
+    results.record_value("cloudwatch.alarm_metrics", float(alarm_metrics))
+    results.record_value("cloudwatch.dashboards", float(dashboards))
     print(
         f"month: RDS {projection.rds_hours:.0f} h, ElastiCache {projection.elasticache_hours:.0f} h, Lambda "
         f"{projection.lambda_requests:,} requests ({projection.lambda_requests_pct:.1f} % of free), "
         f"{projection.lambda_gb_seconds:,.0f} GB-s ({projection.lambda_gb_seconds_pct:.1f} %), logs "
-        f"{log_bytes / 2**20:.1f} MiB, {len(custom)} custom metrics, {alarm_metric_count(alarms)} alarm metrics, "
+        f"{log_bytes / 2**20:.1f} MiB, {len(custom)} custom metrics, {alarm_metrics} alarm metrics and "
+        f"{dashboards} dashboards (${projection.breakdown_usd['cloudwatch_alarms']:.2f} + "
+        f"${projection.breakdown_usd['cloudwatch_dashboards']:.2f} beyond the free tier), "
         f"${projection.monthly_usd_after_free_tier:.2f} "
         f"after the free tier"
     )

@@ -8,7 +8,8 @@ results.json shows the same statuses.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from harness.checklist.model import CheckContext, CheckResult, CheckStatus
 from harness.spec import FindingKind
@@ -150,6 +151,103 @@ def _security_findings(item: str) -> Check:
     return check
 
 
+def _cloudwatch_fact(ctx: CheckContext, part: str) -> Mapping[str, Any] | None:
+    """`run.cloudwatch.<part>`, written by the scenario session from the stack's CloudWatch
+    (harness/monitoring/evidence.py)."""
+    facts = ctx.run.get("cloudwatch")
+    found = facts.get(part) if isinstance(facts, Mapping) else None
+    return found if isinstance(found, Mapping) else None
+
+
+_NOT_RECORDED = "not recorded in this run: the scenario session records it from the stack's CloudWatch"
+
+
+def _alarms_configured_and_tested(ctx: CheckContext) -> CheckResult:
+    """Deployed: describe_alarms lists every alarm the thresholds call for, with SNS actions. Tested: every
+    alarm family's drill ran in this run and passed; a drill not run or not breached is not a pass."""
+    deployed = _cloudwatch_fact(ctx, "alarms")
+    if deployed is None:
+        return CheckResult(CheckStatus.NOT_CHECKED_YET, _NOT_RECORDED)
+    problems = [*deployed.get("missing", []), *deployed.get("without_sns_actions", [])]
+    listed = (
+        f"describe_alarms lists {deployed.get('listed_with_sns_actions')} of {deployed.get('expected')} alarms "
+        "with SNS actions"
+    )
+    if problems:
+        return CheckResult(CheckStatus.FAIL, f"{listed}; missing or without SNS actions: {', '.join(problems)}")
+    drills = ctx.run.get(str(deployed.get("drills_fact", "alarm_drills")))
+    drills = drills if isinstance(drills, Mapping) else {}
+    failed_tests = _failed_scenario_checks(ctx, "test_alarm_drills")
+    parts, untested, failed = [], [], list(failed_tests)
+    for family in deployed.get("drills_expected", []):
+        outcome = drills.get(family)
+        if not isinstance(outcome, Mapping):
+            untested.append(f"{family}: drill not run")
+            continue
+        status = str(outcome.get("status"))
+        line = f"{family}: {status}: {outcome.get('evidence')}; judged by {outcome.get('judged_by')}"
+        if status == "PASS":
+            parts.append(line)
+        elif status == "FAIL":
+            failed.append(line)
+        else:
+            untested.append(line)
+    evidence = "; ".join([listed, *failed, *untested, *parts])
+    if failed:
+        return CheckResult(CheckStatus.FAIL, evidence)
+    if untested:
+        return CheckResult(CheckStatus.NOT_CHECKED_YET, evidence)
+    return CheckResult(CheckStatus.PASS, evidence)
+
+
+def _metrics_flowing(ctx: CheckContext) -> CheckResult:
+    """Every metric the unit publishes has datapoints in the run's window on the stack's CloudWatch. A
+    namespace with no datapoint at all (no Lambda invoked in this run) is not checked, not passed."""
+    metrics = _cloudwatch_fact(ctx, "metrics")
+    if metrics is None:
+        return CheckResult(CheckStatus.NOT_CHECKED_YET, _NOT_RECORDED)
+    counts = {str(k): int(v) for k, v in dict(metrics.get("datapoints", {})).items()}
+    if not counts:
+        return CheckResult(CheckStatus.NOT_CHECKED_YET, "no published metric was listed")
+    namespaces: dict[str, list[tuple[str, int]]] = {}
+    for key, n in counts.items():
+        namespaces.setdefault(key.split(" ")[0], []).append((key, n))
+    silent = [ns for ns, found in namespaces.items() if not any(n for _, n in found)]
+    missing = [key for ns, found in namespaces.items() if ns not in silent for key, n in found if not n]
+    flowing = sum(1 for n in counts.values() if n)
+    evidence = f"{flowing} of {len(counts)} published metrics have datapoints in the run (GetMetricStatistics)"
+    if missing:
+        return CheckResult(CheckStatus.FAIL, f"{evidence}; no datapoint: {', '.join(missing)}")
+    if silent:
+        return CheckResult(CheckStatus.NOT_CHECKED_YET, f"{evidence}; nothing at all in {', '.join(silent)}")
+    return CheckResult(CheckStatus.PASS, evidence)
+
+
+def _dashboards_displaying(ctx: CheckContext) -> CheckResult:
+    """The dashboards are on the stack and every widget the local unit can feed shows datapoints of the run."""
+    found = _cloudwatch_fact(ctx, "dashboards")
+    if found is None:
+        return CheckResult(CheckStatus.NOT_CHECKED_YET, _NOT_RECORDED)
+    absent, empty, shown, not_emulated = [], [], 0, 0
+    for name, dashboard in dict(found.get("dashboards", {})).items():
+        if not dashboard.get("on_stack"):
+            absent.append(str(name))
+        for widget in dashboard.get("widgets", []):
+            lines = widget.get("lines", [])
+            if widget.get("not_emulated") or (lines and all(line.get("not_emulated") for line in lines)):
+                not_emulated += 1
+            elif any(line.get("points") for line in lines):
+                shown += 1
+            else:
+                empty.append(f"{name}: {widget.get('title')}")
+    evidence = f"{shown} widgets show the run's datapoints; {not_emulated} NOT EMULATED (no VPC, NAT or bill locally)"
+    if absent:
+        return CheckResult(CheckStatus.FAIL, f"not on the stack: {', '.join(absent)}; {evidence}")
+    if empty:
+        return CheckResult(CheckStatus.NOT_CHECKED_YET, f"{evidence}; no datapoint in this run: {'; '.join(empty)}")
+    return CheckResult(CheckStatus.PASS, evidence)
+
+
 CHECKS: dict[str, Check] = {
     **{f"not_emulated.{key}": _not_emulated(reason) for key, reason in NOT_EMULATED_REASONS.items()},
     **{
@@ -198,6 +296,9 @@ CHECKS: dict[str, Check] = {
         "Lambda durations",
         scenario="lambda_durations",
     ),
+    "cloudwatch.alarms": _alarms_configured_and_tested,
+    "cloudwatch.metrics_flowing": _metrics_flowing,
+    "cloudwatch.dashboards": _dashboards_displaying,
     # Wired as the work landed (issues 13, 17).
     "security.in_transit": _security_findings("Encryption in transit verified"),
     "drills.restore": _thresholds(

@@ -34,6 +34,8 @@ class MonthlyModel:
     free_tier: dict[str, float]
     prices: dict[str, float]
     lambda_memory_mb: dict[str, int]
+    # CloudWatch alarm metrics and dashboards free a month (AWS's free tier; the document tracks neither).
+    cloudwatch_free: dict[str, float]
 
 
 def _number(raw: dict[str, Any], key: str, where: str) -> float:
@@ -56,7 +58,7 @@ def load_model(path: Path = DEFAULT_MODEL, unit: UnitValues | None = None) -> Mo
     if not isinstance(raw, dict):
         raise ModelError(f"{path}: expected a mapping at the top level")
     sections = {}
-    for name in ("deployment", "lambda_invocations_per_month", "prices_usd"):
+    for name in ("deployment", "lambda_invocations_per_month", "cloudwatch_free_tier", "prices_usd"):
         section = raw.get(name)
         if not isinstance(section, dict):
             raise ModelError(f"{path}: section {name!r} is missing or not a mapping")
@@ -77,6 +79,8 @@ def load_model(path: Path = DEFAULT_MODEL, unit: UnitValues | None = None) -> Mo
         "elasticache_cache_t3_micro_per_hour",
         "lambda_per_gb_second",
         "lambda_per_million_requests",
+        "cloudwatch_alarm_metric_per_month",
+        "cloudwatch_dashboard_per_month",
     )
     return MonthlyModel(
         rds_instances=int(_number(deployment, "rds_instances", f"{path}: deployment")),
@@ -88,6 +92,10 @@ def load_model(path: Path = DEFAULT_MODEL, unit: UnitValues | None = None) -> Mo
         free_tier={k: unit.free_tier[k] for k in FREE_TIER_LIMITS},
         prices={k: _number(sections["prices_usd"], k, f"{path}: prices_usd") for k in prices_needed},
         lambda_memory_mb=dict(unit.lambda_memory_mb),
+        cloudwatch_free={
+            k: _number(sections["cloudwatch_free_tier"], k, f"{path}: cloudwatch_free_tier")
+            for k in ("alarm_metrics", "dashboards")
+        },
     )
 
 
@@ -103,11 +111,20 @@ class Projection:
     breakdown_usd: dict[str, float]
 
 
-def project(model: MonthlyModel, mean_billed_ms: dict[str, float], *, rds_cpu_surplus_usd: float) -> Projection:
+def project(
+    model: MonthlyModel,
+    mean_billed_ms: dict[str, float],
+    *,
+    rds_cpu_surplus_usd: float,
+    alarm_metrics: int = 0,
+    dashboards: int = 0,
+) -> Projection:
     """mean_billed_ms: each function's mean Billed Duration measured in the run (lambda.<function>.billed_duration_ms:
     Duration plus any Init Duration, rounded up to 1 ms, which is what Lambda charges; every function in the model
     must have one: a projection from a function never measured would be a guess). rds_cpu_surplus_usd: the
-    Unlimited-mode surplus a db.t3.micro is billed a month (harness.measure.credit_day's modelled day)."""
+    Unlimited-mode surplus a db.t3.micro is billed a month (harness.measure.credit_day's modelled day).
+    alarm_metrics, dashboards: the deployment's CloudWatch footprint (harness.monitoring); what exceeds the free
+    tier's alarm metrics and dashboards is billed per month."""
     if rds_cpu_surplus_usd < 0:
         raise ModelError(f"rds_cpu_surplus_usd must not be negative, got {rds_cpu_surplus_usd}")
     missing = sorted(f for f in model.invocations if f not in mean_billed_ms)
@@ -126,6 +143,10 @@ def project(model: MonthlyModel, mean_billed_ms: dict[str, float], *, rds_cpu_su
         "elasticache_node": model.elasticache_nodes * hours * prices["elasticache_cache_t3_micro_per_hour"],
         "lambda_compute": gb_seconds * prices["lambda_per_gb_second"],
         "lambda_requests": requests / 1e6 * prices["lambda_per_million_requests"],
+        "cloudwatch_alarms": max(0.0, alarm_metrics - model.cloudwatch_free["alarm_metrics"])
+        * prices["cloudwatch_alarm_metric_per_month"],
+        "cloudwatch_dashboards": max(0.0, dashboards - model.cloudwatch_free["dashboards"])
+        * prices["cloudwatch_dashboard_per_month"],
     }
     return Projection(
         rds_hours=model.rds_instances * model.free_tier_hours_per_month,

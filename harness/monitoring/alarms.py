@@ -61,6 +61,19 @@ class AlarmDefinition:
         )
         return replace(self, name=f"{self.name}-drill", rule=rule)
 
+    def drilled_on(self, dimension: str, value: str, level: float | None = None) -> AlarmDefinition:
+        """A drill's copy watching a drill-only resource (a Lambda function of its own), optionally at a lower
+        level: the production Duration level is minutes, which a drill in CI cannot wait for. Only for metrics
+        whose CloudWatch unit is the harness's (no connections-style scaling)."""
+        if self.cloudwatch.scale_by is not None and level is not None:
+            raise ValueError(f"{self.name}: a scaled alarm ({self.cloudwatch.scale_by}) cannot take a drill level")
+        dims = tuple((k, value if k == dimension else v) for k, v in self.dimensions)
+        if dims == self.dimensions:
+            raise ValueError(f"{self.name} has no dimension {dimension}")
+        if level is None:
+            return replace(self, dimensions=dims)
+        return replace(self, dimensions=dims, threshold=level, rule=replace(self.rule, threshold=level))
+
     def metric_query(self) -> list[dict[str, Any]] | None:
         """Metric math for a ratio alarm (Lambda error rate), None for a single-metric alarm."""
         if self.cloudwatch.ratio_of is None:

@@ -122,6 +122,22 @@ def _lambda_metric(measure: str) -> CloudWatchMetric | None:
     return None
 
 
+# The CPU-credit metrics AWS emits every 5 minutes for burstable classes (db.t3, cache.t3), with the statistic a
+# 5-minute datapoint carries. The sampler's ledgers (harness/measure/credits.py) book them under these names;
+# they are published and drawn, not alarmed on (the document sets no level on them). ElastiCache's T3 nodes run
+# in standard mode: no surplus credits.
+CREDIT_PERIOD_S = 300
+CREDIT_STATISTICS = {
+    "CPUCreditUsage": "Sum",
+    "CPUCreditBalance": "Average",
+    "CPUSurplusCreditBalance": "Average",
+    "CPUSurplusCreditsCharged": "Sum",
+}
+CREDIT_METRICS: dict[str, tuple[str, ...]] = {
+    "rds": ("CPUCreditUsage", "CPUCreditBalance", "CPUSurplusCreditBalance", "CPUSurplusCreditsCharged"),
+    "cache": ("CPUCreditUsage", "CPUCreditBalance"),
+}
+
 # Thresholds no CloudWatch metric watches, and what does instead (shown by `harness alarms list`).
 NOT_CLOUDWATCH = {
     "free_tier.": "AWS Budgets free-tier usage alerts, not a CloudWatch metric",

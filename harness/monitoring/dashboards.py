@@ -13,12 +13,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.monitoring.alarms import PREFIX, AlarmDefinition
-from harness.monitoring.catalog import Resources
+from harness.monitoring.catalog import CREDIT_PERIOD_S, CREDIT_STATISTICS, Resources
 
 DASHBOARDS = ("database", "cache", "lambda", "network")
 FUNCTIONS = ("data_export", "data_deletion", "audit_logging")
 NOT_EMULATED = {
     "network": "NOT EMULATED: the local unit has no VPC, NAT gateway or flow logs; these widgets only show data in AWS",
+}
+# Widget lines no local series can feed, and why.
+NOT_EMULATED_NAMESPACES = {
+    "AWS/NATGateway": "NOT EMULATED: no NAT gateway locally",
+    "AWS/Billing": "NOT EMULATED: no AWS bill locally; the report's cost projection stands in",
 }
 
 
@@ -100,11 +105,20 @@ def dashboard_bodies(
         ),
         _widget("Storage", [["AWS/RDS", "FreeStorageSpace", *db]], region, alarms, stat="Minimum"),
         _widget(
-            "CPU credits (backup window load shows here)",
-            [["AWS/RDS", "CPUCreditBalance", *db], ["AWS/RDS", "CPUSurplusCreditsCharged", *db]],
+            "CPU credit balance (backup window load shows here)",
+            [["AWS/RDS", "CPUCreditBalance", *db], ["AWS/RDS", "CPUSurplusCreditBalance", *db]],
             region,
             alarms,
-            period=300,
+            stat=CREDIT_STATISTICS["CPUCreditBalance"],
+            period=CREDIT_PERIOD_S,
+        ),
+        _widget(
+            "CPU credits spent and surplus charged",
+            [["AWS/RDS", "CPUCreditUsage", *db], ["AWS/RDS", "CPUSurplusCreditsCharged", *db]],
+            region,
+            alarms,
+            stat=CREDIT_STATISTICS["CPUCreditUsage"],
+            period=CREDIT_PERIOD_S,
         ),
     ]
     cache = [
@@ -125,6 +139,14 @@ def dashboard_bodies(
             alarms,
         ),
         _widget("Connections", [["AWS/ElastiCache", "CurrConnections", *node]], region, alarms, stat="Maximum"),
+        _widget(
+            "CPU credit balance",
+            [["AWS/ElastiCache", "CPUCreditBalance", *node]],
+            region,
+            alarms,
+            stat=CREDIT_STATISTICS["CPUCreditBalance"],
+            period=CREDIT_PERIOD_S,
+        ),
     ]
     functions = [["AWS/Lambda", "Duration", "FunctionName", f] for f in FUNCTIONS]
     lambdas = [

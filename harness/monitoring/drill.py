@@ -13,16 +13,26 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.endpoints import AwsEndpoint
+from harness.measure.results import ResultsWriter
 from harness.monitoring.alarms import PREFIX, AlarmDefinition
 from harness.monitoring.deploy import CLIENT_CONFIG
 from harness.monitoring.semantics import ALARM, OK
 
 DRILL_PERIOD_S = 10
 POLL_S = 0.25
+# The run fact each drill writes its outcome under (`run.alarm_drills.<family>`): the checklist's
+# "Alarms configured and tested" reads it, and a drill that did not run has no entry there.
+DRILL_FACT = "alarm_drills"
+# Every alarm family the document's thresholds alarm on, each with a drill in scenarios/test_alarm_drills.py.
+FAMILIES = ("rds_cpu", "rds_connections", "cache_hit_rate", "lambda_error_rate", "lambda_duration")
+PASSED = "PASS"
+FAILED = "FAIL"
+# The breach could not be caused (a shared host never gave PostgreSQL the CPU): the alarm was not tested.
+NOT_BREACHED = "NOT BREACHED"
 
 
 class DrillTimeout(AssertionError):
@@ -64,14 +74,15 @@ class DrillTimes:
 class Drill:
     """One drill alarm with its own topic and queue; `close()` deletes all three."""
 
-    def __init__(self, aws: AwsEndpoint, production: AlarmDefinition) -> None:
+    def __init__(self, aws: AwsEndpoint, production: AlarmDefinition, already_drill: bool = False) -> None:
+        """`production` is copied with the drill's period, unless `already_drill` says it is a drill copy."""
         from botocore.config import Config
 
         config = Config(**CLIENT_CONFIG)
         self.cloudwatch = aws.client("cloudwatch", config=config)
         self.sns = aws.client("sns", config=config)
         self.sqs = aws.client("sqs", config=config)
-        self.alarm = production.with_period(DRILL_PERIOD_S)
+        self.alarm = production if already_drill else production.with_period(DRILL_PERIOD_S)
         suffix = uuid.uuid4().hex[:8]
         self.topic_arn = self.sns.create_topic(Name=f"{PREFIX}-drill-{suffix}")["TopicArn"]
         self.queue_url = self.sqs.create_queue(QueueName=f"{PREFIX}-drill-{suffix}")["QueueUrl"]
@@ -156,3 +167,38 @@ class Drill:
                 call(**kwargs)
             except Exception:
                 continue
+
+
+@dataclass(frozen=True)
+class DrillOutcome:
+    """What one drill showed, as the results file keeps it."""
+
+    family: str
+    status: str
+    alarm: str
+    # The level the drill alarm used, in CloudWatch's unit, and the production alarm's level.
+    level: float
+    production_level: float
+    period_s: int
+    # "emulator and harness evaluator", or "harness evaluator" with the NOT EMULATED reason.
+    judged_by: str
+    evidence: str
+    time_to_alarm_s: float | None = None
+    time_to_notification_s: float | None = None
+    time_to_ok_s: float | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def record_outcome(results: ResultsWriter, outcome: DrillOutcome) -> None:
+    """The outcome as a run fact, and its times as `alarm_drill.*` gauges labelled by family."""
+    results.update_run({DRILL_FACT: {outcome.family: outcome.as_json()}})
+    labels: dict[str, str | int | float] = {"family": outcome.family, "period_s": outcome.period_s}
+    for metric, value in (
+        ("alarm_drill.time_to_alarm_s", outcome.time_to_alarm_s),
+        ("alarm_drill.time_to_notification_s", outcome.time_to_notification_s),
+        ("alarm_drill.time_to_ok_s", outcome.time_to_ok_s),
+    ):
+        if value is not None:
+            results.record_value(metric, value, labels)

@@ -11,8 +11,10 @@ becomes one PutMetricData call (high resolution, so 10-second drill alarms see e
 (hits, misses, evictions, I/O operations) are published as the difference since the previous tick, as
 CloudWatch's Sum over a period would count them.
 
-NOT EMULATED: the CPU credit metrics (CPUCreditBalance and friends) need a credit model the harness
-does not have yet; FreeStorageSpace assumes the document's 20 GiB allocation.
+The CPU-credit metrics (AWS/RDS CPUCreditUsage, CPUCreditBalance, CPUSurplusCreditBalance,
+CPUSurplusCreditsCharged; AWS/ElastiCache CPUCreditUsage, CPUCreditBalance) come from the sampler's credit
+ledgers (harness/measure/credits.py): usage and surplus charged as what each tick added, so CloudWatch's
+5-minute Sum counts them; balances as they stand. FreeStorageSpace assumes the document's 20 GiB allocation.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 from harness.endpoints import StackEndpoints
 from harness.measure.sampling import Sample
-from harness.monitoring.catalog import Resources
+from harness.monitoring.catalog import CREDIT_METRICS, Resources
 from harness.monitoring.deploy import CLIENT_CONFIG
 from harness.services.pgbouncer_admin import ProxyAdminUnavailable, pools, stats
 
@@ -104,6 +106,20 @@ class AwsMetricPublisher:
             delta = self._delta(key, sample)
             if delta is not None:
                 data.append(_datum(name, delta[0] / delta[1], "Count/Second", dims, t))
+        return data + self.credits("postgres", "rds", sample, dims)
+
+    def credits(self, service: str, kind: str, sample: Sample, dims: list[dict[str, str]]) -> list[Datum]:
+        """The ledger's figures for `service` under CloudWatch's credit metric names."""
+        data = []
+        for name in CREDIT_METRICS[kind]:
+            key = f"{service}.{name}"
+            if name == "CPUSurplusCreditsCharged":
+                # The ledger keeps it cumulative; a period's Sum must count only what the period added.
+                delta = self._delta(key, sample)
+                if delta is not None:
+                    data.append(_datum(name, delta[0], "Count", dims, sample.t))
+            elif key in sample.values:
+                data.append(_datum(name, sample.values[key], "Count", dims, sample.t))
         return data
 
     def cache(self, sample: Sample) -> list[Datum]:
@@ -133,7 +149,7 @@ class AwsMetricPublisher:
         if v.get("redis.maxmemory"):
             used = 100.0 * v["redis.used_memory"] / v["redis.maxmemory"]
             data.append(_datum("DatabaseMemoryUsagePercentage", used, "Percent", dims, t))
-        return data
+        return data + self.credits("redis", "cache", sample, dims)
 
     def _read_proxy(self) -> dict[str, float]:
         found = pools(self.stack)

@@ -1,4 +1,4 @@
-"""The sign-off report's CloudWatch sections: "would the production alarms have fired" and the four dashboards.
+"""The sign-off report's "would the production alarms have fired" section (the dashboards: dashboards.py).
 
 Rows only; text.py and html.py lay them out. The verdicts come from harness.monitoring.verdicts.
 """
@@ -8,11 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from harness.monitoring.dashboards import DASHBOARDS, NOT_EMULATED
 from harness.monitoring.verdicts import AlarmVerdict
 
 ALARM_HEADERS = ("alarm", "production rule", "would have fired", "first ALARM", "deciding datapoints", "emulator")
-DASHBOARD_HEADERS = ("dashboard", "drawn in this report from the run's series")
 ALARMS_NOTE = (
     "Each alarm replayed over this run's samples with CloudWatch's semantics: one datapoint per period "
     "(aligned to the clock), M of the last N breaching, the alarm's missing-data treatment. Periods without "
@@ -21,14 +19,6 @@ ALARMS_NOTE = (
     "evaluator did in the same session (it ignores dimensions, M of N and missing data, and never evaluates "
     "metric math)."
 )
-
-# Which report charts show each dashboard's widgets from the run (chart ids of harness/report/charts.py).
-DASHBOARD_CHARTS = {
-    "database": ("cpu_pct", "rds.connections_pct", "proxy.acquire_ms"),
-    "cache": ("cache.hit_rate_pct", "cache.used_memory_bytes", "cpu_pct"),
-    "lambda": ("lambda.duration_ms", "lambda.error_rate_pct", "lambda.billed_duration_ms"),
-    "network": (),
-}
 
 
 def _when(t: float | None) -> str:
@@ -65,16 +55,4 @@ def alarm_rows(verdicts: Sequence[AlarmVerdict]) -> list[tuple[str, ...]]:
                 _emulator(v),
             )
         )
-    return rows
-
-
-def dashboard_rows(chart_ids: Sequence[str]) -> list[tuple[str, ...]]:
-    present = set(chart_ids)
-    rows: list[tuple[str, ...]] = []
-    for kind in DASHBOARDS:
-        if kind in NOT_EMULATED:
-            rows.append((f"dbunit-{kind}", NOT_EMULATED[kind]))
-            continue
-        shown = [c for c in DASHBOARD_CHARTS[kind] if c in present]
-        rows.append((f"dbunit-{kind}", ", ".join(shown) if shown else "no series for it in this run"))
     return rows

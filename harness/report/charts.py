@@ -226,7 +226,7 @@ def _caption(metrics: Sequence[str], lines: Sequence[_Line], extra: str = "") ->
     return " ".join(part for part in (described + ".", extra, drawn) if part)
 
 
-def _render(title: str, draw: Callable[[Axes], None]) -> bytes:
+def render_svg(title: str, draw: Callable[[Axes], None]) -> bytes:
     # Fixed margins rather than constrained layout: the layout engine doubled the render time.
     figure = Figure(figsize=(8.5, 4.2), dpi=100)
     figure.subplots_adjust(left=0.09, right=0.98, top=0.92, bottom=0.12)
@@ -267,14 +267,14 @@ def build_charts(results: RunResults, evaluation: Sequence[ThresholdResult]) -> 
             title = CHART_TITLES.get(chart_id) or (REGISTRY[names[0]].title if names[0] in REGISTRY else names[0])
             lines = _threshold_lines(names, evaluation)
             if kind is MetricKind.HISTOGRAM:
-                svg = _render(title, partial(_cdf, group=group, lines=lines))
+                svg = render_svg(title, partial(_cdf, group=group, lines=lines))
                 extra = "Curves are cumulative distributions; dotted lines mark the percentile a threshold tests."
             elif kind in (MetricKind.GAUGE, MetricKind.RATE) and _points_over_time(group, kind) > 1:
                 is_rate = kind is MetricKind.RATE
-                svg = _render(title, partial(_timeline, group=group, lines=lines, rate=is_rate))
+                svg = render_svg(title, partial(_timeline, group=group, lines=lines, rate=is_rate))
                 extra = "Each point is one recorded interval." if is_rate else ""
             elif kind is MetricKind.SERIES and names[0] in REGISTRY and REGISTRY[names[0]].plot:
-                svg = _render(title, partial(_series, data=group[0], evaluation=evaluation))
+                svg = render_svg(title, partial(_series, data=group[0], evaluation=evaluation))
                 plot = REGISTRY[names[0]].plot
                 assert plot is not None
                 lines = _threshold_lines(

@@ -14,7 +14,7 @@ from typing import Any
 from harness.checklist import ItemResult, checklist_exit_code, evaluate_checklist, status_counts
 from harness.measure.results import load_results
 from harness.monitoring.verdicts import production_alarm_verdicts
-from harness.report.alarms import ALARM_HEADERS, ALARMS_NOTE, DASHBOARD_HEADERS, alarm_rows, dashboard_rows
+from harness.report.alarms import ALARM_HEADERS, ALARMS_NOTE, alarm_rows
 from harness.report.compare import RESULTS_FILE_NAME
 from harness.report.drained import DRAINED_RESULTS_FILE, drained_comparison, drained_section
 from harness.report.figures import summarize
@@ -74,10 +74,18 @@ def _item_json(i: ItemResult) -> dict[str, Any]:
     }
 
 
+DASHBOARDS_NOTE = (
+    "The document's four dashboards (harness/monitoring/dashboards.py), each widget drawn from the datapoints its "
+    "own metric, dimensions, statistic and period gave on the stack's CloudWatch during the run; dashed lines are "
+    "the alarm levels the dashboard carries."
+)
+
+
 def render_report(results_path: Path, out_dir: Path, thresholds: ThresholdSet) -> ReportOutcome:
     """Evaluate `thresholds` against the results and write every report file into `out_dir`."""
     # matplotlib takes about a second to import: only commands that draw should pay for it.
     from harness.report.charts import build_charts, fresh_drained_chart
+    from harness.report.dashboards import DASHBOARD_HEADERS, dashboard_rows, dashboard_widgets, dashboards_html
 
     results = load_results(results_path)
     evaluation = evaluate(thresholds, results)
@@ -119,9 +127,10 @@ def render_report(results_path: Path, out_dir: Path, thresholds: ThresholdSet) -
         document["drained_pass"] = drained.as_json(drained_facts)
     files["report.json"].write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
     charts = build_charts(results, evaluation)
+    widgets = dashboard_widgets(results.run)
     sections: list[tuple[str, tuple[str, ...], list[tuple[str, ...]], str]] = [
         ("Would the production alarms have fired?", ALARM_HEADERS, alarm_rows(alarms), ALARMS_NOTE),
-        ("CloudWatch dashboards", DASHBOARD_HEADERS, dashboard_rows([c.chart_id for c in charts]), ""),
+        ("CloudWatch dashboards", DASHBOARD_HEADERS, dashboard_rows(widgets), DASHBOARDS_NOTE),
     ]
     drained_chart = None
     if drained is not None and isinstance(drained_facts, dict):
@@ -139,6 +148,7 @@ def render_report(results_path: Path, out_dir: Path, thresholds: ThresholdSet) -
             f"<figcaption>{escape(drained_chart.caption)}</figcaption></figure>\n"
         )
         extra = extra.replace("<h2>Would the production alarms", chart_html + "<h2>Would the production alarms", 1)
+    extra += dashboards_html(widgets)
     files["report.html"].write_text(page.replace('<h2 id="charts">', extra + '<h2 id="charts">', 1))
     write_junit(evaluation, files["junit.xml"], generated_at)
     return ReportOutcome(out_dir, evaluation, code, files, checklist)

@@ -22,8 +22,9 @@ from harness.thresholds import (
 
 # The environment facts a reader looks for first, in this order; any others follow alphabetically.
 PREFERRED_FACTS = ("backend", "versions", "sizing", "cgroups", "credits", "machine", "data_profile", "git_revision")
-# Facts another section of the report presents (the emulator's alarm history: the production alarms table).
-SHOWN_ELSEWHERE = ("cloudwatch_emulator",)
+# Facts another section of the report presents: the emulator's alarm history (the production alarms table),
+# the stack's CloudWatch alarms, metrics and dashboards (dashboards, checklist), the alarm drills (checklist).
+SHOWN_ELSEWHERE = ("cloudwatch_emulator", "cloudwatch", "alarm_drills")
 
 
 # The run fact the security scenario writes: {"verdict", "findings": [{item, check, status, evidence}]}.

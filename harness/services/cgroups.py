@@ -176,6 +176,28 @@ class CgroupLimiter:
             quota_text = "max" if vcpus is None else str(max(MIN_CPU_QUOTA_US, int(vcpus * period)))
             (self._v2_dir() / "cpu.max").write_text(f"{quota_text} {period}")
 
+    def cpu_weight(self) -> int | None:
+        """The group's CPU weight against its siblings (v1 cpu.shares, default 1024; v2 cpu.weight, default 100);
+        None when it cannot be read."""
+        version, _ = self.detect()
+        path = self._v1_dirs()["cpu"] / "cpu.shares" if version == "v1" else self._v2_dir() / "cpu.weight"
+        if not version:
+            return None
+        try:
+            return int(path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def set_cpu_weight(self, weight: int) -> None:
+        """Change the group's CPU weight. The scheduler counts a group once against each of the host's other
+        runnable tasks, so on a busy host a group of N busy processes gets the share of one; a weight N times the
+        default gives it the share its N processes would have outside the group. The cap (`set_cpu_limit`) holds."""
+        version, _ = self.detect()
+        if version == "v1":
+            (self._v1_dirs()["cpu"] / "cpu.shares").write_text(str(max(2, min(weight, 262_144))))
+        elif version == "v2":
+            (self._v2_dir() / "cpu.weight").write_text(str(max(1, min(weight, 10_000))))
+
     def cpu_limit(self) -> tuple[float | None, int | None]:
         """(vCPUs the group may use, CFS period in µs) as the kernel holds them; (None, period) when
         uncapped, (None, None) when the group cannot be read."""

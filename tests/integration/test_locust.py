@@ -113,6 +113,40 @@ def test_twenty_users_sleeping_in_the_database_overlap_instead_of_queueing(ready
     assert 200 <= latency.statistic(Statistic("p", 50)).value < 300
 
 
+def test_a_locust_run_with_cloudwatch_publishes_the_units_metrics_and_records_them(ready_stack, tmp_path: Path) -> None:
+    locustfile = tmp_path / "selects.py"
+    locustfile.write_text(
+        textwrap.dedent(
+            """
+            from locust import constant, task
+
+            from harness.locustusers.users import PostgresUser
+
+
+            class Selecter(PostgresUser):
+                wait_time = constant(0.05)
+
+                @task
+                def select(self) -> None:
+                    self.pg.execute("select_1", "SELECT 1")
+            """
+        )
+    )
+    run = run_locust(
+        locustfile, "--headless", "-u", "2", "-r", "10", "-t", "6s", "--cloudwatch",
+        "--results", str(tmp_path / "results.json"),
+    )  # fmt: skip
+    assert run.returncode in (0, 3), run.stderr[-3000:]
+    facts = load_results(tmp_path / "results.json").run["cloudwatch"]
+    assert "publish_failures" not in facts, facts["publish_failures"]
+    counts = facts["metrics"]["datapoints"]
+    for metric in ("CPUUtilization", "DatabaseConnections", "CPUCreditBalance"):
+        assert counts[f"AWS/RDS {metric} DBInstanceIdentifier=dbunit-postgres"] > 0, (metric, counts)
+    assert counts["AWS/ElastiCache CurrConnections CacheClusterId=dbunit-redis,CacheNodeId=0001"] > 0, counts
+    database = facts["dashboards"]["dashboards"]["dbunit-database"]
+    assert any(line.get("points") for w in database["widgets"] for line in w["lines"]), database
+
+
 def import_users_after_psycopg(**env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "import psycopg; import harness.locustusers.users"],

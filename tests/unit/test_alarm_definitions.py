@@ -124,3 +124,17 @@ thresholds:
     with pytest.raises(ThresholdConfigError, match=message) as caught:
         parse_thresholds(text, "t.yaml")
     assert "t.yaml:7" in str(caught.value)
+
+
+def test_a_drill_copy_watches_its_own_function_at_a_lower_level_and_a_scaled_alarm_refuses_one():
+    alarms = by_name()
+    production = alarms["dbunit-lambda.audit_logging.duration_ms-warning"]
+    drill = production.with_period(10).drilled_on("FunctionName", "dbunit-drill-duration", 2000.0)
+    assert dict(drill.dimensions) == {"FunctionName": "dbunit-drill-duration"}
+    assert (drill.threshold, drill.rule.threshold, drill.rule.period_s) == (2000.0, 2000.0, 10)
+    assert drill.put_kwargs("arn:aws:sns:us-east-2:0:t")["Threshold"] == 2000.0
+    assert production.threshold == 180000.0
+    with pytest.raises(ValueError, match="no dimension"):
+        production.drilled_on("DBInstanceIdentifier", "x")
+    with pytest.raises(ValueError, match="max_connections"):
+        alarms["dbunit-rds.connections_pct-critical"].drilled_on("DBInstanceIdentifier", "x", 5.0)

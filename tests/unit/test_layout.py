@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "app": {"data", "lambda_runtime", "measure", "services"},
     "backup": {"data", "services"},
     "drills": {"app", "backends", "backup", "measure", "services"},
-    "locustusers": {"app", "backends", "data", "measure", "thresholds", "report", "services", "workload"},
+    "locustusers": {"app", "backends", "data", "measure", "monitoring", "thresholds", "report", "services", "workload"},
     "workload": {"data", "measure", "thresholds"},
     "pytest_plugin": {"backends"},
     "capacity": {"app", "backends", "data", "measure", "thresholds"},

@@ -95,3 +95,28 @@ def test_a_failing_put_is_recorded_once_and_never_raises(make_endpoints):
     pub(Sample(1.0, dict(TICK)))
     pub(Sample(2.0, dict(TICK)))
     assert pub.failures == ["PutMetricData AWS/RDS: emulator down", "PutMetricData AWS/ElastiCache: emulator down"]
+
+
+def test_cpu_credit_metrics_go_out_under_aws_names_with_surplus_charged_per_tick(make_endpoints):
+    pub, sent = publisher(make_endpoints)
+    credits = {
+        "postgres.CPUCreditUsage": 0.02,
+        "postgres.CPUCreditBalance": 140.0,
+        "postgres.CPUSurplusCreditBalance": 0.0,
+        "postgres.CPUSurplusCreditsCharged": 3.0,
+        "redis.CPUCreditUsage": 0.01,
+        "redis.CPUCreditBalance": 280.0,
+    }
+    pub(Sample(1000.0, dict(TICK) | credits))
+    pub(Sample(1001.0, dict(TICK) | credits | {"postgres.CPUSurplusCreditsCharged": 3.5}))
+    rds = values(sent, "AWS/RDS")
+    db = (("DBInstanceIdentifier", "dbunit-postgres"),)
+    assert rds[("CPUCreditUsage", db)] == [(0.02, "Count"), (0.02, "Count")]
+    assert rds[("CPUCreditBalance", db)][0] == (140.0, "Count")
+    assert rds[("CPUSurplusCreditBalance", db)][0] == (0.0, "Count")
+    # The ledger's running total becomes what each tick added, so a 5-minute Sum is the period's charge.
+    assert rds[("CPUSurplusCreditsCharged", db)] == [(0.5, "Count")]
+    cache = values(sent, "AWS/ElastiCache")
+    node = (("CacheClusterId", "dbunit-redis"), ("CacheNodeId", "0001"))
+    assert cache[("CPUCreditBalance", node)][0] == (280.0, "Count")
+    assert ("CPUSurplusCreditBalance", node) not in cache

@@ -64,3 +64,21 @@ def test_bad_model_is_a_clear_error(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ModelError, match=message):
         load_model(path)
+
+
+@pytest.mark.parametrize(
+    ("alarm_metrics", "dashboards", "alarms_usd", "dashboards_usd"),
+    [(32, 4, 22 * 0.10, 3.00), (10, 3, 0.0, 0.0), (0, 0, 0.0, 0.0)],
+    ids=["the harness's 32 alarm metrics and 4 dashboards", "exactly the free tier", "none"],
+)
+def test_alarm_metrics_and_dashboards_beyond_the_free_tier_are_billed(
+    alarm_metrics, dashboards, alarms_usd, dashboards_usd
+):
+    model = load_model(DEFAULT_MODEL)
+    p = project(model, MEASURED, rds_cpu_surplus_usd=0.0, alarm_metrics=alarm_metrics, dashboards=dashboards)
+    assert p.breakdown_usd["cloudwatch_alarms"] == pytest.approx(alarms_usd)
+    assert p.breakdown_usd["cloudwatch_dashboards"] == pytest.approx(dashboards_usd)
+    base = project(model, MEASURED, rds_cpu_surplus_usd=0.0)
+    assert p.monthly_usd_after_free_tier == pytest.approx(
+        base.monthly_usd_after_free_tier + alarms_usd + dashboards_usd
+    )

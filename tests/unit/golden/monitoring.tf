@@ -810,11 +810,39 @@ resource "aws_cloudwatch_dashboard" "database" {
         width = 12
         height = 6
         properties = {
-          title = "CPU credits (backup window load shows here)"
+          title = "CPU credit balance (backup window load shows here)"
           metrics = [
             [
               "AWS/RDS",
               "CPUCreditBalance",
+              "DBInstanceIdentifier",
+              "dbunit-postgres",
+            ],
+            [
+              "AWS/RDS",
+              "CPUSurplusCreditBalance",
+              "DBInstanceIdentifier",
+              "dbunit-postgres",
+            ],
+          ]
+          region = "us-east-2"
+          stat = "Average"
+          period = 300
+          view = "timeSeries"
+        }
+        x = 0
+        y = 12
+      },
+      {
+        type = "metric"
+        width = 12
+        height = 6
+        properties = {
+          title = "CPU credits spent and surplus charged"
+          metrics = [
+            [
+              "AWS/RDS",
+              "CPUCreditUsage",
               "DBInstanceIdentifier",
               "dbunit-postgres",
             ],
@@ -826,11 +854,11 @@ resource "aws_cloudwatch_dashboard" "database" {
             ],
           ]
           region = "us-east-2"
-          stat = "Average"
+          stat = "Sum"
           period = 300
           view = "timeSeries"
         }
-        x = 0
+        x = 12
         y = 12
       },
     ]
@@ -1032,6 +1060,30 @@ resource "aws_cloudwatch_dashboard" "cache" {
         }
         x = 12
         y = 12
+      },
+      {
+        type = "metric"
+        width = 12
+        height = 6
+        properties = {
+          title = "CPU credit balance"
+          metrics = [
+            [
+              "AWS/ElastiCache",
+              "CPUCreditBalance",
+              "CacheClusterId",
+              "dbunit-redis",
+              "CacheNodeId",
+              "0001",
+            ],
+          ]
+          region = "us-east-2"
+          stat = "Average"
+          period = 300
+          view = "timeSeries"
+        }
+        x = 0
+        y = 18
       },
     ]
   })
