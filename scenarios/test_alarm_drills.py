@@ -307,7 +307,7 @@ def test_rds_cpu_drill_cpu_heavy_statements_on_the_capped_instance(stack, produc
         if failure is not None and not judged.fired:
             best = max((d.value for d in judged_points(judged) if d.value is not None), default=0.0)
             reason = (
-                f"not breached: the best 10 s Average of PostgreSQL's CPU was {best:.0f} % (peak sample "
+                f"the best 10 s Average of PostgreSQL's CPU was {best:.0f} % (peak sample "
                 f"{max(v for _, v in series):.0f} %) of its {vcpus} vCPUs under {burners} CPU-bound statements "
                 f"for {CPU_BREACH_TIMEOUT_S:.0f} s ({weighting}), against the {production.threshold:g} % level; host "
                 f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores. The CPU alarm was not tested."
