@@ -314,5 +314,5 @@ def fresh_drained_chart(rows: Sequence[tuple[str, float | None, float | None, fl
         "Fresh and drained against the critical levels",
         "Each threshold the drained pass measured, as a multiple of its critical level: for '<' levels a bar past "
         "the dashed line breaches it, for '>=' levels a bar short of it does (the label gives the level).",
-        _render("Fresh and drained against the critical levels", draw),
+        render_svg("Fresh and drained against the critical levels", draw),
     )
