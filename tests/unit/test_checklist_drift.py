@@ -87,7 +87,8 @@ def test_alarms_decide_the_alarm_item_at_the_signed_off_levels_only():
         for level in LEVELS["lambda.data_export.duration_ms"]
     ]
     matched = _items(_run({"cloudwatch.describe_alarms": {"MetricAlarms": present}}))["post.monitoring_tests.alarms"]
-    assert matched.status is CheckStatus.PASS and "4 of 4 settings match" in matched.evidence
+    # Configured at the signed-off levels, but no drill tested them in this run: not a pass yet.
+    assert matched.status is CheckStatus.NOT_CHECKED_YET and "4 of 4 settings match" in matched.evidence
 
 
 def test_without_a_drift_result_the_items_keep_their_own_status():
