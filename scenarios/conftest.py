@@ -28,7 +28,13 @@ from harness.measure.run_facts import run_facts
 from harness.monitoring.alarms import AlarmDefinition, alarm_definitions
 from harness.monitoring.dashboards import FUNCTIONS, dashboard_bodies
 from harness.monitoring.deploy import clients, deploy, emulator_alarm_record
-from harness.monitoring.evidence import FACT, alarms_evidence, dashboards_evidence, metrics_evidence
+from harness.monitoring.evidence import (
+    FACT,
+    alarms_evidence,
+    dashboards_evidence,
+    logs_evidence,
+    metrics_evidence,
+)
 from harness.monitoring.publish import AwsMetricPublisher
 from harness.thresholds import load_thresholds
 from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
@@ -247,6 +253,7 @@ class CloudWatchSession:
                 FACT: {
                     "metrics": metrics_evidence(cloudwatch, self.started, end, FUNCTIONS),
                     "dashboards": dashboards_evidence(cloudwatch, self.dashboards, self.started, end),
+                    "logs": logs_evidence(self.stack.aws.client("logs"), self.started, end, FUNCTIONS),
                 }
             }
         )

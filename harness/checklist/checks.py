@@ -223,6 +223,32 @@ def _metrics_flowing(ctx: CheckContext) -> CheckResult:
     return CheckResult(CheckStatus.PASS, evidence)
 
 
+def _log_aggregation(ctx: CheckContext) -> CheckResult:
+    """Every function invoked in the run has its REPORT lines in its CloudWatch Logs group."""
+    found = _cloudwatch_fact(ctx, "logs")
+    if found is None:
+        return CheckResult(CheckStatus.NOT_CHECKED_YET, _NOT_RECORDED)
+    groups = {str(k): dict(v) for k, v in dict(found.get("groups", {})).items()}
+    metrics = _cloudwatch_fact(ctx, "metrics") or {}
+    counts = dict(metrics.get("datapoints", {}))
+    invoked = {name for name in groups if int(counts.get(f"AWS/Lambda Invocations FunctionName={name}", 0)) > 0}
+    lines = {name: int(g.get("report_lines", 0)) for name, g in groups.items()}
+    evidence = "; ".join(
+        f"{g.get('group')}: {lines[name]} REPORT lines in the run"
+        f"{'' if name in invoked else ' (not invoked)'}, retention "
+        f"{g.get('retention_days') or 'never expires'}"
+        for name, g in groups.items()
+    )
+    silent = sorted(name for name in invoked if lines[name] == 0)
+    if silent:
+        return CheckResult(
+            CheckStatus.FAIL, f"invoked but nothing reached CloudWatch Logs: {', '.join(silent)}; {evidence}"
+        )
+    if not any(lines.values()):
+        return CheckResult(CheckStatus.NOT_CHECKED_YET, f"no function logged in this run; {evidence}")
+    return CheckResult(CheckStatus.PASS, evidence)
+
+
 def _dashboards_displaying(ctx: CheckContext) -> CheckResult:
     """The dashboards are on the stack and every widget the local unit can feed shows datapoints of the run."""
     found = _cloudwatch_fact(ctx, "dashboards")
@@ -299,6 +325,7 @@ CHECKS: dict[str, Check] = {
     "cloudwatch.alarms": _alarms_configured_and_tested,
     "cloudwatch.metrics_flowing": _metrics_flowing,
     "cloudwatch.dashboards": _dashboards_displaying,
+    "cloudwatch.log_aggregation": _log_aggregation,
     # Wired as the work landed (issues 13, 17).
     "security.in_transit": _security_findings("Encryption in transit verified"),
     "drills.restore": _thresholds(

@@ -95,7 +95,7 @@ POST_DEPLOYMENT = [
             ("metrics_flowing", "CloudWatch metrics flowing", "cloudwatch.metrics_flowing", ""),
             ("dashboards", "Dashboards displaying data", "cloudwatch.dashboards", ""),
             ("alarms", "Alarms configured and tested", "cloudwatch.alarms", ""),
-            ("log_aggregation", "Log aggregation working", None, "issue 12: alarms and metrics"),
+            ("log_aggregation", "Log aggregation working", "cloudwatch.log_aggregation", ""),
         ],
     ),
     *_items(

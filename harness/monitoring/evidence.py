@@ -115,6 +115,42 @@ def metrics_evidence(
     return {"since": start, "until": end, "datapoints": counts}
 
 
+# filter_log_events pages are bounded: a run's REPORT lines fit in far fewer.
+MAX_LOG_PAGES = 50
+
+
+def logs_evidence(logs: Any, start: float, end: float, functions: Sequence[str]) -> dict[str, Any]:
+    """Each function's log group in CloudWatch Logs: whether it exists, its retention, and how many REPORT
+    lines (one per invocation, written by the runtime's log shipper) arrived between `start` and `end`."""
+    groups: dict[str, Any] = {}
+    for name in functions:
+        group = f"/aws/lambda/{name}"
+        listed = [g for g in logs.describe_log_groups(logGroupNamePrefix=group).get("logGroups", [])]
+        mine = next((g for g in listed if g.get("logGroupName") == group), None)
+        lines = 0
+        if mine is not None:
+            token: str | None = None
+            for _ in range(MAX_LOG_PAGES):
+                page = logs.filter_log_events(
+                    logGroupName=group,
+                    startTime=int(start * 1000),
+                    endTime=int(end * 1000),
+                    filterPattern="REPORT",
+                    **({"nextToken": token} if token else {}),
+                )
+                lines += len(page.get("events", []))
+                token = page.get("nextToken")
+                if not token:
+                    break
+        groups[name] = {
+            "group": group,
+            "exists": mine is not None,
+            "retention_days": mine.get("retentionInDays") if mine else None,
+            "report_lines": lines,
+        }
+    return {"since": start, "until": end, "groups": groups}
+
+
 def _lines(metrics: Sequence[Sequence[Any]]) -> list[tuple[str, str, tuple[tuple[str, str], ...], str]]:
     """(namespace, metric, dimensions, y axis) of each line of a widget's `metrics`."""
     found = []

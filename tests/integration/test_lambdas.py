@@ -37,6 +37,7 @@ from harness.data.profiles import get_profile
 from harness.data.seed import seed
 from harness.endpoints import PostgresEndpoint, Secret, StackEndpoints
 from harness.lambda_runtime.report_line import parse_report_line
+from harness.monitoring.evidence import logs_evidence
 from harness.security.rotation import rotate
 from harness.services.lambda_server import LambdaRuntimeService
 from harness.services.process import PidFiles
@@ -390,6 +391,31 @@ def test_report_lines_cold_then_warm_and_in_cloudwatch(make_function, stack: Sta
         Namespace="AWS/Lambda", Dimensions=[{"Name": "FunctionName", "Value": name}]
     )["Metrics"]
     assert {"Duration", "Errors", "ConcurrentExecutions", "Invocations"} <= {m["MetricName"] for m in metrics}
+
+
+def test_the_checklists_log_evidence_counts_the_report_lines_that_reached_cloudwatch_logs(
+    make_function, stack: StackEndpoints
+):
+    name = make_function("sleep", 128)
+    began = time.time()
+    for _ in range(3):
+        invoke(make_function.client, name, {"s": 0})
+    logs = stack.aws.client("logs")
+    found: dict[str, Any] = {}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        # The runtime ships logs off the invoke path, every half second.
+        found = logs_evidence(logs, began - 1, time.time() + 1, [name, "never-deployed"])["groups"]
+        if found[name]["report_lines"] >= 3:
+            break
+        time.sleep(0.25)
+    assert found[name]["exists"] and found[name]["report_lines"] == 3
+    assert found["never-deployed"] == {
+        "group": "/aws/lambda/never-deployed",
+        "exists": False,
+        "retention_days": None,
+        "report_lines": 0,
+    }
 
 
 def test_a_raised_exception_is_an_unhandled_error_and_keeps_the_environment(make_function):

@@ -162,3 +162,52 @@ def test_a_widget_without_data_is_not_checked_and_a_missing_dashboard_fails():
     status, evidence = decided(dashboards(on_stack=False, cpu_points=[[0.0, 1.0]]), "dashboards")
     assert status is CheckStatus.FAIL and "not on the stack: dbunit-database" in evidence
     assert decided({}, "dashboards")[0] is CheckStatus.NOT_CHECKED_YET
+
+
+def logged(lines: dict[str, int], invoked: dict[str, int]) -> dict[str, Any]:
+    return {
+        "logs": {
+            "groups": {
+                name: {"group": f"/aws/lambda/{name}", "exists": n > 0, "retention_days": None, "report_lines": n}
+                for name, n in lines.items()
+            }
+        },
+        "metrics": {
+            "datapoints": {f"AWS/Lambda Invocations FunctionName={name}": n for name, n in invoked.items()},
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("lines", "invoked", "expected", "named"),
+    [
+        ({"data_export": 3, "audit_logging": 5}, {"data_export": 3, "audit_logging": 5}, CheckStatus.PASS, "5 REPORT"),
+        (
+            {"data_export": 0, "audit_logging": 5},
+            {"data_export": 3, "audit_logging": 5},
+            CheckStatus.FAIL,
+            "data_export",
+        ),
+        (
+            {"data_export": 0, "audit_logging": 0},
+            {"data_export": 0, "audit_logging": 0},
+            CheckStatus.NOT_CHECKED_YET,
+            "no function",
+        ),
+        (
+            {"data_export": 0, "audit_logging": 4},
+            {"data_export": 0, "audit_logging": 4},
+            CheckStatus.PASS,
+            "(not invoked)",
+        ),
+    ],
+)
+def test_log_aggregation_needs_the_log_lines_of_every_function_the_run_invoked(lines, invoked, expected, named):
+    status, evidence = decided({"cloudwatch": logged(lines, invoked)}, "log_aggregation")
+    assert status is expected, evidence
+    assert named in evidence
+
+
+def test_log_aggregation_not_recorded_is_not_checked():
+    status, _ = decided({"cloudwatch": {}}, "log_aggregation")
+    assert status is CheckStatus.NOT_CHECKED_YET
