@@ -141,3 +141,34 @@ def test_a_two_size_ci_sweep_measures_and_judges_every_size(scratch_database, st
     saved = json.loads((tmp_path / "capacity.json").read_text())
     assert [s["size"] for s in saved["sizes"]] == list(PLANS["ci"].sizes)
     assert "NOT EMULATED" in sweep_markdown(result, None, None)
+
+
+def test_a_classes_sweep_restarts_the_stack_with_each_class_sizing_and_lifts_the_cap_only_for_a_build(
+    stack, harness_settings
+):
+    from harness.backends import get_backend
+    from harness.capacity.classes import ClassPlan, StackHandle, memory_bytes
+
+    if harness_settings.backend != "embedded":
+        pytest.skip("restarting with another class's sizing needs the embedded backend")
+    handle = StackHandle(harness_settings, stack, lambda _: None)
+    plan = ClassPlan(("db.t3.small",), drained=False)
+    try:
+        small = handle.become(plan.measuring(harness_settings, "db.t3.small"))
+        assert small.facts["postgres"]["instance_class"] == "db.t3.small"
+        assert small.facts["postgres"]["shared_buffers"] == "512MB"
+        group = get_backend(handle.settings).cgroup  # type: ignore[attr-defined]
+        capped = small.facts["cgroup"]["enforced"]
+        if capped:
+            assert group.memory_limit() == 2 * 2**30
+        with handle.build_room("1GB") as note:
+            if capped:
+                assert group.memory_limit() == 2 * 2**30 + memory_bytes("1GB")
+                assert "NOT within the instance's memory" in note
+        if capped:
+            assert group.memory_limit() == 2 * 2**30
+        with small.direct.connect() as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        back = handle.become(harness_settings)
+    assert back.facts["postgres"]["instance_class"] == harness_settings.db_instance_class
