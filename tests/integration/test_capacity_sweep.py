@@ -146,17 +146,27 @@ def test_a_two_size_ci_sweep_measures_and_judges_every_size(scratch_database, st
 def test_a_classes_sweep_restarts_the_stack_with_each_class_sizing_and_lifts_the_cap_only_for_a_build(
     stack, harness_settings
 ):
+    """Drained too: the report's conditions come from what the kernel holds after the restart."""
     from harness.backends import get_backend
     from harness.capacity.classes import ClassPlan, StackHandle, memory_bytes
+    from harness.capacity.sweep import conditions
 
     if harness_settings.backend != "embedded":
         pytest.skip("restarting with another class's sizing needs the embedded backend")
     handle = StackHandle(harness_settings, stack, lambda _: None)
-    plan = ClassPlan(("db.t3.small",), drained=False)
+    plan = ClassPlan(("db.t3.small",), drained=True)
     try:
         small = handle.become(plan.measuring(harness_settings, "db.t3.small"))
         assert small.facts["postgres"]["instance_class"] == "db.t3.small"
         assert small.facts["postgres"]["shared_buffers"] == "512MB"
+        assert small.facts["credits"]["mode"] == "drained"
+        applied, missing = conditions(small.facts)
+        if small.facts["credits"]["storage"].get("capped_read_iops"):
+            # gp2 20 GiB: 100 IOPS baseline, below the t3 link's 500.
+            assert small.facts["credits"]["storage"]["capped_read_iops"] == 100
+            assert "capped at 100 IOPS" in applied[1] and not any("storage IOPS" in m for m in missing)
+        else:
+            assert any("storage IOPS" in m for m in missing)
         group = get_backend(handle.settings).cgroup  # type: ignore[attr-defined]
         capped = small.facts["cgroup"]["enforced"]
         if capped:
