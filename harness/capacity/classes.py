@@ -141,17 +141,18 @@ def run_classes(
             if handle.settings.cpu_credits != "off":
                 handle.become(dataclasses.replace(handle.settings, cpu_credits="off"))
             with handle.build_room(plan.build_memory) as room:
-                grow_s, detail = Sweep(handle.stack, handle.settings, plan, thresholds, out, say).reach(size)
-            detail = (
-                f"{detail}; {room}; built once for {', '.join(classes.classes)} on {handle.settings.db_instance_class}"
-            )
+                reached = Sweep(handle.stack, handle.settings, plan, thresholds, out, say).reach(size)
+            detail = reached.detail
+            if reached.index_built:
+                built_on = handle.settings.db_instance_class
+                detail += f"; {room}; built once for {', '.join(classes.classes)} on {built_on}"
             for db_class in classes.classes:
                 stack = handle.become(classes.measuring(original, db_class))
                 sweep = Sweep(stack, handle.settings, plan, thresholds, out / db_class, say)
                 result = results.get(db_class)
                 if result is None:
                     result = results[db_class] = new_result(stack, plan_name)
-                result.sizes.append(sweep.measure(size, grow_s, detail))
+                result.sizes.append(sweep.measure(size, reached.seconds, detail))
                 if plan.ramp is not None and (plan.ramp_every or size == plan.sizes[-1]):
                     add_ramp(result, sweep.saturate(size))
                 result.wall_s = time.perf_counter() - began

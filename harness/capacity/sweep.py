@@ -134,6 +134,15 @@ PLANS: dict[str, SweepPlan] = {
 }
 
 
+@dataclass(frozen=True)
+class Reached:
+    """How a sweep brought the data to a size: seconds, what was done, and whether an index was built."""
+
+    seconds: float
+    detail: str
+    index_built: bool
+
+
 @dataclass
 class SizeResult:
     size: int
@@ -295,9 +304,9 @@ class Sweep:
 
     # --- data ------------------------------------------------------------------------------
 
-    def reach(self, size: int) -> tuple[float, str]:
+    def reach(self, size: int) -> Reached:
         """Bring the database to `size` documents of the plan's profile: grow when it holds a smaller set of
-        the same data, else seed. Returns the seconds it took and what was done."""
+        the same data, else seed."""
         began = time.perf_counter()
         base = get_profile(self.plan.profile, dim=self.plan.dim)
         state = current_seed(self.stack.direct)
@@ -315,7 +324,8 @@ class Sweep:
                     build_memory=self.plan.build_memory,
                 )
                 self.say(report.summary())
-                return time.perf_counter() - began, self._built(report.summary(), report.strategy == "rebuild")
+                built = not report.skipped and report.strategy == "rebuild"
+                return Reached(time.perf_counter() - began, self._built(report.summary(), built), built)
         require_destructive_allowed(self.stack, "reseeding for a capacity sweep", self.settings)
         report_seed = seed(
             self.stack.direct,
@@ -326,7 +336,8 @@ class Sweep:
             build_memory=self.plan.build_memory,
         )
         self.say(report_seed.summary())
-        return time.perf_counter() - began, self._built(report_seed.summary(), True)
+        built = not report_seed.skipped
+        return Reached(time.perf_counter() - began, self._built(report_seed.summary(), built), built)
 
     def _built(self, summary: str, index_built: bool) -> str:
         if not index_built:
@@ -540,8 +551,8 @@ def run_sweep(
     result = new_result(stack, plan_name)
     out.mkdir(parents=True, exist_ok=True)
     for size in plan.sizes:
-        grow_s, detail = sweep.reach(size)
-        result.sizes.append(sweep.measure(size, grow_s, detail))
+        reached = sweep.reach(size)
+        result.sizes.append(sweep.measure(size, reached.seconds, reached.detail))
         if plan.ramp is not None and (plan.ramp_every or size == plan.sizes[-1]):
             add_ramp(result, sweep.saturate(size))
         result.wall_s = time.perf_counter() - began

@@ -19,7 +19,7 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 
 from harness.capacity.report import sweep_markdown
-from harness.capacity.sweep import PLANS, run_sweep
+from harness.capacity.sweep import PLANS, Sweep, run_sweep
 from harness.data.ground_truth import exact_neighbours, recall_at_k
 from harness.data.grow import grow
 from harness.data.profiles import get_profile
@@ -131,6 +131,12 @@ def test_a_two_size_ci_sweep_measures_and_judges_every_size(scratch_database, st
         messages: list[str] = []
         result = run_sweep(own, harness_settings, PLANS["ci"], "ci", thresholds, tmp_path, messages.append)
         assert documents(admin) == PLANS["ci"].sizes[-1]
+        # A size the database already holds is reached without building anything, and says so.
+        again = Sweep(own, harness_settings, PLANS["ci"], thresholds, tmp_path, messages.append).reach(
+            PLANS["ci"].sizes[-1]
+        )
+        assert not again.index_built and "nothing to do" in again.detail and "index built" not in again.detail
+    assert all("index built at maintenance_work_mem=" in s.grow_detail for s in result.sizes)
     assert [s.size for s in result.sizes] == list(PLANS["ci"].sizes)
     for size in result.sizes:
         assert size.p95_ms > 0 and 0 < size.recall <= 1 and size.index_bytes > 0
