@@ -12,7 +12,8 @@ Lifecycle, the same for every backend:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -80,6 +81,12 @@ class Backend(ABC):
     def kill(self, service: str, report: Reporter) -> None:
         """SIGKILL the service's main process, as a crash would; `up()` brings it back (a fault drill)."""
         raise NotImplementedError(f"the {self.name} backend cannot kill {service}")
+
+    @contextmanager
+    def database_memory_raised(self, memory_bytes: int) -> Iterator[str]:
+        """Lift the database's memory cap to `memory_bytes` for the block (a capacity sweep's index build that
+        the class's own memory would make take hours); yields what was done, for the report."""
+        yield f"the {self.name} backend cannot move the database's memory: the build ran within it"
 
     @abstractmethod
     def status(self) -> StackStatus: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import hashlib
@@ -472,6 +473,27 @@ class EmbeddedBackend(Backend):
 
     def endpoints(self) -> StackEndpoints | None:
         return load_endpoints(self.state)
+
+    @contextmanager
+    def database_memory_raised(self, memory_bytes: int) -> Iterator[str]:
+        group = self.cgroup
+        record = self.pids.read("postgres")
+        if group is None or record is None or not group.contains(record.pid):
+            yield "PostgreSQL is not in a memory cgroup here: the build ran uncapped"
+            return
+        before = group.memory_limit()
+        group.set_memory_limit(memory_bytes)
+        try:
+            yield (
+                f"PostgreSQL's memory cap raised from {'none' if before is None else f'{before // 2**20} MiB'} "
+                f"to {memory_bytes // 2**20} MiB for the build (NOT within the instance's memory)"
+            )
+        finally:
+            # The kernel keeps the raised cap when it cannot reclaim down to the old one; a restart applies
+            # the class's cap again (the capacity sweep restarts before measuring).
+            if before is not None:
+                with contextlib.suppress(OSError):
+                    group.set_memory_limit(before)
 
     def status(self) -> StackStatus:
         path = self.state / SECRETS_FILE

@@ -118,8 +118,9 @@ def sweep_markdown(result: SweepResult, today: int | None, growth: Growth | None
     ]
     if today is not None and growth is not None:
         lines.append(f"- Headroom: {headroom_line(k, today, growth)}")
-    sat = result.saturation
-    if sat is not None:
+    lines += ["", "How each size was reached:", ""]
+    lines += [f"- {s.size:,}: {s.grow_detail or f'{s.grow_s:.0f} s'}" for s in result.sizes]
+    for sat in result.ramps or ([result.saturation] if result.saturation else []):
         lines += ["", f"## Saturation at {sat.size:,} documents (open model, vector search through the proxy)", ""]
         lines += ["| offered /s | done /s | p95 ms | errors | db cpu % | host cpu % | reads/s | sustained |"]
         lines += ["| " + " | ".join(["---"] * 8) + " |"]
@@ -138,6 +139,7 @@ def sweep_markdown(result: SweepResult, today: int | None, growth: Growth | None
         "than once.",
         f"- host load is the machine's 1-minute load average ({os.cpu_count()} cores here): load generator, server "
         "and anything else on the machine share them, so a high load inflates every latency above.",
+        *[f"- {note}" for note in result.conditions],
         *[f"- {note}" for note in result.not_emulated],
         "",
     ]

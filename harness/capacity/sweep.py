@@ -93,8 +93,12 @@ class SweepPlan:
     pool_requests: int
     max_duration_s: float
     growth_strategy: str
-    # The open-model ramp for the saturation point, run at the last size; None skips it.
+    # The open-model ramp for the saturation point, run at the last size (at every size with ramp_every);
+    # None skips it.
     ramp: RampPlan | None
+    ramp_every: bool = False
+    # maintenance_work_mem for index builds while growing (None: the profile's); see Sweep.reach.
+    build_memory: str | None = None
 
     def __post_init__(self) -> None:
         if not self.sizes or any(s < 1 for s in self.sizes) or list(self.sizes) != sorted(set(self.sizes)):
@@ -130,6 +134,15 @@ PLANS: dict[str, SweepPlan] = {
 }
 
 
+@dataclass(frozen=True)
+class Reached:
+    """How a sweep brought the data to a size: seconds, what was done, and whether an index was built."""
+
+    seconds: float
+    detail: str
+    index_built: bool
+
+
 @dataclass
 class SizeResult:
     size: int
@@ -152,6 +165,8 @@ class SizeResult:
     results_file: str
     # The host's 1-minute load average after the step: on a shared machine the figures measure it too.
     host_load: float | None = None
+    # How the data reached this size (growth or seed, strategy, index build and the memory it had).
+    grow_detail: str = ""
 
     @property
     def meets(self) -> bool:
@@ -193,31 +208,65 @@ class SweepResult:
     saturation: Saturation | None
     not_emulated: list[str]
     run: dict[str, Any]
+    # Every ramp the sweep ran, smallest size first; `saturation` is the one at the largest size.
+    ramps: list[Saturation] = field(default_factory=list)
+    # CPU credits and storage as the stack ran them (off, or drained with gp2's baseline IOPS).
+    conditions: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> SweepResult:
+        def ramp(raw_ramp: dict[str, Any]) -> Saturation:
+            return Saturation(**{**raw_ramp, "steps": [RampStep(**s) for s in raw_ramp["steps"]]})
+
         saturation = raw.get("saturation")
         return cls(
             **{
                 **raw,
                 "sizes": [SizeResult(**s) for s in raw["sizes"]],
-                "saturation": None
-                if saturation is None
-                else Saturation(**{**saturation, "steps": [RampStep(**s) for s in saturation["steps"]]}),
+                "saturation": None if saturation is None else ramp(saturation),
+                "ramps": [ramp(r) for r in raw.get("ramps", [])],
             }
         )
 
 
-NOT_EMULATED = [
+NOT_EMULATED_IOPS = (
     "NOT EMULATED: storage IOPS. gp2's 100-IOPS baseline is not applied here; reads past shared_buffers are "
     "counted (pg_stat_database), but they are served by this machine's page cache and disk, so latency past "
-    "the knee is far better here than on RDS (measured on gp2 with a cold cache: 300 queries in 302 s).",
+    "the knee is far better here than on RDS (measured on gp2 with a cold cache: 300 queries in 302 s)."
+)
+NOT_EMULATED_DRAINED = (
     "NOT EMULATED: a drained burstable instance. The sweep does not spend the CPU credits first, so it answers "
-    "for the first minutes of load, not for hours of it.",
-]
+    "for the first minutes of load, not for hours of it (`--drained` runs it drained)."
+)
+
+
+def conditions(facts: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(what the stack applied, what it did not emulate) for CPU credits and storage, from the stack's facts
+    as read back from the kernel when it started."""
+    credits = facts.get("credits") or {}
+    storage = credits.get("storage") or {}
+    mode = credits.get("mode", "off")
+    applied = [f"CPU credits: {credits.get('detail', 'unknown (the stack recorded no credit facts)')}"]
+    missing: list[str] = []
+    if mode == "drained" and credits.get("enforced"):
+        applied[0] += (
+            " (drained: the cache node held at its baseline CPU, RDS Unlimited at full CPU billing surplus, "
+            "PostgreSQL started with a cold page cache)"
+        )
+    else:
+        missing.append(NOT_EMULATED_DRAINED if mode == "off" else f"NOT EMULATED: credits ({credits.get('detail')})")
+    if storage.get("capped_read_iops"):
+        applied.append(
+            f"storage: {storage.get('type')} {storage.get('allocated_gib')} GiB capped at "
+            f"{storage['capped_read_iops']} IOPS (its baseline, no burst credits); {storage.get('detail', '')}"
+        )
+    else:
+        applied.append(f"storage: {storage.get('detail', 'not capped')}")
+        missing.append(NOT_EMULATED_IOPS)
+    return applied, missing
 
 
 def _judge(path: Path, thresholds: ThresholdSet, metrics: Sequence[str]) -> dict[str, str]:
@@ -255,9 +304,9 @@ class Sweep:
 
     # --- data ------------------------------------------------------------------------------
 
-    def reach(self, size: int) -> float:
+    def reach(self, size: int) -> Reached:
         """Bring the database to `size` documents of the plan's profile: grow when it holds a smaller set of
-        the same data, else seed. Returns the seconds it took."""
+        the same data, else seed."""
         began = time.perf_counter()
         base = get_profile(self.plan.profile, dim=self.plan.dim)
         state = current_seed(self.stack.direct)
@@ -272,19 +321,33 @@ class Sweep:
                     app_role=self.role,
                     strategy=self.plan.growth_strategy,
                     progress=True,
+                    build_memory=self.plan.build_memory,
                 )
                 self.say(report.summary())
-                return time.perf_counter() - began
+                built = not report.skipped and report.strategy == "rebuild"
+                return Reached(time.perf_counter() - began, self._built(report.summary(), built), built)
         require_destructive_allowed(self.stack, "reseeding for a capacity sweep", self.settings)
         report_seed = seed(
-            self.stack.direct, base.with_overrides(vectors=size), self.data, self.password, app_role=self.role
+            self.stack.direct,
+            base.with_overrides(vectors=size),
+            self.data,
+            self.password,
+            app_role=self.role,
+            build_memory=self.plan.build_memory,
         )
         self.say(report_seed.summary())
-        return time.perf_counter() - began
+        built = not report_seed.skipped
+        return Reached(time.perf_counter() - began, self._built(report_seed.summary(), built), built)
+
+    def _built(self, summary: str, index_built: bool) -> str:
+        if not index_built:
+            return summary
+        memory = self.plan.build_memory or get_profile(self.plan.profile, dim=self.plan.dim).index.build_memory
+        return f"{summary}; index built at maintenance_work_mem={memory}"
 
     # --- one size --------------------------------------------------------------------------
 
-    def measure(self, size: int, grow_s: float) -> SizeResult:
+    def measure(self, size: int, grow_s: float, grow_detail: str = "") -> SizeResult:
         plan, stack = self.plan, self.stack
         app = app_endpoint(stack, self.settings.state_dir)
         truth: GroundTruth = load_current_ground_truth(stack.direct, self.data)
@@ -350,6 +413,7 @@ class Sweep:
             thresholds=verdicts,
             results_file=str(path),
             host_load=os.getloadavg()[0],
+            grow_detail=grow_detail,
         )
         self.say(
             f"size {size:,}: p95 {result.p95_ms:.2f} ms, {result.qps:.0f} qps, recall@10 {recall:.3f}, "
@@ -397,7 +461,7 @@ class Sweep:
         saturation = Saturation(size=size, rate=None, limited_by=None)
         with connect(self.stack.direct) as admin:
             for rate in ramp.rates():
-                path = self.out / "saturation" / f"rate-{rate:g}" / "results.json"
+                path = self.out / f"saturation-{size}" / f"rate-{rate:g}" / "results.json"
                 results = ResultsWriter.open(path, run={**run_facts(self.stack), "capacity_size": size})
                 before = io_counters(admin)
                 psutil.cpu_percent(None)
@@ -483,35 +547,45 @@ def run_sweep(
     say: Say,
 ) -> SweepResult:
     began = time.perf_counter()
-    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     sweep = Sweep(stack, settings, plan, thresholds, out, say)
-    facts = stack.facts
-    result = SweepResult(
-        db_class=str(facts.get("postgres", {}).get("instance_class", "unknown")),
-        cache_node=str(facts.get("redis", {}).get("node_type", "unknown")),
-        plan=plan_name,
-        started=started,
-        wall_s=0.0,
-        sizes=[],
-        saturation=None,
-        not_emulated=list(NOT_EMULATED),
-        run=run_facts(stack),
-    )
+    result = new_result(stack, plan_name)
     out.mkdir(parents=True, exist_ok=True)
     for size in plan.sizes:
-        grow_s = sweep.reach(size)
-        result.sizes.append(sweep.measure(size, grow_s))
+        reached = sweep.reach(size)
+        result.sizes.append(sweep.measure(size, reached.seconds, reached.detail))
+        if plan.ramp is not None and (plan.ramp_every or size == plan.sizes[-1]):
+            add_ramp(result, sweep.saturate(size))
         result.wall_s = time.perf_counter() - began
         write_result(result, out)
-    if plan.ramp is not None:
-        # Growth only appends, so the ramp runs at the size the sweep ended on.
-        result.saturation = sweep.saturate(plan.sizes[-1])
-    result.wall_s = time.perf_counter() - began
-    write_result(result, out)
     return result
 
 
+def new_result(stack: StackEndpoints, plan_name: str) -> SweepResult:
+    facts = stack.facts
+    applied, missing = conditions(facts)
+    return SweepResult(
+        db_class=str(facts.get("postgres", {}).get("instance_class", "unknown")),
+        cache_node=str(facts.get("redis", {}).get("node_type", "unknown")),
+        plan=plan_name,
+        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        wall_s=0.0,
+        sizes=[],
+        saturation=None,
+        not_emulated=missing,
+        run=run_facts(stack),
+        conditions=applied,
+    )
+
+
+def add_ramp(result: SweepResult, saturation: Saturation) -> None:
+    """Keep every ramp; the saturation point the table uses is the one at the largest size ramped."""
+    result.ramps.append(saturation)
+    if result.saturation is None or saturation.size >= result.saturation.size:
+        result.saturation = saturation
+
+
 def write_result(result: SweepResult, out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
     path = out / "capacity.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")

@@ -1,5 +1,6 @@
-"""`harness capacity`: sweep data sizes on the running stack (`run`), or combine sweeps of several instance
-classes into the capacity table and a recommendation (`table`).
+"""`harness capacity`: sweep data sizes on the running stack (`run`; with `--classes`, on several instance
+classes, restarting the stack with each class's sizing and building each size once), or combine sweeps of
+several instance classes into the capacity table and a recommendation (`table`).
 
 Exit codes: 0 done, 1 the sweep could not run or finish (message on stderr; the data is at the last
 complete size), 2 bad input, 130 interrupted.
@@ -14,16 +15,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.capacity.classes import ClassPlan, StackHandle, class_dirs, memory_bytes, run_classes, write_table
 from harness.capacity.knee import CapacityInputError, Growth, parse_growth
-from harness.capacity.recommend import Target, load_capacity_model
+from harness.capacity.recommend import CapacityModel, Target, load_capacity_model
 from harness.capacity.report import chart, compare, sweep_markdown
 from harness.capacity.sweep import PLANS, SweepResult, read_result, run_sweep
-from harness.config import ConfigError, resolve_settings
+from harness.config import ConfigError, Settings, resolve_settings
 from harness.data.app_role import AppRoleError
 from harness.data.grow import STRATEGIES
 from harness.data.seed import SeedError
 from harness.endpoints import load_endpoints
 from harness.measure.projection import DEFAULT_MODEL
+from harness.services.process import ServiceError
 from harness.thresholds import ThresholdConfigError, load_thresholds
 from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
 from harness.thresholds.model import ThresholdSet
@@ -41,6 +44,23 @@ def _sizes(text: str) -> tuple[int, ...]:
     if not sizes or any(s < 1 for s in sizes) or list(sizes) != sorted(set(sizes)):
         raise argparse.ArgumentTypeError(f"sizes must be distinct, positive and rising, got {text!r}")
     return sizes
+
+
+def _classes(text: str) -> tuple[str, ...]:
+    classes = tuple(part.strip() for part in text.split(",") if part.strip())
+    try:
+        ClassPlan(classes, drained=False)
+    except CapacityInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return classes
+
+
+def _memory(text: str) -> str:
+    try:
+        memory_bytes(text)
+    except CapacityInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _growth(text: str) -> Growth:
@@ -66,23 +86,52 @@ def add_capacity_command(subparsers: Any, parents: list[argparse.ArgumentParser]
         choices=STRATEGIES,
         help="auto (default: rebuild the index when the new rows exceed a sixth of the total), append, rebuild",
     )
+    run.add_argument(
+        "--classes",
+        type=_classes,
+        help="DB instance classes to measure each size on, e.g. db.t3.micro,db.t3.small: the stack is restarted "
+        "with each class's sizing (embedded backend) and each size is built once; results per class in <out>/<class>/",
+    )
+    run.add_argument(
+        "--drained",
+        action="store_true",
+        help="measure with CPU credits drained and the volume at gp2's baseline IOPS (growth still runs undrained)",
+    )
+    run.add_argument(
+        "--build-memory",
+        type=_memory,
+        help="maintenance_work_mem for index builds while growing, e.g. 3GB; the database's memory cap is raised "
+        "by as much for the build only (RDS would build within the instance's memory: the report says so)",
+    )
+    run.add_argument("--ramp-at", choices=("last", "every"), default="last", help="ramp at the last size or every one")
     run.add_argument("--no-ramp", action="store_true", help="skip the saturation ramp")
     run.add_argument("--ramp-start", type=float, help="the ramp's first rate, searches/s (plan full: 10)")
     run.add_argument("--thresholds", type=Path, default=DEFAULT_THRESHOLDS_FILE)
     run.add_argument("--out", type=Path, help="default reports/capacity-<class>-<time>/")
     run.add_argument("--today", type=int, help="documents in production today, for the headroom line")
     run.add_argument("--growth", type=_growth, help="data growth per month: `10%%` or `5000` documents")
+    run.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="prices and the target (--classes' table)")
     run.set_defaults(func=cmd_run)
 
-    report = sub.add_parser("report", help="render a sweep's capacity.md and capacity.png again from capacity.json")
+    report = sub.add_parser(
+        "report",
+        help="render a sweep's capacity.md and capacity.png again from capacity.json (a --classes run: every "
+        "class and the combined table)",
+    )
     report.add_argument("run", type=Path, help="a capacity output directory")
+    report.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="prices and the target (combined table)")
     report.add_argument("--today", type=int, help="documents in production today, for the headroom line")
     report.add_argument("--growth", type=_growth, help="data growth per month: `10%%` or `5000` documents")
     report.add_argument("--thresholds", type=Path, default=DEFAULT_THRESHOLDS_FILE)
     report.set_defaults(func=cmd_report)
 
     table = sub.add_parser("table", help="combine sweeps of several classes: table and recommendation")
-    table.add_argument("runs", nargs="+", type=Path, help="capacity output directories (or capacity.json files)")
+    table.add_argument(
+        "runs",
+        nargs="+",
+        type=Path,
+        help="capacity output directories (a --classes run's directory counts for all its classes) or capacity.json",
+    )
     table.add_argument("--target-size", type=int, help="documents to hold (default: the monthly model's)")
     table.add_argument("--target-rate", type=float, help="searches/s to sustain (default: the monthly model's)")
     table.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="prices and the default target")
@@ -101,6 +150,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             changes["sizes"] = args.sizes
         if args.growth_strategy:
             changes["growth_strategy"] = args.growth_strategy
+        if args.build_memory:
+            changes["build_memory"] = args.build_memory
+        changes["ramp_every"] = args.ramp_at == "every"
         if args.no_ramp:
             changes["ramp"] = None
         elif args.ramp_start is not None:
@@ -114,10 +166,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         if stack is None:
             raise CapacityInputError(f"no running stack in {settings.state_dir}: start it with `harness up`")
         db_class = stack.facts.get("postgres", {}).get("instance_class", "unknown")
-        out = args.out or Path("reports") / f"capacity-{db_class}-{time.strftime('%Y%m%d-%H%M%S')}"
+        classes = ClassPlan(args.classes, args.drained) if args.classes or args.drained else None
+        if classes is not None and not args.classes:
+            classes = ClassPlan((str(db_class),), args.drained)
+        if classes is not None and settings.backend != "embedded":
+            raise CapacityInputError(
+                f"--classes and --drained restart the stack with other sizing; the {settings.backend} backend "
+                "cannot: sweep each deployment on its own and combine them with `harness capacity table`"
+            )
+        model = load_capacity_model(args.model) if classes is not None else None
+        name = "classes" if classes is not None else db_class
+        out = args.out or Path("reports") / f"capacity-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     except (CapacityInputError, ThresholdConfigError, ConfigError, OSError) as exc:
         _say(f"harness capacity: {exc}")
         return 2
+    if classes is not None and model is not None:
+        return _run_classes(settings, stack, plan, args, classes, thresholds, out, model)
     _say(f"capacity sweep on {db_class}: sizes {', '.join(f'{s:,}' for s in plan.sizes)}; output in {out}")
     try:
         result = run_sweep(stack, settings, plan, args.plan, thresholds, out, _say)
@@ -129,6 +193,45 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 130
     _render(result, out, thresholds, args.today, args.growth)
     return 0
+
+
+def _run_classes(
+    settings: Settings,
+    stack: Any,
+    plan: Any,
+    args: argparse.Namespace,
+    classes: ClassPlan,
+    thresholds: ThresholdSet,
+    out: Path,
+    model: CapacityModel,
+) -> int:
+    began = time.perf_counter()
+    _say(
+        f"capacity sweep on {', '.join(classes.classes)} ({'drained' if classes.drained else 'credits off'}): "
+        f"sizes {', '.join(f'{s:,}' for s in plan.sizes)}; output in {out}"
+    )
+    try:
+        results = run_classes(
+            StackHandle(settings, stack, _say), plan, args.plan, classes, thresholds, out, _say, model, model.target
+        )
+    except (SeedError, AppRoleError, CapacityInputError, ServiceError) as exc:
+        _say(f"harness capacity: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        _say(f"harness capacity: interrupted; the data is at the last complete size; partial results in {out}")
+        return 130
+    for result in results:
+        _render(result, out / result.db_class, thresholds, args.today, args.growth)
+    _render_table(results, out, thresholds, model)
+    _say(f"wall time {time.perf_counter() - began:.0f} s")
+    return 0
+
+
+def _render_table(results: list[SweepResult], out: Path, thresholds: ThresholdSet, model: CapacityModel) -> None:
+    path = write_table(results, out, model, model.target)
+    chart(results, thresholds, out / "capacity.png")
+    print(path.read_text())
+    _say(f"wrote {path} and {out / 'capacity.png'}")
 
 
 def _render(result: SweepResult, out: Path, thresholds: ThresholdSet, today: int | None, growth: Growth | None) -> None:
@@ -144,11 +247,16 @@ def cmd_report(args: argparse.Namespace) -> int:
         if (args.today is None) != (args.growth is None):
             raise CapacityInputError("--today and --growth go together (the headroom line needs both)")
         thresholds = load_thresholds(args.thresholds)
-        result = read_result(args.run)
+        dirs = class_dirs(args.run)
+        results = [read_result(path) for path in dirs]
+        model = load_capacity_model(args.model) if len(results) > 1 else None
     except (CapacityInputError, ThresholdConfigError, OSError) as exc:
         _say(f"harness capacity report: {exc}")
         return 2
-    _render(result, args.run if args.run.is_dir() else args.run.parent, thresholds, args.today, args.growth)
+    for path, result in zip(dirs, results, strict=True):
+        _render(result, path if path.is_dir() else path.parent, thresholds, args.today, args.growth)
+    if model is not None:
+        _render_table(results, args.run, thresholds, model)
     return 0
 
 
@@ -156,7 +264,7 @@ def cmd_table(args: argparse.Namespace) -> int:
     try:
         model = load_capacity_model(args.model)
         thresholds = load_thresholds(args.thresholds)
-        results = [read_result(path) for path in args.runs]
+        results = [read_result(path) for run in args.runs for path in class_dirs(run)]
         target = Target(
             args.target_size if args.target_size is not None else model.target.documents,
             args.target_rate if args.target_rate is not None else model.target.rate_per_s,

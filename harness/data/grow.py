@@ -168,10 +168,12 @@ def grow(
     progress: bool = True,
     chunk_hook: ChunkHook | None = None,
     sql_dir: Path = FIXTURES_SQL_DIR,
+    build_memory: str | None = None,
 ) -> GrowReport:
     """Append documents to the seeded set until it holds `vectors` of them (direct endpoint only:
     COPY needs a session of its own). The database must hold a generated seed; the schema's fixture
-    files must be those it was seeded with."""
+    files must be those it was seeded with. `build_memory` overrides the profile's maintenance_work_mem
+    for an index rebuild."""
     started = time.perf_counter()
     if strategy not in STRATEGIES:
         raise SeedError(f"growth strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
@@ -226,6 +228,7 @@ def grow(
                 timings,
                 progress,
                 chunk_hook,
+                build_memory,
             )
     except psycopg.Error as exc:
         raise SeedError(
@@ -276,6 +279,7 @@ def _append(
     timings: dict[str, float],
     progress: bool,
     chunk_hook: ChunkHook | None,
+    build_memory: str | None,
 ) -> None:
     started = time.perf_counter()
     with conn.transaction():
@@ -297,7 +301,7 @@ def _append(
 
         if strategy == "rebuild":
             t = time.perf_counter()
-            build_vector_index(conn, endpoint, profile, source.count, progress)
+            build_vector_index(conn, endpoint, profile, source.count, progress, build_memory)
             timings["index"] = time.perf_counter() - t
 
         t = time.perf_counter()

@@ -283,13 +283,15 @@ def seed(
     progress: bool = True,
     chunk_hook: ChunkHook | None = None,
     sql_dir: Path = FIXTURES_SQL_DIR,
+    build_memory: str | None = None,
 ) -> SeedReport:
     """Load `profile` into the database behind `endpoint` (the direct endpoint: COPY and DDL need a
     session of their own, which a transaction-mode pooler does not give).
 
     data_dir is the datasets root (`data_root(settings.state_dir)`). source replaces the generated
     vectors with a user's embeddings (`harness.data.vectors.open_vector_file`); the profile's vector count
-    and dimension then follow the file. force reloads even when the fingerprint matches.
+    and dimension then follow the file. force reloads even when the fingerprint matches. build_memory
+    overrides the profile's maintenance_work_mem for the index build only.
     """
     started = time.perf_counter()
     password = app_password if isinstance(app_password, Secret) else Secret(app_password)
@@ -334,6 +336,7 @@ def seed(
                 started,
                 progress,
                 chunk_hook,
+                build_memory,
             )
     except psycopg.Error as exc:
         if exc.sqlstate is None:
@@ -417,6 +420,7 @@ def _load(
     started: float,
     progress: bool,
     chunk_hook: ChunkHook | None,
+    build_memory: str | None = None,
 ) -> dict[str, int]:
     def build(conn: psycopg.Connection[Any]) -> dict[str, int]:
         t = time.perf_counter()
@@ -432,7 +436,7 @@ def _load(
         timings["constraints"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        build_vector_index(conn, endpoint, profile, source.count, progress)
+        build_vector_index(conn, endpoint, profile, source.count, progress, build_memory)
         timings["index"] = time.perf_counter() - t
         return row_counts
 
@@ -480,9 +484,17 @@ def copy_table(conn: psycopg.Connection[Any], table: TableData, progress: bool, 
 
 
 def build_vector_index(
-    conn: psycopg.Connection[Any], endpoint: PostgresEndpoint, profile: SeedProfile, rows: int, progress: bool
+    conn: psycopg.Connection[Any],
+    endpoint: PostgresEndpoint,
+    profile: SeedProfile,
+    rows: int,
+    progress: bool,
+    build_memory: str | None = None,
 ) -> None:
+    """`build_memory` overrides the profile's maintenance_work_mem for this build only (it is not part of
+    what was loaded, so the fingerprint does not change)."""
     spec = profile.index
+    memory = build_memory or spec.build_memory
     if spec.kind == "none":
         return
     if spec.kind == "hnsw":
@@ -495,9 +507,9 @@ def build_vector_index(
         sql.Identifier(f"documents_embedding_{spec.kind}"), sql.SQL(spec.kind), options
     )
     # Raised for this build only: the server's own setting is what the application's sessions get.
-    conn.execute(sql.SQL("SET LOCAL maintenance_work_mem = {}").format(sql.Literal(spec.build_memory)))
+    conn.execute(sql.SQL("SET LOCAL maintenance_work_mem = {}").format(sql.Literal(memory)))
     with Progress(
-        f"index {profile.index.describe(rows)} at maintenance_work_mem={spec.build_memory}", rows, enabled=progress
+        f"index {profile.index.describe(rows)} at maintenance_work_mem={memory}", rows, enabled=progress
     ) as bar:
         watcher = _IndexProgressWatcher(endpoint, conn.info.backend_pid, bar) if progress else None
         try:

@@ -198,6 +198,32 @@ class CgroupLimiter:
         elif version == "v2":
             (self._v2_dir() / "cpu.weight").write_text(str(max(1, min(weight, 10_000))))
 
+    def set_memory_limit(self, memory_bytes: int) -> None:
+        """Change the memory cap of the group `apply` configured. Raises OSError where it cannot (the kernel
+        refuses a cap below what the group already uses)."""
+        version, reason = self.detect()
+        if version == "v1":
+            (self._v1_dirs()["memory"] / "memory.limit_in_bytes").write_text(str(memory_bytes))
+        elif version == "v2":
+            (self._v2_dir() / "memory.max").write_text(str(memory_bytes))
+        else:
+            raise OSError(reason)
+
+    def memory_limit(self) -> int | None:
+        """The group's memory cap as the kernel holds it; None when uncapped or unreadable."""
+        version, _ = self.detect()
+        try:
+            if version == "v1":
+                value = int((self._v1_dirs()["memory"] / "memory.limit_in_bytes").read_text())
+                # v1 reports "no limit" as a huge page-aligned number.
+                return None if value >= 2**62 else value
+            if version == "v2":
+                text = (self._v2_dir() / "memory.max").read_text().strip()
+                return None if text == "max" else int(text)
+        except (OSError, ValueError):
+            return None
+        return None
+
     def cpu_limit(self) -> tuple[float | None, int | None]:
         """(vCPUs the group may use, CFS period in µs) as the kernel holds them; (None, period) when
         uncapped, (None, None) when the group cannot be read."""

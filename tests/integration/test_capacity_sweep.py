@@ -19,7 +19,7 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 
 from harness.capacity.report import sweep_markdown
-from harness.capacity.sweep import PLANS, run_sweep
+from harness.capacity.sweep import PLANS, Sweep, run_sweep
 from harness.data.ground_truth import exact_neighbours, recall_at_k
 from harness.data.grow import grow
 from harness.data.profiles import get_profile
@@ -131,6 +131,12 @@ def test_a_two_size_ci_sweep_measures_and_judges_every_size(scratch_database, st
         messages: list[str] = []
         result = run_sweep(own, harness_settings, PLANS["ci"], "ci", thresholds, tmp_path, messages.append)
         assert documents(admin) == PLANS["ci"].sizes[-1]
+        # A size the database already holds is reached without building anything, and says so.
+        again = Sweep(own, harness_settings, PLANS["ci"], thresholds, tmp_path, messages.append).reach(
+            PLANS["ci"].sizes[-1]
+        )
+        assert not again.index_built and "nothing to do" in again.detail and "index built" not in again.detail
+    assert all("index built at maintenance_work_mem=" in s.grow_detail for s in result.sizes)
     assert [s.size for s in result.sizes] == list(PLANS["ci"].sizes)
     for size in result.sizes:
         assert size.p95_ms > 0 and 0 < size.recall <= 1 and size.index_bytes > 0
@@ -141,3 +147,44 @@ def test_a_two_size_ci_sweep_measures_and_judges_every_size(scratch_database, st
     saved = json.loads((tmp_path / "capacity.json").read_text())
     assert [s["size"] for s in saved["sizes"]] == list(PLANS["ci"].sizes)
     assert "NOT EMULATED" in sweep_markdown(result, None, None)
+
+
+def test_a_classes_sweep_restarts_the_stack_with_each_class_sizing_and_lifts_the_cap_only_for_a_build(
+    stack, harness_settings
+):
+    """Drained too: the report's conditions come from what the kernel holds after the restart."""
+    from harness.backends import get_backend
+    from harness.capacity.classes import ClassPlan, StackHandle, memory_bytes
+    from harness.capacity.sweep import conditions
+
+    if harness_settings.backend != "embedded":
+        pytest.skip("restarting with another class's sizing needs the embedded backend")
+    handle = StackHandle(harness_settings, stack, lambda _: None)
+    plan = ClassPlan(("db.t3.small",), drained=True)
+    try:
+        small = handle.become(plan.measuring(harness_settings, "db.t3.small"))
+        assert small.facts["postgres"]["instance_class"] == "db.t3.small"
+        assert small.facts["postgres"]["shared_buffers"] == "512MB"
+        assert small.facts["credits"]["mode"] == "drained"
+        applied, missing = conditions(small.facts)
+        if small.facts["credits"]["storage"].get("capped_read_iops"):
+            # gp2 20 GiB: 100 IOPS baseline, below the t3 link's 500.
+            assert small.facts["credits"]["storage"]["capped_read_iops"] == 100
+            assert "capped at 100 IOPS" in applied[1] and not any("storage IOPS" in m for m in missing)
+        else:
+            assert any("storage IOPS" in m for m in missing)
+        group = get_backend(handle.settings).cgroup  # type: ignore[attr-defined]
+        capped = small.facts["cgroup"]["enforced"]
+        if capped:
+            assert group.memory_limit() == 2 * 2**30
+        with handle.build_room("1GB") as note:
+            if capped:
+                assert group.memory_limit() == 2 * 2**30 + memory_bytes("1GB")
+                assert "NOT within the instance's memory" in note
+        if capped:
+            assert group.memory_limit() == 2 * 2**30
+        with small.direct.connect() as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        back = handle.become(harness_settings)
+    assert back.facts["postgres"]["instance_class"] == harness_settings.db_instance_class

@@ -318,3 +318,72 @@ def test_headroom_runs_to_the_earliest_knee():
         "the index outgrows shared_buffers",
     )
     assert Knees(None, None, None, None).headroom_limit == (None, "no knee")
+
+
+def test_build_memory_is_read_in_postgres_units_and_nonsense_is_refused():
+    from harness.capacity.classes import memory_bytes
+
+    assert memory_bytes("3GB") == 3 * 2**30 and memory_bytes("512MB") == 512 * 2**20
+    with pytest.raises(CapacityInputError, match="like 512MB"):
+        memory_bytes("3 GiB")
+
+
+@pytest.mark.parametrize(
+    ("classes", "message"),
+    [((), "at least one"), (("db.t3.micro", "db.t3.micro"), "distinct"), (("db.x9.huge",), "unknown DB instance")],
+)
+def test_a_class_plan_refuses_what_it_cannot_restart_into(classes, message):
+    from harness.capacity.classes import ClassPlan
+
+    with pytest.raises(CapacityInputError, match=message):
+        ClassPlan(classes, drained=False)
+
+
+def test_each_class_is_measured_with_its_own_sizing_and_drained_when_asked():
+    from harness.capacity.classes import ClassPlan
+    from harness.config import Settings
+
+    base = Settings(db_instance_class="db.t3.micro", cpu_credits="live")
+    small = ClassPlan(("db.t3.micro", "db.t3.small"), drained=True).measuring(base, "db.t3.small")
+    assert (small.db_instance_class, small.cpu_credits, small.state_dir) == ("db.t3.small", "drained", base.state_dir)
+    assert ClassPlan(("db.t3.micro",), drained=False).measuring(base, "db.t3.micro").cpu_credits == "off"
+
+
+def test_the_report_says_whether_the_sweep_ran_drained_with_the_volume_capped():
+    from harness.capacity.sweep import NOT_EMULATED_DRAINED, NOT_EMULATED_IOPS, conditions
+
+    drained = {
+        "credits": {
+            "mode": "drained",
+            "enforced": True,
+            "detail": "cpu_credits = drained: cache node and RDS in their own cgroups",
+            "storage": {"type": "gp2", "allocated_gib": 20, "capped_read_iops": 100, "detail": "reads capped"},
+        }
+    }
+    applied, missing = conditions(drained)
+    assert missing == [] and "capped at 100 IOPS" in applied[1] and "drained" in applied[0]
+    off = {"credits": {"mode": "off", "enforced": False, "detail": "off", "storage": {"detail": "not capped"}}}
+    applied, missing = conditions(off)
+    assert missing == [NOT_EMULATED_DRAINED, NOT_EMULATED_IOPS]
+    # A drained run whose caps did not hold is not reported as drained.
+    unenforced = {"credits": {**drained["credits"], "enforced": False, "detail": "credits NOT enforced: x"}}
+    assert "NOT EMULATED: credits (credits NOT enforced: x)" in conditions(unenforced)[1]
+
+
+def test_the_table_and_report_commands_take_a_classes_run_as_all_its_classes(tmp_path, capsys):
+    from harness.capacity.sweep import write_result
+    from harness.cli.main import main
+
+    for result in (
+        sweep_result("db.t3.micro", [3, 3.3, 60], [True, True, False], 40.0),
+        sweep_result("db.t3.small", [3, 3.2, 3.4], [True] * 3, 35.0),
+    ):
+        write_result(result, tmp_path / result.db_class)
+    assert main(["capacity", "table", str(tmp_path), "--target-size", "200000", "--target-rate", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "| db.t3.micro |" in out and "| db.t3.small |" in out
+    assert main(["capacity", "report", str(tmp_path)]) == 0
+    assert (tmp_path / "db.t3.micro" / "capacity.md").is_file() and (tmp_path / "db.t3.small" / "capacity.md").is_file()
+    assert "| db.t3.small |" in (tmp_path / "capacity-table.md").read_text()
+    assert main(["capacity", "table", str(tmp_path / "empty")]) == 2
+    assert "holds no capacity.json" in capsys.readouterr().err

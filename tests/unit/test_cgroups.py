@@ -109,3 +109,24 @@ def test_io_serviced_counts_reads_and_writes_of_one_device(tmp_path):
         "254:0 Read 120\n254:0 Write 30\n254:0 Sync 100\n253:0 Read 999\nTotal 1249\n"
     )
     assert limiter.io_serviced("254:0") == (120, 30)
+
+
+def test_the_memory_cap_can_be_raised_and_read_back_on_v1_and_v2(tmp_path):
+    fake_v1(tmp_path / "v1")
+    v1 = CgroupLimiter("dbunit-test", root=tmp_path / "v1")
+    v1.apply(memory_bytes=2**30, vcpus=2)
+    v1.set_memory_limit(4 * 2**30)
+    assert v1.memory_limit() == 4 * 2**30
+    (tmp_path / "v2").mkdir()
+    (tmp_path / "v2" / "cgroup.controllers").write_text("cpu memory\n")
+    (tmp_path / "v2" / "cgroup.subtree_control").write_text("")
+    v2 = CgroupLimiter("dbunit-test", root=tmp_path / "v2")
+    v2.apply(memory_bytes=2**30, vcpus=2)
+    assert v2.memory_limit() == 2**30
+    (tmp_path / "v2" / "dbunit-test" / "memory.max").write_text("max\n")
+    assert v2.memory_limit() is None
+
+
+def test_moving_a_memory_cap_without_cgroups_says_why(tmp_path):
+    with pytest.raises(OSError, match="no cgroup filesystem"):
+        CgroupLimiter("x", root=tmp_path).set_memory_limit(2**30)
