@@ -186,8 +186,8 @@ def tls_facts(mode: str, files: TlsFiles | None, direct: str) -> dict[str, Any]:
 def container_copy(files: TlsFiles, directory: Path) -> TlsFiles:
     """The files again under `directory`, readable by any account, for bind mounts into containers.
 
-    A container's server runs as an account of its image (Redis: uid 999, PgBouncer: 70) that cannot read a
-    0600 key owned by a host account, and a rootless engine maps ids again. The copy is world-readable, so
+    A container's server runs as a non-root account of its image that cannot read a 0600 key owned by a
+    host account, and a rootless engine maps ids again. The copy is world-readable, so
     `directory`'s parent must be private (0700): only the engine, which mounts `directory` itself, gets in.
     """
     directory.mkdir(parents=True, exist_ok=True)

@@ -337,7 +337,7 @@ def test_up_with_tls_required_mounts_a_readable_copy_of_the_certificates_and_yie
     assert mount == state / "compose" / "tls"
     for name in ("ca.pem", "server.pem", "server.key"):
         assert (mount / name).read_bytes() == (state / "tls" / name).read_bytes()
-        # Redis (uid 999) and PgBouncer (uid 70) in their images must read them...
+        # The images' non-root accounts must read them...
         assert (mount / name).stat().st_mode & 0o777 == 0o644
     assert mount.stat().st_mode & 0o777 == 0o755
     # ...and nobody on the host but the engine, which mounts the directory itself.
