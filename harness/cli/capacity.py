@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from harness.capacity.knee import CapacityInputError, Growth, parse_growth
 from harness.capacity.recommend import Target, load_capacity_model
 from harness.capacity.report import chart, compare, sweep_markdown
 from harness.capacity.sweep import PLANS, SweepResult, read_result, run_sweep
-from harness.config import ConfigError, resolve_settings
+from harness.config import ConfigError, brief, resolve_settings
 from harness.data.app_role import AppRoleError
 from harness.data.grow import STRATEGIES
 from harness.data.seed import SeedError
@@ -31,6 +32,27 @@ from harness.thresholds.model import ThresholdSet
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {brief(repr(text))}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {brief(repr(text))}") from None
+    # float() takes "nan" and "inf", which no target can be.
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -83,8 +105,10 @@ def add_capacity_command(subparsers: Any, parents: list[argparse.ArgumentParser]
 
     table = sub.add_parser("table", help="combine sweeps of several classes: table and recommendation")
     table.add_argument("runs", nargs="+", type=Path, help="capacity output directories (or capacity.json files)")
-    table.add_argument("--target-size", type=int, help="documents to hold (default: the monthly model's)")
-    table.add_argument("--target-rate", type=float, help="searches/s to sustain (default: the monthly model's)")
+    table.add_argument("--target-size", type=_positive_int, help="documents to hold (default: the monthly model's)")
+    table.add_argument(
+        "--target-rate", type=_positive_float, help="searches/s to sustain (default: the monthly model's)"
+    )
     table.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="prices and the default target")
     table.add_argument("--thresholds", type=Path, default=DEFAULT_THRESHOLDS_FILE)
     table.add_argument("--out", type=Path, help="write capacity-table.md and capacity.png here")

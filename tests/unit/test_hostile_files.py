@@ -332,3 +332,23 @@ def test_the_cli_refuses_hostile_input_files_with_a_message_and_a_non_zero_exit(
         cli_refused(*run_cli(argv, capsys), path)
 
     sweep()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["workload", "replay", "w.yaml", "--rate", "nan", "--duration", "1"],
+        ["workload", "replay", "w.yaml", "--rate", "1", "--duration", "inf"],
+        ["capacity", "table", "run", "--target-rate", "nan"],
+        ["capacity", "table", "run", "--target-rate", "-1"],
+        ["capacity", "table", "run", "--target-size", "0"],
+        ["capacity", "table", "run", "--target-size", "1; DROP TABLE users"],
+    ],
+    ids=" ".join,
+)
+def test_numeric_arguments_refuse_nan_infinity_and_non_positive_values(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        harness_main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert "expected a" in err and "Traceback" not in err
