@@ -36,7 +36,7 @@ from harness.capacity.probes import (
     search_clients,
     users_and_tenants,
 )
-from harness.config import Settings
+from harness.config import Settings, brief
 from harness.data.app_role import app_credentials, app_endpoint, data_root
 from harness.data.ground_truth import GroundTruth, RetrievedAnswers
 from harness.data.grow import grow, profile_of
@@ -522,6 +522,7 @@ def write_result(result: SweepResult, out: Path) -> Path:
 def read_result(path: Path) -> SweepResult:
     file = path / "capacity.json" if path.is_dir() else path
     try:
-        return SweepResult.from_json(json.loads(file.read_text()))
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise CapacityInputError(f"cannot read a capacity result from {file}: {exc}") from None
+        return SweepResult.from_json(json.loads(file.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        # AttributeError: a list or number where a mapping belongs (found by the hostile-input sweep).
+        raise CapacityInputError(f"cannot read a capacity result from {file}: {brief(exc)}") from None

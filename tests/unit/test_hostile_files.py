@@ -21,12 +21,14 @@ from hypothesis import strategies as st
 
 from harness.backends.external import load_external_config
 from harness.capacity.recommend import CapacityInputError, load_capacity_model
+from harness.capacity.sweep import read_result
 from harness.cli.main import main as harness_main
 from harness.config import ConfigError, resolve_settings
 from harness.data.spec import DataSpecError
 from harness.data.spec import load_spec as load_data_spec
 from harness.measure.credit_day import TrafficError, load_traffic
 from harness.measure.projection import ModelError, load_model
+from harness.measure.results import ResultsError, load_results
 from harness.paths import FIXTURES_DIR
 from harness.spec.model import SpecError
 from harness.spec.model import load_spec as load_unit_spec
@@ -86,6 +88,10 @@ def nested(depth: int) -> Any:
 
 
 # -- serialising generated documents ---------------------------------------------------------------
+
+
+def as_json(document: Any) -> str:
+    return json.dumps(document, ensure_ascii=False)
 
 
 def as_yaml(document: Any) -> str:
@@ -205,6 +211,22 @@ READERS = [
         ThresholdConfigError,
         ["thresholds", "id", "metric", "warning", "critical", "unit"],
     ),
+    Reader(
+        "results.json (report render, compare)",
+        ".json",
+        load_results,
+        ResultsError,
+        ["schema_version", "run", "measurements", "kind", "unit", "entries"],
+        as_json,
+    ),
+    Reader(
+        "capacity.json (capacity report, table)",
+        ".json",
+        read_result,
+        CapacityInputError,
+        ["schema_version", "plan", "steps", "instance_class", "rate", "documents"],
+        as_json,
+    ),
 ]
 
 
@@ -245,7 +267,9 @@ HANDWRITTEN: list[bytes] = [
 
 def too_deep(reader: Reader) -> bytes:
     """Nested past the parser's recursion (PyYAML gives up near 600 levels; deeper only costs seconds)."""
-    return b"a = " + b"[" * 5000 + b"]" * 5000 if reader.suffix == ".toml" else b"[" * 600 + b"]" * 600
+    if reader.suffix == ".toml":
+        return b"a = " + b"[" * 5000 + b"]" * 5000
+    return b"[" * (5000 if reader.suffix == ".json" else 600) + b"]" * (5000 if reader.suffix == ".json" else 600)
 
 
 @pytest.mark.parametrize("reader", READERS, ids=repr)
