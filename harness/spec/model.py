@@ -73,7 +73,9 @@ class UnitSpec:
         try:
             return self.facts[name]
         except KeyError:
-            raise SpecError(f"{self.path}: no fact {name!r}; facts: {', '.join(sorted(self.facts))}") from None
+            raise SpecError(
+                f"{self.path}: no fact {brief(repr(name))}; facts: {', '.join(sorted(self.facts))}"
+            ) from None
 
     def value(self, name: str) -> Scalar:
         fact = self.fact(name)
@@ -102,7 +104,7 @@ def parse_uses(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip() or not value.strip():
-            raise SpecError(f"--use {pair!r}: write FACT=VALUE, e.g. --use region=us-east-1")
+            raise SpecError(f"--use {brief(repr(pair))}: write FACT=VALUE, e.g. --use region=us-east-1")
         uses[name.strip()] = value.strip()
     return uses
 

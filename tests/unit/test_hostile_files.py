@@ -376,3 +376,13 @@ def test_numeric_arguments_refuse_nan_infinity_and_non_positive_values(argv, cap
     err = capsys.readouterr().err
     assert exit_.value.code == 2
     assert "expected a" in err and "Traceback" not in err
+
+
+def test_spec_lint_refuses_a_design_document_that_is_not_text_and_an_overlong_use(tmp_path, capsys):
+    document = tmp_path / "design.md"
+    document.write_bytes(b"\xff\xfe# not UTF-8")
+    code, out, err = run_cli(["spec", "lint", "--document", str(document)], capsys)
+    cli_refused(code, out, err, document)
+    assert "not UTF-8" in err
+    code, out, err = run_cli(["spec", "show", "--use", "x" * 50_000 + "=1"], capsys)
+    assert code != 0 and "Traceback" not in err and len(err) < MAX_MESSAGE + 1000, len(err)
