@@ -17,7 +17,7 @@ from typing import Any
 
 from harness.backends.base import Backend, Reporter, StackStatus
 from harness.backends.probes import aws_client_config, forget_endpoints, probe_stack, refuse_foreign_stack
-from harness.config import ConfigError, InputFileError, Settings, parse_input_toml, read_input_text
+from harness.config import ConfigError, Settings
 from harness.endpoints import (
     AwsEndpoint,
     AwsResources,
@@ -27,6 +27,7 @@ from harness.endpoints import (
     StackEndpoints,
     save_endpoints,
 )
+from harness.inputfiles import InputFileError, parse_input_toml, read_input_text
 from harness.services.process import ServiceError
 
 DEFAULT_DB_PASSWORD_ENV = "DATABASE_PASSWORD"

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.capacity.knee import CapacityInputError
-from harness.config import InputFileError, UnitValues, brief, load_input_yaml, shipped_unit
+from harness.config import UnitValues, shipped_unit
+from harness.inputfiles import InputFileError, brief, load_input_yaml
 from harness.measure.projection import DEFAULT_MODEL
 
 

@@ -36,13 +36,14 @@ from harness.capacity.probes import (
     search_clients,
     users_and_tenants,
 )
-from harness.config import Settings, brief
+from harness.config import Settings
 from harness.data.app_role import app_credentials, app_endpoint, data_root
 from harness.data.ground_truth import GroundTruth, RetrievedAnswers
 from harness.data.grow import grow, profile_of
 from harness.data.profiles import get_profile
 from harness.data.seed import current_seed, load_current_ground_truth, seed
 from harness.endpoints import StackEndpoints
+from harness.inputfiles import brief
 from harness.measure.load import Limits, LoadResult, run_closed, run_open
 from harness.measure.results import ResultsWriter, load_results
 from harness.measure.run_facts import run_facts

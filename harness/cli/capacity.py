@@ -19,11 +19,12 @@ from harness.capacity.knee import CapacityInputError, Growth, parse_growth
 from harness.capacity.recommend import Target, load_capacity_model
 from harness.capacity.report import chart, compare, sweep_markdown
 from harness.capacity.sweep import PLANS, SweepResult, read_result, run_sweep
-from harness.config import ConfigError, brief, resolve_settings
+from harness.config import ConfigError, resolve_settings
 from harness.data.app_role import AppRoleError
 from harness.data.grow import STRATEGIES
 from harness.data.seed import SeedError
 from harness.endpoints import load_endpoints
+from harness.inputfiles import brief
 from harness.measure.projection import DEFAULT_MODEL
 from harness.thresholds import ThresholdConfigError, load_thresholds
 from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from harness.config import InputFileError, parse_input_yaml, read_input_text
 from harness.data.tables import TableData
 from harness.data.vectors import (
     DEFAULT_CHUNK_ROWS,
@@ -32,6 +31,7 @@ from harness.data.vectors import (
     check_dim,
     open_vector_file,
 )
+from harness.inputfiles import InputFileError, parse_input_yaml, read_input_text
 
 GENERATORS = (
     "serial",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.config import InputFileError, load_input_yaml
+from harness.inputfiles import InputFileError, load_input_yaml
 from harness.measure.credits import CpuCreditLedger
 from harness.sizing import CpuCredits
 

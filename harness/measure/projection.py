@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.config import InputFileError, UnitValues, load_input_yaml, shipped_unit
+from harness.config import UnitValues, shipped_unit
+from harness.inputfiles import InputFileError, load_input_yaml
 from harness.paths import FIXTURES_DIR
 
 DEFAULT_MODEL = FIXTURES_DIR / "monthly_model.yaml"

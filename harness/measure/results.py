@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from harness.config import brief
+from harness.inputfiles import brief
 from harness.measure.confidence import percentile_interval, wilson_interval
 from harness.measure.metrics import (
     DIMENSIONLESS,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from harness.config import InputFileError, brief, load_input_yaml
+from harness.inputfiles import InputFileError, brief, load_input_yaml
 from harness.paths import FIXTURES_DIR
 
 DEFAULT_SPEC_FILE = FIXTURES_DIR / "unit.yaml"

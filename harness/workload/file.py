@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from harness.config import InputFileError, load_input_yaml
+from harness.inputfiles import InputFileError, load_input_yaml
 from harness.thresholds.grammar import Condition, ExpressionError, parse_expression
 
 PARAM_KINDS = ("sample", "vector", "value", "range", "todo")

@@ -32,7 +32,7 @@ from typing import Any
 
 from psycopg import sql
 
-from harness.config import InputFileError, load_input_yaml
+from harness.inputfiles import InputFileError, load_input_yaml
 from harness.workload.file import WorkloadError
 
 OPERATORS = ("<=>", "<->", "<#>")

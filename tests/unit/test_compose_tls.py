@@ -14,7 +14,7 @@ import yaml
 
 from harness.backends import compose_spec
 from harness.backends.compose_spec import COMPOSE_FILE, CONTAINER_TLS, TLS_DIR_VAR, TLS_MOUNT
-from harness.config import Settings
+from harness.config import Settings, shipped_unit
 from harness.services.pgbouncer import client_tls_settings
 from harness.services.redis import ELASTICACHE_RESTRICTED_COMMANDS, listener_settings
 from harness.sizing import unit_sizing
@@ -53,7 +53,7 @@ def running(committed: dict, tls: str) -> dict:
     """The compose model the backend hands to compose for `tls`, at the default profile."""
     if tls == Settings.tls:
         return committed
-    sizing = unit_sizing(Settings.db_instance_class, Settings.cache_node_type)
+    sizing = unit_sizing(shipped_unit().db_instance_class, shipped_unit().cache_node_type)
     text = yaml.safe_dump(compose_spec.override(sizing, tls), sort_keys=False, width=1000)
     return merged(committed, yaml.safe_load(text))
 
@@ -184,7 +184,7 @@ def test_tls_off_is_plain_everywhere_and_keeps_the_restrictions(committed):
 
 @pytest.mark.parametrize("tls", MODES)
 def test_each_mode_keeps_the_pool_and_cache_sizing(committed, tls):
-    sizing = unit_sizing(Settings.db_instance_class, Settings.cache_node_type)
+    sizing = unit_sizing(shipped_unit().db_instance_class, shipped_unit().cache_node_type)
     spec = running(committed, tls)
     settings = pgbouncer_settings(spec["services"]["pgbouncer"])
     assert {k: settings[k] for k in sizing.proxy.pgbouncer_settings()} == sizing.proxy.pgbouncer_settings()
