@@ -10,12 +10,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from harness.inputfiles import InputFileError, parse_input_toml, read_input_text
 from harness.sizing import (
     LAMBDA_FUNCTIONS,
     STORAGE_TYPES,
@@ -298,9 +298,9 @@ def find_config_file(start: Path, environ: Mapping[str, str]) -> Path | None:
 
 def _read_config_file(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        data = parse_input_toml(read_input_text(path, "the configuration file"), path, "the configuration file")
+    except InputFileError as exc:
+        raise ConfigError(str(exc)) from None
     table = data.get("harness", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [harness] must be a table")

@@ -9,7 +9,7 @@ conf=$(mktemp -d)
 printf '"%s" "%s"\n' "$PGUSER" "$PGPASSWORD" > "$conf/userlist.txt"
 {
   echo "[databases]"
-  echo "* = host=$PGBOUNCER_UPSTREAM_HOST port=5432"
+  echo "* = host=$PGBOUNCER_UPSTREAM_HOST port=${PGBOUNCER_UPSTREAM_PORT:-5432}"
   echo "[pgbouncer]"
   # Inside the container only; compose publishes the port on 127.0.0.1 of the host.
   echo "listen_addr = 0.0.0.0"
@@ -24,6 +24,7 @@ printf '"%s" "%s"\n' "$PGUSER" "$PGPASSWORD" > "$conf/userlist.txt"
   echo "stats_users = $PGUSER"
   # psycopg sends these at connect; PgBouncer must accept them instead of refusing the client.
   echo "ignore_startup_parameters = extra_float_digits,options"
+  # Later lines win: TLS and pool settings from the arguments, then any the caller adds.
   for setting in "$@"; do
     echo "${setting%%=*} = ${setting#*=}"
   done

@@ -8,6 +8,11 @@ bucket, secret and KMS key as the embedded stack, and writes the same endpoint f
 Passwords, ports and the project name go to `<state>/compose/compose.env` (mode 0600), passed with
 --env-file. Compose lets the shell's environment override that file, so the endpoints are built from
 the values compose will actually use.
+
+TLS as on the embedded stack (`tls = required | optional | off`): the CA and server certificate made at
+`up` under `<state>/tls`, a container-readable copy mounted into PgBouncer and Redis, endpoints that
+verify against the CA, and, once compose reports every service healthy, the harness's own probes from the
+host, which verify the certificate and its name as every client will.
 """
 
 from __future__ import annotations
@@ -35,8 +40,9 @@ from harness.backends.compose_spec import (
     PORT_VARS,
     PROJECT_NAME,
     REDIS_PASSWORD_VAR,
+    TLS_DIR_VAR,
     credit_override,
-    sizing_override,
+    override,
 )
 from harness.backends.probes import forget_endpoints, probe_stack, refuse_foreign_stack
 from harness.config import Settings, shipped_unit
@@ -46,18 +52,29 @@ from harness.endpoints import (
     RedisEndpoint,
     Secret,
     StackEndpoints,
+    TlsFiles,
     load_endpoints,
     save_endpoints,
     write_private_file,
 )
 from harness.paths import COMPOSE_DIR
+from harness.security.certificates import container_copy, ensure_certificates, tls_facts
 from harness.services.aws import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, create_unit_resources
+from harness.services.pgbouncer import client_tls_params
 from harness.services.process import ServiceError, ensure_port_free
+from harness.services.redis import uses_tls
 from harness.sizing import unit_sizing
 
 ENV_FILE = "compose.env"
-OVERRIDE_FILE = "sizing.override.yml"
+OVERRIDE_FILE = "override.yml"
 CREDITS_OVERRIDE_FILE = "credits.override.yml"
+# The same directory as the embedded stack's: one CA per state directory, whichever backend runs there.
+TLS_DIR = "tls"
+CONTAINER_TLS_DIR = "tls"
+DIRECT_PLAIN = (
+    "plain TCP on 127.0.0.1 only, as on the embedded stack (on RDS, rds.force_ssl=1 requires TLS here too): "
+    "NOT EMULATED"
+)
 NO_DOCKER_HINT = "or use --backend embedded"
 DOCKER_TIMEOUT_S = 20
 HOST = "127.0.0.1"
@@ -141,11 +158,29 @@ class ComposeBackend(Backend):
 
     # -- files handed to docker compose ------------------------------------------------------------
 
-    def _write_env_file(self) -> dict[str, str]:
+    def _private_work_dir(self) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        # It holds the env file and the containers' world-readable copy of the server key.
+        os.chmod(self.work_dir, 0o700)
+
+    def _tls_files(self) -> TlsFiles | None:
+        """The certificates clients verify against (host paths), kept while valid; None under `tls = off`."""
+        return None if self.settings.tls == "off" else ensure_certificates(self.state / TLS_DIR)
+
+    def _mount_dir(self, files: TlsFiles | None) -> Path:
+        """The directory compose mounts into PgBouncer and Redis (empty, and unused, under `tls = off`)."""
+        directory = self.work_dir / CONTAINER_TLS_DIR
+        if files is None:
+            directory.mkdir(parents=True, exist_ok=True)
+            return directory
+        return container_copy(files, directory).ca.parent
+
+    def _write_env_file(self, tls_dir: Path) -> dict[str, str]:
         previous = read_env_file(self.env_path)
         s = self.settings
         values = {
             "COMPOSE_PROJECT_NAME": self.project,
+            TLS_DIR_VAR: str(tls_dir),
             **{var: str(getattr(s, setting)) for setting, var in PORT_VARS.items()},
             DATABASE_VAR: s.database,
             MASTER_USER_VAR: s.master_user,
@@ -161,26 +196,31 @@ class ComposeBackend(Backend):
         return values
 
     def compose_files(self) -> list[Path]:
-        """The committed file, plus an override with the sized keys when the profile is not the default."""
+        """The committed file, plus an override when the profile or the TLS mode is not the default."""
         files = [COMPOSE_FILE]
-        default = (shipped_unit().db_instance_class, shipped_unit().cache_node_type)
-        if (self.settings.db_instance_class, self.settings.cache_node_type) != default:
-            override = self.work_dir / OVERRIDE_FILE
-            self.work_dir.mkdir(parents=True, exist_ok=True)
-            override.write_text(
+        s = self.settings
+        if (s.db_instance_class, s.cache_node_type, s.tls) != (
+            shipped_unit().db_instance_class,
+            shipped_unit().cache_node_type,
+            Settings.tls,
+        ):
+            path = self.work_dir / OVERRIDE_FILE
+            self._private_work_dir()
+            path.write_text(
                 f"# Written by the harness: sizing of {self.sizing.postgres.instance_class} / "
-                f"{self.sizing.redis.node_type}.\n" + yaml.safe_dump(sizing_override(self.sizing), sort_keys=False)
+                f"{self.sizing.redis.node_type}, tls = {s.tls}.\n"
+                + yaml.safe_dump(override(self.sizing, s.tls), sort_keys=False, width=1000)
             )
-            files.append(override)
+            files.append(path)
         credits = credit_override(self.settings)
         if credits is not None:
-            override = self.work_dir / CREDITS_OVERRIDE_FILE
-            self.work_dir.mkdir(parents=True, exist_ok=True)
-            override.write_text(
+            path = self.work_dir / CREDITS_OVERRIDE_FILE
+            self._private_work_dir()
+            path.write_text(
                 f"# Written by the harness: cpu_credits = {self.settings.cpu_credits} caps.\n"
                 + yaml.safe_dump(credits, sort_keys=False)
             )
-            files.append(override)
+            files.append(path)
         return files
 
     def credit_facts(self) -> dict[str, Any]:
@@ -240,17 +280,21 @@ class ComposeBackend(Backend):
         report(f"compose: removed the containers and volumes of project {project}")
 
     def _endpoints(
-        self, values: dict[str, str]
+        self, values: dict[str, str], tls: TlsFiles | None
     ) -> tuple[PostgresEndpoint, PostgresEndpoint, RedisEndpoint, AwsEndpoint]:
         def port(setting: str) -> int:
             return int(values[PORT_VARS[setting]])
 
         db_password = Secret(values[DB_PASSWORD_VAR])
         user, database = values[MASTER_USER_VAR], values[DATABASE_VAR]
+        redis_password = Secret(values[REDIS_PASSWORD_VAR])
+        mode = self.settings.tls
         return (
-            PostgresEndpoint(HOST, port("proxy_port"), user, db_password, database),
-            PostgresEndpoint(HOST, port("postgres_port"), user, db_password, database),
-            RedisEndpoint(HOST, port("redis_port"), Secret(values[REDIS_PASSWORD_VAR])),
+            PostgresEndpoint(HOST, port("proxy_port"), user, db_password, database, **client_tls_params(mode, tls)),
+            PostgresEndpoint(HOST, port("postgres_port"), user, db_password, database, sslmode="disable"),
+            RedisEndpoint(HOST, port("redis_port"), redis_password, tls=True, ca_file=str(tls.ca))
+            if tls is not None and uses_tls(mode, tls)
+            else RedisEndpoint(HOST, port("redis_port"), redis_password),
             AwsEndpoint(
                 f"http://{HOST}:{port('aws_port')}",
                 self.settings.region,
@@ -262,7 +306,9 @@ class ComposeBackend(Backend):
     def up(self, report: Reporter) -> StackEndpoints:
         refuse_foreign_stack(self.state, self.name)
         docker = require_docker()
-        written = self._write_env_file()
+        self._private_work_dir()
+        tls = self._tls_files()
+        written = self._write_env_file(self._mount_dir(tls))
         values = {key: os.environ.get(key, value) for key, value in written.items()}
         compose = self._compose(docker)
         started_here = not self._is_running(compose)
@@ -283,7 +329,7 @@ class ComposeBackend(Backend):
                 self._remove(compose, report)
             raise failure from None
         report(f"compose: every service healthy in {time.monotonic() - began:.1f} s")
-        proxy, direct, redis, aws = self._endpoints(values)
+        proxy, direct, redis, aws = self._endpoints(values, tls)
         try:
             resources = create_unit_resources(aws, proxy)
         except Exception as exc:
@@ -307,9 +353,20 @@ class ComposeBackend(Backend):
                 "instance_class": self.sizing.postgres.instance_class,
                 "node_type": self.sizing.redis.node_type,
                 "credits": self.credit_facts(),
+                "tls": tls_facts(self.settings.tls, tls, DIRECT_PLAIN),
                 "state_dir": str(self.state),
             },
         )
+        # Compose's healthchecks ran inside the containers; these run from the host, through the published
+        # ports, with the endpoints every client gets (TLS verified against the CA, names checked).
+        failed = [row for row in probe_stack(endpoints) if not row.healthy]
+        if failed:
+            if started_here:
+                self._remove(compose, report)
+            raise ServiceError(
+                "compose reports every service healthy, but from the host "
+                + "; ".join(f"{row.name} at {row.endpoint}: {row.detail}" for row in failed)
+            )
         save_endpoints(self.state, endpoints)
         return endpoints
 
@@ -332,4 +389,5 @@ class ComposeBackend(Backend):
         facts: dict[str, Any] = {"state_dir": str(self.state)}
         if endpoints is None:
             return StackStatus(self.name, [], {**facts, "note": "the compose stack was not started from here"})
-        return StackStatus(self.name, probe_stack(endpoints), {**facts, "project": endpoints.facts.get("project")})
+        facts.update(project=endpoints.facts.get("project"), tls=endpoints.facts.get("tls"))
+        return StackStatus(self.name, probe_stack(endpoints), facts)

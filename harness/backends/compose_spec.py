@@ -7,8 +7,14 @@ cannot drift between backends. After changing harness/sizing.py or this module:
     python -m harness.backends.compose_spec --write     # regenerate compose/docker-compose.yml
     python -m harness.backends.compose_spec --check     # exit 1 if the committed file is stale
 
-Other profiles need no second file: the compose backend writes a small override with the sized
-keys (`sizing_override`) next to its state and passes it after the committed file.
+Other profiles, and `tls = optional | off`, need no second file: the compose backend writes a small
+override with the keys they change (`override`) next to its state and passes it after the committed file.
+
+TLS (the committed file is `tls = required`, the default): the private CA and server certificate the
+harness makes at `up` (harness/security/certificates.py) are bind-mounted read-only into PgBouncer and
+Redis from DBUNIT_TLS_DIR. PgBouncer requires client TLS as RDS Proxy's Require TLS; Redis listens on a
+TLS-only port with a password and without the commands ElastiCache restricts. The pool and cache settings
+come from the same functions the embedded services use (client_tls_settings, listener_settings).
 """
 
 from __future__ import annotations
@@ -17,13 +23,17 @@ import argparse
 import difflib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from harness.config import Settings, shipped_unit
+from harness.endpoints import TlsFiles
 from harness.paths import COMPOSE_DIR
 from harness.services.aws import REQUIRED_SERVICES
+from harness.services.pgbouncer import client_tls_settings
+from harness.services.redis import ELASTICACHE_RESTRICTED_COMMANDS, listener_settings, uses_tls
 from harness.sizing import (
     GIB,
     MIB,
@@ -54,6 +64,8 @@ IMAGES: dict[str, str] = {
 # Variables the compose file reads. Passwords have no default: compose refuses to start without them.
 DB_PASSWORD_VAR = "DBUNIT_DB_PASSWORD"
 REDIS_PASSWORD_VAR = "DBUNIT_REDIS_PASSWORD"
+# The host directory holding ca.pem, server.pem and server.key (harness/security/certificates.py).
+TLS_DIR_VAR = "DBUNIT_TLS_DIR"
 PORT_VARS: dict[str, str] = {
     "postgres_port": "HARNESS_POSTGRES_PORT",
     "proxy_port": "HARNESS_PROXY_PORT",
@@ -78,7 +90,12 @@ PGBOUNCER_LIMITS = (1.0, 256 * MIB)
 LOCALSTACK_LIMITS = (2.0, 2 * GIB)
 
 PGBOUNCER_PORT = 6432
+REDIS_PORT = 6379
 PGBOUNCER_ENTRYPOINT = "/etc/dbunit-harness/pgbouncer-entrypoint.sh"
+# Where PgBouncer and Redis see the certificates inside their containers.
+TLS_MOUNT = "/etc/dbunit-harness/tls"
+CONTAINER_TLS = TlsFiles(Path(TLS_MOUNT) / "ca.pem", Path(TLS_MOUNT) / "server.pem", Path(TLS_MOUNT) / "server.key")
+DEFAULT_TLS = "required"
 
 # Compose waits on these (`up --wait`): 60 failed probes 2 s apart make a service unhealthy.
 HEALTHCHECK_TIMING: dict[str, Any] = {"interval": "2s", "timeout": "5s", "retries": 60}
@@ -127,17 +144,44 @@ def postgres_command(sizing: PostgresSizing) -> list[str]:
     return command
 
 
-def redis_command(sizing: RedisSizing) -> list[str]:
+def _tls_mount() -> str:
+    return f"{_required(TLS_DIR_VAR)}:{TLS_MOUNT}:ro"
+
+
+def container_tls(tls: str) -> TlsFiles | None:
+    return None if tls == "off" else CONTAINER_TLS
+
+
+def redis_command(sizing: RedisSizing, tls: str = DEFAULT_TLS) -> list[str]:
+    files = CONTAINER_TLS if uses_tls(tls, container_tls(tls)) else None
     command = ["redis-server"]
-    for key, value in sizing.server_settings().items():
-        command += [f"--{key}", value]
+    # Values as redis.conf would quote them; on the command line redis-server quotes each argument itself.
+    for key, value in {**listener_settings(REDIS_PORT, files), **sizing.server_settings()}.items():
+        command += [f"--{key}", value.strip('"')]
+    for restricted in ELASTICACHE_RESTRICTED_COMMANDS:
+        # Renamed to nothing, as the embedded redis.conf does: a client gets "unknown command", as from ElastiCache.
+        command += ["--rename-command", restricted, ""]
     # ElastiCache without a backup window: no RDB snapshots, no AOF (as the embedded redis.conf).
     return [*command, "--save", "", "--appendonly", "no", "--requirepass", _required(REDIS_PASSWORD_VAR)]
 
 
-def pgbouncer_command(sizing: ProxySizing) -> list[str]:
+def redis_healthcheck(tls: str = DEFAULT_TLS) -> dict[str, Any]:
+    # redis-cli verifies the server's certificate against the mounted CA, as every harness client does.
+    client = f"redis-cli --tls --cacert {CONTAINER_TLS.ca}" if uses_tls(tls, container_tls(tls)) else "redis-cli"
+    return _healthcheck(f"{client} -h 127.0.0.1 -p {REDIS_PORT} ping | grep -q PONG")
+
+
+def pgbouncer_command(sizing: ProxySizing, tls: str = DEFAULT_TLS) -> list[str]:
     """Arguments of compose/pgbouncer/entrypoint.sh: one pgbouncer.ini setting each."""
-    return [f"{key}={value}" for key, value in sizing.pgbouncer_settings().items()]
+    settings = {**client_tls_settings(tls, container_tls(tls)), **sizing.pgbouncer_settings()}
+    return [f"{key}={value}" for key, value in settings.items()]
+
+
+def pgbouncer_healthcheck(tls: str = DEFAULT_TLS) -> dict[str, Any]:
+    # A query through the pool proves the whole path the application uses; pg_isready cannot speak TLS, psql
+    # verifies the certificate and its name (127.0.0.1) as the harness's clients do.
+    sslmode = "disable" if tls == "off" else f"verify-full PGSSLROOTCERT={CONTAINER_TLS.ca}"
+    return _healthcheck(f"PGSSLMODE={sslmode} psql -h 127.0.0.1 -p {PGBOUNCER_PORT} -tAc 'SELECT 1' >/dev/null")
 
 
 def _postgres_sized(sizing: PostgresSizing) -> dict[str, Any]:
@@ -150,22 +194,27 @@ def _postgres_sized(sizing: PostgresSizing) -> dict[str, Any]:
     }
 
 
-def _redis_sized(sizing: RedisSizing) -> dict[str, Any]:
-    return {"command": redis_command(sizing), "deploy": _limits(sizing.vcpus, sizing.memory_bytes)}
+def _redis_sized(sizing: RedisSizing, tls: str) -> dict[str, Any]:
+    return {
+        "command": redis_command(sizing, tls),
+        "healthcheck": redis_healthcheck(tls),
+        "deploy": _limits(sizing.vcpus, sizing.memory_bytes),
+    }
 
 
-def _pgbouncer_sized(sizing: ProxySizing) -> dict[str, Any]:
-    return {"command": pgbouncer_command(sizing)}
+def _pgbouncer_sized(sizing: ProxySizing, tls: str) -> dict[str, Any]:
+    return {"command": pgbouncer_command(sizing, tls), "healthcheck": pgbouncer_healthcheck(tls)}
 
 
-def build_compose(sizing: UnitSizing) -> dict[str, Any]:
+def build_compose(sizing: UnitSizing, tls: str = DEFAULT_TLS) -> dict[str, Any]:
     master_user = _default(MASTER_USER_VAR, Settings.master_user)
     database = _default(DATABASE_VAR, Settings.database)
     db_password = _required(DB_PASSWORD_VAR)
     redis_password = _required(REDIS_PASSWORD_VAR)
     localstack_services = ",".join("cloudwatch" if s == "monitoring" else s for s in REQUIRED_SERVICES)
     postgres = _postgres_sized(sizing.postgres)
-    redis = _redis_sized(sizing.redis)
+    redis = _redis_sized(sizing.redis, tls)
+    pgbouncer = _pgbouncer_sized(sizing.proxy, tls)
     return {
         "name": PROJECT_NAME,
         "services": {
@@ -190,7 +239,7 @@ def build_compose(sizing: UnitSizing) -> dict[str, Any]:
             "pgbouncer": {
                 "image": IMAGES["pgbouncer"],
                 "entrypoint": ["/bin/sh", PGBOUNCER_ENTRYPOINT],
-                **_pgbouncer_sized(sizing.proxy),
+                "command": pgbouncer["command"],
                 "environment": {
                     "PGUSER": master_user,
                     "PGPASSWORD": db_password,
@@ -198,11 +247,10 @@ def build_compose(sizing: UnitSizing) -> dict[str, Any]:
                     "PGBOUNCER_UPSTREAM_HOST": "postgres",
                     "PGBOUNCER_PORT": str(PGBOUNCER_PORT),
                 },
-                "volumes": [f"./pgbouncer/entrypoint.sh:{PGBOUNCER_ENTRYPOINT}:ro"],
+                "volumes": [f"./pgbouncer/entrypoint.sh:{PGBOUNCER_ENTRYPOINT}:ro", _tls_mount()],
                 "ports": _loopback_port("proxy_port", PGBOUNCER_PORT),
                 "depends_on": {"postgres": {"condition": "service_healthy"}},
-                # A query through the pool proves the whole path the application uses.
-                "healthcheck": _healthcheck(f"psql -h 127.0.0.1 -p {PGBOUNCER_PORT} -tAc 'SELECT 1' >/dev/null"),
+                "healthcheck": pgbouncer["healthcheck"],
                 "deploy": _limits(*PGBOUNCER_LIMITS),
             },
             "redis": {
@@ -210,8 +258,9 @@ def build_compose(sizing: UnitSizing) -> dict[str, Any]:
                 "command": redis["command"],
                 # redis-cli reads its password from here, so the healthcheck needs no argument.
                 "environment": {"REDISCLI_AUTH": redis_password},
-                "ports": _loopback_port("redis_port", 6379),
-                "healthcheck": _healthcheck("redis-cli -h 127.0.0.1 ping | grep -q PONG"),
+                "volumes": [_tls_mount()],
+                "ports": _loopback_port("redis_port", REDIS_PORT),
+                "healthcheck": redis["healthcheck"],
                 "deploy": redis["deploy"],
             },
             "localstack": {
@@ -232,13 +281,17 @@ def build_compose(sizing: UnitSizing) -> dict[str, Any]:
     }
 
 
-def sizing_override(sizing: UnitSizing) -> dict[str, Any]:
-    """The sized keys only, for `docker compose -f docker-compose.yml -f <override>` with another profile."""
+def override(sizing: UnitSizing, tls: str = DEFAULT_TLS) -> dict[str, Any]:
+    """The keys another profile or TLS mode changes, for `docker compose -f docker-compose.yml -f <override>`.
+
+    Compose replaces `command` and merges `healthcheck` and `deploy` key by key, so these keys win whole.
+    The certificate mounts stay under `tls = off`: unused, they change nothing.
+    """
     return {
         "services": {
             "postgres": _postgres_sized(sizing.postgres),
-            "pgbouncer": _pgbouncer_sized(sizing.proxy),
-            "redis": _redis_sized(sizing.redis),
+            "pgbouncer": _pgbouncer_sized(sizing.proxy, tls),
+            "redis": _redis_sized(sizing.redis, tls),
         }
     }
 

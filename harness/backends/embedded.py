@@ -29,7 +29,7 @@ from harness.endpoints import (
     save_endpoints,
     write_private_file,
 )
-from harness.security.certificates import describe, ensure_certificates, tls_files
+from harness.security.certificates import ensure_certificates, tls_facts, tls_files
 from harness.services import wal_archive as wal_archive_module
 from harness.services.aws import AwsEmulatorService, checkpoint, create_backup_buckets, create_unit_resources
 from harness.services.cgroups import (
@@ -362,19 +362,7 @@ class EmbeddedBackend(Backend):
                 raise
 
     def _tls_facts(self, tls: TlsFiles | None) -> dict[str, Any]:
-        mode = self.settings.tls
-        facts: dict[str, Any] = {"mode": mode, "direct": DIRECT_PLAIN}
-        if tls is None:
-            facts.update(proxy="plain (tls = off)", redis="plain (tls = off)")
-            return facts
-        facts["proxy"] = "TLS required (plain clients refused)" if mode == "required" else "TLS offered, plain allowed"
-        facts["redis"] = (
-            "TLS only (plain clients refused)"
-            if mode == "required"
-            else "plain: one Redis 7.0 port cannot serve TLS and plain (ElastiCache 'preferred' NOT EMULATED)"
-        )
-        facts["certificate"] = describe(tls)
-        return facts
+        return tls_facts(self.settings.tls, tls, DIRECT_PLAIN)
 
     def can_restart(self, service: str) -> bool:
         return service in SERVICE_NAMES

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from harness.endpoints import (
     StackEndpoints,
     save_endpoints,
 )
+from harness.inputfiles import InputFileError, parse_input_toml, read_input_text
 from harness.services.process import ServiceError
 
 DEFAULT_DB_PASSWORD_ENV = "DATABASE_PASSWORD"
@@ -133,14 +133,12 @@ def _relative_to(config: Path, named: str) -> str:
 
 
 def load_external_config(path: Path) -> ExternalConfig:
+    if not path.exists():
+        raise ConfigError(f"external_config names {path}, which does not exist; copy {EXAMPLE_CONFIG}")
     try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"external_config names {path}, which does not exist; copy {EXAMPLE_CONFIG}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read external_config {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        data = parse_input_toml(read_input_text(path, "external_config"), path, "external_config")
+    except InputFileError as exc:
+        raise ConfigError(str(exc)) from None
     root = _Table(path, "", data, {"postgres", "redis", "aws"})
     for required in ("postgres", "redis", "aws"):
         if required not in data:

@@ -7,15 +7,15 @@ saturation rate taken at a smaller size than the target, proves nothing about th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness.capacity.knee import CapacityInputError
 from harness.config import UnitValues, shipped_unit
+from harness.inputfiles import InputFileError, brief, load_input_yaml
 from harness.measure.projection import DEFAULT_MODEL
 
 
@@ -94,8 +94,14 @@ class CapacityModel:
 
 
 def _positive(raw: Any, what: str) -> float:
-    if isinstance(raw, bool) or not isinstance(raw, int | float) or raw <= 0:
-        raise CapacityInputError(f"{what} must be a positive number, got {raw!r}")
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw) or raw <= 0:
+        raise CapacityInputError(f"{what} must be a positive number, got {brief(repr(raw))}")
+    return float(raw)
+
+
+def _non_negative(raw: Any, what: str) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw) or raw < 0:
+        raise CapacityInputError(f"{what} must be a number, 0 or more, got {brief(repr(raw))}")
     return float(raw)
 
 
@@ -104,9 +110,9 @@ def load_capacity_model(path: Path = DEFAULT_MODEL, unit: UnitValues | None = No
     unit's (fixtures/unit.yaml's db.allocated_storage_gb unless `unit` says otherwise)."""
     unit = unit or shipped_unit()
     try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise CapacityInputError(f"cannot read the monthly model {path}: {exc}") from None
+        raw = load_input_yaml(path, "the monthly model")
+    except InputFileError as exc:
+        raise CapacityInputError(str(exc)) from None
     if not isinstance(raw, dict):
         raise CapacityInputError(f"{path}: expected a mapping at the top level")
     prices, target = raw.get("instance_prices_usd_per_hour"), raw.get("capacity_target")
@@ -115,9 +121,14 @@ def load_capacity_model(path: Path = DEFAULT_MODEL, unit: UnitValues | None = No
             f"{path}: sections instance_prices_usd_per_hour and capacity_target are needed "
             "(see fixtures/monthly_model.yaml)"
         )
-    storage = unit.allocated_storage_gib * float((raw.get("prices_usd") or {}).get("rds_gp2_storage_per_gb_month", 0))
+    storage_prices = raw.get("prices_usd") or {}
+    if not isinstance(storage_prices, dict):
+        raise CapacityInputError(f"{path}: prices_usd must be a mapping (see fixtures/monthly_model.yaml)")
+    storage = unit.allocated_storage_gib * _non_negative(
+        storage_prices.get("rds_gp2_storage_per_gb_month", 0), f"{path}: prices_usd.rds_gp2_storage_per_gb_month"
+    )
     return CapacityModel(
-        hourly_usd={str(k): _positive(v, f"{path}: price of {k}") for k in prices for v in [prices[k]]},
+        hourly_usd={brief(k): _positive(v, f"{path}: price of {brief(k)}") for k, v in prices.items()},
         billing_hours=_positive(raw.get("billing_hours_per_month", 730), f"{path}: billing_hours_per_month"),
         storage_usd=storage,
         target=Target(

@@ -43,6 +43,7 @@ from harness.data.grow import grow, profile_of
 from harness.data.profiles import get_profile
 from harness.data.seed import current_seed, load_current_ground_truth, seed
 from harness.endpoints import StackEndpoints
+from harness.inputfiles import brief
 from harness.measure.load import Limits, LoadResult, run_closed, run_open
 from harness.measure.results import ResultsWriter, load_results
 from harness.measure.run_facts import run_facts
@@ -596,6 +597,7 @@ def write_result(result: SweepResult, out: Path) -> Path:
 def read_result(path: Path) -> SweepResult:
     file = path / "capacity.json" if path.is_dir() else path
     try:
-        return SweepResult.from_json(json.loads(file.read_text()))
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise CapacityInputError(f"cannot read a capacity result from {file}: {exc}") from None
+        return SweepResult.from_json(json.loads(file.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        # AttributeError: a list or number where a mapping belongs (found by the hostile-input sweep).
+        raise CapacityInputError(f"cannot read a capacity result from {file}: {brief(exc)}") from None

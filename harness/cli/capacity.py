@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from harness.data.app_role import AppRoleError
 from harness.data.grow import STRATEGIES
 from harness.data.seed import SeedError
 from harness.endpoints import load_endpoints
+from harness.inputfiles import brief
 from harness.measure.projection import DEFAULT_MODEL
 from harness.services.process import ServiceError
 from harness.thresholds import ThresholdConfigError, load_thresholds
@@ -34,6 +36,27 @@ from harness.thresholds.model import ThresholdSet
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {brief(repr(text))}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {brief(repr(text))}") from None
+    # float() takes "nan" and "inf", which no target can be.
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -132,8 +155,10 @@ def add_capacity_command(subparsers: Any, parents: list[argparse.ArgumentParser]
         type=Path,
         help="capacity output directories (a --classes run's directory counts for all its classes) or capacity.json",
     )
-    table.add_argument("--target-size", type=int, help="documents to hold (default: the monthly model's)")
-    table.add_argument("--target-rate", type=float, help="searches/s to sustain (default: the monthly model's)")
+    table.add_argument("--target-size", type=_positive_int, help="documents to hold (default: the monthly model's)")
+    table.add_argument(
+        "--target-rate", type=_positive_float, help="searches/s to sustain (default: the monthly model's)"
+    )
     table.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="prices and the default target")
     table.add_argument("--thresholds", type=Path, default=DEFAULT_THRESHOLDS_FILE)
     table.add_argument("--out", type=Path, help="write capacity-table.md and capacity.png here")

@@ -11,6 +11,7 @@ Exit codes: 0 done / PASS, 1 could not run (message on stderr), 3 WARN, 4 FAIL, 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -42,7 +43,8 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value <= 0:
+    # float() takes "nan" and "inf", which no rate or duration can be (found by the hostile-input sweep).
+    if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
     return value
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from harness.data.tables import TableData
 from harness.data.vectors import (
@@ -32,6 +31,7 @@ from harness.data.vectors import (
     check_dim,
     open_vector_file,
 )
+from harness.inputfiles import InputFileError, parse_input_yaml, read_input_text
 
 GENERATORS = (
     "serial",
@@ -312,13 +312,10 @@ def _check_reference(earlier: list[TableSpec], column: ColumnSpec, where: str) -
 
 def load_spec(path: Path) -> DataSpec:
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise DataSpecError(f"cannot read the data spec {path}: {exc}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise DataSpecError(f"{path} is not valid YAML: {exc}") from None
+        text = read_input_text(path, "the data spec")
+        raw = parse_input_yaml(text, path, "the data spec")
+    except InputFileError as exc:
+        raise DataSpecError(str(exc)) from None
     try:
         return parse_spec(raw, base_dir=path.parent, digest=hashlib.sha256(text.encode()).hexdigest()[:16])
     except DataSpecError as exc:

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from harness.inputfiles import InputFileError, load_input_yaml
 from harness.measure.credits import CpuCreditLedger
 from harness.sizing import CpuCredits
 
@@ -42,10 +41,10 @@ class Traffic:
 
 def load_traffic(path: Path) -> Traffic:
     try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise TrafficError(f"cannot read {path}: {exc}") from None
-    section: Any = (raw or {}).get("traffic")
+        raw = load_input_yaml(path, "the monthly model")
+    except InputFileError as exc:
+        raise TrafficError(str(exc)) from None
+    section: Any = raw.get("traffic") if isinstance(raw, dict) else None
     if not isinstance(section, dict):
         raise TrafficError(f"{path}: section 'traffic' is missing or not a mapping")
     shape = section.get("hourly_shape")

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness.config import UnitValues, shipped_unit
+from harness.inputfiles import InputFileError, load_input_yaml
 from harness.paths import FIXTURES_DIR
 
 DEFAULT_MODEL = FIXTURES_DIR / "monthly_model.yaml"
@@ -52,9 +51,9 @@ def load_model(path: Path = DEFAULT_MODEL, unit: UnitValues | None = None) -> Mo
     """The volumes and prices of `path` with the unit's own figures from `unit` (default fixtures/unit.yaml)."""
     unit = unit or shipped_unit()
     try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ModelError(f"cannot read the monthly model {path}: {exc}") from None
+        raw = load_input_yaml(path, "the monthly model")
+    except InputFileError as exc:
+        raise ModelError(str(exc)) from None
     if not isinstance(raw, dict):
         raise ModelError(f"{path}: expected a mapping at the top level")
     sections = {}

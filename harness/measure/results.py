@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from harness.inputfiles import brief
 from harness.measure.confidence import percentile_interval, wilson_interval
 from harness.measure.metrics import (
     DIMENSIONLESS,
@@ -318,11 +319,14 @@ def _spec(metric: str, kind: MetricKind) -> MetricSpec:
 
 def _read_document(path: Path) -> dict[str, Any]:
     try:
-        document = json.loads(path.read_text())
+        document = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ResultsError(f"{path}: cannot read results ({exc.strerror}); check the path") from None
-    except json.JSONDecodeError as exc:
-        raise ResultsError(f"{path}: not valid JSON ({exc}); the file is damaged, re-run the scenarios") from None
+    except (ValueError, RecursionError) as exc:
+        # JSONDecodeError, text that is not UTF-8, nesting past the parser's recursion: not a file the harness wrote.
+        raise ResultsError(
+            f"{path}: not valid JSON ({brief(exc)}); the file is damaged, re-run the scenarios"
+        ) from None
     if not isinstance(document, dict) or "measurements" not in document or "run" not in document:
         raise ResultsError(f"{path}: not a results document (no run/measurements sections)")
     version = document.get("schema_version")

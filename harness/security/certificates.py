@@ -12,6 +12,7 @@ import datetime
 import ipaddress
 import os
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -164,3 +165,34 @@ def describe(files: TlsFiles) -> dict[str, str]:
         "names": ", ".join(str(n.value) for n in names),
         "not_after": cert.not_valid_after_utc.isoformat(),
     }
+
+
+def tls_facts(mode: str, files: TlsFiles | None, direct: str) -> dict[str, Any]:
+    """What status and reports say about TLS on each endpoint, for `tls = required | optional | off`."""
+    facts: dict[str, Any] = {"mode": mode, "direct": direct}
+    if files is None:
+        facts.update(proxy="plain (tls = off)", redis="plain (tls = off)")
+        return facts
+    facts["proxy"] = "TLS required (plain clients refused)" if mode == "required" else "TLS offered, plain allowed"
+    facts["redis"] = (
+        "TLS only (plain clients refused)"
+        if mode == "required"
+        else "plain: one Redis port cannot serve TLS and plain (ElastiCache 'preferred' NOT EMULATED)"
+    )
+    facts["certificate"] = describe(files)
+    return facts
+
+
+def container_copy(files: TlsFiles, directory: Path) -> TlsFiles:
+    """The files again under `directory`, readable by any account, for bind mounts into containers.
+
+    A container's server runs as a non-root account of its image that cannot read a 0600 key owned by a
+    host account, and a rootless engine maps ids again. The copy is world-readable, so
+    `directory`'s parent must be private (0700): only the engine, which mounts `directory` itself, gets in.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o755)
+    copy = tls_files(directory)
+    for source, target in ((files.ca, copy.ca), (files.cert, copy.cert), (files.key, copy.key)):
+        _write(target, source.read_bytes(), 0o644)
+    return copy

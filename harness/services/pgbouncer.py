@@ -24,6 +24,31 @@ NAME = "pgbouncer"
 INSTALL_HINT = "Install Debian's package: `apt-get install pgbouncer` (make up does this when run as root)."
 
 
+def client_tls_params(tls_mode: str, files: TlsFiles | None) -> dict[str, str]:
+    """sslmode and sslrootcert of a client of the proxy (any backend's: the CA path is the client's)."""
+    if tls_mode == "off" or files is None:
+        # Nothing to negotiate: without this libpq would ask for TLS first on every connection.
+        return {"sslmode": "disable"}
+    return {"sslmode": "verify-full", "sslrootcert": str(files.ca)}
+
+
+def client_tls_settings(tls_mode: str, files: TlsFiles | None) -> dict[str, str]:
+    """pgbouncer.ini's TLS lines for `tls = required | optional | off`; `files` as the server sees them (the
+    embedded stack's state directory, or the compose container's mount)."""
+    if tls_mode == "off" or files is None:
+        return {"client_tls_sslmode": "disable"}
+    return {
+        "client_tls_sslmode": "require" if tls_mode == "required" else "allow",
+        "client_tls_key_file": str(files.key),
+        "client_tls_cert_file": str(files.cert),
+        "client_tls_ca_file": str(files.ca),
+        # TLS 1.2 and 1.3 only, as RDS Proxy.
+        "client_tls_protocols": "secure",
+        # The hop to PostgreSQL stays on loopback (embedded: the build has no OpenSSL) or on the compose network.
+        "server_tls_sslmode": "disable",
+    }
+
+
 @dataclass(kw_only=True)
 class PgBouncerService(LocalService):
     name: ClassVar[str] = NAME
@@ -42,34 +67,17 @@ class PgBouncerService(LocalService):
     tls_files: TlsFiles | None = None
 
     def endpoint(self) -> PostgresEndpoint:
-        if self.tls_mode == "off" or self.tls_files is None:
-            # Nothing to negotiate: without this libpq would ask for TLS first on every connection.
-            return PostgresEndpoint(
-                self.host, self.port, self.master_user, self.master_password, self.database, sslmode="disable"
-            )
         return PostgresEndpoint(
             self.host,
             self.port,
             self.master_user,
             self.master_password,
             self.database,
-            sslmode="verify-full",
-            sslrootcert=str(self.tls_files.ca),
+            **client_tls_params(self.tls_mode, self.tls_files),
         )
 
     def tls_settings(self) -> dict[str, str]:
-        if self.tls_mode == "off" or self.tls_files is None:
-            return {"client_tls_sslmode": "disable"}
-        return {
-            "client_tls_sslmode": "require" if self.tls_mode == "required" else "allow",
-            "client_tls_key_file": str(self.tls_files.key),
-            "client_tls_cert_file": str(self.tls_files.cert),
-            "client_tls_ca_file": str(self.tls_files.ca),
-            # TLS 1.2 and 1.3 only, as RDS Proxy.
-            "client_tls_protocols": "secure",
-            # The hop to PostgreSQL stays on loopback: the embedded build has no OpenSSL.
-            "server_tls_sslmode": "disable",
-        }
+        return client_tls_settings(self.tls_mode, self.tls_files)
 
     def _write_config(self) -> Path:
         self.conf_dir.mkdir(parents=True, exist_ok=True)

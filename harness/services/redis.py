@@ -38,6 +38,27 @@ ELASTICACHE_RESTRICTED_COMMANDS = (
 )
 
 
+def uses_tls(tls_mode: str, files: TlsFiles | None) -> bool:
+    """Only "required" serves TLS: one Redis 7 port cannot serve TLS and plain (ElastiCache's "preferred")."""
+    return tls_mode == "required" and files is not None
+
+
+def listener_settings(port: int, files: TlsFiles | None) -> dict[str, str]:
+    """redis.conf's listener lines: plain on `port`, or TLS only on it when `files` (as the server sees them)."""
+    if files is None:
+        return {"port": str(port)}
+    return {
+        "port": "0",
+        "tls-port": str(port),
+        "tls-cert-file": str(files.cert),
+        "tls-key-file": str(files.key),
+        "tls-ca-cert-file": str(files.ca),
+        # ElastiCache does not ask clients for certificates; the password authenticates them.
+        "tls-auth-clients": "no",
+        "tls-protocols": '"TLSv1.2 TLSv1.3"',
+    }
+
+
 @dataclass(kw_only=True)
 class RedisService(LocalService):
     name: ClassVar[str] = NAME
@@ -56,7 +77,7 @@ class RedisService(LocalService):
 
     @property
     def uses_tls(self) -> bool:
-        return self.tls_mode == "required" and self.tls_files is not None
+        return uses_tls(self.tls_mode, self.tls_files)
 
     def endpoint(self) -> RedisEndpoint:
         if not self.uses_tls or self.tls_files is None:
@@ -64,18 +85,7 @@ class RedisService(LocalService):
         return RedisEndpoint(self.host, self.port, self.password, tls=True, ca_file=str(self.tls_files.ca))
 
     def listener_settings(self) -> dict[str, str]:
-        if not self.uses_tls or self.tls_files is None:
-            return {"port": str(self.port)}
-        return {
-            "port": "0",
-            "tls-port": str(self.port),
-            "tls-cert-file": str(self.tls_files.cert),
-            "tls-key-file": str(self.tls_files.key),
-            "tls-ca-cert-file": str(self.tls_files.ca),
-            # ElastiCache does not ask clients for certificates; the password authenticates them.
-            "tls-auth-clients": "no",
-            "tls-protocols": '"TLSv1.2 TLSv1.3"',
-        }
+        return listener_settings(self.port, self.tls_files if self.uses_tls else None)
 
     def _write_config(self) -> Path:
         self.work_dir.mkdir(parents=True, exist_ok=True)

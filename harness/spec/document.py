@@ -75,5 +75,7 @@ def parse_document(text: str, path: Path) -> Document:
 def read_document(path: Path) -> Document:
     try:
         return parse_document(path.read_text(encoding="utf-8"), path)
+    except UnicodeDecodeError as exc:
+        raise DocumentError(f"the design document {path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except OSError as exc:
         raise DocumentError(f"cannot read the design document {path}: {exc.strerror or exc}") from None

@@ -9,8 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from harness.inputfiles import InputFileError, brief, load_input_yaml
 from harness.paths import FIXTURES_DIR
 
 DEFAULT_SPEC_FILE = FIXTURES_DIR / "unit.yaml"
@@ -74,7 +73,9 @@ class UnitSpec:
         try:
             return self.facts[name]
         except KeyError:
-            raise SpecError(f"{self.path}: no fact {name!r}; facts: {', '.join(sorted(self.facts))}") from None
+            raise SpecError(
+                f"{self.path}: no fact {brief(repr(name))}; facts: {', '.join(sorted(self.facts))}"
+            ) from None
 
     def value(self, name: str) -> Scalar:
         fact = self.fact(name)
@@ -103,7 +104,7 @@ def parse_uses(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip() or not value.strip():
-            raise SpecError(f"--use {pair!r}: write FACT=VALUE, e.g. --use region=us-east-1")
+            raise SpecError(f"--use {brief(repr(pair))}: write FACT=VALUE, e.g. --use region=us-east-1")
         uses[name.strip()] = value.strip()
     return uses
 
@@ -130,10 +131,10 @@ def _coerce(fact: Fact, text: str) -> Scalar:
 def _claim(fact: str, i: int, raw: object) -> Claim:
     where = f"facts.{fact}.claims[{i}]"
     if not isinstance(raw, Mapping) or set(raw) != {"value", "section", "quote"}:
-        raise SpecError(f"{where}: a claim is {{value, section, quote}}, got {raw!r}")
+        raise SpecError(f"{where}: a claim is {{value, section, quote}}, got {brief(repr(raw))}")
     value, section, quote = raw["value"], raw["section"], raw["quote"]
     if not isinstance(value, str | int | float | bool):
-        raise SpecError(f"{where}.value: a scalar (text, number, true/false), got {value!r}")
+        raise SpecError(f"{where}.value: a scalar (text, number, true/false), got {brief(repr(value))}")
     if not isinstance(section, str) or not isinstance(quote, str) or not section or not quote:
         raise SpecError(f"{where}: section and quote must be non-empty text")
     return Claim(value, section, quote)
@@ -142,7 +143,7 @@ def _claim(fact: str, i: int, raw: object) -> Claim:
 def _fact(name: str, raw: object) -> Fact:
     where = f"facts.{name}"
     if not isinstance(raw, Mapping):
-        raise SpecError(f"{where}: a mapping with claims (and use/why when needed), got {raw!r}")
+        raise SpecError(f"{where}: a mapping with claims (and use/why when needed), got {brief(repr(raw))}")
     unknown = set(raw) - {"claims", "kind", "unit", "use", "why"}
     if unknown:
         raise SpecError(
@@ -150,13 +151,15 @@ def _fact(name: str, raw: object) -> Fact:
         )
     claims_raw = raw.get("claims")
     if not isinstance(claims_raw, list):
-        raise SpecError(f"{where}.claims: a list (empty when the document names no value), got {claims_raw!r}")
+        raise SpecError(
+            f"{where}.claims: a list (empty when the document names no value), got {brief(repr(claims_raw))}"
+        )
     kind = raw.get("kind", "value")
     if kind not in KINDS:
-        raise SpecError(f"{where}.kind: one of {', '.join(KINDS)}, got {kind!r}")
+        raise SpecError(f"{where}.kind: one of {', '.join(KINDS)}, got {brief(repr(kind))}")
     use = raw.get("use")
     if use is not None and not isinstance(use, str | int | float | bool):
-        raise SpecError(f"{where}.use: a scalar, got {use!r}")
+        raise SpecError(f"{where}.use: a scalar, got {brief(repr(use))}")
     why = raw.get("why")
     if use is not None and not why:
         raise SpecError(f"{where}: `use` needs a `why` (which claim wins, and the reason)")
@@ -166,7 +169,7 @@ def _fact(name: str, raw: object) -> Fact:
             try:
                 ipaddress.ip_network(str(value))
             except ValueError:
-                raise SpecError(f"{where}: {value!r} is not a network (kind cidr)") from None
+                raise SpecError(f"{where}: {brief(repr(value))} is not a network (kind cidr)") from None
     if not fact.claims and use is None:
         raise SpecError(f"{where}: the document names no value, so `use` and `why` are required")
     return fact
@@ -174,15 +177,15 @@ def _fact(name: str, raw: object) -> Fact:
 
 def load_spec(path: Path = DEFAULT_SPEC_FILE) -> UnitSpec:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SpecError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+        raw = load_input_yaml(path, "the unit spec")
+    except InputFileError as exc:
+        raise SpecError(str(exc)) from None
     if not isinstance(raw, Mapping):
         raise SpecError(f"{path}: expected a mapping with schema_version, document and facts")
     if raw.get("schema_version") != SCHEMA_VERSION:
-        raise SpecError(f"{path}: schema_version must be {SCHEMA_VERSION}, got {raw.get('schema_version')!r}")
+        raise SpecError(
+            f"{path}: schema_version must be {SCHEMA_VERSION}, got {brief(repr(raw.get('schema_version')))}"
+        )
     document = raw.get("document")
     facts: Any = raw.get("facts")
     if not isinstance(document, str) or not isinstance(facts, Mapping) or not facts:

@@ -267,10 +267,14 @@ def parse_thresholds(text: str, origin: str, unit_facts: Mapping[str, object] | 
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text()
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ThresholdConfigError(
             [Problem(str(path), None, None, f"cannot read the file ({exc.strerror}); check the path")]
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ThresholdConfigError(
+            [Problem(str(path), None, None, f"not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8")]
         ) from None
 
 

@@ -35,6 +35,9 @@ def compose(text: str, origin: str) -> yaml.Node | None:
         raise ThresholdConfigError(
             [Problem(origin, line, column, f"not valid YAML: {exc.problem}; fix the syntax at this position")]
         ) from None
+    except RecursionError:
+        # PyYAML's composer recurses once per level: a few thousand `[` exhaust the stack.
+        raise ThresholdConfigError([Problem(origin, None, None, "nests too deeply to read; flatten it")]) from None
     except yaml.YAMLError as exc:
         # The reader's errors (a control character, bad encoding) carry no problem_mark: found by the hostile sweep.
         position = getattr(exc, "position", None)

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from harness.inputfiles import InputFileError, load_input_yaml
 from harness.thresholds.grammar import Condition, ExpressionError, parse_expression
 
 PARAM_KINDS = ("sample", "vector", "value", "range", "todo")
@@ -159,11 +160,9 @@ def parse_workload(raw: Any, origin: str) -> Workload:
 
 def load_workload(path: Path) -> Workload:
     try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise WorkloadError(f"cannot read the workload file {path}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise WorkloadError(f"{path} is not valid YAML: {exc}") from None
+        raw = load_input_yaml(path, "the workload file")
+    except InputFileError as exc:
+        raise WorkloadError(str(exc)) from None
     return parse_workload(raw, str(path))
 
 

@@ -30,9 +30,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
 from psycopg import sql
 
+from harness.inputfiles import InputFileError, load_input_yaml
 from harness.workload.file import WorkloadError
 
 OPERATORS = ("<=>", "<->", "<#>")
@@ -118,11 +118,9 @@ def load_vector_target(workload_file: Path | None) -> VectorTarget:
     if workload_file is None:
         return BUILT_IN
     try:
-        raw = yaml.safe_load(workload_file.read_text())
-    except OSError as exc:
-        raise WorkloadError(f"cannot read the workload file {workload_file}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise WorkloadError(f"{workload_file} is not valid YAML: {exc}") from None
+        raw = load_input_yaml(workload_file, "the workload file")
+    except InputFileError as exc:
+        raise WorkloadError(str(exc)) from None
     return vector_target(raw.get("vector_search") if isinstance(raw, dict) else None, str(workload_file))
 
 
@@ -167,9 +165,9 @@ def load_cache_reads(workload_file: Path | None) -> tuple[CacheRead, ...]:
     if workload_file is None:
         return ()
     try:
-        raw = yaml.safe_load(workload_file.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise WorkloadError(f"cannot read the workload file {workload_file}: {exc}") from None
+        raw = load_input_yaml(workload_file, "the workload file")
+    except InputFileError as exc:
+        raise WorkloadError(str(exc)) from None
     section = raw.get("cache") if isinstance(raw, dict) else None
     if section is None:
         return ()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
@@ -19,7 +20,10 @@ from harness.cli.main import main as harness_main
 from harness.data.app_role import app_credentials, data_root
 from harness.data.profiles import get_profile
 from harness.data.seed import current_seed, seed
+from harness.data.spec import DataSpecError
+from harness.data.spec import load_spec as load_data_spec
 from harness.paths import FUNCTIONS_DIR
+from harness.workload.file import WorkloadError, load_workload
 
 sys.path.insert(0, str(FUNCTIONS_DIR / "common"))
 from gdpr_common.validation import InvalidInput, audit_batch, user_request
@@ -173,3 +177,80 @@ def test_the_cli_refuses_hostile_threshold_files_with_a_message(tmp_path_factory
     out, err = capsys.readouterr()
     assert code != 0, f"accepted as thresholds: {text[:200]!r}"
     assert "Traceback" not in out + err and err.strip(), (code, out[-300:], err[-300:])
+
+
+# -- input files of commands that touch the stack: refused before anything changes ------------------------
+
+EXAMPLE_APP = Path(__file__).resolve().parents[2] / "fixtures" / "example_app"
+spec_documents = st.one_of(
+    st.builds(lambda v: yaml.safe_dump(v, allow_unicode=True), values),
+    st.builds(
+        lambda v: yaml.safe_dump(v, allow_unicode=True),
+        st.dictionaries(st.sampled_from(["tables", "seed", "name", "rows", "columns", "gen"]), values, min_size=1),
+    ),
+    st.text(max_size=500),
+)
+
+
+def refused_by_the_cli(argv: list[str], path: Path, capsys: Any) -> None:
+    code = harness_main(argv)
+    out, err = capsys.readouterr()
+    assert code != 0, f"accepted {path.read_text(errors='replace')[:200]!r}: {out[-300:]}"
+    assert "Traceback" not in out + err and path.name in err, (code, out[-300:], err[-300:])
+    assert len(err) < 3000, f"{len(err)} characters on stderr"
+
+
+def test_seeding_with_a_hostile_data_spec_is_refused_and_changes_nothing(
+    stack, unchanged, tmp_path_factory, capsys, monkeypatch
+):
+    if stack.backend == "external":
+        pytest.skip("seeding is refused on an external deployment anyway")
+
+    @SWEEP
+    @given(text=spec_documents)
+    @example(
+        text="tables:\n- name: shops\n  rows: 10\n  columns: {id: {gen: serial}, name: {gen: text, words: "
+        + "9" * 5000
+        + "}}\n"
+    )
+    @example(text='tables:\n- name: "shops; DROP TABLE app.users; --"\n  rows: 1\n  columns: {id: {gen: serial}}\n')
+    @example(text="tables: " + "[" * 3000 + "]" * 3000)
+    def sweep(text: str) -> None:
+        path = Path(tmp_path_factory.mktemp("hostile-spec")) / "data.yaml"
+        path.write_text(text)
+        try:
+            load_data_spec(path)
+            assume(False)  # a spec the reader accepts would seed the example app: not this sweep's business
+        except DataSpecError:
+            pass
+        argv = ["seed", "--schema", str(EXAMPLE_APP / "migrations"), "--data", str(path), "--quiet", "--no-backup"]
+        refused_by_the_cli(argv, path, capsys)
+
+    sweep()
+
+
+def test_replaying_a_hostile_workload_file_is_refused_and_changes_nothing(stack, unchanged, tmp_path_factory, capsys):
+    @SWEEP
+    @given(
+        text=st.one_of(
+            st.builds(lambda v: yaml.safe_dump(v, allow_unicode=True), values),
+            st.builds(
+                lambda v: yaml.safe_dump({"statements": v}, allow_unicode=True),
+                st.lists(st.dictionaries(st.sampled_from(["name", "sql", "weight", "params"]), values), max_size=3),
+            ),
+        )
+    )
+    @example(text=yaml.safe_dump({"statements": [{"name": "x", "sql": "DROP TABLE app.users", "weight": 1}]}))
+    @example(text="statements: " + "[" * 3000 + "]" * 3000)
+    def sweep(text: str) -> None:
+        path = Path(tmp_path_factory.mktemp("hostile-workload")) / "workload.yaml"
+        path.write_text(text)
+        try:
+            load_workload(path)
+            assume(False)
+        except WorkloadError:
+            pass
+        argv = ["workload", "replay", str(path), "--rate", "5", "--duration", "1", "--workers", "1"]
+        refused_by_the_cli(argv, path, capsys)
+
+    sweep()

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from harness.backends import get_backend
+from harness.backends.base import ServiceStatus
 from harness.backends.compose import ComposeBackend, read_env_file, require_docker
 from harness.backends.compose_spec import COMPOSE_FILE
 from harness.config import Settings
@@ -70,6 +71,21 @@ def no_aws(monkeypatch):
 
     monkeypatch.setattr("harness.backends.compose.create_unit_resources", fake)
     return calls
+
+
+@pytest.fixture(autouse=True)
+def host_probes(monkeypatch):
+    """The probes `up` makes from the host, recorded; a service named in `failing` fails its probe."""
+    seen: list = []
+    failing: dict[str, str] = {}
+
+    def probe(endpoints):
+        seen.append(endpoints)
+        names = ("postgres (direct)", "proxy", "redis", "aws")
+        return [ServiceStatus(n, "ep", n not in failing, detail=failing.get(n, "")) for n in names]
+
+    monkeypatch.setattr("harness.backends.compose.probe_stack", probe)
+    return seen, failing
 
 
 @pytest.fixture
@@ -228,7 +244,7 @@ def test_another_profile_adds_an_override_with_its_sizing(
 ):
     settings = Settings(backend="compose", state_dir=tmp_path / "state", db_instance_class="db.t3.small")
     ComposeBackend(settings).up(lambda _: None)
-    override = tmp_path / "state" / "compose" / "sizing.override.yml"
+    override = tmp_path / "state" / "compose" / "override.yml"
     assert f"-f {COMPOSE_FILE} -f {override} " in compose_calls(fake_docker)[-1]
     postgres = yaml.safe_load(override.read_text())["services"]["postgres"]
     assert "max_connections=225" in postgres["command"]
@@ -298,3 +314,91 @@ def test_credit_caps_add_an_override_and_the_facts_say_what_compose_cannot_do(
     credits = endpoints.facts["credits"]
     assert credits["mode"] == "drained" and not credits["enforced"]
     assert "live credit changes" in credits["detail"] and "NOT EMULATED" in credits["detail"]
+
+
+# -- TLS ------------------------------------------------------------------------------------------------
+
+
+def test_up_with_tls_required_mounts_a_readable_copy_of_the_certificates_and_yields_verifying_endpoints(
+    tmp_path, fake_docker, no_aws, clean_compose_env, port_checks, host_probes
+):
+    state = tmp_path / "state"
+    endpoints = ComposeBackend(Settings(backend="compose", state_dir=state)).up(lambda _: None)
+
+    ca = state / "tls" / "ca.pem"
+    assert endpoints.proxy.tls_params() == {"sslmode": "verify-full", "sslrootcert": str(ca)}
+    assert "sslmode=verify-full" in endpoints.proxy.url() and f"sslrootcert={ca}" in endpoints.proxy.url()
+    assert endpoints.redis.tls and endpoints.redis.ca_file == str(ca)
+    assert endpoints.redis.url().startswith("rediss://")
+    assert endpoints.direct.sslmode == "disable"
+    assert endpoints.environment()["HARNESS_CA_BUNDLE"] == str(ca)
+
+    mount = Path(read_env_file(state / "compose" / "compose.env")["DBUNIT_TLS_DIR"])
+    assert mount == state / "compose" / "tls"
+    for name in ("ca.pem", "server.pem", "server.key"):
+        assert (mount / name).read_bytes() == (state / "tls" / name).read_bytes()
+        # The images' non-root accounts must read them...
+        assert (mount / name).stat().st_mode & 0o777 == 0o644
+    assert mount.stat().st_mode & 0o777 == 0o755
+    # ...and nobody on the host but the engine, which mounts the directory itself.
+    assert (state / "compose").stat().st_mode & 0o777 == 0o700
+    assert (state / "tls" / "server.key").stat().st_mode & 0o777 == 0o600
+
+    # The committed file is the tls = required one: no override.
+    assert " -f " not in compose_calls(fake_docker)[-1].split(" --env-file")[0].removeprefix("compose -f ")
+    assert endpoints.facts["tls"]["mode"] == "required"
+    assert endpoints.facts["tls"]["proxy"].startswith("TLS required")
+    assert "NOT EMULATED" in endpoints.facts["tls"]["direct"]
+    # The host probes used the endpoints every client gets.
+    seen, _ = host_probes
+    assert seen == [endpoints]
+
+
+def test_the_certificates_are_kept_across_ups(tmp_path, fake_docker, no_aws, clean_compose_env, port_checks):
+    backend = ComposeBackend(Settings(backend="compose", state_dir=tmp_path / "state"))
+    backend.up(lambda _: None)
+    first = (tmp_path / "state" / "tls" / "ca.pem").read_bytes()
+    backend.up(lambda _: None)
+    assert (tmp_path / "state" / "tls" / "ca.pem").read_bytes() == first
+
+
+@pytest.mark.parametrize(
+    ("tls", "proxy_sslmode", "pool_tls", "redis_tls"),
+    [("optional", "verify-full", "allow", False), ("off", "disable", "disable", False)],
+)
+def test_other_tls_modes_pass_an_override_and_yield_matching_endpoints(
+    tmp_path, fake_docker, no_aws, clean_compose_env, port_checks, tls, proxy_sslmode, pool_tls, redis_tls
+):
+    state = tmp_path / "state"
+    endpoints = ComposeBackend(Settings(backend="compose", state_dir=state, tls=tls)).up(lambda _: None)
+    override = state / "compose" / "override.yml"
+    assert f"-f {COMPOSE_FILE} -f {override} " in compose_calls(fake_docker)[-1]
+    services = yaml.safe_load(override.read_text())["services"]
+    assert f"client_tls_sslmode={pool_tls}" in services["pgbouncer"]["command"]
+    assert ("--tls-port" in services["redis"]["command"]) is redis_tls
+    assert endpoints.proxy.sslmode == proxy_sslmode
+    assert endpoints.redis.tls is redis_tls and endpoints.redis.url().startswith("redis://")
+    assert endpoints.facts["tls"]["mode"] == tls
+    if tls == "off":
+        assert not (state / "tls").exists(), "tls = off makes no certificates"
+        assert list((state / "compose" / "tls").iterdir()) == []
+        assert "HARNESS_CA_BUNDLE" not in endpoints.environment()
+
+
+def test_a_stack_the_host_cannot_reach_with_tls_is_removed_and_named(
+    tmp_path, fake_docker, no_aws, clean_compose_env, port_checks, host_probes
+):
+    _, failing = host_probes
+    failing["redis"] = "probe failed: ConnectionError: certificate verify failed"
+    backend = ComposeBackend(Settings(backend="compose", state_dir=tmp_path / "state"))
+    with pytest.raises(ServiceError) as failure:
+        backend.up(lambda _: None)
+    assert "from the host redis at ep: probe failed: ConnectionError: certificate verify failed" in str(failure.value)
+    assert compose_calls(fake_docker)[-1].endswith(" down --volumes")
+    assert backend.endpoints() is None
+
+
+def test_status_says_what_tls_the_stack_runs_with(tmp_path, fake_docker, no_aws, clean_compose_env, port_checks):
+    backend = ComposeBackend(Settings(backend="compose", state_dir=tmp_path / "state"))
+    backend.up(lambda _: None)
+    assert backend.status().facts["tls"]["redis"] == "TLS only (plain clients refused)"

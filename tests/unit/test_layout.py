@@ -7,13 +7,14 @@ from collections import defaultdict
 from harness.paths import REPO_ROOT
 
 HARNESS = REPO_ROOT / "harness"
-FOUNDATION = {"config", "endpoints", "sizing", "paths"}
+FOUNDATION = {"config", "endpoints", "sizing", "paths", "inputfiles"}
 # What each package may import besides the foundation modules (README, "Layout").
 ALLOWED: dict[str, set[str]] = {
     "config": {"sizing", "spec"},
     "endpoints": {"config"},
     "sizing": set(),
     "paths": set(),
+    "inputfiles": set(),
     "services": set(),
     "lambda_runtime": {"services"},
     "backends": {"services", "security"},

@@ -56,7 +56,7 @@ def test_a_function_never_measured_is_an_error():
         ("deployment: {}\n", "section 'lambda_invocations_per_month' is missing"),
         (DEFAULT_MODEL.read_text().replace("data_export: 2000", "data_exprot: 2000"), "unknown Lambda function"),
         (DEFAULT_MODEL.read_text().replace("rds_instances: 1", "rds_instances: -1"), "rds_instances must be"),
-        ("{{{", "cannot read"),
+        ("{{{", "not valid YAML"),
     ],
 )
 def test_bad_model_is_a_clear_error(tmp_path, text, message):

@@ -191,7 +191,7 @@ def test_a_spec_file_named_for_the_run_is_the_one_applied(tmp_path):
         ({"HARNESS_SPEC_USE": "db.instance_class"}, "write FACT=VALUE"),
         ({"HARNESS_SPEC_USE": "lambda.data_export.memory_mb=lots"}, "takes a int value"),
         ({"HARNESS_SPEC_USE": "no.such.fact=1"}, "no fact 'no.such.fact'"),
-        ({"HARNESS_SPEC_FILE": "/nonexistent/unit.yaml"}, "cannot read"),
+        ({"HARNESS_SPEC_FILE": "/nonexistent/unit.yaml"}, "does not exist"),
     ],
 )
 def test_a_bad_spec_choice_is_refused_with_the_setting_named(environ, message, tmp_path):
