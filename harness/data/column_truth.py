@@ -73,10 +73,14 @@ def read_queries(path: Path) -> tuple[np.ndarray, str]:
     """The team's held-out queries (.npy, rows x dimensions) and a digest of them."""
     try:
         queries = np.load(path)
-    except (OSError, ValueError) as exc:
+    # An empty file ends numpy's read with EOFError.
+    except (OSError, ValueError, EOFError) as exc:
         raise VectorDataError(f"cannot read the queries {path} as a .npy array: {exc}") from None
     if queries.ndim != 2 or not np.issubdtype(queries.dtype, np.floating) or len(queries) == 0:
         raise VectorDataError(f"{path}: expected a non-empty 2-D float array (queries x dimensions)")
+    if not np.isfinite(queries).all():
+        bad = int(np.flatnonzero(~np.isfinite(queries).all(axis=1))[0])
+        raise VectorDataError(f"{path}: query {bad} holds NaN or infinity; its nearest neighbours are undefined")
     queries = normalise(np.asarray(queries, dtype=np.float32))
     return queries, hashlib.sha256(queries.tobytes()).hexdigest()[:16]
 

@@ -293,7 +293,8 @@ class NpyVectors(_FileVectors):
     def __init__(self, path: Path, n_queries: int, expected_dim: int | None = None) -> None:
         try:
             self._array = np.load(path, mmap_mode="r")
-        except (OSError, ValueError) as exc:
+        # An empty file ends numpy's read with EOFError.
+        except (OSError, ValueError, EOFError) as exc:
             raise VectorDataError(f"cannot read {path} as a .npy array: {exc}") from None
         if self._array.ndim != 2 or not np.issubdtype(self._array.dtype, np.floating):
             raise VectorDataError(

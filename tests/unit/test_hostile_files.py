@@ -386,3 +386,53 @@ def test_spec_lint_refuses_a_design_document_that_is_not_text_and_an_overlong_us
     assert "not UTF-8" in err
     code, out, err = run_cli(["spec", "show", "--use", "x" * 50_000 + "=1"], capsys)
     assert code != 0 and "Traceback" not in err and len(err) < MAX_MESSAGE + 1000, len(err)
+
+
+def _npy(array: Any, allow_pickle: bool = False) -> bytes:
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array), allow_pickle=allow_pickle)
+    return buffer.getvalue()
+
+
+def _hostile_npy() -> dict[str, bytes]:
+    import numpy as np
+
+    with_nan = np.ones((3, 4), dtype=np.float32)
+    with_nan[1, 2] = np.nan
+    return {
+        "empty": b"",
+        "text": b"1; DROP TABLE users; --\n",
+        "truncated": _npy(np.ones((10, 4), dtype=np.float32))[:100],
+        "pickled objects": _npy(np.array([{"a": 1}], dtype=object), allow_pickle=True),
+        "integers": _npy(np.ones((3, 4), dtype=np.int64)),
+        "three dimensions": _npy(np.ones((3, 4, 2), dtype=np.float32)),
+        "nan": _npy(with_nan),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_hostile_npy()))
+def test_hostile_npy_query_files_are_refused_naming_the_file(tmp_path, case):
+    from harness.data.column_truth import read_queries
+    from harness.data.vectors import VectorDataError
+
+    path = tmp_path / "queries.npy"
+    path.write_bytes(_hostile_npy()[case])
+    with pytest.raises(VectorDataError) as refused:
+        read_queries(path)
+    assert str(path) in str(refused.value) and len(str(refused.value)) < MAX_MESSAGE
+
+
+@pytest.mark.parametrize("case", sorted(set(_hostile_npy()) - {"nan"}))
+def test_hostile_npy_embedding_files_are_refused_naming_the_file(tmp_path, case):
+    from harness.data.vectors import NpyVectors, VectorDataError
+
+    path = tmp_path / "embeddings.npy"
+    path.write_bytes(_hostile_npy()[case])
+    # NaN rows are refused as they are read, chunk by chunk (the file is memory-mapped, never loaded whole).
+    with pytest.raises(VectorDataError) as refused:
+        NpyVectors(path, n_queries=1)
+    assert str(path) in str(refused.value) and len(str(refused.value)) < MAX_MESSAGE
