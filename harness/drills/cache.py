@@ -21,12 +21,14 @@ from harness.backends.base import Backend
 from harness.drills.result import DrillResult
 from harness.endpoints import PostgresEndpoint, StackEndpoints
 from harness.measure.popularity import ZipfKeys
+from harness.measure.sampling import ResourceSampler
 
 HIT_RATE_WARNING = 0.70
 WINDOW_S = 0.5
 ZIPF_S = 1.0
 # The "critical data": as many of the hottest users as carry this share of the traffic.
 CRITICAL_SHARE = 0.8
+SAMPLE_S = 0.25
 
 
 def _user_ids(app: PostgresEndpoint) -> np.ndarray:
@@ -109,11 +111,22 @@ def run(
     keys = ZipfKeys(users, ZIPF_S, seed=17)
     critical = int(np.searchsorted(keys.cdf, CRITICAL_SHARE) + 1)
     reader = Reader(stack, app, keys)
+    # The database takes every read while the cache is down: its CPU and connections, steady vs down.
+    sampler = ResourceSampler(stack, interval_s=SAMPLE_S)
+    phases: dict[str, tuple[float, float]] = {}
     try:
         with stack.redis.client() as redis:
             redis.flushdb()
-        steady = reader.run(steady_s)
-        during, cold, _ = _outage(backend, reader, report, down_s, after_s, None)
+        with sampler.running() as samples:
+            began = time.time()
+            steady = reader.run(steady_s)
+            phases["steady"] = (began, time.time())
+            backend.kill("redis", report)
+            began = time.time()
+            during = reader.run(down_s)
+            phases["down"] = (began, time.time())
+            backend.up(report)
+            cold = reader.run(after_s)
 
         def warm() -> int:
             with stack.redis.client() as redis:
@@ -136,6 +149,10 @@ def run(
     f["warmed_recovery_to_70pct_s"] = _recovery_s(warmed_curve)
     f["warmed_keys"] = warmed
     f["cold_curve"] = cold
+    for key, figure in (("postgres.cpu_pct", "db_cpu_pct"), ("pg.connections", "db_connections")):
+        for phase, (start, end) in phases.items():
+            values = [v for t, v in samples.series(key) if start <= t <= end]
+            f[f"{phase}_{figure}_max"] = round(max(values), 1) if values else None
     f["warmed_curve"] = warmed_curve
     result.check("no failed request on the application path", reader.failures == 0, f"{reader.failures} failed")
     result.check(
@@ -154,5 +171,8 @@ def run(
         first >= HIT_RATE_WARNING,
         f"{warmed} hottest profiles warmed; first {WINDOW_S} s window after the restart at {first:.0%}",
     )
-    result.notes.append("one reader, profile reads only; database CPU is not sampled here, queries/s stand in for it")
+    result.notes.append(
+        f"one reader, profile reads only; database CPU (share of its vCPUs) and connections sampled every "
+        f"{SAMPLE_S} s: {sampler.result.unavailable or 'all available'}"
+    )
     return result

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from redis.exceptions import RedisError
 
 from harness.endpoints import StackEndpoints
 from harness.measure import credits as cr
@@ -133,6 +134,7 @@ class ResourceSampler:
         self._last_tick = 0.0
         self._db: Any = None
         self._redis: Any = None
+        self._redis_gaps = 0
         credit_facts = facts.get("credits") or {}
         self.credit_mode: str = credit_facts.get("mode", "off")
         self.ledgers: dict[str, cr.CpuCreditLedger] = {}
@@ -286,15 +288,21 @@ class ResourceSampler:
                 except Exception as exc:
                     self.result.unavailable["pg_io"] = f"pg_stat_io unreadable (PostgreSQL 16+ has it): {exc}"
         if self._redis is not None:
-            stats = self._redis.info("stats")
-            memory = self._redis.info("memory")
-            clients = self._redis.info("clients")
-            values["redis.keyspace_hits"] = float(stats["keyspace_hits"])
-            values["redis.keyspace_misses"] = float(stats["keyspace_misses"])
-            values["redis.evicted_keys"] = float(stats["evicted_keys"])
-            values["redis.used_memory"] = float(memory["used_memory"])
-            values["redis.maxmemory"] = float(memory.get("maxmemory", 0))
-            values["redis.connected_clients"] = float(clients["connected_clients"])
+            try:
+                stats = self._redis.info("stats")
+                memory = self._redis.info("memory")
+                clients = self._redis.info("clients")
+            except RedisError as exc:
+                # A cache that is down (a drill killed it) leaves gaps in its series; the database's keep going.
+                self.result.unavailable["redis"] = f"Redis unreachable in {self._redis_gaps + 1} sample(s): {exc}"
+                self._redis_gaps += 1
+            else:
+                values["redis.keyspace_hits"] = float(stats["keyspace_hits"])
+                values["redis.keyspace_misses"] = float(stats["keyspace_misses"])
+                values["redis.evicted_keys"] = float(stats["evicted_keys"])
+                values["redis.used_memory"] = float(memory["used_memory"])
+                values["redis.maxmemory"] = float(memory.get("maxmemory", 0))
+                values["redis.connected_clients"] = float(clients["connected_clients"])
         sample = Sample(time.time(), values)
         self.result.samples.append(sample)
         if self.on_sample is not None:
