@@ -594,6 +594,35 @@ def write_result(result: SweepResult, out: Path) -> Path:
     return path
 
 
+def merge_results(results: Sequence[SweepResult]) -> list[SweepResult]:
+    """One result per class and conditions: sweeps run at different times (a long sweep continued later to
+    larger sizes) join into one curve, the later run's figure winning where both measured a size."""
+    merged: dict[tuple[str, str, tuple[str, ...]], SweepResult] = {}
+    for result in sorted(results, key=lambda r: r.started):
+        key = (result.db_class, result.cache_node, tuple(result.conditions))
+        earlier = merged.get(key)
+        if earlier is None:
+            merged[key] = result
+            continue
+        sizes = {s.size: s for s in earlier.sizes} | {s.size: s for s in result.sizes}
+        ramps = {r.size: r for r in earlier.ramps} | {r.size: r for r in result.ramps}
+        largest = max(sizes)
+        saturation = next(
+            (r.saturation for r in (result, earlier) if r.saturation is not None and r.saturation.size == largest),
+            None,
+        )
+        merged[key] = dataclasses.replace(
+            result,
+            started=earlier.started,
+            wall_s=earlier.wall_s + result.wall_s,
+            sizes=[sizes[n] for n in sorted(sizes)],
+            ramps=[ramps[n] for n in sorted(ramps)],
+            saturation=saturation,
+            not_emulated=list(dict.fromkeys([*earlier.not_emulated, *result.not_emulated])),
+        )
+    return list(merged.values())
+
+
 def read_result(path: Path) -> SweepResult:
     file = path / "capacity.json" if path.is_dir() else path
     try:

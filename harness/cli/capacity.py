@@ -20,7 +20,7 @@ from harness.capacity.classes import ClassPlan, StackHandle, class_dirs, memory_
 from harness.capacity.knee import CapacityInputError, Growth, parse_growth
 from harness.capacity.recommend import CapacityModel, Target, load_capacity_model
 from harness.capacity.report import chart, compare, sweep_markdown
-from harness.capacity.sweep import PLANS, SweepResult, read_result, run_sweep
+from harness.capacity.sweep import PLANS, SweepResult, merge_results, read_result, run_sweep
 from harness.config import ConfigError, Settings, resolve_settings
 from harness.data.app_role import AppRoleError
 from harness.data.grow import STRATEGIES
@@ -289,7 +289,7 @@ def cmd_table(args: argparse.Namespace) -> int:
     try:
         model = load_capacity_model(args.model)
         thresholds = load_thresholds(args.thresholds)
-        results = [read_result(path) for run in args.runs for path in class_dirs(run)]
+        results = merge_results([read_result(path) for run in args.runs for path in class_dirs(run)])
         target = Target(
             args.target_size if args.target_size is not None else model.target.documents,
             args.target_rate if args.target_rate is not None else model.target.rate_per_s,

@@ -387,3 +387,22 @@ def test_the_table_and_report_commands_take_a_classes_run_as_all_its_classes(tmp
     assert "| db.t3.small |" in (tmp_path / "capacity-table.md").read_text()
     assert main(["capacity", "table", str(tmp_path / "empty")]) == 2
     assert "holds no capacity.json" in capsys.readouterr().err
+
+
+def test_sweeps_of_one_class_run_at_different_times_join_into_one_curve():
+    import dataclasses
+
+    from harness.capacity.sweep import merge_results
+
+    first = sweep_result("db.t3.micro", [3, 3.3, 3.6], [True] * 3, 40.0)
+    later = sweep_result("db.t3.micro", [9, 9.9, 10.8, 60, 200], [True] * 3 + [False] * 2, 5.0)
+    later = dataclasses.replace(later, started="t1", sizes=later.sizes[2:], saturation=later.saturation)
+    other = dataclasses.replace(first, db_class="db.t3.small")
+    merged = {r.db_class: r for r in merge_results([later, first, other])}
+    micro = merged["db.t3.micro"]
+    assert [s.size for s in micro.sizes] == list(SIZES)
+    # Where both measured a size, the later run's figure wins; the saturation is the largest size's.
+    assert [s.p95_ms for s in micro.sizes] == [3, 3.3, 10.8, 60, 200]
+    assert micro.saturation is not None and micro.saturation.size == SIZES[4] and micro.saturation.rate == 5.0
+    assert micro.started == "t0" and micro.wall_s == 120.0
+    assert merged["db.t3.small"] == other
