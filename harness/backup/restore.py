@@ -124,9 +124,18 @@ def _prefetch_wal(s3: Any, bucket: str, info: BackupInfo, upto: str | None, into
 
 
 def recovery_settings(wal_dir: Path) -> dict[str, str]:
-    """Replay the prefetched segments (a missing one ends recovery, as PostgreSQL expects), archive nothing."""
+    """Replay the prefetched segments (a missing one ends recovery, as PostgreSQL expects), archive nothing.
+
+    No read-only connections while replaying (hot_standby off): a hot standby pauses recovery for good when
+    the WAL says the source once ran with a larger max_connections (the unit restarted as a larger class,
+    as a capacity sweep does), and a restore to the unit's own size must still come up, as on RDS."""
     command = f"cp {wal_dir}/%f %p".replace("'", "''")
-    return {"archive_mode": "off", "restore_command": f"'{command}'", "recovery_target_action": "'promote'"}
+    return {
+        "archive_mode": "off",
+        "restore_command": f"'{command}'",
+        "recovery_target_action": "'promote'",
+        "hot_standby": "off",
+    }
 
 
 def _unpack(directory: Path, data: Path) -> None:

@@ -137,6 +137,20 @@ def test_a_point_in_time_restore_has_every_write_acknowledged_before_the_target_
         drop_restore(restored.directory)
 
 
+def test_a_restore_with_fewer_connections_than_its_source_still_comes_up(target, spec, snapshot, no_leftovers):
+    """The source ran with more max_connections (a larger class, as a capacity sweep restarts it): a hot
+    standby would pause recovery for good on that; the restore must promote at its own size."""
+    smaller = dataclasses.replace(spec, sizing=dataclasses.replace(spec.sizing, max_connections=20), timeout_s=60)
+    restored = restore(target, smaller, snapshot=snapshot.backup_id)
+    try:
+        with restored.endpoint.connect() as conn:
+            assert conn.execute("SHOW max_connections").fetchone()[0] == "20"
+            assert not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+            assert conn.execute("SELECT count(*) FROM drill.acks WHERE id <= 100").fetchone()[0] == 100
+    finally:
+        drop_restore(restored.directory)
+
+
 def test_a_backup_corrupted_in_storage_is_refused_before_any_instance_starts(target, spec, snapshot, no_leftovers):
     s3 = target.s3()
     bad = dataclasses.replace(snapshot, backup_id=snapshot.backup_id + "-bitrot", restore_point=snapshot.restore_point)
