@@ -105,6 +105,9 @@ def redis_benchmark(endpoint: RedisEndpoint, requests: int, seconds: float) -> f
         "redis-benchmark", "-h", endpoint.host, "-p", str(endpoint.port), "-a", endpoint.password.reveal(),
         "-t", "get", "-n", str(requests), "-c", "20", "--csv",
     ]  # fmt: skip
+    if endpoint.tls:
+        # TLS is the default (tls = required): redis-benchmark verifies the server like the harness's clients.
+        command += ["--tls", *(["--cacert", endpoint.ca_file] if endpoint.ca_file else [])]
     run = subprocess.run(command, capture_output=True, text=True, timeout=seconds + GRACE_S)
     if run.returncode != 0:
         raise SystemExit(f"redis-benchmark failed (exit {run.returncode})")

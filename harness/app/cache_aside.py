@@ -74,16 +74,17 @@ class CacheAside:
 
     def _get(self, key: str) -> Any:
         # A cache outage degrades the path to PostgreSQL alone; it must not fail the request.
+        # OSError too: a TLS connection cut mid-read can surface as ssl.SSLError or TimeoutError, not wrapped.
         try:
             return self.redis.get(key)
-        except RedisError:
+        except (RedisError, OSError):
             self.counters.cache_errors += 1
             return None
 
     def _set(self, key: str, value: str, ttl_s: int) -> None:
         try:
             self.redis.set(key, value, ex=ttl_s)
-        except RedisError:
+        except (RedisError, OSError):
             self.counters.cache_errors += 1
 
     def profile(self, user_id: int) -> dict[str, Any] | None:
