@@ -6,6 +6,7 @@ back and removes its throw-away user."""
 import socket
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import psutil
@@ -17,9 +18,9 @@ from harness.app.gdpr_invoke import lambda_client
 from harness.backends import get_backend
 from harness.backup.restore import restores_root, running_restores
 from harness.backup.unit import backup_target, restore_spec
-from harness.data.app_role import app_credentials, app_endpoint, data_root
+from harness.data.app_role import AppRoleError, app_credentials, app_endpoint, data_root
 from harness.data.profiles import get_profile
-from harness.data.seed import current_seed, seed
+from harness.data.seed import seed
 from harness.drills import database, lambda_export, network
 from harness.drills.result import DrillResult
 from harness.services.fault_proxy import FaultProxy, running_fault_proxies
@@ -112,19 +113,31 @@ def test_a_network_drill_that_fails_half_way_stops_its_fault_proxies(stack, monk
     assert not [t.name for t in threading.enumerate() if t.name.startswith(("fault-", "drill-"))]
 
 
+def seeded_users(stack, state_dir) -> tuple[Any, int]:
+    """The application's direct endpoint and the highest user id: the drill clones a seeded user, so a
+    database without the application's users (never seeded, or left with other data by an earlier test)
+    gets the ci profile, as the scenarios' `seeded` fixture would."""
+    for attempt in range(2):
+        try:
+            app_direct = app_endpoint(stack, state_dir, via_proxy=False)
+            with app_direct.connect(autocommit=True) as conn:
+                last = conn.execute("SELECT max(user_id) FROM users").fetchone()[0]
+            if last is not None:
+                return app_direct, int(last)
+        except (AppRoleError, psycopg.errors.UndefinedTable):
+            if attempt:
+                raise
+        _, password = app_credentials(stack, state_dir)
+        seed(stack.direct, get_profile("ci"), data_root(state_dir), password, force=True, progress=False)
+    raise AssertionError("the ci seed left no users")
+
+
 def test_a_lambda_drill_that_fails_half_way_restores_the_function_and_removes_its_user(
     stack, harness_settings, monkeypatch
 ):
     if stack.backend != "embedded":
         pytest.skip("drills need the embedded stack")
-    # The drill clones a seeded user: whatever data the database holds, or the ci profile when it holds none
-    # (as the scenarios' `seeded` fixture does).
-    if current_seed(stack.direct) is None:
-        _, password = app_credentials(stack, harness_settings.state_dir)
-        seed(stack.direct, get_profile("ci"), data_root(harness_settings.state_dir), password, progress=False)
-    app_direct = app_endpoint(stack, harness_settings.state_dir, via_proxy=False)
-    with app_direct.connect(autocommit=True) as conn:
-        last_user = conn.execute("SELECT max(user_id) FROM users").fetchone()[0]
+    app_direct, last_user = seeded_users(stack, harness_settings.state_dir)
 
     def broken_invoke(client, function, payload):
         raise RuntimeError("invocation blew up half-way")
