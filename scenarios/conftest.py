@@ -136,7 +136,10 @@ SIZES: dict[str, ScenarioSize] = {
         cache_overflow_bytes=600 * 2**20,
         max_duration_s=300,
         latency_precision=0.05,
-        hit_rate_precision=DEFAULT_HIT_RATE_PRECISION,
+        # Off: a cache's hit rate is not stationary while its long tail fills, so a figure known to +/-1 point
+        # after 5,000 reads is not the figure of the step (measured: 100 % early-stopped vs ~60 % run to the cap,
+        # and the skew check failed). HARNESS_LATENCY_PRECISION=<fraction> still turns it on.
+        hit_rate_precision=None,
     ),
 }
 
