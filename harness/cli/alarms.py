@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from harness.cli.reports import add_override_arguments
 from harness.config import Settings, resolve_settings
-from harness.endpoints import load_endpoints
+from harness.endpoints import StackEndpoints, load_endpoints
 from harness.monitoring.alarms import AlarmDefinition, alarm_definitions
 from harness.monitoring.catalog import cloudwatch_metric, why_not_cloudwatch
 from harness.monitoring.dashboards import dashboard_bodies
@@ -79,15 +79,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _running_stack(settings: Settings) -> StackEndpoints | None:
+    stack = load_endpoints(settings.state_dir)
+    if stack is None:
+        print(f"harness alarms: no running stack in {settings.state_dir}; start it with `harness up`", file=sys.stderr)
+    return stack
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     settings = _settings(args)
     loaded = _definitions(args, settings)
     if loaded is None:
         return EXIT_REFUSED
     _, alarms = loaded
-    stack = load_endpoints(settings.state_dir)
+    stack = _running_stack(settings)
     if stack is None:
-        print(f"harness alarms: no running stack in {settings.state_dir}; start it with `harness up`", file=sys.stderr)
         return EXIT_FAILED
     if stack.backend == "external" and not args.external:
         print(
@@ -117,9 +123,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_REFUSED
     thresholds, _ = loaded
-    stack = load_endpoints(settings.state_dir)
+    stack = _running_stack(settings)
     if stack is None:
-        print(f"harness alarms: no running stack in {settings.state_dir}; start it with `harness up`", file=sys.stderr)
         return EXIT_FAILED
     try:
         cloudwatch, _sns = clients(stack.aws)
