@@ -155,8 +155,16 @@ def clients_for(stack, seeded, skew: float):
 
 
 def run_cache_load(
-    stack, seeded, size, skew: float, cloudwatch: AwsMetricPublisher | None = None, results=None
+    stack,
+    seeded,
+    size,
+    skew: float,
+    cloudwatch: AwsMetricPublisher | None = None,
+    results=None,
+    requests: int | None = None,
 ) -> tuple[Samples, Counters, dict[str, float]]:
+    """A warm-up, then `requests` steady reads (the size's cache_requests unless given) at Zipf skew `skew`."""
+    requests = size.cache_requests if requests is None else requests
     clients = clients_for(stack, seeded, skew)
     redis = stack.redis.client()
     redis.flushdb()
@@ -177,7 +185,7 @@ def run_cache_load(
         result = run_closed(
             clients(steady),
             WORKERS,
-            Limits(size.max_duration_s, size.cache_requests, stop_when=stop),
+            Limits(size.max_duration_s, requests, stop_when=stop),
             label=f"steady s={skew}",
         )
     if result.stopped_early:
@@ -188,7 +196,7 @@ def run_cache_load(
     if results is not None:
         for step, done, wanted in (
             ("warm-up", warm_up, size.cache_warmup_requests),
-            ("steady", result, size.cache_requests),
+            ("steady", result, requests),
         ):
             if done.capped:
                 results.record_capped_step(f"cache {step} s={skew}", size.max_duration_s, done.ok, wanted)
@@ -231,7 +239,7 @@ def test_hit_rate_moves_with_skew(stack, seeded, size, results):
     require_own_cache(stack)
     rates = {}
     for skew in size.cache_skews:
-        _, client, _ = run_cache_load(stack, seeded, size, skew)
+        _, client, _ = run_cache_load(stack, seeded, size, skew, requests=size.cache_curve_requests)
         rates[skew] = client.total.hit_rate
         results.record_rate(
             "cache.skew_hit_rate_pct", client.total.hits, client.total.hits + client.total.misses, {"skew": skew}

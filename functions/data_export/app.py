@@ -1,8 +1,15 @@
 """data_export: every row of one user's data, as gzipped NDJSON in the exports bucket, behind a presigned URL.
 
-Event: {"user_id": 42}. Result: {"ok": true, "bucket", "key", "url", "expires_in", "row_counts", "rows",
-"bytes"}, or {"ok": false, "error": {"type", "message"}} for input that cannot be processed (nothing is
-written then). Each line of the object is {"table": <name>, "row": <the row as JSON>}.
+Event: {"user_id": 42, "export_id": "req-7"} (export_id optional). Result: {"ok": true, "export_id",
+"bucket", "key", "url", "expires_in", "row_counts", "rows", "bytes", "replayed"}, or {"ok": false, "error":
+{"type", "message"}} for input that cannot be processed (nothing is written then). Each line of the object
+is {"table": <name>, "row": <the row as JSON>}.
+
+Retries are idempotent per export id (the caller's, else the invocation's request id, which Lambda keeps
+across its own retries): the object is named after it, so a retry replaces it instead of adding a second,
+and its audit entry is written once. An export already complete and audited is answered again without
+being redone ("replayed": true). An invocation killed after its object completed but before its audit
+entry leaves that object; the retry replaces and audits it.
 
 Memory stays bounded whatever the user's size: rows are read through a server-side cursor in one
 REPEATABLE READ snapshot, compressed as they arrive, and uploaded in parts of PART_BYTES (S3 multipart;
@@ -22,7 +29,7 @@ from typing import Any
 from gdpr_common.logs import log
 from gdpr_common.resources import client, db, prepare, schema, setting
 from gdpr_common.schema import USER_TABLES, UserTable, export_prefix
-from gdpr_common.validation import InvalidInput, error_result, user_request
+from gdpr_common.validation import InvalidInput, error_result, export_request
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -106,19 +113,88 @@ def _row_query(table: UserTable) -> sql.Composed:
     )
 
 
+def _audit_table() -> sql.Identifier:
+    return sql.Identifier(schema(), "audit_log")
+
+
+def _audited(conn: Any, user_id: int, export_id: str) -> dict[str, Any] | None:
+    """The audit details of this export id's completed export, if there is one."""
+    row = conn.execute(
+        sql.SQL(
+            "SELECT details FROM {} WHERE subject_user_id = %s AND action = %s AND details->>'export_id' = %s LIMIT 1"
+        ).format(_audit_table()),
+        (user_id, ACTION, export_id),
+    ).fetchone()
+    return None if row is None else dict(row[0])
+
+
+def _audit_once(conn: Any, context: Any, user_id: int, details: dict[str, Any]) -> None:
+    """Append the export's audit entry unless its export id has one: two retries running at once take turns on
+    a transaction-scoped advisory lock (transaction pooling keeps a transaction on one server connection)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{ACTION}:{details['export_id']}",))
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {table} (actor, action, subject_user_id, details) SELECT %s, %s, %s, %s "
+                "WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE subject_user_id = %s AND action = %s "
+                "AND details->>'export_id' = %s)"
+            ).format(table=_audit_table()),
+            (
+                f"lambda:{getattr(context, 'function_name', 'data_export')}",
+                ACTION,
+                user_id,
+                Jsonb(details),
+                user_id,
+                ACTION,
+                details["export_id"],
+            ),
+        )
+
+
+def _object_exists(s3: Any, bucket: str, key: str) -> bool:
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except s3.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
+
+
+def _answer(details: dict[str, Any], user_id: int, url: str, ttl: int, replayed: bool) -> dict[str, Any]:
+    counts = dict(details["row_counts"])
+    return {
+        "ok": True,
+        "user_id": user_id,
+        "export_id": details["export_id"],
+        "bucket": details["bucket"],
+        "key": details["key"],
+        "url": url,
+        "expires_in": ttl,
+        "row_counts": counts,
+        "rows": sum(counts.values()),
+        "bytes": details["bytes"],
+        "replayed": replayed,
+    }
+
+
 def handler(event: Any, context: Any) -> dict[str, Any]:
     started = time.perf_counter()
     try:
-        user_id = user_request(event)
+        user_id, export_id = export_request(event, getattr(context, "aws_request_id", "local"))
     except InvalidInput as exc:
         log("WARNING", "rejected export request", context, reason=str(exc))
         return error_result(exc)
     bucket = setting("EXPORTS_BUCKET")
     ttl = int(setting("EXPORT_URL_TTL_S", "3600"))
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    key = f"{export_prefix(user_id)}{stamp}-{getattr(context, 'aws_request_id', 'local')}.ndjson.gz"
+    key = f"{export_prefix(user_id)}{export_id}.ndjson.gz"
     s3 = client("s3")
     conn = db()
+    done = _audited(conn, user_id, export_id)
+    if done is not None and done.get("key") == key and _object_exists(s3, bucket, key):
+        url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl)
+        log("INFO", "export already written: answered again", context, user_id=user_id, key=key)
+        return _answer(done, user_id, url, ttl, replayed=True)
     writer = _MultipartWriter(s3, bucket, key)
     counts: dict[str, int] = {}
     try:
@@ -146,16 +222,18 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     except BaseException:
         writer.abort()
         raise
-    rows = sum(counts.values())
-    details = {"bucket": bucket, "key": key, "row_counts": counts, "bytes": writer.bytes}
+    details = {
+        "export_id": export_id,
+        "bucket": bucket,
+        "key": key,
+        "row_counts": counts,
+        "bytes": writer.bytes,
+        "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     try:
-        conn.execute(
-            sql.SQL("INSERT INTO {} (actor, action, subject_user_id, details) VALUES (%s, %s, %s, %s)").format(
-                sql.Identifier(schema(), "audit_log")
-            ),
-            (f"lambda:{getattr(context, 'function_name', 'data_export')}", ACTION, user_id, Jsonb(details)),
-        )
+        _audit_once(conn, context, user_id, details)
     except BaseException:
+        # Unaudited exports must not exist; the retry writes the object again under the same name.
         s3.delete_object(Bucket=bucket, Key=key)
         raise
     url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl)
@@ -166,19 +244,9 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         context,
         user_id=user_id,
         key=key,
-        rows=rows,
+        rows=sum(counts.values()),
         bytes=writer.bytes,
         parts=max(1, len(writer.parts)),
         elapsed_ms=elapsed_ms,
     )
-    return {
-        "ok": True,
-        "user_id": user_id,
-        "bucket": bucket,
-        "key": key,
-        "url": url,
-        "expires_in": ttl,
-        "row_counts": counts,
-        "rows": rows,
-        "bytes": writer.bytes,
-    }
+    return _answer(details, user_id, url, ttl, replayed=False)

@@ -8,23 +8,32 @@ memory cgroup or sampler kills it). The configuration is restored afterwards, al
 export retried. Checked: the killed invocations failed as Lambda reports them (Sandbox.Timedout,
 Runtime.OutOfMemory), left no object and no incomplete multipart upload under the user's prefix, and the
 retry wrote exactly one object, complete (every line there, the counts equal to the database's) and audited
-once. Then data_deletion runs twice: the second run deletes nothing more, both are audited, nothing of the
-user is left.
+once. Then the kill window between the object and its audit entry: with audit_log locked against inserts,
+an export with an export id completes its object and waits on its audit entry, and there its worker is
+killed (SIGKILL, as a host failure would); the retry with the same export id must leave exactly one object
+audited once, and a second retry must answer it again without exporting. Then data_deletion runs twice:
+the second run deletes nothing more, both are audited, nothing of the user is left.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+import psutil
+from psycopg import sql
 
 from harness.app.clones import clone_user, discard_clone
 from harness.app.gdpr_deploy import deploy_to_stack
 from harness.app.gdpr_invoke import Invocation, invoke, lambda_client
 from harness.drills.result import DrillResult
 from harness.endpoints import PostgresEndpoint, StackEndpoints
+from harness.services.aws import aborts_incomplete_uploads
 
 EXTRA_EVENTS = 200
 PAYLOAD_KB = 512
@@ -34,6 +43,10 @@ EXPORT = "data_export"
 DELETION = "data_deletion"
 # Tables of a user's data the export writes (gdpr_common.schema.USER_TABLES), as counted here.
 COUNTED = ("users", "profiles", "consents", "events")
+KILL_WINDOW_EXPORT_ID = "drill-kill-window"
+# How long the export may take to reach its audit entry with the table locked, and the retry to finish.
+KILL_WINDOW_DEADLINE_S = 120
+WORKER_MODULE = "harness.lambda_runtime.worker"
 
 
 def _prefix(user_id: int) -> str:
@@ -77,6 +90,139 @@ def _objects(s3: Any, bucket: str, user_id: int) -> tuple[list[str], int]:
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=_prefix(user_id)).get("Contents", [])
     uploads = s3.list_multipart_uploads(Bucket=bucket, Prefix=_prefix(user_id)).get("Uploads", [])
     return [o["Key"] for o in listed], len(uploads)
+
+
+def _export_objects(s3: Any, bucket: str, user_id: int, export_id: str) -> tuple[list[str], int]:
+    prefix = f"{_prefix(user_id)}{export_id}."
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    uploads = s3.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", [])
+    return [o["Key"] for o in listed], len(uploads)
+
+
+def _audited_exports(admin: PostgresEndpoint, user_id: int, export_id: str) -> int:
+    with admin.connect(autocommit=True, request_timeout_s=60) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM audit_log WHERE subject_user_id = %s AND action = 'gdpr.export' "
+            "AND details->>'export_id' = %s",
+            (user_id, export_id),
+        ).fetchone()
+    return int(row[0])
+
+
+def _worker_pids(function: str) -> list[int]:
+    """PIDs of the local Lambda runtime's workers for `function` (an environment is one worker process)."""
+    pids = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if WORKER_MODULE in (proc.info["cmdline"] or []) and (
+                proc.environ().get("AWS_LAMBDA_FUNCTION_NAME") == function
+            ):
+                pids.append(proc.pid)
+        except psutil.Error:
+            continue
+    return pids
+
+
+def _blocked_on_audit(conn: Any) -> bool:
+    """The export's audit insert is waiting on the drill's lock, so its object is complete."""
+    row = conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE %s",
+        ("%INSERT INTO%audit_log%",),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _kill_window(
+    result: DrillResult,
+    client: Any,
+    s3: Any,
+    bucket: str,
+    stack: StackEndpoints,
+    admin: PostgresEndpoint,
+    clone: int,
+    report: Callable[[str], None],
+) -> None:
+    """Kill an export after its object completed and before its audit entry; retry with the same export id."""
+    f = result.figures
+    if stack.backend != "embedded":
+        result.notes.append(
+            f"NOT EXERCISED on the {stack.backend} backend: the kill window needs the local Lambda runtime's worker "
+            "processes, to kill one between its object and its audit entry"
+        )
+        return
+    event = {"user_id": clone, "export_id": KILL_WINDOW_EXPORT_ID}
+    schema = _schema(admin)
+    outcome: dict[str, Invocation] = {}
+    report("lambda drill: export killed between its object and its audit entry")
+    with stack.direct.connect(autocommit=False, request_timeout_s=KILL_WINDOW_DEADLINE_S + 30) as lock:
+        # SHARE mode lets the export read audit_log (its idempotency check) and blocks only its insert.
+        lock.execute(sql.SQL("LOCK TABLE {}.audit_log IN SHARE MODE").format(sql.Identifier(schema)))
+        invoker = threading.Thread(
+            target=lambda: outcome.update(first=invoke(client, EXPORT, event)), name="drill-export", daemon=True
+        )
+        invoker.start()
+        deadline = time.monotonic() + KILL_WINDOW_DEADLINE_S
+        with stack.direct.connect(autocommit=True, request_timeout_s=30) as watch:
+            while not _blocked_on_audit(watch) and invoker.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            waiting = _blocked_on_audit(watch)
+        keys, uploads = _export_objects(s3, bucket, clone, KILL_WINDOW_EXPORT_ID)
+        killed = _worker_pids(EXPORT) if waiting else []
+        for pid in killed:
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
+        invoker.join(timeout=60)
+        lock.rollback()
+    first = outcome.get("first")
+    f["kill_window_objects_before_retry"] = len(keys)
+    f["kill_window_error"] = _error_type(first) if first is not None else "no answer"
+    result.check(
+        "kill window: the export was killed with its object complete and its audit entry pending",
+        waiting
+        and len(keys) == 1
+        and uploads == 0
+        and bool(killed)
+        and first is not None
+        and bool(first.function_error),
+        f"audit insert waiting on the lock: {waiting}; {len(keys)} objects, {uploads} incomplete uploads; "
+        f"{len(killed)} {EXPORT} workers killed; the invocation: {f['kill_window_error']}",
+    )
+    # The killed worker's insert may still commit once the lock is gone (the server finishes a statement whose
+    # client has left): a retry must then answer the audited export, else audit its own; never a second entry.
+    f["kill_window_orphan_audited"] = _audited_exports(admin, clone, KILL_WINDOW_EXPORT_ID)
+    retries = [invoke(client, EXPORT, event) for _ in range(2)]
+    keys, uploads = _export_objects(s3, bucket, clone, KILL_WINDOW_EXPORT_ID)
+    audited = _audited_exports(admin, clone, KILL_WINDOW_EXPORT_ID)
+    payloads = [r.payload or {} for r in retries]
+    f["kill_window_retries"] = [
+        {"ok": p.get("ok"), "replayed": p.get("replayed"), "error": _error_type(r)}
+        for r, p in zip(retries, payloads, strict=True)
+    ]
+    f["kill_window_objects"], f["kill_window_audit_entries"] = len(keys), audited
+    f["partial_exports"] = f.get("partial_exports", 0) + max(0, len(keys) - 1) + uploads
+    result.check(
+        "kill window: retries with the same export id leave one object, audited once",
+        all(p.get("ok") for p in payloads) and len(keys) == 1 and uploads == 0 and audited == 1,
+        f"retries {f['kill_window_retries']}; {len(keys)} objects, {uploads} incomplete uploads, {audited} audit "
+        f"entries for export id {KILL_WINDOW_EXPORT_ID} (the killed insert committed later: "
+        f"{bool(f['kill_window_orphan_audited'])})",
+    )
+    result.check(
+        "kill window: the second retry answers the audited export without exporting again",
+        bool(payloads[-1].get("replayed")),
+        f"second retry: replayed={payloads[-1].get('replayed')}",
+    )
+
+
+def _schema(admin: PostgresEndpoint) -> str:
+    with admin.connect(autocommit=True, request_timeout_s=30) as conn:
+        # The application role's search_path finds the unit's tables.
+        row = conn.execute(
+            "SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = to_regclass('audit_log')"
+        ).fetchone()
+    if row is None:
+        raise RuntimeError("the unit has no audit_log table: seed it first (`harness seed`)")
+    return str(row[0]).strip('"')
 
 
 def _error_type(inv: Invocation) -> str:
@@ -175,6 +321,14 @@ def run(
             f"{len(keys)} objects ({lines} lines, the function's row count {(retry.payload or {}).get('rows')}; "
             f"{', '.join(COUNTED)} as in the database), {uploads} incomplete uploads, {audited} audit entries",
         )
+        _kill_window(result, client, s3, bucket, stack, admin, clone, report)
+        days = aborts_incomplete_uploads(s3, bucket)
+        f["abort_incomplete_uploads_after_days"] = days
+        result.check(
+            "incomplete multipart uploads expire by the bucket's lifecycle",
+            days is not None,
+            f"AbortIncompleteMultipartUpload after {days} days" if days else "no AbortIncompleteMultipartUpload rule",
+        )
         report("lambda drill: deletion, twice")
         first = invoke(client, DELETION, {"user_id": clone})
         second = invoke(client, DELETION, {"user_id": clone})
@@ -203,13 +357,12 @@ def run(
             for key in _objects(s3, bucket, clone)[0]:
                 s3.delete_object(Bucket=bucket, Key=key)
     result.notes.append(
-        "NOT EXERCISED: an export above 8 MiB compressed uploads in parts; killed during one, it leaves an "
-        "incomplete multipart upload (no object, but billed storage) until a bucket lifecycle rule "
-        "(AbortIncompleteMultipartUpload) removes it, and no such rule is deployed; this drill's export "
-        "compresses to less than one part"
+        "NOT EMULATED: the emulator stores the exports bucket's AbortIncompleteMultipartUpload rule but never "
+        "applies it; this drill's export compresses to less than one part, so a kill mid-part is not exercised"
     )
     result.notes.append(
-        "killed by configuration (Timeout, MemorySize lowered for one invocation, then restored), not by a hook "
-        "in the function; the memory limit is the runtime's cgroup where the machine has one, else its sampler"
+        "killed by configuration (Timeout, MemorySize lowered for one invocation, then restored) and by SIGKILL "
+        "of its worker in the kill window, not by a hook in the function; the memory limit is the runtime's "
+        "cgroup where the machine has one, else its sampler"
     )
     return result

@@ -65,6 +65,40 @@ def exports_bucket_policy(bucket: str) -> dict[str, Any]:
     }
 
 
+# An upload killed between its parts (an export over one part, a backup) leaves parts that are billed storage
+# but never an object; S3 removes them only by a bucket lifecycle rule.
+ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS = 1
+ABORT_INCOMPLETE_UPLOADS_RULE = {
+    "ID": "abort-incomplete-multipart-uploads",
+    "Status": "Enabled",
+    "Filter": {"Prefix": ""},
+    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS},
+}
+
+
+def abort_incomplete_uploads(s3: Any, bucket: str) -> None:
+    """Give `bucket` the rule that removes incomplete multipart uploads (its only lifecycle rule)."""
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket, LifecycleConfiguration={"Rules": [ABORT_INCOMPLETE_UPLOADS_RULE]}
+    )
+
+
+def aborts_incomplete_uploads(s3: Any, bucket: str) -> int | None:
+    """Days after which `bucket`'s lifecycle aborts incomplete multipart uploads, None without such a rule."""
+    try:
+        rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", [])
+    except s3.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "NoSuchLifecycleConfiguration":
+            return None
+        raise
+    days = [
+        int(r["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])
+        for r in rules
+        if r.get("Status") == "Enabled" and "AbortIncompleteMultipartUpload" in r
+    ]
+    return min(days) if days else None
+
+
 def create_unit_resources(aws: AwsEndpoint, db: PostgresEndpoint) -> AwsResources:
     """Create (or update) the exports bucket, the DB credentials secret and the KMS key. Idempotent."""
     s3 = aws.client("s3")
@@ -96,6 +130,7 @@ def create_unit_resources(aws: AwsEndpoint, db: PostgresEndpoint) -> AwsResource
         },
     )
     s3.put_bucket_policy(Bucket=EXPORTS_BUCKET, Policy=json.dumps(exports_bucket_policy(EXPORTS_BUCKET)))
+    abort_incomplete_uploads(s3, EXPORTS_BUCKET)
 
     sm = aws.client("secretsmanager")
     document = db_secret_document(db)
@@ -144,6 +179,7 @@ def create_backup_buckets(aws: AwsEndpoint, copy_region: str) -> tuple[str, str]
             s3.create_bucket(**kwargs)
         rule = {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": kms_key_id}}
         s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": [rule]})
+        abort_incomplete_uploads(s3, name)
         made.append(name)
     return made[0], made[1]
 

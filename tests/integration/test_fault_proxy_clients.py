@@ -3,12 +3,18 @@ full verification passes through it, and in a blackhole a bounded request fails 
 the connection is closed (a proxy ACKs the bytes, so nothing at the TCP level would end the wait)."""
 
 import dataclasses
+import sys
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from harness.services.fault_proxy import FaultProxy
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "functions" / "common"))
+
+from gdpr_common.resources import bounded_connection_class
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +40,20 @@ def test_a_bounded_request_fails_within_its_bound_in_a_blackhole(stack):
         fault.blackhole(6)
         began = time.monotonic()
         with pytest.raises(psycopg.OperationalError, match="client request timeout"):
+            conn.execute("SELECT 1")
+        assert time.monotonic() - began < 4
+        assert conn.closed
+
+
+def test_a_gdpr_functions_held_connection_fails_within_its_request_timeout_in_a_blackhole(stack):
+    """A warm Lambda environment's connection: without the bound it would wait out the Lambda Timeout."""
+    with FaultProxy(stack.proxy.host, stack.proxy.port) as fault:
+        params = {**dataclasses.replace(stack.proxy, port=fault.port).conninfo_kwargs(), "connect_timeout": 5}
+        conn = bounded_connection_class(1.0).connect(autocommit=True, prepare_threshold=None, **params)
+        assert conn.execute("SELECT 1").fetchone()[0] == 1
+        fault.blackhole(6)
+        began = time.monotonic()
+        with pytest.raises(psycopg.OperationalError, match="DB_REQUEST_TIMEOUT_S"):
             conn.execute("SELECT 1")
         assert time.monotonic() - began < 4
         assert conn.closed

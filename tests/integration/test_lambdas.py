@@ -207,6 +207,53 @@ def test_export_row_counts_match_the_database(gdpr: Deployed):
     assert head["ServerSideEncryption"] == "aws:kms"
 
 
+def _audited_export_ids(gdpr: Deployed, user_id: int) -> list[str]:
+    with gdpr.admin.connect(autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT details->>'export_id' FROM app.audit_log WHERE subject_user_id = %s AND action = 'gdpr.export' "
+            "ORDER BY audit_id",
+            (user_id,),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def test_an_export_retried_with_its_export_id_keeps_one_object_audited_once(gdpr: Deployed):
+    user_id = gdpr.busiest_users(5)[4]
+    event = {"user_id": user_id, "export_id": "test-retry-1"}
+    first = gdpr.invoke("data_export", event)
+    assert first.function_error is None and first.payload["ok"] and not first.payload["replayed"], first.payload
+    # The state an invocation killed between its object and its audit entry leaves: the object, no entry.
+    s3 = gdpr.stack.aws.client("s3")
+    s3.copy_object(
+        Bucket=BUCKET,
+        Key=f"exports/user-{user_id}/test-retry-2.ndjson.gz",
+        CopySource={"Bucket": BUCKET, "Key": first.payload["key"]},
+    )
+
+    replayed = gdpr.invoke("data_export", event)
+    healed = gdpr.invoke("data_export", {"user_id": user_id, "export_id": "test-retry-2"})
+
+    assert replayed.payload["ok"] and replayed.payload["replayed"], replayed.payload
+    assert replayed.payload["key"] == first.payload["key"]
+    assert replayed.payload["row_counts"] == first.payload["row_counts"]
+    with urllib.request.urlopen(replayed.payload["url"], timeout=10) as response:
+        assert len(gzip.decompress(response.read()).splitlines()) == first.payload["rows"]
+    assert healed.payload["ok"] and not healed.payload["replayed"], healed.payload
+    assert sorted(gdpr.export_keys(user_id)) == [
+        f"exports/user-{user_id}/test-retry-1.ndjson.gz",
+        f"exports/user-{user_id}/test-retry-2.ndjson.gz",
+    ]
+    assert _audited_export_ids(gdpr, user_id) == ["test-retry-1", "test-retry-2"]
+
+
+def test_an_export_without_an_export_id_is_named_after_its_request(gdpr: Deployed):
+    user_id = gdpr.busiest_users(6)[5]
+    result = gdpr.invoke("data_export", {"user_id": user_id})
+    assert result.payload["ok"], result.payload
+    assert result.payload["key"] == f"exports/user-{user_id}/{result.payload['export_id']}.ndjson.gz"
+    assert re.fullmatch(r"[0-9a-f-]{36}", result.payload["export_id"]), result.payload["export_id"]
+
+
 def test_deletion_leaves_no_row_key_or_object_and_is_idempotent(gdpr: Deployed):
     user_id, neighbour = gdpr.busiest_users(3)[1:3]
     redis = gdpr.redis()
@@ -265,6 +312,8 @@ def _snapshot(gdpr: Deployed) -> tuple[dict[str, int], int, int]:
         ("data_deletion", {}, 'no "user_id"'),
         ("data_export", {"user_id": True}, "positive integer"),
         ("data_export", [1, 2], "must be a JSON object"),
+        ("data_export", {"user_id": 1, "export_id": "../user-2/x"}, "export_id must be 1 to 64"),
+        ("data_export", {"user_id": 1, "export_id": 7}, "export_id must be 1 to 64"),
         ("audit_logging", {"events": [{"actor": "a", "action": "ok"}, {"actor": "a"}]}, r"events\[1\].action"),
     ],
 )

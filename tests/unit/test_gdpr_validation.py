@@ -13,6 +13,7 @@ from gdpr_common.validation import (
     InvalidInput,
     audit_batch,
     error_result,
+    export_request,
     parse_user_id,
     user_request,
 )
@@ -119,3 +120,28 @@ def test_key_and_prefix_naming_cannot_reach_another_user():
     assert user_cache_pattern(1) == "user:1:*"
     assert export_prefix(1) == "exports/user-1/"
     assert not "exports/user-10/x".startswith(export_prefix(1))
+
+
+def test_an_export_id_given_is_kept_and_a_missing_one_is_the_request_id():
+    assert export_request({"user_id": "42", "export_id": "req-7_b"}, "r") == (42, "req-7_b")
+    assert export_request({"user_id": 42}, "0f1e2d3c-aaaa-bbbb-cccc-000000000000") == (
+        42,
+        "0f1e2d3c-aaaa-bbbb-cccc-000000000000",
+    )
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({"user_id": 1, "export_id": "../user-2/x"}, "export_id must be 1 to 64"),
+        ({"user_id": 1, "export_id": ""}, "export_id must be 1 to 64"),
+        ({"user_id": 1, "export_id": "a" * 65}, "export_id must be 1 to 64"),
+        ({"user_id": 1, "export_id": "-x"}, "starting with a letter or digit"),
+        ({"user_id": 1, "export_id": 7}, "got 7"),
+        ({"user_id": 1, "format": "csv"}, "takes user_id and export_id"),
+        ({"export_id": "x"}, 'no "user_id"'),
+    ],
+)
+def test_export_requests_rejected_with_the_reason(event, message):
+    with pytest.raises(InvalidInput, match=message):
+        export_request(event, "request-id")

@@ -5,6 +5,8 @@ DB_SECRET_ID (Secrets Manager secret in RDS's JSON shape: host, port, username, 
 host is the RDS Proxy endpoint), DB_SCHEMA (default app), EXPORTS_BUCKET, REDIS_SECRET_ID (a secret
 {host, port, password, tls, db}), EXPORT_URL_TTL_S (default 3600). boto3 takes its endpoint from
 AWS_ENDPOINT_URL when that is set (an emulator), from the region otherwise.
+DB_REQUEST_TIMEOUT_S (default 60): a round trip to the database unanswered this long fails the invocation
+with a clear error, well inside the 300 s Lambda Timeout of the export and the deletion.
 TLS: DB_SSLMODE (libpq's sslmode, default verify-full, as RDS Proxy with Require TLS needs) and CA_BUNDLE
 (a PEM file in the deployment package, e.g. AWS's global-bundle.pem; `harness deploy` packs the local
 stack's CA) against which both the proxy and Redis (when the secret says tls) are verified.
@@ -30,6 +32,8 @@ _LOGIN_ATTEMPTS = 4
 _LOGIN_BACKOFF_S = 0.2
 # PostgreSQL says "password authentication failed"; PgBouncer (and RDS Proxy) "SASL authentication failed".
 _LOGIN_REFUSED = re.compile(r"(password|SASL) authentication failed")
+
+DEFAULT_REQUEST_TIMEOUT_S = "60"
 
 _clients: dict[str, Any] = {}
 _secrets: dict[str, dict[str, Any]] = {}
@@ -106,10 +110,42 @@ def _tls_params() -> dict[str, str]:
     return params
 
 
+def request_timeout_s() -> float:
+    text = setting("DB_REQUEST_TIMEOUT_S", DEFAULT_REQUEST_TIMEOUT_S)
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise ConfigurationError(f"DB_REQUEST_TIMEOUT_S is {text!r}: give a positive number of seconds, such as 60")
+    return value
+
+
+def bounded_connection_class(timeout_s: float) -> type[psycopg.Connection[Any]]:
+    """A psycopg Connection whose every round trip fails after `timeout_s` without an answer.
+
+    A connection the function already holds is otherwise bounded only by the Lambda Timeout: the server's
+    statement_timeout cannot end a request whose bytes never reach it, and TCP timeouts never fire while a
+    proxy (RDS Proxy) ACKs the bytes itself. On expiry the connection is closed, so the next use reconnects.
+    (The harness's own clients do the same in harness/endpoints.py; this package is deployed without it.)"""
+
+    class BoundedConnection(psycopg.Connection[Any]):
+        def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+            try:
+                return super().wait(gen, interval=interval, timeout=timeout or timeout_s)
+            except psycopg.errors._WaitTimeout:
+                self.pgconn.finish()
+                raise psycopg.OperationalError(
+                    f"no answer from the database within {timeout_s:g} s (DB_REQUEST_TIMEOUT_S): connection closed"
+                ) from None
+
+    return BoundedConnection
+
+
 def _connect_once() -> psycopg.Connection[Any]:
     creds = secret(setting("DB_SECRET_ID"))
     try:
-        return psycopg.connect(
+        return bounded_connection_class(request_timeout_s()).connect(
             host=creds["host"],
             port=int(creds["port"]),
             user=creds["username"],

@@ -14,6 +14,8 @@ MAX_AUDIT_BATCH = 500
 MAX_AUDIT_DETAILS_BYTES = 64 * 1024
 MAX_LABEL_CHARS = 128
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]*$")
+# An export id becomes part of an S3 key: no slash, no dot-dot, nothing to escape.
+_EXPORT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _AUDIT_FIELDS = {"actor", "action", "subject_user_id", "details", "occurred_at"}
 
 
@@ -71,6 +73,29 @@ def user_request(event: Any) -> int:
     if unknown:
         raise InvalidInput(f"unknown field(s) {_show(unknown)}: the event takes only user_id")
     return parse_user_id(body["user_id"])
+
+
+def export_request(event: Any, default_id: str) -> tuple[int, str]:
+    """The user id and export id of an export event: {"user_id": 42, "export_id": "req-7"}.
+
+    The export id is the request's idempotency key: the object's name and the audit entry's key, so a retry
+    with the same id replaces the same object and is audited once. `default_id` (the invocation's request id,
+    which Lambda keeps across its own retries of an asynchronous invocation) applies when the caller sends none.
+    """
+    body = _event_object(event)
+    if "user_id" not in body:
+        raise InvalidInput('the event has no "user_id": send {"user_id": <positive integer>}')
+    unknown = sorted(set(body) - {"user_id", "export_id"})
+    if unknown:
+        raise InvalidInput(f"unknown field(s) {_show(unknown)}: the event takes user_id and export_id")
+    user_id = parse_user_id(body["user_id"])
+    export_id = body.get("export_id", default_id)
+    if not isinstance(export_id, str) or not _EXPORT_ID.match(export_id):
+        raise InvalidInput(
+            "export_id must be 1 to 64 letters, digits, _ or - (starting with a letter or digit), "
+            f"got {_show(export_id, 40)}"
+        )
+    return user_id, export_id
 
 
 @dataclass(frozen=True)
