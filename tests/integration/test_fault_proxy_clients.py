@@ -14,7 +14,7 @@ from harness.services.fault_proxy import FaultProxy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "functions" / "common"))
 
-from gdpr_common.resources import bounded_connection_class
+from gdpr_common.resources import bounded_connection_class as gdpr_bounded_connection_class
 
 pytestmark = pytest.mark.integration
 
@@ -32,28 +32,28 @@ def test_verify_full_tls_passes_through_the_fault_proxy(stack):
             assert redis.ping()
 
 
-def test_a_bounded_request_fails_within_its_bound_in_a_blackhole(stack):
+def _harness_client(endpoint):
+    return endpoint.connect(autocommit=True, connect_timeout=5, request_timeout_s=1.0)
+
+
+def _gdpr_function_client(endpoint):
+    # A warm Lambda environment's held connection: without its bound it would wait out the Lambda Timeout.
+    params = {**endpoint.conninfo_kwargs(), "connect_timeout": 5}
+    return gdpr_bounded_connection_class(1.0).connect(autocommit=True, prepare_threshold=None, **params)
+
+
+@pytest.mark.parametrize(
+    ("connect", "message"),
+    [(_harness_client, "client request timeout"), (_gdpr_function_client, "DB_REQUEST_TIMEOUT_S")],
+    ids=["harness", "gdpr-function"],
+)
+def test_a_bounded_request_fails_within_its_bound_in_a_blackhole(stack, connect, message):
     with FaultProxy(stack.proxy.host, stack.proxy.port) as fault:
-        through = dataclasses.replace(stack.proxy, port=fault.port)
-        conn = through.connect(autocommit=True, connect_timeout=5, request_timeout_s=1.0)
+        conn = connect(dataclasses.replace(stack.proxy, port=fault.port))
         assert conn.execute("SELECT 1").fetchone()[0] == 1
         fault.blackhole(6)
         began = time.monotonic()
-        with pytest.raises(psycopg.OperationalError, match="client request timeout"):
-            conn.execute("SELECT 1")
-        assert time.monotonic() - began < 4
-        assert conn.closed
-
-
-def test_a_gdpr_functions_held_connection_fails_within_its_request_timeout_in_a_blackhole(stack):
-    """A warm Lambda environment's connection: without the bound it would wait out the Lambda Timeout."""
-    with FaultProxy(stack.proxy.host, stack.proxy.port) as fault:
-        params = {**dataclasses.replace(stack.proxy, port=fault.port).conninfo_kwargs(), "connect_timeout": 5}
-        conn = bounded_connection_class(1.0).connect(autocommit=True, prepare_threshold=None, **params)
-        assert conn.execute("SELECT 1").fetchone()[0] == 1
-        fault.blackhole(6)
-        began = time.monotonic()
-        with pytest.raises(psycopg.OperationalError, match="DB_REQUEST_TIMEOUT_S"):
+        with pytest.raises(psycopg.OperationalError, match=message):
             conn.execute("SELECT 1")
         assert time.monotonic() - began < 4
         assert conn.closed
