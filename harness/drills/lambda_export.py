@@ -23,6 +23,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -34,6 +35,8 @@ from harness.app.gdpr_invoke import Invocation, invoke, lambda_client
 from harness.drills.result import DrillResult
 from harness.endpoints import PostgresEndpoint, StackEndpoints
 from harness.services.aws import aborts_incomplete_uploads
+from harness.services.lambda_server import NAME as LAMBDA_RUNTIME
+from harness.services.process import PidFiles
 
 EXTRA_EVENTS = 200
 PAYLOAD_KB = 512
@@ -109,14 +112,17 @@ def _audited_exports(admin: PostgresEndpoint, user_id: int, export_id: str) -> i
     return int(row[0])
 
 
-def _worker_pids(function: str) -> list[int]:
-    """PIDs of the local Lambda runtime's workers for `function` (an environment is one worker process)."""
+def _worker_pids(state_dir: Path, function: str) -> list[int]:
+    """PIDs of `function`'s workers under this stack's Lambda runtime (an environment is one worker process);
+    a second stack's runtime on the same machine is not touched."""
+    record = PidFiles(Path(state_dir) / "run").read(LAMBDA_RUNTIME)
+    runtime = record.process() if record is not None else None
+    if runtime is None:
+        return []
     pids = []
-    for proc in psutil.process_iter(["cmdline"]):
+    for proc in runtime.children(recursive=True):
         try:
-            if WORKER_MODULE in (proc.info["cmdline"] or []) and (
-                proc.environ().get("AWS_LAMBDA_FUNCTION_NAME") == function
-            ):
+            if WORKER_MODULE in proc.cmdline() and proc.environ().get("AWS_LAMBDA_FUNCTION_NAME") == function:
                 pids.append(proc.pid)
         except psutil.Error:
             continue
@@ -140,6 +146,7 @@ def _kill_window(
     stack: StackEndpoints,
     admin: PostgresEndpoint,
     clone: int,
+    state_dir: Path,
     report: Callable[[str], None],
 ) -> None:
     """Kill an export after its object completed and before its audit entry; retry with the same export id."""
@@ -167,7 +174,7 @@ def _kill_window(
                 time.sleep(0.1)
             waiting = _blocked_on_audit(watch)
         keys, uploads = _export_objects(s3, bucket, clone, KILL_WINDOW_EXPORT_ID)
-        killed = _worker_pids(EXPORT) if waiting else []
+        killed = _worker_pids(state_dir, EXPORT) if waiting else []
         for pid in killed:
             with contextlib.suppress(psutil.Error):
                 psutil.Process(pid).kill()
@@ -321,7 +328,7 @@ def run(
             f"{len(keys)} objects ({lines} lines, the function's row count {(retry.payload or {}).get('rows')}; "
             f"{', '.join(COUNTED)} as in the database), {uploads} incomplete uploads, {audited} audit entries",
         )
-        _kill_window(result, client, s3, bucket, stack, admin, clone, report)
+        _kill_window(result, client, s3, bucket, stack, admin, clone, Path(state_dir), report)
         days = aborts_incomplete_uploads(s3, bucket)
         f["abort_incomplete_uploads_after_days"] = days
         result.check(
