@@ -23,6 +23,7 @@ from typing import Any
 from harness.backup.catalog import BACKUP_FILES, BackupError, BackupInfo, keys_under, list_backups
 from harness.backup.snapshot import BackupTarget, sha256_file
 from harness.endpoints import PostgresEndpoint, Secret
+from harness.measure.progress import Progress, transfer_callback
 from harness.services.cgroups import CgroupLimiter
 from harness.services.osuser import ServerUser
 from harness.services.postgres import PostgresService, bin_dir
@@ -91,9 +92,12 @@ def pick_backup(backups: list[BackupInfo], to_time: datetime) -> BackupInfo:
 
 def _fetch(target: BackupTarget, bucket: str, region: str, info: BackupInfo, into: Path) -> None:
     s3 = target.s3(region)
+    with Progress(f"download {info.backup_id}", total=info.size_bytes // 2**20, unit="MiB") as progress:
+        moved = transfer_callback(progress)
+        for name in BACKUP_FILES:
+            s3.download_file(bucket, info.key(name), str(into / name), Callback=moved)
     for name in BACKUP_FILES:
         path = into / name
-        s3.download_file(bucket, info.key(name), str(path))
         if sha256_file(path) != info.files.get(name):
             raise BackupError(
                 f"backup {info.backup_id} refused: {name} in s3://{bucket} does not match the SHA-256 recorded "

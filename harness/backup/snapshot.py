@@ -26,6 +26,7 @@ from psycopg import sql
 from harness.backup.catalog import BACKUP_FILES, BackupError, BackupInfo, keys_under
 from harness.backup.checksums import table_checksums
 from harness.endpoints import AwsEndpoint, PostgresEndpoint
+from harness.measure.progress import Progress, transfer_callback
 from harness.services.aws import backup_bucket, region_key
 from harness.services.postgres import bin_dir
 from harness.services.wal_archive import WAL_PREFIX
@@ -194,8 +195,12 @@ def create_backup(target: BackupTarget, kind: str, report: Callable[[str], None]
             dataset_key=str(dataset[0]) if dataset else "",
         )
         s3 = target.s3()
-        for name in BACKUP_FILES:
-            s3.upload_file(str(scratch / name), target.bucket, info.key(name), ExtraArgs=target.sse())
+        with Progress(f"upload {backup_id}", total=info.size_bytes // 2**20, unit="MiB") as progress:
+            moved = transfer_callback(progress)
+            for name in BACKUP_FILES:
+                s3.upload_file(
+                    str(scratch / name), target.bucket, info.key(name), ExtraArgs=target.sse(), Callback=moved
+                )
         s3.put_object(Bucket=target.bucket, Key=info.key("backup.json"), Body=info.to_json().encode())
         report(f"uploaded {info.size_bytes / 1e6:.1f} MB to s3://{target.bucket}/{info.key('')}")
         info = copy_to_region(target, info)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import TextIO
 
@@ -82,6 +83,21 @@ class Progress:
     ) -> None:
         # A failed step keeps its last figures on screen, which is where the reader will look.
         self.close()
+
+
+def transfer_callback(progress: Progress) -> Callable[[int], None]:
+    """A boto3 transfer `Callback` that advances `progress` in MiB. boto3 calls it with the bytes moved since
+    its last call, from several transfer threads at once."""
+    lock = threading.Lock()
+    moved = 0
+
+    def advance(n: int) -> None:
+        nonlocal moved
+        with lock:
+            moved += n
+            progress.update(moved // 2**20)
+
+    return advance
 
 
 def note(message: str, enabled: bool = True, stream: TextIO | None = None) -> None:
