@@ -120,12 +120,16 @@ def _restore_point(conn: Any, name: str) -> tuple[dict[str, Any], str, str, str]
 
 def wait_archived(conn: Any, segment: str, timeout_s: float = ARCHIVE_WAIT_S) -> None:
     """Switch WAL and wait until `segment` is in the archive (the archiver reports it)."""
-    (switched,) = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
-    # With no WAL written since the last switch, pg_switch_wal does nothing and returns the start of the
-    # current segment (its file name is then the previous segment's): `segment` holds no record yet, so
-    # everything asked for is already in `switched`. Waiting for `segment` would wait for the next write.
-    if switched[8:24] < segment[8:24]:
-        segment = switched
+    # A switch returns the end of its switch record, inside the segment it closed. With no WAL written since
+    # the last switch it does nothing and returns the start of the segment in use, whose name PostgreSQL 18's
+    # pg_walfile_name gives as that segment's own: nothing is in it, so everything asked for is in the one
+    # before. Waiting for `segment` then would wait for the next write (measured: 90 s on an idle unit).
+    switched_nothing, before = conn.execute(
+        "SELECT (s - '0/0'::pg_lsn) % w = 0, pg_walfile_name(s - 1) "
+        "FROM pg_switch_wal() AS s, (SELECT setting::numeric AS w FROM pg_settings WHERE name = 'wal_segment_size') c"
+    ).fetchone()
+    if switched_nothing and before[8:24] < segment[8:24]:
+        segment = before
     deadline = time.monotonic() + timeout_s
     while True:
         last, failed, failed_at = conn.execute(

@@ -249,3 +249,14 @@ def test_retention_past_seven_days_keeps_only_the_newest_backup_and_the_wal_it_n
     assert newest.backup_id not in plan.expired_backups
     left = [segment_of(k) for k in keys_under(s3, target.bucket, WAL_PREFIX)]
     assert left and all(s[8:24] >= newest.start_wal[8:24] for s in left if not s.endswith(".history"))
+
+
+def test_waiting_for_the_archive_right_after_a_switch_returns_at_once(stack):
+    """Nothing written since the last switch: pg_switch_wal does nothing, and the segment in use holds no
+    record, so there is nothing to wait for (the wait used to last until the next write)."""
+    with stack.direct.connect(autocommit=True) as conn:
+        for _ in range(2):
+            (segment,) = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
+            began = time.monotonic()
+            wait_archived(conn, segment, timeout_s=30)
+            assert time.monotonic() - began < 10
