@@ -27,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "report": {"thresholds", "measure", "monitoring", "checklist"},
     "monitoring": {"thresholds", "measure", "services"},
     "app": {"data", "lambda_runtime", "measure", "services"},
-    "backup": {"data", "services"},
+    "backup": {"data", "measure", "services"},
     "drills": {"app", "backends", "backup", "measure", "services"},
     "locustusers": {"app", "backends", "data", "measure", "monitoring", "thresholds", "report", "services", "workload"},
     "workload": {"data", "measure", "thresholds"},
