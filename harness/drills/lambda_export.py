@@ -81,35 +81,23 @@ def _db_counts(admin: PostgresEndpoint, user_id: int) -> dict[str, int]:
         }
 
 
-def _audit_entries(admin: PostgresEndpoint, user_id: int, action: str) -> int:
+def _audit_entries(admin: PostgresEndpoint, user_id: int, action: str, export_id: str | None = None) -> int:
+    """The user's audit entries of `action`; only those of one export id when given."""
     with admin.connect(autocommit=True, request_timeout_s=60) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM audit_log WHERE subject_user_id = %s AND action = %s", (user_id, action)
+            "SELECT count(*) FROM audit_log WHERE subject_user_id = %s AND action = %s "
+            "AND (%s::text IS NULL OR details->>'export_id' = %s)",
+            (user_id, action, export_id, export_id),
         ).fetchone()
     return int(row[0])
 
 
-def _objects(s3: Any, bucket: str, user_id: int) -> tuple[list[str], int]:
-    listed = s3.list_objects_v2(Bucket=bucket, Prefix=_prefix(user_id)).get("Contents", [])
-    uploads = s3.list_multipart_uploads(Bucket=bucket, Prefix=_prefix(user_id)).get("Uploads", [])
-    return [o["Key"] for o in listed], len(uploads)
-
-
-def _export_objects(s3: Any, bucket: str, user_id: int, export_id: str) -> tuple[list[str], int]:
-    prefix = f"{_prefix(user_id)}{export_id}."
+def _objects(s3: Any, bucket: str, user_id: int, export_id: str = "") -> tuple[list[str], int]:
+    """Objects and incomplete uploads under the user's export prefix; only one export id's when given."""
+    prefix = _prefix(user_id) + (f"{export_id}." if export_id else "")
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
     uploads = s3.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", [])
     return [o["Key"] for o in listed], len(uploads)
-
-
-def _audited_exports(admin: PostgresEndpoint, user_id: int, export_id: str) -> int:
-    with admin.connect(autocommit=True, request_timeout_s=60) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM audit_log WHERE subject_user_id = %s AND action = 'gdpr.export' "
-            "AND details->>'export_id' = %s",
-            (user_id, export_id),
-        ).fetchone()
-    return int(row[0])
 
 
 def _worker_pids(state_dir: Path, function: str) -> list[int]:
@@ -173,7 +161,7 @@ def _kill_window(
             while not _blocked_on_audit(watch) and invoker.is_alive() and time.monotonic() < deadline:
                 time.sleep(0.1)
             waiting = _blocked_on_audit(watch)
-        keys, uploads = _export_objects(s3, bucket, clone, KILL_WINDOW_EXPORT_ID)
+        keys, uploads = _objects(s3, bucket, clone, KILL_WINDOW_EXPORT_ID)
         killed = _worker_pids(state_dir, EXPORT) if waiting else []
         for pid in killed:
             with contextlib.suppress(psutil.Error):
@@ -196,10 +184,10 @@ def _kill_window(
     )
     # The killed worker's insert may still commit once the lock is gone (the server finishes a statement whose
     # client has left): a retry must then answer the audited export, else audit its own; never a second entry.
-    f["kill_window_orphan_audited"] = _audited_exports(admin, clone, KILL_WINDOW_EXPORT_ID)
+    f["kill_window_orphan_audited"] = _audit_entries(admin, clone, "gdpr.export", KILL_WINDOW_EXPORT_ID)
     retries = [invoke(client, EXPORT, event) for _ in range(2)]
-    keys, uploads = _export_objects(s3, bucket, clone, KILL_WINDOW_EXPORT_ID)
-    audited = _audited_exports(admin, clone, KILL_WINDOW_EXPORT_ID)
+    keys, uploads = _objects(s3, bucket, clone, KILL_WINDOW_EXPORT_ID)
+    audited = _audit_entries(admin, clone, "gdpr.export", KILL_WINDOW_EXPORT_ID)
     payloads = [r.payload or {} for r in retries]
     f["kill_window_retries"] = [
         {"ok": p.get("ok"), "replayed": p.get("replayed"), "error": _error_type(r)}
@@ -222,14 +210,15 @@ def _kill_window(
 
 
 def _schema(admin: PostgresEndpoint) -> str:
+    """The schema of the unit's audit_log, which the application role's search_path finds."""
     with admin.connect(autocommit=True, request_timeout_s=30) as conn:
-        # The application role's search_path finds the unit's tables.
         row = conn.execute(
-            "SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = to_regclass('audit_log')"
+            "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.oid = to_regclass('audit_log')"
         ).fetchone()
     if row is None:
         raise RuntimeError("the unit has no audit_log table: seed it first (`harness seed`)")
-    return str(row[0]).strip('"')
+    return str(row[0])
 
 
 def _error_type(inv: Invocation) -> str:
