@@ -38,10 +38,12 @@ from harness.capacity.probes import (
 )
 from harness.config import Settings
 from harness.data.app_role import app_credentials, app_endpoint, data_root
+from harness.data.datasets import load_current_ground_truth
 from harness.data.ground_truth import GroundTruth, RetrievedAnswers
 from harness.data.grow import grow, profile_of
+from harness.data.loading import current_seed
 from harness.data.profiles import get_profile
-from harness.data.seed import current_seed, load_current_ground_truth, seed
+from harness.data.seed import seed
 from harness.endpoints import StackEndpoints
 from harness.inputfiles import brief
 from harness.measure.load import Limits, LoadResult, run_closed, run_open

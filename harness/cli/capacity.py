@@ -24,7 +24,7 @@ from harness.capacity.sweep import PLANS, SweepResult, merge_results, read_resul
 from harness.config import ConfigError, Settings, resolve_settings
 from harness.data.app_role import AppRoleError
 from harness.data.grow import STRATEGIES
-from harness.data.seed import SeedError
+from harness.data.loading import SeedError
 from harness.endpoints import load_endpoints
 from harness.inputfiles import brief
 from harness.measure.projection import DEFAULT_MODEL
