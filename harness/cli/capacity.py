@@ -20,7 +20,8 @@ from harness.capacity.classes import ClassPlan, StackHandle, class_dirs, memory_
 from harness.capacity.knee import CapacityInputError, Growth, parse_growth
 from harness.capacity.recommend import CapacityModel, Target, load_capacity_model
 from harness.capacity.report import chart, compare, sweep_markdown
-from harness.capacity.sweep import PLANS, SweepResult, merge_results, read_result, run_sweep
+from harness.capacity.results import SweepResult, merge_results, read_result
+from harness.capacity.sweep import PLANS, run_sweep
 from harness.config import ConfigError, Settings, resolve_settings
 from harness.data.app_role import AppRoleError
 from harness.data.grow import STRATEGIES

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from harness.backends.external import load_external_config
 from harness.capacity.recommend import CapacityInputError, load_capacity_model
-from harness.capacity.sweep import read_result
+from harness.capacity.results import read_result
 from harness.cli.main import main as harness_main
 from harness.config import ConfigError, resolve_settings
 from harness.data.spec import DataSpecError
