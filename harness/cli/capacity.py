@@ -28,7 +28,7 @@ from harness.data.grow import STRATEGIES
 from harness.data.loading import SeedError
 from harness.endpoints import load_endpoints
 from harness.inputfiles import brief
-from harness.measure.projection import DEFAULT_MODEL
+from harness.model.projection import DEFAULT_MODEL
 from harness.services.process import ServiceError
 from harness.thresholds import ThresholdConfigError, load_thresholds
 from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE

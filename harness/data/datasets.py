@@ -16,7 +16,7 @@ from harness.data.ground_truth import GroundTruth, exact_neighbours, load_ground
 from harness.data.loading import APP_SCHEMA, SeedError, content_digest, current_seed
 from harness.data.vectors import DOC_ID_BASE, VectorSource
 from harness.endpoints import PostgresEndpoint
-from harness.measure.progress import Progress
+from harness.progress import Progress
 
 
 def dataset_key(source: VectorSource, k: int) -> str:

@@ -45,7 +45,7 @@ from harness.data.seed import generated_source, seed_fingerprint
 from harness.data.tables import Population, TableData
 from harness.data.vectors import DEFAULT_CHUNK_ROWS, DOC_ID_BASE, Chunk, ClusteredVectors
 from harness.endpoints import PostgresEndpoint
-from harness.measure.progress import Progress, note
+from harness.progress import Progress, note
 
 # How the vector index follows the new rows: maintained row by row, dropped and built again, or chosen by size.
 STRATEGIES = ("auto", "append", "rebuild")

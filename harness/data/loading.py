@@ -29,7 +29,7 @@ from harness.data.migrations import Migration
 from harness.data.profiles import SeedProfile
 from harness.data.tables import TableData
 from harness.endpoints import PostgresEndpoint, Secret
-from harness.measure.progress import Progress, note
+from harness.progress import Progress, note
 
 APP_SCHEMA = "app"
 STAGING_SCHEMA = "app_staging"

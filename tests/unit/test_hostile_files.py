@@ -26,9 +26,9 @@ from harness.cli.main import main as harness_main
 from harness.config import ConfigError, resolve_settings
 from harness.data.spec import DataSpecError
 from harness.data.spec import load_spec as load_data_spec
-from harness.measure.credit_day import TrafficError, load_traffic
-from harness.measure.projection import ModelError, load_model
 from harness.measure.results import ResultsError, load_results
+from harness.model.credit_day import TrafficError, load_traffic
+from harness.model.projection import ModelError, load_model
 from harness.paths import FIXTURES_DIR
 from harness.spec.model import SpecError
 from harness.spec.model import load_spec as load_unit_spec

@@ -7,7 +7,7 @@ from collections import defaultdict
 from harness.paths import REPO_ROOT
 
 HARNESS = REPO_ROOT / "harness"
-FOUNDATION = {"config", "endpoints", "sizing", "paths", "inputfiles"}
+FOUNDATION = {"config", "endpoints", "sizing", "paths", "inputfiles", "progress"}
 # What each package may import besides the foundation modules (README, "Layout").
 ALLOWED: dict[str, set[str]] = {
     "config": {"sizing", "spec"},
@@ -15,24 +15,26 @@ ALLOWED: dict[str, set[str]] = {
     "sizing": set(),
     "paths": set(),
     "inputfiles": set(),
+    "progress": set(),
     "services": set(),
     "lambda_runtime": {"services"},
-    "backends": {"services", "security"},
+    "backends": {"services"},
     "security": {"data", "measure", "services"},
-    "measure": {"services"},
-    "data": {"measure", "services"},
+    "model": set(),
+    "measure": {"model", "services"},
+    "data": {"services"},
     "thresholds": {"measure"},
     "spec": set(),
     "checklist": {"thresholds", "spec", "backup", "services"},
     "report": {"thresholds", "measure", "monitoring", "checklist"},
     "monitoring": {"thresholds", "measure", "services"},
     "app": {"data", "lambda_runtime", "measure", "services"},
-    "backup": {"data", "measure", "services"},
+    "backup": {"data", "services"},
     "drills": {"app", "backends", "backup", "measure", "services"},
     "locustusers": {"app", "backends", "data", "measure", "monitoring", "thresholds", "report", "services", "workload"},
     "workload": {"data", "measure", "thresholds"},
     "pytest_plugin": {"backends"},
-    "capacity": {"app", "backends", "data", "measure", "thresholds"},
+    "capacity": {"app", "backends", "data", "measure", "model", "thresholds"},
     "cli": {
         "app",
         "backends",
@@ -41,6 +43,7 @@ ALLOWED: dict[str, set[str]] = {
         "data",
         "drills",
         "measure",
+        "model",
         "thresholds",
         "report",
         "services",

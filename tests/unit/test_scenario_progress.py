@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.measure.progress import StepProgress, clock
+from harness.progress import StepProgress, clock
 
 STEPS = """
 import time
