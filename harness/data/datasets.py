@@ -2,7 +2,7 @@
 
 A dataset is named by what decides its ground truth (the vectors, the queries and the depth k), not by the
 relational data, so seeds that differ only in users or orders share one. It is computed once per dataset and
-found again from the fingerprint the database holds (harness.data.loading's seed_state). The files themselves
+found again from the dataset key the database's seed_state records (harness.data.loading). The files themselves
 and recall against them are harness.data.ground_truth's.
 """
 

@@ -114,20 +114,20 @@ def seed_team(
     first_key = next(iter(truths.values()))[1] if truths else "none"
     gt_dir = ground_truth_dir(data_dir, truths[next(iter(truths))][0].source, first_key) if truths else data_dir
     seeding = Seeding(
-        endpoint,
-        name,
-        team_fingerprint(team, spec, app_role),
-        first_key,
-        {
+        endpoint=endpoint,
+        name=name,
+        fingerprint=team_fingerprint(team, spec, app_role),
+        dataset_key=first_key,
+        params={
             "schema_dir": str(resolved),
             "migrations": [m.label for m in team],
             "spec": spec.identity() if spec else None,
             "ground_truth": {label: key for label, (_, key) in truths.items()},
         },
-        "team",
-        gt_dir,
-        app_role,
-        app_password if isinstance(app_password, Secret) else Secret(app_password),
+        index="team",
+        ground_truth_dir=gt_dir,
+        app_role=app_role,
+        app_password=app_password if isinstance(app_password, Secret) else Secret(app_password),
         force=force,
         progress=progress,
         chunk_hook=chunk_hook,
@@ -218,20 +218,20 @@ def seed_dump(
         truth_key = content_digest({"dump": plan.digest, "queries": queries_digest, "column": vector_column})[:16]
     name = f"dump:{dump.name}"
     seeding = Seeding(
-        endpoint,
-        name,
-        content_digest({"kind": "dump", "dump": plan.digest, "app_role": app_role, "truth": truth_key}),
-        truth_key,
-        {
+        endpoint=endpoint,
+        name=name,
+        fingerprint=content_digest({"kind": "dump", "dump": plan.digest, "app_role": app_role, "truth": truth_key}),
+        dataset_key=truth_key,
+        params={
             "dump": str(dump.resolve()),
             "dump_digest": plan.digest,
             "schema": plan.schema,
             "ground_truth": {vector_column: truth_key} if vector_column else {},
         },
-        "dump",
-        data_dir,
-        app_role,
-        app_password if isinstance(app_password, Secret) else Secret(app_password),
+        index="dump",
+        ground_truth_dir=data_dir,
+        app_role=app_role,
+        app_password=app_password if isinstance(app_password, Secret) else Secret(app_password),
         force=force,
         progress=progress,
     )
