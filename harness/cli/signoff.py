@@ -24,7 +24,6 @@ from harness.backends.base import Reporter
 from harness.checklist import run_probes
 from harness.cli.drained_pass import run_drained_pass
 from harness.cli.scenario_progress import ENV_STEP_TIMES, thresholds_env
-from harness.cli.spec import drift_record, drift_rows
 from harness.config import Settings
 from harness.data.app_role import app_credentials, data_root
 from harness.data.profiles import get_profile
@@ -36,7 +35,7 @@ from harness.report import format_verdict_table, render_report
 from harness.report.drained import drained_summary
 from harness.report.text import checklist_summary
 from harness.security.secret_scan import known_secrets, scan
-from harness.spec.drift import DeploymentIds
+from harness.spec.drift import ALARM_METRICS, DeploymentIds, check_drift, drift_record
 from harness.thresholds import EXIT_BROKEN, EXIT_FAIL, EXIT_PASS, EXIT_WARN, ThresholdSet
 
 # The scenario sizes and the seed profile each one needs (scenarios/conftest.py holds the knobs).
@@ -184,7 +183,14 @@ def signoff(
         if settings.backend == "external":
             report("reading the deployment's settings against the unit spec (spec drift: describe calls only)")
             results.update_run(
-                drift_record(drift_rows(settings.unit_spec(), endpoints.aws, thresholds, DeploymentIds()))
+                drift_record(
+                    check_drift(
+                        settings.unit_spec(),
+                        endpoints.aws.client,
+                        thresholds.alarm_levels(ALARM_METRICS),
+                        DeploymentIds(),
+                    )
+                )
             )
         probed_at = time.monotonic()
         report(f"running scenarios ({size} size) from {scenarios}")

@@ -8,15 +8,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.checklist.drift import RUN_KEY as DRIFT_RUN_KEY
 from harness.config import resolve_settings
-from harness.endpoints import AwsEndpoint
 from harness.measure.results import ResultsWriter
 from harness.spec import DEFAULT_SPEC_FILE, DocumentError, SpecError, UnitSpec, lint, load_spec, read_document
-from harness.spec.drift import ALARM_METRICS, DeploymentIds, DriftRow, DriftStatus, compare, read_deployment
+from harness.spec.drift import ALARM_METRICS, DeploymentIds, DriftStatus, check_drift, drift_record
 from harness.spec.lint import FindingKind
 from harness.spec.model import parse_uses
-from harness.thresholds import ThresholdSet
 
 EXIT_OK = 0
 EXIT_UNRESOLVED = 1
@@ -68,21 +65,6 @@ def cmd_spec_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def drift_rows(spec: UnitSpec, aws: AwsEndpoint, thresholds: ThresholdSet, ids: DeploymentIds) -> list[DriftRow]:
-    """The read-only drift check of the deployment `aws` reaches, against the spec and the alarm levels."""
-    levels = {
-        t.metric: [lv for lv in (t.level("warning"), t.level("critical")) if lv is not None]
-        for t in thresholds.thresholds
-        if t.metric in ALARM_METRICS
-    }
-    return compare(spec, read_deployment(aws.client, ids), levels, ids)
-
-
-def drift_record(rows: list[DriftRow]) -> dict[str, object]:
-    """The run facts a drift result is kept as (run.spec_drift), where the checklist items it decides read it."""
-    return {DRIFT_RUN_KEY: {"rows": [row.as_json() for row in rows]}}
-
-
 def cmd_spec_drift(args: argparse.Namespace) -> int:
     from harness.backends import get_backend
     from harness.thresholds import ThresholdConfigError, load_thresholds
@@ -104,7 +86,7 @@ def cmd_spec_drift(args: argparse.Namespace) -> int:
         print("spec drift: the stack is not up (for a deployment: --backend external)", file=sys.stderr)
         return EXIT_UNRESOLVED
     ids = DeploymentIds(args.db_instance, args.db_proxy, args.cache_cluster, functions)
-    rows = drift_rows(spec, endpoints.aws, thresholds, ids)
+    rows = check_drift(spec, endpoints.aws.client, thresholds.alarm_levels(ALARM_METRICS), ids)
     if args.results is not None:
         ResultsWriter.open(args.results, run=drift_record(rows))
         print(f"recorded in {args.results} (run.spec_drift); `harness report render` re-renders its checklist")
