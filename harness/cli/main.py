@@ -140,7 +140,7 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def cmd_signoff(args: argparse.Namespace) -> int:
-    from harness.cli.signoff import SIZE_SEED_PROFILES, signoff
+    from harness.signoff.run import SIZE_SEED_PROFILES, signoff
 
     if args.size not in SIZE_SEED_PROFILES:
         _say(f"--size must be one of {', '.join(SIZE_SEED_PROFILES)}")

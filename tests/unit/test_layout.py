@@ -33,6 +33,7 @@ ALLOWED: dict[str, set[str]] = {
     "workload": {"data", "measure", "thresholds"},
     "pytest_plugin": {"backends"},
     "capacity": {"app", "backends", "data", "measure", "thresholds"},
+    "signoff": {"backends", "checklist", "data", "measure", "report", "security", "services", "spec", "thresholds"},
     "cli": {
         "app",
         "backends",
@@ -50,6 +51,7 @@ ALLOWED: dict[str, set[str]] = {
         "security",
         "spec",
         "checklist",
+        "signoff",
     },
 }
 

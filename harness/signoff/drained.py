@@ -19,7 +19,6 @@ from typing import Any
 
 from harness.backends import get_backend
 from harness.backends.base import Reporter
-from harness.cli.scenario_progress import ENV_STEP_TIMES
 from harness.config import Settings
 from harness.endpoints import StackEndpoints
 from harness.measure.results import ResultsWriter
@@ -27,6 +26,7 @@ from harness.measure.run_facts import run_facts
 from harness.report.drained import DRAINED_RESULTS_FILE
 from harness.services.cgroups import CgroupLimiter
 from harness.services.process import ServiceError
+from harness.signoff.progress import ENV_STEP_TIMES
 from harness.thresholds import EXIT_BROKEN
 
 # What the drained pass runs: the steps the issue names, at the design concurrency (the size fixture trims
@@ -67,7 +67,7 @@ def run_drained_pass(
     """Run the drained pass; returns the facts the report needs (`exit_code` among them). `thresholds`: the
     file, overrides and --set expressions the fresh pass was judged by."""
     # Imported here: signoff imports this module, and the scenario runner lives there.
-    from harness.cli.signoff import run_scenarios
+    from harness.signoff.run import run_scenarios
 
     backend = get_backend(settings)
     began = time.monotonic()

@@ -22,8 +22,6 @@ from pathlib import Path
 from harness.backends import get_backend
 from harness.backends.base import Reporter
 from harness.checklist import run_probes
-from harness.cli.drained_pass import run_drained_pass
-from harness.cli.scenario_progress import ENV_STEP_TIMES, thresholds_env
 from harness.config import Settings
 from harness.data.app_role import app_credentials, data_root
 from harness.data.profiles import get_profile
@@ -35,6 +33,8 @@ from harness.report import format_verdict_table, render_report
 from harness.report.drained import drained_summary
 from harness.report.text import checklist_summary
 from harness.security.secret_scan import known_secrets, scan
+from harness.signoff.drained import run_drained_pass
+from harness.signoff.progress import ENV_STEP_TIMES, thresholds_env
 from harness.spec.drift import ALARM_METRICS, DeploymentIds, check_drift, drift_record
 from harness.thresholds import EXIT_BROKEN, EXIT_FAIL, EXIT_PASS, EXIT_WARN, ThresholdSet
 
@@ -112,7 +112,7 @@ def run_scenarios(
         "-p",
         "no:cacheprovider",
         "-p",
-        "harness.cli.scenario_progress",
+        "harness.signoff.progress",
         "-q",
         "-s",
         f"--junitxml={junit}",
