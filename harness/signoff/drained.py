@@ -25,7 +25,7 @@ from harness.services.cgroups import CgroupLimiter
 from harness.services.process import ServiceError
 from harness.signoff.progress import ENV_STEP_TIMES
 from harness.signoff.scenarios import ScenarioRunner
-from harness.thresholds import EXIT_BROKEN
+from harness.thresholds import ExitCode
 
 # What the drained pass runs: the steps the issue names, at the design concurrency (the size fixture trims
 # pooling to it), nothing destructive and no drills.
@@ -70,7 +70,7 @@ def run_drained_pass(
         drained = backend.restart_with_credits("drained", report)
     except (NotImplementedError, ServiceError, OSError) as exc:
         report(f"drained pass NOT RUN: {exc}")
-        return {**facts, "ran": False, "detail": f"drained pass NOT RUN: {exc}", "exit_code": EXIT_BROKEN}
+        return {**facts, "ran": False, "detail": f"drained pass NOT RUN: {exc}", "exit_code": ExitCode.BROKEN}
     try:
         facts["caps_before"] = kernel_caps(drained)
         results_path = out_dir / DRAINED_RESULTS_FILE

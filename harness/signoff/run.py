@@ -31,7 +31,7 @@ from harness.security.secret_scan import known_secrets, scan
 from harness.signoff.drained import run_drained_pass
 from harness.signoff.scenarios import scenario_runner
 from harness.spec.drift import ALARM_METRICS, DeploymentIds, check_drift, drift_record
-from harness.thresholds import EXIT_BROKEN, EXIT_FAIL, EXIT_PASS, EXIT_WARN, ThresholdSet
+from harness.thresholds import ExitCode, ThresholdSet
 
 # The scenario sizes and the seed profile each one needs (scenarios/conftest.py holds the knobs).
 SIZE_SEED_PROFILES = {"ci": "ci", "signoff": "default"}
@@ -158,7 +158,7 @@ def signoff(
     print(f"secret grep: {scanned} files, {len(secrets)} secrets, {len(unique)} leaks")
     for leak in unique:
         print(f"  LEAK: {leak}")
-    code = max(rendered.exit_code, outcome.exit_code, EXIT_FAIL if unique else EXIT_PASS)
+    code = max(rendered.exit_code, outcome.exit_code, ExitCode.FAIL if unique else ExitCode.PASS)
     print(
         f"\nsign-off (thresholds and scenario checks): {VERDICT_WORDS[code]} (exit {code}); "
         f"report: {rendered.files['report.html']}"
@@ -166,4 +166,9 @@ def signoff(
     return code
 
 
-VERDICT_WORDS = {EXIT_PASS: "PASS", EXIT_WARN: "WARN", EXIT_FAIL: "FAIL", EXIT_BROKEN: "BROKEN"}
+VERDICT_WORDS: dict[int, str] = {
+    ExitCode.PASS: "PASS",
+    ExitCode.WARN: "WARN",
+    ExitCode.FAIL: "FAIL",
+    ExitCode.BROKEN: "BROKEN",
+}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from harness.config import Settings
 from harness.signoff.progress import ENV_STEP_TIMES, thresholds_env
-from harness.thresholds import EXIT_BROKEN, EXIT_FAIL, EXIT_PASS
+from harness.thresholds import ExitCode
 
 # pytest's own exit codes: 1 means tests ran and some failed; anything else means it could not run them.
 PYTEST_TESTS_FAILED = 1
@@ -102,11 +102,11 @@ class ScenarioRunner:
         rc = subprocess.run(command, env=env).returncode
         passed, failed, errors, skipped = _read_junit(junit)
         if rc == 0:
-            code = EXIT_PASS
+            code = ExitCode.PASS
         elif rc == PYTEST_TESTS_FAILED and not errors:
-            code = EXIT_FAIL
+            code = ExitCode.FAIL
         else:
-            code = EXIT_BROKEN
+            code = ExitCode.BROKEN
         if rc not in (0, PYTEST_TESTS_FAILED) and not errors:
             errors = [f"pytest exited {rc} (no tests collected, interrupted or a usage error)"]
         return ScenarioOutcome(code, passed, failed, errors, skipped)
