@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli.scenario_progress import TIME_CAP_PROPERTY
 from harness.config import Settings
 from harness.data.app_role import app_credentials, app_endpoint, data_root
 from harness.data.datasets import load_current_ground_truth
@@ -38,6 +37,7 @@ from harness.monitoring.evidence import (
     metrics_evidence,
 )
 from harness.monitoring.publish import AwsMetricPublisher
+from harness.signoff.progress import TIME_CAP_PROPERTY
 from harness.thresholds import load_thresholds
 from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
 from harness.workload.target import CacheRead, VectorTarget, load_cache_reads, load_vector_target
@@ -157,7 +157,7 @@ SIZES: dict[str, ScenarioSize] = {
 }
 
 
-# Set by `harness signoff --drained` for its second pass (harness/cli/drained_pass.py).
+# Set by `harness signoff --drained` for its second pass (harness/signoff/drained.py).
 ENV_SCENARIO_PASS = "HARNESS_SCENARIO_PASS"
 ENV_STEP_CAP_S = "HARNESS_STEP_CAP_S"
 

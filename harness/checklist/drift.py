@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from harness.checklist.model import CheckResult, CheckStatus
+from harness.spec.drift import RUN_KEY
 
-RUN_KEY = "spec_drift"
 Row = Mapping[str, Any]
 
 

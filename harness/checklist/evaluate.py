@@ -12,7 +12,7 @@ from harness.checklist.items import CHECKLIST
 from harness.checklist.model import CheckContext, CheckResult, CheckStatus, ItemResult
 from harness.spec import DocumentError, Finding, SpecError, UnitSpec, lint, load_spec, read_document
 from harness.spec.model import parse_uses
-from harness.thresholds import EXIT_FAIL, EXIT_PASS, EXIT_WARN, ThresholdResult
+from harness.thresholds import ExitCode, ThresholdResult
 
 
 def shipped_spec(spec_use: str = "") -> tuple[UnitSpec | None, list[Finding]]:
@@ -50,10 +50,10 @@ def checklist_exit_code(results: Sequence[ItemResult]) -> int:
     """FAIL items fail the sign-off and WARN items warn; the others are stated, not judged."""
     statuses = {r.result.status for r in results}
     if CheckStatus.FAIL in statuses:
-        return EXIT_FAIL
+        return ExitCode.FAIL
     if CheckStatus.WARN in statuses:
-        return EXIT_WARN
-    return EXIT_PASS
+        return ExitCode.WARN
+    return ExitCode.PASS
 
 
 def status_counts(results: Sequence[ItemResult]) -> dict[str, int]:

@@ -17,19 +17,17 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from harness.cli.common import NoRunningStackError, running_stack, settings_from
 from harness.cli.reports import add_override_arguments
-from harness.config import Settings, resolve_settings
-from harness.endpoints import StackEndpoints, load_endpoints
+from harness.config import Settings
+from harness.endpoints import StackEndpoints
 from harness.monitoring.alarms import AlarmDefinition, alarm_definitions
 from harness.monitoring.catalog import cloudwatch_metric, why_not_cloudwatch
 from harness.monitoring.dashboards import dashboard_bodies
 from harness.monitoring.deploy import clients, deploy, describe
 from harness.monitoring.export import FORMATS, write_export
-from harness.thresholds import ThresholdConfigError, ThresholdSet, load_thresholds
+from harness.thresholds import ExitCode, ThresholdConfigError, ThresholdSet, load_thresholds
 from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
-
-EXIT_FAILED = 1
-EXIT_REFUSED = 2
 
 
 def add_alarms_command(subparsers: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> None:
@@ -55,10 +53,6 @@ def add_alarms_command(subparsers: Any, parents: Sequence[argparse.ArgumentParse
             parser.add_argument("--out", type=Path, required=True, help="directory (e.g. modules/monitoring)")
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    return resolve_settings({"backend": getattr(args, "backend", None), "state_dir": getattr(args, "state_dir", None)})
-
-
 def _definitions(args: argparse.Namespace, settings: Settings) -> tuple[ThresholdSet, list[AlarmDefinition]] | None:
     try:
         thresholds = load_thresholds(args.thresholds, args.override, args.sets)
@@ -69,75 +63,76 @@ def _definitions(args: argparse.Namespace, settings: Settings) -> tuple[Threshol
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from(args)
     loaded = _definitions(args, settings)
     if loaded is None:
-        return EXIT_REFUSED
+        return ExitCode.BAD_INPUT
     _, alarms = loaded
     for path in write_export(args.format, args.out, alarms, dashboard_bodies(alarms, settings.region)):
         print(path)
-    return 0
+    return ExitCode.OK
 
 
 def _running_stack(settings: Settings) -> StackEndpoints | None:
-    stack = load_endpoints(settings.state_dir)
-    if stack is None:
-        print(f"harness alarms: no running stack in {settings.state_dir}; start it with `harness up`", file=sys.stderr)
-    return stack
+    try:
+        return running_stack(settings)
+    except NoRunningStackError as exc:
+        print(f"harness alarms: {exc}", file=sys.stderr)
+        return None
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from(args)
     loaded = _definitions(args, settings)
     if loaded is None:
-        return EXIT_REFUSED
+        return ExitCode.BAD_INPUT
     _, alarms = loaded
     stack = _running_stack(settings)
     if stack is None:
-        return EXIT_FAILED
+        return ExitCode.FAILED
     if stack.backend == "external" and not args.external:
         print(
             "harness alarms deploy: this is an external deployment (real CloudWatch, real pages); "
             "pass --external to deploy the alarms there",
             file=sys.stderr,
         )
-        return EXIT_REFUSED
+        return ExitCode.BAD_INPUT
     try:
         done = deploy(stack.aws, alarms, dashboard_bodies(alarms, stack.aws.region))
     except (BotoCoreError, ClientError) as exc:
         print(
             f"harness alarms deploy: the AWS endpoint failed ({exc}); check it with `harness status`", file=sys.stderr
         )
-        return EXIT_FAILED
+        return ExitCode.FAILED
     print(
         f"{len(done.alarms)} alarms, topics {', '.join(done.topics.values())}, dashboards {', '.join(done.dashboards)}"
     )
     if done.deleted:
         print(f"deleted alarms the thresholds no longer call for: {', '.join(done.deleted)}")
-    return 0
+    return ExitCode.OK
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from(args)
     loaded = _definitions(args, settings)
     if loaded is None:
-        return EXIT_REFUSED
+        return ExitCode.BAD_INPUT
     thresholds, _ = loaded
     stack = _running_stack(settings)
     if stack is None:
-        return EXIT_FAILED
+        return ExitCode.FAILED
     try:
         cloudwatch, _sns = clients(stack.aws)
         found = describe(cloudwatch)
     except (BotoCoreError, ClientError) as exc:
         print(f"harness alarms list: the AWS endpoint failed ({exc})", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     unwatched = {
         t.id: why_not_cloudwatch(t.metric) for t in thresholds.thresholds if cloudwatch_metric(t.metric) is None
     }
     if args.json:
         print(json.dumps({"alarms": found, "not_alarmed": unwatched}, indent=2, default=str))
-        return 0
+        return ExitCode.OK
     for alarm in found:
         what = alarm.get("MetricName") or "metric math"
         actions = ", ".join(a.rsplit(":", 1)[-1] for a in alarm.get("AlarmActions", []))
@@ -150,4 +145,4 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("no alarms on the stack; run `harness alarms deploy`")
     for threshold_id, reason in unwatched.items():
         print(f"{'(no alarm)':<17} {threshold_id:<52} {reason}")
-    return 0
+    return ExitCode.OK

@@ -25,8 +25,10 @@ from harness.backup.retention import apply_retention, retention_of
 from harness.backup.snapshot import create_backup
 from harness.backup.unit import backup_target, restore_spec, seed_queries
 from harness.backup.validate import validate
-from harness.config import Settings, resolve_settings
-from harness.endpoints import EndpointFileError, StackEndpoints, load_endpoints
+from harness.cli.common import quoted, running_stack, settings_from
+from harness.config import Settings
+from harness.endpoints import EndpointFileError, StackEndpoints
+from harness.thresholds import ExitCode
 
 
 def add_backup_command(subparsers: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> None:
@@ -66,23 +68,18 @@ def _timestamp(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time, e.g. 2026-11-29T14:05:00Z") from None
+        raise argparse.ArgumentTypeError(f"{quoted(text)} is not an ISO 8601 time, e.g. 2026-11-29T14:05:00Z") from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _context(args: argparse.Namespace) -> tuple[Settings, StackEndpoints]:
-    settings = resolve_settings(
-        {"backend": getattr(args, "backend", None), "state_dir": getattr(args, "state_dir", None)}
-    )
-    stack = load_endpoints(settings.state_dir)
-    if stack is None:
-        raise BackupError(f"no running stack found in {settings.state_dir}: start it with `harness up`")
-    return settings, stack
+    settings = settings_from(args)
+    return settings, running_stack(settings)
 
 
 def _fail(exc: BaseException) -> int:
     print(f"harness backup: {exc}", file=sys.stderr)
-    return 1
+    return ExitCode.FAILED
 
 
 def run_create(args: argparse.Namespace) -> int:
@@ -97,7 +94,7 @@ def run_create(args: argparse.Namespace) -> int:
         return _fail(exc)
     print(f"{info.backup_id}: {info.size_bytes / 1e6:.1f} MB, {len(info.checksums)} tables, ", end="")
     print(f"regions {info.region} + {', '.join(info.copied_to)}, in {time.monotonic() - began:.1f} s")
-    return 0
+    return ExitCode.OK
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -111,7 +108,7 @@ def run_list(args: argparse.Namespace) -> int:
         return _fail(exc)
     if args.json:
         print(json.dumps([b.summary() for b in backups], indent=1))
-        return 0
+        return ExitCode.OK
     if not backups:
         print(f"no backups in s3://{bucket}")
     for b in backups:
@@ -119,14 +116,14 @@ def run_list(args: argparse.Namespace) -> int:
         print(
             f"{b.backup_id:<36} {b.kind:<9} {b.created_at}  {b.size_bytes / 1e6:8.1f} MB  {b.region}  copies: {copies}"
         )
-    return 0
+    return ExitCode.OK
 
 
 def run_restore(args: argparse.Namespace) -> int:
     chosen = [args.snapshot is not None, args.to_time is not None, args.latest]
     if sum(chosen) != 1:
         print("harness backup restore: give exactly one of --snapshot ID, --to-time T, --latest", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     try:
         settings, stack = _context(args)
         queries = seed_queries(settings, stack)
@@ -167,7 +164,7 @@ def run_restore(args: argparse.Namespace) -> int:
         state = "running at " + restored.endpoint.url() if summary["running"] else "stopped and deleted"
         verdict = "VALIDATED" if result.passed else "REFUSED (validation failed)"
         print(f"{restored.restore_id}: {verdict}, restore wall time (RTO) {rto:.1f} s; {state}")
-    return 0 if result.passed else 1
+    return ExitCode.OK if result.passed else ExitCode.FAILED
 
 
 def run_drop(args: argparse.Namespace) -> int:
@@ -184,14 +181,14 @@ def run_drop(args: argparse.Namespace) -> int:
                 f"harness backup drop: no restore {args.restore_id} in {restores_root(settings.state_dir)}",
                 file=sys.stderr,
             )
-            return 1
+            return ExitCode.FAILED
     else:
         print("harness backup drop: give a restore id or --all", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     for directory in targets:
         stopped = drop_restore(directory)
         print(f"{directory.name}: {'stopped and ' if stopped else ''}deleted")
-    return 0
+    return ExitCode.OK
 
 
 def run_prune(args: argparse.Namespace) -> int:
@@ -203,4 +200,4 @@ def run_prune(args: argparse.Namespace) -> int:
             print(f"{region}: {len(plan.expired_backups)} backups and {len(plan.expired_wal)} WAL segments expired")
     except (BackupError, EndpointFileError, BotoCoreError, ClientError) as exc:
         return _fail(exc)
-    return 0
+    return ExitCode.OK

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,51 +20,33 @@ from harness.capacity.recommend import CapacityModel, Target, load_capacity_mode
 from harness.capacity.report import chart, compare, sweep_markdown
 from harness.capacity.results import SweepResult, merge_results, read_result
 from harness.capacity.sweep import PLANS, run_sweep
-from harness.config import ConfigError, Settings, resolve_settings
+from harness.cli.common import (
+    NoRunningStackError,
+    positive_float,
+    positive_int,
+    quoted,
+    running_stack,
+    say,
+    settings_from,
+)
+from harness.config import ConfigError, Settings
 from harness.data.app_role import AppRoleError
 from harness.data.grow import STRATEGIES
 from harness.data.loading import SeedError
-from harness.endpoints import load_endpoints
-from harness.inputfiles import brief
 from harness.model.projection import DEFAULT_MODEL
 from harness.services.process import ServiceError
-from harness.thresholds import ThresholdConfigError, load_thresholds
+from harness.thresholds import ExitCode, ThresholdConfigError, load_thresholds
 from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
 from harness.thresholds.model import ThresholdSet
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {brief(repr(text))}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {brief(repr(text))}") from None
-    # float() takes "nan" and "inf", which no target can be.
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
 
 
 def _sizes(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(part.replace("_", "")) for part in text.split(",") if part.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"sizes are whole numbers separated by commas, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"sizes are whole numbers separated by commas, got {quoted(text)}") from None
     if not sizes or any(s < 1 for s in sizes) or list(sizes) != sorted(set(sizes)):
-        raise argparse.ArgumentTypeError(f"sizes must be distinct, positive and rising, got {text!r}")
+        raise argparse.ArgumentTypeError(f"sizes must be distinct, positive and rising, got {quoted(text)}")
     return sizes
 
 
@@ -156,9 +136,9 @@ def add_capacity_command(subparsers: Any, parents: list[argparse.ArgumentParser]
         type=Path,
         help="capacity output directories (a --classes run's directory counts for all its classes) or capacity.json",
     )
-    table.add_argument("--target-size", type=_positive_int, help="documents to hold (default: the monthly model's)")
+    table.add_argument("--target-size", type=positive_int, help="documents to hold (default: the monthly model's)")
     table.add_argument(
-        "--target-rate", type=_positive_float, help="searches/s to sustain (default: the monthly model's)"
+        "--target-rate", type=positive_float, help="searches/s to sustain (default: the monthly model's)"
     )
     table.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="prices and the default target")
     table.add_argument("--thresholds", type=Path, default=DEFAULT_THRESHOLDS_FILE)
@@ -168,7 +148,7 @@ def add_capacity_command(subparsers: Any, parents: list[argparse.ArgumentParser]
 
 def cmd_run(args: argparse.Namespace) -> int:
     try:
-        settings = resolve_settings({"backend": args.backend, "state_dir": args.state_dir})
+        settings = settings_from(args)
         thresholds = load_thresholds(args.thresholds)
         plan = PLANS[args.plan]
         changes: dict[str, Any] = {}
@@ -188,9 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         plan = dataclasses.replace(plan, **changes)
         if (args.today is None) != (args.growth is None):
             raise CapacityInputError("--today and --growth go together (the headroom line needs both)")
-        stack = load_endpoints(settings.state_dir)
-        if stack is None:
-            raise CapacityInputError(f"no running stack in {settings.state_dir}: start it with `harness up`")
+        stack = running_stack(settings)
         db_class = stack.facts.get("postgres", {}).get("instance_class", "unknown")
         classes = ClassPlan(args.classes, args.drained) if args.classes or args.drained else None
         if classes is not None and not args.classes:
@@ -203,22 +181,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         model = load_capacity_model(args.model) if classes is not None else None
         name = "classes" if classes is not None else db_class
         out = args.out or Path("reports") / f"capacity-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    except (CapacityInputError, ThresholdConfigError, ConfigError, OSError) as exc:
-        _say(f"harness capacity: {exc}")
-        return 2
+    except (CapacityInputError, ThresholdConfigError, ConfigError, OSError, NoRunningStackError) as exc:
+        say(f"harness capacity: {exc}")
+        return ExitCode.BAD_INPUT
     if classes is not None and model is not None:
         return _run_classes(settings, stack, plan, args, classes, thresholds, out, model)
-    _say(f"capacity sweep on {db_class}: sizes {', '.join(f'{s:,}' for s in plan.sizes)}; output in {out}")
+    say(f"capacity sweep on {db_class}: sizes {', '.join(f'{s:,}' for s in plan.sizes)}; output in {out}")
     try:
-        result = run_sweep(stack, settings, plan, args.plan, thresholds, out, _say)
+        result = run_sweep(stack, settings, plan, args.plan, thresholds, out, say)
     except (SeedError, AppRoleError, CapacityInputError) as exc:
-        _say(f"harness capacity: {exc}")
-        return 1
+        say(f"harness capacity: {exc}")
+        return ExitCode.FAILED
     except KeyboardInterrupt:
-        _say(f"harness capacity: interrupted; the data is at the last complete size; partial results in {out}")
-        return 130
+        say(f"harness capacity: interrupted; the data is at the last complete size; partial results in {out}")
+        return ExitCode.INTERRUPTED
     _render(result, out, thresholds, args.today, args.growth)
-    return 0
+    return ExitCode.OK
 
 
 def _run_classes(
@@ -232,32 +210,32 @@ def _run_classes(
     model: CapacityModel,
 ) -> int:
     began = time.perf_counter()
-    _say(
+    say(
         f"capacity sweep on {', '.join(classes.classes)} ({'drained' if classes.drained else 'credits off'}): "
         f"sizes {', '.join(f'{s:,}' for s in plan.sizes)}; output in {out}"
     )
     try:
         results = run_classes(
-            StackHandle(settings, stack, _say), plan, args.plan, classes, thresholds, out, _say, model, model.target
+            StackHandle(settings, stack, say), plan, args.plan, classes, thresholds, out, say, model, model.target
         )
     except (SeedError, AppRoleError, CapacityInputError, ServiceError) as exc:
-        _say(f"harness capacity: {exc}")
-        return 1
+        say(f"harness capacity: {exc}")
+        return ExitCode.FAILED
     except KeyboardInterrupt:
-        _say(f"harness capacity: interrupted; the data is at the last complete size; partial results in {out}")
-        return 130
+        say(f"harness capacity: interrupted; the data is at the last complete size; partial results in {out}")
+        return ExitCode.INTERRUPTED
     for result in results:
         _render(result, out / result.db_class, thresholds, args.today, args.growth)
     _render_table(results, out, thresholds, model)
-    _say(f"wall time {time.perf_counter() - began:.0f} s")
-    return 0
+    say(f"wall time {time.perf_counter() - began:.0f} s")
+    return ExitCode.OK
 
 
 def _render_table(results: list[SweepResult], out: Path, thresholds: ThresholdSet, model: CapacityModel) -> None:
     path = write_table(results, out, model, model.target)
     chart(results, thresholds, out / "capacity.png")
     print(path.read_text())
-    _say(f"wrote {path} and {out / 'capacity.png'}")
+    say(f"wrote {path} and {out / 'capacity.png'}")
 
 
 def _render(result: SweepResult, out: Path, thresholds: ThresholdSet, today: int | None, growth: Growth | None) -> None:
@@ -265,7 +243,7 @@ def _render(result: SweepResult, out: Path, thresholds: ThresholdSet, today: int
     (out / "capacity.md").write_text(report)
     chart([result], thresholds, out / "capacity.png")
     print(report)
-    _say(f"wrote {out / 'capacity.md'}, {out / 'capacity.json'}, {out / 'capacity.png'}")
+    say(f"wrote {out / 'capacity.md'}, {out / 'capacity.json'}, {out / 'capacity.png'}")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -277,13 +255,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         results = [read_result(path) for path in dirs]
         model = load_capacity_model(args.model) if len(results) > 1 else None
     except (CapacityInputError, ThresholdConfigError, OSError) as exc:
-        _say(f"harness capacity report: {exc}")
-        return 2
+        say(f"harness capacity report: {exc}")
+        return ExitCode.BAD_INPUT
     for path, result in zip(dirs, results, strict=True):
         _render(result, path if path.is_dir() else path.parent, thresholds, args.today, args.growth)
     if model is not None:
         _render_table(results, args.run, thresholds, model)
-    return 0
+    return ExitCode.OK
 
 
 def cmd_table(args: argparse.Namespace) -> int:
@@ -298,13 +276,13 @@ def cmd_table(args: argparse.Namespace) -> int:
         if target.documents < 1 or target.rate_per_s <= 0:
             raise CapacityInputError(f"the target must be positive, got {target}")
     except (CapacityInputError, ThresholdConfigError, OSError) as exc:
-        _say(f"harness capacity table: {exc}")
-        return 2
+        say(f"harness capacity table: {exc}")
+        return ExitCode.BAD_INPUT
     text, _ = compare(results, model, target)
     print(text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "capacity-table.md").write_text(text)
         chart(results, thresholds, args.out / "capacity.png")
-        _say(f"wrote {args.out / 'capacity-table.md'} and {args.out / 'capacity.png'}")
-    return 0
+        say(f"wrote {args.out / 'capacity-table.md'} and {args.out / 'capacity.png'}")
+    return ExitCode.OK

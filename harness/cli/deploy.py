@@ -28,9 +28,11 @@ from harness.app.gdpr_deploy import (
     deploy_to_stack,
     package,
 )
-from harness.config import resolve_settings, shipped_unit
-from harness.endpoints import EndpointFileError, load_endpoints
+from harness.cli.common import running_stack, settings_from
+from harness.config import shipped_unit
+from harness.endpoints import EndpointFileError
 from harness.sizing import LAMBDA_FUNCTIONS
+from harness.thresholds import ExitCode
 
 
 def add_deploy_command(subparsers: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
@@ -70,9 +72,7 @@ def add_deploy_command(subparsers: Any, parents: Sequence[argparse.ArgumentParse
 
 
 def run_deploy(args: argparse.Namespace) -> int:
-    settings = getattr(args, "settings", None) or resolve_settings(
-        {"backend": getattr(args, "backend", None), "state_dir": getattr(args, "state_dir", None)}
-    )
+    settings = settings_from(args)
     try:
         if args.package_only is not None:
             args.package_only.mkdir(parents=True, exist_ok=True)
@@ -80,10 +80,8 @@ def run_deploy(args: argparse.Namespace) -> int:
                 path = args.package_only / f"{definition.name}.zip"
                 path.write_bytes(package(definition))
                 print(f"{definition.name}: {path} ({path.stat().st_size:,} bytes)")
-            return 0
-        stack = load_endpoints(settings.state_dir)
-        if stack is None:
-            raise DeployError(f"no running stack found in {settings.state_dir}: start it with `harness up`")
+            return ExitCode.OK
+        stack = running_stack(settings)
         endpoint = stack.aws.lambda_url or stack.aws.url or "AWS"
         results = deploy_to_stack(
             stack,
@@ -96,13 +94,13 @@ def run_deploy(args: argparse.Namespace) -> int:
         )
     except (DeployError, EndpointFileError) as exc:
         print(f"harness deploy: {exc}", file=sys.stderr)
-        return 1
+        return ExitCode.FAILED
     except (BotoCoreError, ClientError) as exc:
         print(
             f"harness deploy: the AWS endpoint refused or failed ({exc}); check it with `harness status`",
             file=sys.stderr,
         )
-        return 1
+        return ExitCode.FAILED
     for result in results:
         print(f"{result.name}: {result.action} ({result.memory_mb} MB, timeout {result.timeout_s} s) at {endpoint}")
-    return 0
+    return ExitCode.OK

@@ -17,11 +17,13 @@ from harness.backends import get_backend
 from harness.backends.base import Backend
 from harness.backends.guard import require_destructive_allowed
 from harness.backup.unit import backup_target, restore_spec
-from harness.config import Settings, resolve_settings
+from harness.cli.common import NoRunningStackError, running_stack, settings_from
+from harness.config import Settings
 from harness.data.app_role import app_endpoint
 from harness.drills import cache, database, lambda_export, network, proxy, services
 from harness.drills.result import DrillResult
-from harness.endpoints import StackEndpoints, load_endpoints
+from harness.endpoints import StackEndpoints
+from harness.thresholds import ExitCode
 
 Runner = Callable[[Backend, StackEndpoints, Settings], DrillResult]
 
@@ -78,17 +80,17 @@ def add_drill_command(subparsers: Any, parents: Sequence[argparse.ArgumentParser
 def run_drill(args: argparse.Namespace) -> int:
     if args.name not in DRILLS:
         print(f"harness drill: no drill {args.name!r}; drills: {', '.join(DRILLS)}", file=sys.stderr)
-        return 2
-    choices = {"backend": getattr(args, "backend", None), "state_dir": getattr(args, "state_dir", None)}
-    settings = resolve_settings(choices)
-    stack = load_endpoints(settings.state_dir)
-    if stack is None:
-        print(f"harness drill: no running stack in {settings.state_dir}: start it with `harness up`", file=sys.stderr)
-        return 1
+        return ExitCode.BAD_INPUT
+    settings = settings_from(args)
+    try:
+        stack = running_stack(settings)
+    except NoRunningStackError as exc:
+        print(f"harness drill: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
     require_destructive_allowed(settings, f"the {args.name} drill")
     result = DRILLS[args.name][1](get_backend(settings), stack, settings)
     if args.json:
         print(json.dumps(result.as_dict(), indent=1, default=str))
     else:
         print("\n".join(result.lines()))
-    return 0 if result.passed else 1
+    return ExitCode.OK if result.passed else ExitCode.FAILED

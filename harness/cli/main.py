@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 import time
@@ -16,6 +15,7 @@ from harness.backends.base import StackStatus
 from harness.cli.alarms import add_alarms_command
 from harness.cli.backup import add_backup_command
 from harness.cli.capacity import add_capacity_command
+from harness.cli.common import NoRunningStackError, say, settings_from
 from harness.cli.deploy import add_deploy_command
 from harness.cli.drill import add_drill_command
 from harness.cli.reports import (
@@ -27,39 +27,18 @@ from harness.cli.seed import add_seed_command
 from harness.cli.spec import add_spec_commands
 from harness.cli.verify import add_verify_command
 from harness.cli.workload import add_workload_command
-from harness.config import ConfigError, Settings, resolve_settings
+from harness.config import ConfigError
 from harness.endpoints import EndpointFileError
 from harness.services.process import ServiceError
-from harness.thresholds import EXIT_BROKEN, ThresholdConfigError, load_thresholds
+from harness.thresholds import ExitCode, ThresholdConfigError, load_thresholds
 from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
-
-# Exit codes of the stack commands; the sign-off has its own (see harness.thresholds).
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    uses = getattr(args, "use", None)
-    return resolve_settings(
-        {
-            "backend": getattr(args, "backend", None),
-            "state_dir": getattr(args, "state_dir", None),
-            # `harness signoff --use FACT=VALUE`: the unit spec's choice for this run, after HARNESS_SPEC_USE's.
-            "spec_use": ",".join([os.environ.get("HARNESS_SPEC_USE", ""), *uses]).strip(",") if uses else None,
-        }
-    )
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from(args)
     began = time.monotonic()
-    endpoints = get_backend(settings).up(_say)
-    _say(f"stack ready in {time.monotonic() - began:.1f} s ({settings.backend}, state in {settings.state_dir})")
+    endpoints = get_backend(settings).up(say)
+    say(f"stack ready in {time.monotonic() - began:.1f} s ({settings.backend}, state in {settings.state_dir})")
     print(f"proxy   {endpoints.proxy.url()}")
     print(f"direct  {endpoints.direct.url()}")
     print(f"redis   {endpoints.redis.url()}")
@@ -68,14 +47,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         f"secret {endpoints.resources.db_secret_id}"
     )
     print('Passwords are in `harness env`; eval "$(harness env)" exports them.')
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    get_backend(settings).down(_say, purge=args.purge)
-    _say("stack down")
-    return EXIT_OK
+    settings = settings_from(args)
+    get_backend(settings).down(say, purge=args.purge)
+    say("stack down")
+    return ExitCode.OK
 
 
 def format_status(status: StackStatus) -> str:
@@ -119,39 +98,39 @@ def format_status(status: StackStatus) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    status = get_backend(_settings(args)).status()
+    status = get_backend(settings_from(args)).status()
     if args.json:
         print(json.dumps(status.as_dict(), indent=2))
     elif not status.services:
         print(f"stack is not up ({status.facts.get('note', 'no services')}); start it with `harness up`")
     else:
         print(format_status(status))
-    return EXIT_OK if status.healthy else EXIT_FAILED
+    return ExitCode.OK if status.healthy else ExitCode.FAILED
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    endpoints = get_backend(_settings(args)).endpoints()
+    settings = settings_from(args)
+    endpoints = get_backend(settings).endpoints()
     if endpoints is None:
-        _say("the stack is not up: run `harness up` (or `make up`) first")
-        return EXIT_FAILED
+        raise NoRunningStackError(settings.state_dir)
     for name, value in endpoints.environment().items():
         print(f"export {name}={shlex.quote(value)}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_signoff(args: argparse.Namespace) -> int:
-    from harness.cli.signoff import SIZE_SEED_PROFILES, signoff
+    from harness.signoff.run import SIZE_SEED_PROFILES, signoff
 
     if args.size not in SIZE_SEED_PROFILES:
-        _say(f"--size must be one of {', '.join(SIZE_SEED_PROFILES)}")
-        return EXIT_CONFIG
-    settings = _settings(args)
+        say(f"--size must be one of {', '.join(SIZE_SEED_PROFILES)}")
+        return ExitCode.BAD_INPUT
+    settings = settings_from(args)
     try:
         # Thresholds are parsed before anything starts: a typo must not cost a whole run.
         thresholds = load_thresholds(args.thresholds, args.override, args.sets, unit_facts=settings.unit.facts)
     except (ThresholdConfigError, OSError) as exc:
-        _say(f"thresholds are invalid; nothing was run:\n{exc}")
-        return EXIT_BROKEN
+        say(f"thresholds are invalid; nothing was run:\n{exc}")
+        return ExitCode.BROKEN
     return signoff(
         settings,
         thresholds,
@@ -160,7 +139,7 @@ def cmd_signoff(args: argparse.Namespace) -> int:
         reports_root=args.reports,
         keep_up=args.keep_up,
         pytest_args=args.pytest_args,
-        report=_say,
+        report=say,
         thresholds_file=args.thresholds,
         threshold_overrides=args.override,
         threshold_sets=args.sets,
@@ -235,14 +214,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ConfigError as exc:
-        _say(f"configuration error: {exc}")
-        return EXIT_CONFIG
+        say(f"configuration error: {exc}")
+        return ExitCode.BAD_INPUT
     except (ServiceError, EndpointFileError) as exc:
-        _say(f"error: {exc}")
-        return EXIT_FAILED
+        say(f"error: {exc}")
+        return ExitCode.FAILED
     except KeyboardInterrupt:
-        _say("interrupted")
-        return 130
+        say("interrupted")
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":

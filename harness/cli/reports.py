@@ -1,7 +1,7 @@
 """`harness thresholds ...` and `harness report ...` subcommands; harness/cli/main.py registers them with
 `add_threshold_commands(sub)` and `add_report_commands(sub)`, then calls `args.func(args)`.
 
-Every func returns an exit code from harness.thresholds (EXIT_PASS, EXIT_WARN, EXIT_FAIL, EXIT_BROKEN);
+Every func returns an exit code from harness.thresholds (ExitCode.PASS, ExitCode.WARN, ExitCode.FAIL, ExitCode.BROKEN);
 problems go to stderr, results to stdout.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from harness.measure.results import ResultsError
 from harness.report import compare_paths, format_verdict_table, render_report
 from harness.report.text import conditions
-from harness.thresholds import EXIT_BROKEN, EXIT_PASS, ThresholdConfigError, ThresholdSet, load_thresholds
+from harness.thresholds import ExitCode, ThresholdConfigError, ThresholdSet, load_thresholds
 from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
 
 
@@ -49,12 +49,12 @@ def _load(args: argparse.Namespace, path: Path) -> ThresholdSet | None:
 def cmd_thresholds_check(args: argparse.Namespace) -> int:
     thresholds = _load(args, args.file)
     if thresholds is None:
-        return EXIT_BROKEN
+        return ExitCode.BROKEN
     width = max(len(t.id) for t in thresholds.thresholds) if thresholds.thresholds else 0
     for t in thresholds.thresholds:
         print(f"{t.id.ljust(width)}  {conditions(t)}{'  (ours)' if t.ours else ''}")
     print(f"{len(thresholds.thresholds)} thresholds valid ({', '.join(thresholds.sources)})")
-    return EXIT_PASS
+    return ExitCode.PASS
 
 
 def add_threshold_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -63,7 +63,7 @@ def add_threshold_commands(subparsers: argparse._SubParsersAction[argparse.Argum
     check = sub.add_parser(
         "check",
         help="validate a thresholds file and its overrides",
-        description=f"Exit {EXIT_PASS} when valid, {EXIT_BROKEN} with every problem listed on stderr.",
+        description=f"Exit {ExitCode.PASS} when valid, {ExitCode.BROKEN} with every problem listed on stderr.",
     )
     check.add_argument("file", type=Path, help="thresholds YAML, e.g. fixtures/thresholds.yaml")
     add_override_arguments(check)
@@ -73,15 +73,15 @@ def add_threshold_commands(subparsers: argparse._SubParsersAction[argparse.Argum
 def cmd_report_render(args: argparse.Namespace) -> int:
     if not args.thresholds.is_file():
         print(f"thresholds file {args.thresholds} does not exist; pass --thresholds FILE", file=sys.stderr)
-        return EXIT_BROKEN
+        return ExitCode.BROKEN
     thresholds = _load(args, args.thresholds)
     if thresholds is None:
-        return EXIT_BROKEN
+        return ExitCode.BROKEN
     try:
         outcome = render_report(args.results, args.out, thresholds)
     except ResultsError as exc:
         print(f"cannot render the report: {exc}", file=sys.stderr)
-        return EXIT_BROKEN
+        return ExitCode.BROKEN
     print(format_verdict_table(outcome.evaluation))
     print(f"\nreport: {outcome.files['report.html']} (also report.md, report.json, junit.xml)")
     return outcome.exit_code
@@ -92,8 +92,8 @@ def cmd_report_compare(args: argparse.Namespace) -> int:
         print(compare_paths(args.a, args.b))
     except ResultsError as exc:
         print(f"cannot compare: {exc}", file=sys.stderr)
-        return EXIT_BROKEN
-    return EXIT_PASS
+        return ExitCode.BROKEN
+    return ExitCode.PASS
 
 
 def add_report_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -21,7 +21,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from harness.backup.catalog import BackupError
 from harness.backup.snapshot import create_backup
 from harness.backup.unit import backup_target, seed_queries
-from harness.config import Settings, resolve_settings
+from harness.cli.common import non_negative_int, positive_int, running_stack, settings_from
+from harness.config import Settings
 from harness.data.app_role import AppRoleError, app_credentials, data_root
 from harness.data.loading import SeedError
 from harness.data.migrations import MigrationError
@@ -30,27 +31,8 @@ from harness.data.seed import seed
 from harness.data.spec import DataSpecError, load_spec
 from harness.data.team_seed import seed_dump, seed_team
 from harness.data.vectors import VectorDataError, open_vector_file
-from harness.endpoints import EndpointFileError, StackEndpoints, load_endpoints
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
-    return value
-
-
-def _seed_value(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"seed must not be negative, got {value}")
-    return value
+from harness.endpoints import EndpointFileError, StackEndpoints
+from harness.thresholds import ExitCode
 
 
 def add_seed_command(subparsers: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
@@ -65,14 +47,14 @@ def add_seed_command(subparsers: Any, parents: Sequence[argparse.ArgumentParser]
         ),
     )
     parser.add_argument("--profile", default="default", choices=list(PROFILES), help="data size (default: default)")
-    parser.add_argument("--users", type=_positive_int, help="override the profile's number of users")
-    parser.add_argument("--vectors", type=_positive_int, help="override the profile's number of documents")
-    parser.add_argument("--dim", type=_positive_int, help="embedding dimension (384, 768, 1536...)")
-    parser.add_argument("--seed", type=_seed_value, help="random seed of the generated data")
+    parser.add_argument("--users", type=positive_int, help="override the profile's number of users")
+    parser.add_argument("--vectors", type=positive_int, help="override the profile's number of documents")
+    parser.add_argument("--dim", type=positive_int, help="embedding dimension (384, 768, 1536...)")
+    parser.add_argument("--seed", type=non_negative_int, help="random seed of the generated data")
     parser.add_argument("--index", choices=INDEX_KINDS, help="vector index (default: hnsw)")
-    parser.add_argument("--m", type=_positive_int, help="HNSW m (default 16)")
-    parser.add_argument("--ef-construction", type=_positive_int, help="HNSW ef_construction (default 64)")
-    parser.add_argument("--lists", type=_positive_int, help="IVFFlat lists (default: rows/1000, sqrt above 1M)")
+    parser.add_argument("--m", type=positive_int, help="HNSW m (default 16)")
+    parser.add_argument("--ef-construction", type=positive_int, help="HNSW ef_construction (default 64)")
+    parser.add_argument("--lists", type=positive_int, help="IVFFlat lists (default: rows/1000, sqrt above 1M)")
     parser.add_argument("--build-memory", help="maintenance_work_mem for the index build only (default 512MB)")
     parser.add_argument(
         "--embeddings",
@@ -118,13 +100,9 @@ def add_seed_command(subparsers: Any, parents: Sequence[argparse.ArgumentParser]
 
 
 def run_seed(args: argparse.Namespace) -> int:
-    settings = getattr(args, "settings", None) or resolve_settings(
-        {"backend": getattr(args, "backend", None), "state_dir": getattr(args, "state_dir", None)}
-    )
+    settings = settings_from(args)
     try:
-        stack = load_endpoints(settings.state_dir)
-        if stack is None:
-            raise SeedError(f"no running stack found in {settings.state_dir}: start it with `harness up`")
+        stack = running_stack(settings)
         if args.restore is not None:
             return _run_restore(args, stack, settings)
         if args.vector_column is not None or args.queries is not None:
@@ -169,21 +147,21 @@ def run_seed(args: argparse.Namespace) -> int:
         DataSpecError,
     ) as exc:
         print(f"harness seed: {exc}", file=sys.stderr)
-        return 1
+        return ExitCode.FAILED
     except KeyboardInterrupt:
         print("harness seed: interrupted; the previous data is intact", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
     print(report.summary())
     if report.skipped or args.no_backup or stack.backend != "embedded":
-        return 0
+        return ExitCode.OK
     try:
         target = backup_target(settings, stack, seed_queries(settings, stack))
         info = create_backup(target, "automated", report=lambda line: print(line, file=sys.stderr))
     except (BackupError, BotoCoreError, ClientError) as exc:
         print(f"harness seed: the data is loaded, but the automated backup failed: {exc}", file=sys.stderr)
-        return 1
+        return ExitCode.FAILED
     print(f"automated backup {info.backup_id}: {info.size_bytes / 1e6:.1f} MB in {info.region} and {info.copied_to}")
-    return 0
+    return ExitCode.OK
 
 
 _BUILT_IN_ONLY = (
@@ -223,7 +201,7 @@ def _run_team_seed(args: argparse.Namespace, stack: StackEndpoints, settings: Se
         progress=not args.quiet,
     )
     print(report.summary())
-    return 0
+    return ExitCode.OK
 
 
 def _run_restore(args: argparse.Namespace, stack: StackEndpoints, settings: Settings) -> int:
@@ -244,4 +222,4 @@ def _run_restore(args: argparse.Namespace, stack: StackEndpoints, settings: Sett
         queries_file=args.queries.expanduser() if args.queries else None,
     )
     print(report.summary())
-    return 0
+    return ExitCode.OK

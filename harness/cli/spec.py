@@ -8,19 +8,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.checklist.drift import RUN_KEY as DRIFT_RUN_KEY
-from harness.config import resolve_settings
-from harness.endpoints import AwsEndpoint
+from harness.cli.common import settings_from
 from harness.measure.results import ResultsWriter
 from harness.spec import DEFAULT_SPEC_FILE, DocumentError, SpecError, UnitSpec, lint, load_spec, read_document
-from harness.spec.drift import ALARM_METRICS, DeploymentIds, DriftRow, DriftStatus, compare, read_deployment
+from harness.spec.drift import ALARM_METRICS, DeploymentIds, DriftStatus, check_drift, drift_record
 from harness.spec.lint import FindingKind
 from harness.spec.model import parse_uses
-from harness.thresholds import ThresholdSet
-
-EXIT_OK = 0
-EXIT_UNRESOLVED = 1
-EXIT_BAD_INPUT = 2
+from harness.thresholds import ExitCode
 
 
 def _spec(args: argparse.Namespace) -> UnitSpec:
@@ -33,7 +27,7 @@ def cmd_spec_lint(args: argparse.Namespace) -> int:
         document = read_document(args.document or spec.document)
     except (SpecError, DocumentError) as exc:
         print(f"spec lint: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     findings = lint(spec, document)
     for finding in findings:
         print(finding.line())
@@ -48,8 +42,8 @@ def cmd_spec_lint(args: argparse.Namespace) -> int:
     )
     if errors:
         print("spec lint: FAILED (open contradictions or stale claims above)", file=sys.stderr)
-        return EXIT_UNRESOLVED
-    return EXIT_OK
+        return ExitCode.FAILED
+    return ExitCode.OK
 
 
 def cmd_spec_show(args: argparse.Namespace) -> int:
@@ -57,7 +51,7 @@ def cmd_spec_show(args: argparse.Namespace) -> int:
         spec = _spec(args)
     except SpecError as exc:
         print(f"spec show: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     width = max(len(name) for name in spec.facts)
     for fact in spec.facts.values():
         value = fact.value
@@ -65,22 +59,7 @@ def cmd_spec_show(args: argparse.Namespace) -> int:
         unit = f" {fact.unit}" if fact.unit else ""
         source = fact.claims[0].section if fact.claims and fact.use is None else (fact.why or "").split(";")[0]
         print(f"{fact.name.ljust(width)}  {shown}{unit}  ({source})")
-    return EXIT_OK
-
-
-def drift_rows(spec: UnitSpec, aws: AwsEndpoint, thresholds: ThresholdSet, ids: DeploymentIds) -> list[DriftRow]:
-    """The read-only drift check of the deployment `aws` reaches, against the spec and the alarm levels."""
-    levels = {
-        t.metric: [lv for lv in (t.level("warning"), t.level("critical")) if lv is not None]
-        for t in thresholds.thresholds
-        if t.metric in ALARM_METRICS
-    }
-    return compare(spec, read_deployment(aws.client, ids), levels, ids)
-
-
-def drift_record(rows: list[DriftRow]) -> dict[str, object]:
-    """The run facts a drift result is kept as (run.spec_drift), where the checklist items it decides read it."""
-    return {DRIFT_RUN_KEY: {"rows": [row.as_json() for row in rows]}}
+    return ExitCode.OK
 
 
 def cmd_spec_drift(args: argparse.Namespace) -> int:
@@ -94,17 +73,17 @@ def cmd_spec_drift(args: argparse.Namespace) -> int:
         functions = dict(DeploymentIds().functions) | parse_uses(args.function)
     except (SpecError, ThresholdConfigError) as exc:
         print(f"spec drift: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     if args.results is not None and not args.results.is_file():
         print(f"spec drift: --results {args.results}: no such results file (a run's results.json)", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    settings = resolve_settings({"backend": args.backend, "state_dir": args.state_dir})
+        return ExitCode.BAD_INPUT
+    settings = settings_from(args)
     endpoints = get_backend(settings).endpoints()
     if endpoints is None:
         print("spec drift: the stack is not up (for a deployment: --backend external)", file=sys.stderr)
-        return EXIT_UNRESOLVED
+        return ExitCode.FAILED
     ids = DeploymentIds(args.db_instance, args.db_proxy, args.cache_cluster, functions)
-    rows = drift_rows(spec, endpoints.aws, thresholds, ids)
+    rows = check_drift(spec, endpoints.aws.client, thresholds.alarm_levels(ALARM_METRICS), ids)
     if args.results is not None:
         ResultsWriter.open(args.results, run=drift_record(rows))
         print(f"recorded in {args.results} (run.spec_drift); `harness report render` re-renders its checklist")
@@ -112,7 +91,7 @@ def cmd_spec_drift(args: argparse.Namespace) -> int:
         print(row.line())
     counts = {s: sum(r.status is s for r in rows) for s in DriftStatus}
     print(f"\n{len(rows)} settings: " + ", ".join(f"{n} {s.value}" for s, n in counts.items()))
-    return EXIT_OK if counts[DriftStatus.MATCH] == len(rows) else EXIT_UNRESOLVED
+    return ExitCode.OK if counts[DriftStatus.MATCH] == len(rows) else ExitCode.FAILED
 
 
 def add_spec_commands(

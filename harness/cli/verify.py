@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import textwrap
 from collections.abc import Sequence
 from typing import Any
 
 from harness.backends import get_backend
-from harness.config import resolve_settings
+from harness.cli.common import NoRunningStackError, settings_from
 from harness.security.checks import ERROR, FAIL, SecurityContext, run_checks, verdict
+from harness.thresholds import ExitCode
 
-EXIT_CODES = {"PASS": 0, FAIL: 4, ERROR: 5}
+EXIT_CODES = {"PASS": ExitCode.PASS, FAIL: ExitCode.FAIL, ERROR: ExitCode.BROKEN}
 
 
 def add_verify_command(subparsers: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> None:
@@ -34,11 +34,10 @@ def add_verify_command(subparsers: Any, parents: Sequence[argparse.ArgumentParse
 
 
 def run_verify_security(args: argparse.Namespace) -> int:
-    settings = resolve_settings({"backend": args.backend, "state_dir": args.state_dir})
+    settings = settings_from(args)
     stack = get_backend(settings).endpoints()
     if stack is None:
-        print("the stack is not up: run `harness up` first", file=sys.stderr)
-        return 1
+        raise NoRunningStackError(settings.state_dir)
     findings = run_checks(SecurityContext(stack, settings.state_dir))
     overall = verdict(findings)
     if args.json:

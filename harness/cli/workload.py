@@ -11,7 +11,6 @@ Exit codes: 0 done / PASS, 1 could not run (message on stderr), 3 WARN, 4 FAIL, 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -20,14 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from harness.config import Settings, resolve_settings
+from harness.cli.common import positive_float, running_stack, settings_from
 from harness.data.app_role import AppRoleError, app_endpoint, data_root
 from harness.data.datasets import load_current_ground_truth
 from harness.data.loading import SeedError
-from harness.endpoints import EndpointFileError, StackEndpoints, load_endpoints
+from harness.endpoints import EndpointFileError
 from harness.measure.results import ResultsWriter, load_results
 from harness.report import format_verdict_table
-from harness.thresholds import ThresholdConfigError, evaluate, exit_code, load_thresholds
+from harness.thresholds import ExitCode, ThresholdConfigError, evaluate, exit_code, load_thresholds
 from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
 from harness.workload.capture import CaptureError, capture
 from harness.workload.file import Workload, WorkloadError, leading_comments, load_workload, save_workload
@@ -36,18 +35,6 @@ from harness.workload.pinning import PinningSummary, summarise
 from harness.workload.replay import EXIT_CODES, replay, vector_columns
 
 WORKLOAD_THRESHOLDS_FILE = DEFAULT_THRESHOLDS_FILE.with_name("thresholds-workload.yaml")
-EXIT_CANNOT_RUN = 1
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    # float() takes "nan" and "inf", which no rate or duration can be (found by the hostile-input sweep).
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
 
 
 def add_workload_command(subparsers: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
@@ -76,8 +63,8 @@ def add_workload_command(subparsers: Any, parents: Sequence[argparse.ArgumentPar
 
     rep = sub.add_parser("replay", parents=list(parents), help="drive the mix in the open model and judge it")
     rep.add_argument("workload", type=Path)
-    rep.add_argument("--rate", type=_positive_float, required=True, help="requests per second")
-    rep.add_argument("--duration", type=_positive_float, required=True, help="seconds")
+    rep.add_argument("--rate", type=positive_float, required=True, help="requests per second")
+    rep.add_argument("--duration", type=positive_float, required=True, help="seconds")
     rep.add_argument("--workers", type=int, default=8, help="concurrent connections (default 8)")
     rep.add_argument("--via", choices=("proxy", "direct"), default="proxy")
     rep.add_argument("--results", type=Path, help="results file (default reports/workload-<time>/results.json)")
@@ -86,22 +73,9 @@ def add_workload_command(subparsers: Any, parents: Sequence[argparse.ArgumentPar
     return parser
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    return getattr(args, "settings", None) or resolve_settings(
-        {"backend": getattr(args, "backend", None), "state_dir": getattr(args, "state_dir", None)}
-    )
-
-
-def _stack(settings: Settings) -> StackEndpoints:
-    stack = load_endpoints(settings.state_dir)
-    if stack is None:
-        raise WorkloadError(f"no running stack found in {settings.state_dir}: start it with `harness up`")
-    return stack
-
-
 def _fail(command: str, exc: BaseException) -> int:
     print(f"harness workload {command}: {exc}", file=sys.stderr)
-    return EXIT_CANNOT_RUN
+    return ExitCode.FAILED
 
 
 _ERRORS = (WorkloadError, CaptureError, SeedError, AppRoleError, EndpointFileError, ThresholdConfigError)
@@ -109,7 +83,7 @@ _ERRORS = (WorkloadError, CaptureError, SeedError, AppRoleError, EndpointFileErr
 
 def run_capture(args: argparse.Namespace) -> int:
     try:
-        stack = _stack(_settings(args))
+        stack = running_stack(settings_from(args))
         endpoint = stack.direct if args.via == "direct" else stack.proxy
         workload = capture(endpoint, top=args.top, min_calls=args.min_calls, user=args.user)
         if not workload.statements:
@@ -123,12 +97,12 @@ def run_capture(args: argparse.Namespace) -> int:
     except _ERRORS as exc:
         return _fail("capture", exc)
     print(f"captured {len(workload.statements)} statements into {args.out}")
-    return 0
+    return ExitCode.OK
 
 
 def run_params(args: argparse.Namespace) -> int:
     try:
-        stack = _stack(_settings(args))
+        stack = running_stack(settings_from(args))
         workload = load_workload(args.workload)
         notes = fill_params(workload, stack.direct, overwrite=args.overwrite)
         save_workload(workload, args.workload, leading_comments(args.workload))
@@ -137,7 +111,7 @@ def run_params(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"  todo: {note}", file=sys.stderr)
     print(f"parameter generators written into {args.workload}" + (f"; {len(notes)} left to you" if notes else ""))
-    return 0
+    return ExitCode.OK
 
 
 def _pinning(workload: Workload) -> PinningSummary:
@@ -160,9 +134,9 @@ def run_pins(args: argparse.Namespace) -> int:
             print(line)
         if summary.unparsed:
             print(f"could not parse {', '.join(summary.unparsed)}: the pinned share is not judged", file=sys.stderr)
-            return 5
+            return ExitCode.BROKEN
         if args.results is None:
-            return 0
+            return ExitCode.OK
         ResultsWriter.open(args.results).record_value("workload.pinned_calls_pct", summary.pinned_share_pct)
         return _judge_workload_thresholds(args.results, {"workload.pinned_calls_pct"})
     except (*_ERRORS, ValueError) as exc:
@@ -170,9 +144,9 @@ def run_pins(args: argparse.Namespace) -> int:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from(args)
     try:
-        stack = _stack(settings)
+        stack = running_stack(settings)
         workload = load_workload(args.workload)
         vectors: dict[str, np.ndarray] = {}
         for name in sorted(vector_columns(workload)):

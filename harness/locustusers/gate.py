@@ -17,8 +17,8 @@ from pathlib import Path
 from harness.measure.results import RunResults
 from harness.report import format_verdict_table
 from harness.thresholds import (
-    EXIT_BROKEN,
     EXIT_CODE_MEANINGS,
+    ExitCode,
     Problem,
     ThresholdConfigError,
     ThresholdResult,
@@ -88,7 +88,7 @@ class GateOutcome:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_BROKEN if self.problems else exit_code(self.evaluation)
+        return ExitCode.BROKEN if self.problems else exit_code(self.evaluation)
 
     def text(self) -> str:
         lines = [format_verdict_table(self.evaluation)] if self.evaluation else []

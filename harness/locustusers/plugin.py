@@ -45,13 +45,10 @@ from harness.locustusers.tally import RunTotals, Tally
 from harness.measure.results import ResultsWriter
 from harness.measure.run_facts import machine_facts, run_facts
 from harness.report import render_report
-from harness.thresholds import EXIT_BROKEN, ThresholdConfigError, ThresholdSet
+from harness.thresholds import ExitCode, ThresholdConfigError, ThresholdSet
 
 logger = logging.getLogger("harness.locust")
 
-# Stack commands exit 1 when a service is missing, 2 on bad configuration (README, "The CLI").
-EXIT_STACK = 1
-EXIT_CONFIG = 2
 # A local runner moves its tally into the run's totals this often, as workers report to the master.
 LOCAL_FLUSH_INTERVAL_S = 3.0
 
@@ -185,7 +182,7 @@ def _bound_the_run(environment: Environment, runner: Runner, options: Any) -> No
         try:
             shape = HarnessShape(options.shape, options)
         except ShapeError as exc:
-            _fail(EXIT_CONFIG, str(exc))
+            _fail(ExitCode.BAD_INPUT, str(exc))
         shape.runner = runner
         environment.shape_class = shape
         logger.info("shape %s: %s", options.shape, shape.profile)
@@ -217,7 +214,7 @@ def _on_init(environment: Environment, runner: Runner, **_: Any) -> None:
                 options.threshold_set,
             )
         except ThresholdConfigError as exc:
-            _fail(EXIT_BROKEN, f"thresholds are invalid; nothing was run:\n{exc}")
+            _fail(ExitCode.BROKEN, f"thresholds are invalid; nothing was run:\n{exc}")
         results_path = Path(options.results) if options.results else _default_results_path()
         report_dir = Path(options.report_dir) if options.report_dir else None
         if report_dir is None and not options.results:
@@ -229,7 +226,7 @@ def _on_init(environment: Environment, runner: Runner, **_: Any) -> None:
         try:
             stack = run.stack()
         except (StackNotUpError, ConfigError, EndpointFileError) as exc:
-            _fail(EXIT_STACK, str(exc))
+            _fail(ExitCode.FAILED, str(exc))
         if judging and options.cloudwatch and stack.backend != "external":
             # Started now, before any user: the child's start-up (imports, connections) then does not compete
             # with the measured requests.
@@ -318,7 +315,7 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
         run.close()
         return
     # Until the verdict is in, the run counts as broken: an error below must not exit 0.
-    environment.process_exit_code = EXIT_BROKEN
+    environment.process_exit_code = ExitCode.BROKEN
     run.totals.merge(run.tally.drain())
     run.close()
     facts = _run_facts(environment, run, gate)

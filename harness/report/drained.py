@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.measure.results import RunResults, load_results
-from harness.thresholds import EXIT_BROKEN, EXIT_PASS, ThresholdResult, ThresholdSet, exit_code
+from harness.thresholds import ExitCode, ThresholdResult, ThresholdSet, exit_code
 from harness.thresholds.evaluate import evaluate_threshold
 
 DRAINED_RESULTS_FILE = "results-drained.json"
@@ -91,16 +91,16 @@ def drained_comparison(
     thresholds: ThresholdSet, fresh: RunResults, facts: dict[str, Any], results_dir: Path
 ) -> DrainedComparison:
     if not facts.get("ran"):
-        return DrainedComparison([], EXIT_BROKEN, str(facts.get("detail") or "the drained pass did not run"), {})
+        return DrainedComparison([], ExitCode.BROKEN, str(facts.get("detail") or "the drained pass did not run"), {})
     path = results_dir / str(facts.get("results_file") or DRAINED_RESULTS_FILE)
     if not path.exists():
-        return DrainedComparison([], EXIT_BROKEN, f"the drained pass's results are missing ({path.name})", {})
+        return DrainedComparison([], ExitCode.BROKEN, f"the drained pass's results are missing ({path.name})", {})
     drained = load_results(path)
     rows = compare_passes(thresholds, fresh, drained)
     capped = dict(drained.run.get("capped_steps") or {})
     if not rows:
-        return DrainedComparison([], EXIT_BROKEN, "the drained pass measured no judged metric", capped)
-    code = max(exit_code([row.drained for row in rows]), int(facts.get("scenario_exit_code", EXIT_PASS)))
+        return DrainedComparison([], ExitCode.BROKEN, "the drained pass measured no judged metric", capped)
+    code = max(exit_code([row.drained for row in rows]), int(facts.get("scenario_exit_code", ExitCode.PASS)))
     return DrainedComparison(rows, code, "", capped)
 
 
@@ -183,7 +183,7 @@ def drained_section(
 
 def drained_summary(document: dict[str, Any]) -> str:
     """The terminal's lines for report.json's `drained_pass`: fresh and drained per threshold, the verdict."""
-    verdict = {0: "PASS", 3: "WARN", 4: "FAIL"}.get(int(document.get("exit_code", EXIT_BROKEN)), "BROKEN")
+    verdict = {0: "PASS", 3: "WARN", 4: "FAIL"}.get(int(document.get("exit_code", ExitCode.BROKEN)), "BROKEN")
     lines = [f"drained pass: {verdict}" + (f" ({document['detail']})" if document.get("detail") else "")]
     for row in document.get("rows", []):
         fresh = "not measured" if row["fresh"] is None else f"{row['fresh']:.4g}"

@@ -7,18 +7,7 @@ from typing import Any
 
 from harness.checklist import ItemResult, status_counts
 from harness.report.figures import MetricSummary, format_value
-from harness.thresholds import (
-    EXIT_BROKEN,
-    EXIT_CODE_MEANINGS,
-    EXIT_FAIL,
-    EXIT_PASS,
-    EXIT_WARN,
-    Status,
-    Threshold,
-    ThresholdResult,
-    exit_code,
-    verdict,
-)
+from harness.thresholds import EXIT_CODE_MEANINGS, ExitCode, Status, Threshold, ThresholdResult, exit_code, verdict
 
 # The environment facts a reader looks for first, in this order; any others follow alphabetically.
 PREFERRED_FACTS = ("backend", "versions", "sizing", "cgroups", "credits", "machine", "data_profile", "git_revision")
@@ -237,4 +226,9 @@ def section_markdown(title: str, headers: Sequence[str], rows: Sequence[Sequence
     return "\n".join(lines) + "\n"
 
 
-VERDICT_NAMES = {EXIT_PASS: "PASS", EXIT_WARN: "WARN", EXIT_FAIL: "FAIL", EXIT_BROKEN: "ERROR"}
+VERDICT_NAMES: dict[int, str] = {
+    ExitCode.PASS: "PASS",
+    ExitCode.WARN: "WARN",
+    ExitCode.FAIL: "FAIL",
+    ExitCode.BROKEN: "ERROR",
+}

@@ -5,6 +5,7 @@ emulator) does not answer is reported as NOT READ, never as a match.
 
 deployment = read_deployment(client_for, ids)      # client_for("rds") -> a boto3 client
 for row in compare(spec, deployment, alarm_levels): print(row.line())
+results.update_run(drift_record(rows))             # where the checklist items the rows decide read them
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 from harness.spec.model import Scalar, UnitSpec
 
 ClientFor = Callable[[str], Any]
+# Where a run's results file keeps a drift result (run.spec_drift).
+RUN_KEY = "spec_drift"
 
 # CloudWatch alarm for each judged metric: (namespace, MetricName). Levels come from the thresholds the
 # sign-off judged (fixtures/thresholds.yaml), passed in by the caller.
@@ -116,6 +119,18 @@ def read_deployment(client_for: ClientFor, ids: DeploymentIds) -> Deployment:
         _call(deployment, f"lambda.get_function_configuration.{spec_name}", _function_configuration(client, deployed))
     _call(deployment, "cloudwatch.describe_alarms", lambda: _all_alarms(client("cloudwatch")))
     return deployment
+
+
+def check_drift(
+    spec: UnitSpec, client_for: ClientFor, alarm_levels: Mapping[str, Sequence[float]], ids: DeploymentIds
+) -> list[DriftRow]:
+    """The read-only drift check of the deployment `client_for` reaches, against the spec and the alarm levels."""
+    return compare(spec, read_deployment(client_for, ids), alarm_levels, ids)
+
+
+def drift_record(rows: Sequence[DriftRow]) -> dict[str, object]:
+    """The run facts a drift result is kept as (run.spec_drift), where the checklist items it decides read it."""
+    return {RUN_KEY: {"rows": [row.as_json() for row in rows]}}
 
 
 def _function_configuration(client: ClientFor, name: str) -> Callable[[], Any]:

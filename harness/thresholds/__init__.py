@@ -10,11 +10,8 @@ sys.exit(exit_code(outcome))
 """
 
 from harness.thresholds.evaluate import (
-    EXIT_BROKEN,
     EXIT_CODE_MEANINGS,
-    EXIT_FAIL,
-    EXIT_PASS,
-    EXIT_WARN,
+    ExitCode,
     Status,
     ThresholdResult,
     evaluate,
@@ -28,12 +25,9 @@ from harness.thresholds.overrides import apply_override_text, apply_sets
 from harness.thresholds.problems import Problem, ThresholdConfigError
 
 __all__ = [
-    "EXIT_BROKEN",
     "EXIT_CODE_MEANINGS",
-    "EXIT_FAIL",
-    "EXIT_PASS",
-    "EXIT_WARN",
     "Condition",
+    "ExitCode",
     "ExpressionError",
     "Problem",
     "Status",

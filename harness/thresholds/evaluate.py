@@ -5,37 +5,49 @@ scenario, or a scenario that did not run, must not look like a healthy build.
 
 Exit codes (the process exit status of `harness signoff` and `harness report render`):
 
-    0  EXIT_PASS     every threshold passed
-    3  EXIT_WARN     at least one warning level breached, no critical one
-    4  EXIT_FAIL     at least one critical level breached
-    5  EXIT_BROKEN   the run itself broke: a threshold could not be judged (metric missing, no samples),
-                     or the thresholds or results could not be read
+    0  ExitCode.PASS     every threshold passed
+    3  ExitCode.WARN     at least one warning level breached, no critical one
+    4  ExitCode.FAIL     at least one critical level breached
+    5  ExitCode.BROKEN   the run itself broke: a threshold could not be judged (metric missing, no samples),
+                         or the thresholds or results could not be read
 
-1 and 2 are left alone on purpose: Python exits 1 on an uncaught exception and argparse exits 2 on a
-usage error, and neither may be mistaken for "warnings only" or "critical breach". The codes rise with
-severity, so `rc <= 3` reads "no critical breach, nothing broken".
+1 and 2 are left alone by a verdict on purpose: Python exits 1 on an uncaught exception and argparse exits 2
+on a usage error, and neither may be mistaken for "warnings only" or "critical breach"; the commands that
+are not verdicts use them as ExitCode.FAILED and ExitCode.BAD_INPUT. The codes rise with severity, so
+`rc <= 3` reads "no critical breach, nothing broken".
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 from harness.measure.metrics import REGISTRY
 from harness.measure.results import MeasurementError, RunResults
 from harness.thresholds.model import Threshold, ThresholdSet
 
-EXIT_PASS = 0
-EXIT_WARN = 3
-EXIT_FAIL = 4
-EXIT_BROKEN = 5
+
+class ExitCode(IntEnum):
+    """Every exit code the harness's commands end with (the table above). A verdict's (PASS, WARN, FAIL,
+    BROKEN) are what CI gates on; a command that is not a verdict ends OK, FAILED when it could not do its
+    work, BAD_INPUT when it refused its arguments or files. The values never change: scripts test them."""
+
+    PASS = 0
+    OK = 0
+    FAILED = 1
+    BAD_INPUT = 2
+    WARN = 3
+    FAIL = 4
+    BROKEN = 5
+    INTERRUPTED = 130
+
 
 EXIT_CODE_MEANINGS: dict[int, str] = {
-    EXIT_PASS: "all thresholds passed",
-    EXIT_WARN: "warnings only: a warning level was breached, no critical one",
-    EXIT_FAIL: "a critical level was breached",
-    EXIT_BROKEN: "the run broke: a threshold could not be judged, or input could not be read",
+    ExitCode.PASS: "all thresholds passed",
+    ExitCode.WARN: "warnings only: a warning level was breached, no critical one",
+    ExitCode.FAIL: "a critical level was breached",
+    ExitCode.BROKEN: "the run broke: a threshold could not be judged, or input could not be read",
 }
 
 
@@ -161,19 +173,19 @@ def evaluate(thresholds: ThresholdSet, results: RunResults) -> list[ThresholdRes
     return [evaluate_threshold(t, results) for t in thresholds.thresholds]
 
 
-def exit_code(results: Sequence[ThresholdResult]) -> int:
+def exit_code(results: Sequence[ThresholdResult]) -> ExitCode:
     """The worst outcome wins; a broken run outranks a breach because its verdict cannot be trusted."""
     statuses = {r.status for r in results}
     if Status.ERROR in statuses:
-        return EXIT_BROKEN
+        return ExitCode.BROKEN
     if Status.FAIL in statuses:
-        return EXIT_FAIL
+        return ExitCode.FAIL
     if Status.WARN in statuses:
-        return EXIT_WARN
-    return EXIT_PASS
+        return ExitCode.WARN
+    return ExitCode.PASS
 
 
 def verdict(results: Sequence[ThresholdResult]) -> Status:
-    return {EXIT_BROKEN: Status.ERROR, EXIT_FAIL: Status.FAIL, EXIT_WARN: Status.WARN}.get(
+    return {ExitCode.BROKEN: Status.ERROR, ExitCode.FAIL: Status.FAIL, ExitCode.WARN: Status.WARN}.get(
         exit_code(results), Status.PASS
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from harness.measure.metrics import convert
@@ -61,3 +62,12 @@ class ThresholdSet:
 
     def by_id(self) -> dict[str, Threshold]:
         return {t.id: t for t in self.thresholds}
+
+    def alarm_levels(self, metrics: Iterable[str]) -> dict[str, list[float]]:
+        """The warning and critical levels (those set) of each threshold on one of `metrics`."""
+        wanted = set(metrics)
+        return {
+            t.metric: [lv for lv in (t.level("warning"), t.level("critical")) if lv is not None]
+            for t in self.thresholds
+            if t.metric in wanted
+        }

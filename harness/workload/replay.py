@@ -25,10 +25,11 @@ from pgvector.psycopg import register_vector
 
 from harness.endpoints import PostgresEndpoint
 from harness.measure.load import Limits, LoadResult, Request, run_open
+from harness.thresholds import ExitCode
 from harness.workload.file import Statement, Workload, WorkloadError, placeholders
 
 PASS, FAIL, BROKEN, NONE = "PASS", "FAIL", "BROKEN", "-"
-EXIT_CODES = {PASS: 0, NONE: 0, FAIL: 4, BROKEN: 5}
+EXIT_CODES = {PASS: ExitCode.PASS, NONE: ExitCode.PASS, FAIL: ExitCode.FAIL, BROKEN: ExitCode.BROKEN}
 STATEMENT_TIMEOUT_S = 30.0
 
 

@@ -18,7 +18,7 @@ from harness.checklist import (
     evaluate_checklist,
 )
 from harness.spec import load_spec, read_document
-from harness.thresholds import EXIT_FAIL, EXIT_PASS
+from harness.thresholds import ExitCode
 
 
 def _document_items(block: str) -> list[tuple[str, str]]:
@@ -56,7 +56,7 @@ def test_every_named_check_is_registered_and_every_unnamed_one_says_which_work_b
 def test_an_empty_run_passes_nothing():
     results = evaluate_checklist({}, [])
     assert not [r for r in results if r.result.status is CheckStatus.PASS]
-    assert checklist_exit_code(results) == EXIT_PASS
+    assert checklist_exit_code(results) == ExitCode.PASS
 
 
 def test_recorded_live_checks_are_read_back_from_the_run():
@@ -88,4 +88,4 @@ def test_wiring_a_check_is_one_line_and_a_check_that_raises_fails_its_item(monke
     assert results["post.monitoring_tests.alarms"].status is CheckStatus.PASS
     assert results["pre.security_validation.kms_keys"].status is CheckStatus.FAIL
     assert "RuntimeError: boom" in results["pre.security_validation.kms_keys"].evidence
-    assert checklist_exit_code(list(evaluate_checklist({}, []))) == EXIT_FAIL
+    assert checklist_exit_code(list(evaluate_checklist({}, []))) == ExitCode.FAIL

@@ -11,9 +11,8 @@ from test_spec_drift import LEVELS, Recorded
 from harness.checklist import CheckStatus, evaluate_checklist
 from harness.checklist.drift import DRIFT_ITEMS
 from harness.cli.main import main
-from harness.cli.spec import drift_record
 from harness.spec import load_spec
-from harness.spec.drift import DeploymentIds, compare, read_deployment
+from harness.spec.drift import DeploymentIds, compare, drift_record, read_deployment
 from harness.thresholds import Status, ThresholdResult, load_thresholds
 from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
 

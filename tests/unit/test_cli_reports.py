@@ -10,7 +10,7 @@ import pytest
 
 from harness.cli.reports import DEFAULT_THRESHOLDS_FILE, add_report_commands, add_threshold_commands
 from harness.measure.results import ResultsWriter
-from harness.thresholds import EXIT_BROKEN, EXIT_FAIL, EXIT_PASS, EXIT_WARN
+from harness.thresholds import ExitCode
 
 if TYPE_CHECKING:
     from conftest import ThresholdText
@@ -26,7 +26,7 @@ def run(*argv: str) -> int:
 
 
 def test_thresholds_check_accepts_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run("thresholds", "check", str(DEFAULT_THRESHOLDS_FILE)) == EXIT_PASS
+    assert run("thresholds", "check", str(DEFAULT_THRESHOLDS_FILE)) == ExitCode.PASS
     out = capsys.readouterr().out
     assert "vector_search.latency_ms" in out and "warn unless p95 < 50ms; fail unless p95 < 100ms  (ours)" in out
     assert "38 thresholds valid" in out
@@ -37,7 +37,7 @@ def test_thresholds_check_reports_problems_and_fails(
 ) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(threshold_text.file(threshold_text.cpu.replace("rds.cpu_pct", "rds.cpu")))
-    assert run("thresholds", "check", str(bad)) == EXIT_BROKEN
+    assert run("thresholds", "check", str(bad)) == ExitCode.BROKEN
     err = capsys.readouterr().err
     assert f"{bad}:3:13: unknown metric 'rds.cpu'" in err
 
@@ -45,20 +45,20 @@ def test_thresholds_check_reports_problems_and_fails(
 def test_thresholds_check_applies_overrides(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     override = tmp_path / "o.yaml"
     override.write_text("schema_version: 1\noverrides:\n  rds.cpu_pct:\n    warning: mean < 95%\n")
-    assert run("thresholds", "check", str(DEFAULT_THRESHOLDS_FILE), "--override", str(override)) == EXIT_BROKEN
+    assert run("thresholds", "check", str(DEFAULT_THRESHOLDS_FILE), "--override", str(override)) == ExitCode.BROKEN
     assert "wrong side of critical" in capsys.readouterr().err
     args = ("thresholds", "check", str(DEFAULT_THRESHOLDS_FILE), "--set", "rds.cpu_pct:warning=mean < 50%")
-    assert run(*args) == EXIT_PASS
+    assert run(*args) == ExitCode.PASS
     assert "warn unless mean < 50%" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
     ("cpu", "unmeasured_threshold", "expected"),
     [
-        (10.0, False, EXIT_PASS),
-        (75.0, False, EXIT_WARN),
-        (95.0, False, EXIT_FAIL),
-        (10.0, True, EXIT_BROKEN),
+        (10.0, False, ExitCode.PASS),
+        (75.0, False, ExitCode.WARN),
+        (95.0, False, ExitCode.FAIL),
+        (10.0, True, ExitCode.BROKEN),
     ],
 )
 def test_report_render_exits_with_the_verdict(
@@ -89,11 +89,13 @@ def test_report_render_refuses_broken_input(
     thresholds.write_text(threshold_text.file(threshold_text.cpu))
     out = str(tmp_path / "report")
     assert run("report", "render", str(tmp_path / "absent.json"), "--out", out, "--thresholds", str(thresholds)) == (
-        EXIT_BROKEN
+        ExitCode.BROKEN
     )
     assert "cannot read results" in capsys.readouterr().err
     missing = str(tmp_path / "nope.yaml")
-    assert run("report", "render", str(tmp_path / "absent.json"), "--out", out, "--thresholds", missing) == EXIT_BROKEN
+    assert (
+        run("report", "render", str(tmp_path / "absent.json"), "--out", out, "--thresholds", missing) == ExitCode.BROKEN
+    )
     assert "pass --thresholds FILE" in capsys.readouterr().err
 
 
@@ -101,7 +103,7 @@ def test_report_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     ResultsWriter.open(a).record_latency("vector_search.latency_ms", [10.0] * 50)
     ResultsWriter.open(b).record_latency("vector_search.latency_ms", [20.0] * 50)
-    assert run("report", "compare", str(a), str(b)) == EXIT_PASS
+    assert run("report", "compare", str(a), str(b)) == ExitCode.PASS
     out = capsys.readouterr().out
     assert "vector_search.latency_ms  p95" in out and "+100.0%" in out and "worse" in out
-    assert run("report", "compare", str(a), str(tmp_path / "absent.json")) == EXIT_BROKEN
+    assert run("report", "compare", str(a), str(tmp_path / "absent.json")) == ExitCode.BROKEN

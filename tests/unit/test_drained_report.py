@@ -8,7 +8,7 @@ import pytest
 from harness.measure.results import ResultsWriter, load_results
 from harness.report import render_report
 from harness.report.drained import DRAINED_RESULTS_FILE, DRAINED_TITLE, drained_comparison, drained_summary
-from harness.thresholds import EXIT_BROKEN, EXIT_FAIL, EXIT_PASS, ThresholdSet, load_thresholds
+from harness.thresholds import ExitCode, ThresholdSet, load_thresholds
 from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
 
 JUDGED = ("vector_search.latency_ms", "vector_search.recall_at_10", "cache.hit_rate_pct")
@@ -42,11 +42,11 @@ def test_the_report_puts_fresh_and_drained_side_by_side_and_the_worse_verdict_wi
     fresh = write_pass(tmp_path / "results.json", latency_ms=12.0, recall=0.96, hits=800)
     drained = write_pass(tmp_path / DRAINED_RESULTS_FILE, latency_ms=5200.0, recall=0.96, hits=790)
     drained.record_capped_step("search x1", 60.0, 11, 4000)
-    fresh.update_run({"drained_pass": ran(scenario_exit_code=EXIT_PASS)})
+    fresh.update_run({"drained_pass": ran(scenario_exit_code=ExitCode.PASS)})
     outcome = render_report(tmp_path / "results.json", tmp_path / "out", thresholds)
     # Fresh alone passes; drained vector search breaches its critical level: the sign-off fails.
     assert {r.status.value for r in outcome.evaluation} == {"PASS"}
-    assert outcome.exit_code == EXIT_FAIL
+    assert outcome.exit_code == ExitCode.FAIL
     document = json.loads((tmp_path / "out" / "report.json").read_text())
     rows = {row["id"]: row for row in document["drained_pass"]["rows"]}
     assert set(rows) == set(JUDGED)
@@ -73,8 +73,8 @@ def test_the_report_puts_fresh_and_drained_side_by_side_and_the_worse_verdict_wi
 @pytest.mark.parametrize(
     ("case", "facts", "write_drained", "scenario_code", "code", "detail"),
     [
-        ("both pass", ran(), True, EXIT_PASS, EXIT_PASS, ""),
-        ("a failed drained scenario check fails it", ran(), True, EXIT_FAIL, EXIT_FAIL, ""),
+        ("both pass", ran(), True, ExitCode.PASS, ExitCode.PASS, ""),
+        ("a failed drained scenario check fails it", ran(), True, ExitCode.FAIL, ExitCode.FAIL, ""),
         (
             "a pass that could not run is broken",
             {"ran": False, "detail": "drained pass NOT RUN: x"},
@@ -83,7 +83,7 @@ def test_the_report_puts_fresh_and_drained_side_by_side_and_the_worse_verdict_wi
             5,
             "NOT RUN",
         ),
-        ("missing results are broken", ran(), False, EXIT_PASS, EXIT_BROKEN, "missing"),
+        ("missing results are broken", ran(), False, ExitCode.PASS, ExitCode.BROKEN, "missing"),
     ],
 )
 def test_the_drained_verdict(tmp_path, thresholds, case, facts, write_drained, scenario_code, code, detail):
@@ -101,4 +101,4 @@ def test_a_drained_pass_that_measured_nothing_judged_is_broken(tmp_path, thresho
     write_pass(tmp_path / "results.json", latency_ms=12.0, recall=0.96, hits=800)
     ResultsWriter.open(tmp_path / DRAINED_RESULTS_FILE, run={})
     comparison = drained_comparison(thresholds, load_results(tmp_path / "results.json"), ran(), tmp_path)
-    assert comparison.exit_code == EXIT_BROKEN and "no judged metric" in comparison.detail
+    assert comparison.exit_code == ExitCode.BROKEN and "no judged metric" in comparison.detail

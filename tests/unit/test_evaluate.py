@@ -9,18 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from harness.measure.results import ResultsWriter, load_results
-from harness.thresholds import (
-    EXIT_BROKEN,
-    EXIT_CODE_MEANINGS,
-    EXIT_FAIL,
-    EXIT_PASS,
-    EXIT_WARN,
-    Status,
-    ThresholdSet,
-    evaluate,
-    exit_code,
-    parse_thresholds,
-)
+from harness.thresholds import EXIT_CODE_MEANINGS, ExitCode, Status, ThresholdSet, evaluate, exit_code, parse_thresholds
 
 if TYPE_CHECKING:
     from conftest import ThresholdText
@@ -88,7 +77,7 @@ def test_a_metric_never_measured_is_an_error_never_a_pass(tmp_path: Path, thresh
     assert "cache.hit_rate_pct was never measured" in missing.message
     assert "run the scenario that records it" in missing.message
     assert outcome["rds.cpu_pct"].status is Status.PASS
-    assert exit_code(list(outcome.values())) == EXIT_BROKEN
+    assert exit_code(list(outcome.values())) == ExitCode.BROKEN
 
 
 def test_recorded_but_empty_is_an_error(tmp_path: Path, thresholds: ThresholdSet) -> None:
@@ -128,9 +117,9 @@ def test_a_results_file_from_an_older_registry_is_an_error(tmp_path: Path, thres
 @pytest.mark.parametrize(
     ("cpu", "hits", "evictions", "acquire_ms", "expected"),
     [
-        (10, 90, 0, 5, EXIT_PASS),
-        (75, 90, 0, 5, EXIT_WARN),
-        (75, 40, 0, 5, EXIT_FAIL),
+        (10, 90, 0, 5, ExitCode.PASS),
+        (75, 90, 0, 5, ExitCode.WARN),
+        (75, 40, 0, 5, ExitCode.FAIL),
     ],
 )
 def test_exit_code_of_each_outcome(
@@ -146,11 +135,11 @@ def test_a_broken_run_outranks_a_critical_breach(tmp_path: Path, thresholds: Thr
     ResultsWriter.open(path).record_value("rds.cpu_pct", 99.0)
     outcome = evaluate(thresholds, load_results(path))
     assert {r.status for r in outcome} == {Status.FAIL, Status.ERROR}
-    assert exit_code(outcome) == EXIT_BROKEN
+    assert exit_code(outcome) == ExitCode.BROKEN
 
 
 def test_exit_codes_are_distinct_and_clear_of_python_and_argparse() -> None:
-    codes = [EXIT_PASS, EXIT_WARN, EXIT_FAIL, EXIT_BROKEN]
+    codes = [ExitCode.PASS, ExitCode.WARN, ExitCode.FAIL, ExitCode.BROKEN]
     assert len(set(codes)) == 4
     assert codes == sorted(codes)  # severity rises with the code
     assert not {1, 2} & set(codes)  # uncaught exceptions exit 1, argparse usage errors 2

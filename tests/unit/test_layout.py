@@ -35,6 +35,7 @@ ALLOWED: dict[str, set[str]] = {
     "workload": {"data", "measure", "thresholds"},
     "pytest_plugin": {"backends"},
     "capacity": {"app", "backends", "data", "measure", "model", "thresholds"},
+    "signoff": {"backends", "checklist", "data", "measure", "report", "security", "services", "spec", "thresholds"},
     "cli": {
         "app",
         "backends",
@@ -53,6 +54,7 @@ ALLOWED: dict[str, set[str]] = {
         "security",
         "spec",
         "checklist",
+        "signoff",
     },
 }
 

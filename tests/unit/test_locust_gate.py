@@ -8,7 +8,7 @@ import pytest
 
 from harness.locustusers.gate import DEFAULT_THRESHOLD_FILES, judge, judged_thresholds, load_gate_thresholds
 from harness.measure.results import ResultsWriter
-from harness.thresholds import EXIT_BROKEN, EXIT_FAIL, EXIT_PASS, EXIT_WARN, Status, ThresholdConfigError
+from harness.thresholds import ExitCode, Status, ThresholdConfigError
 
 
 def test_the_default_files_combine_the_signoff_thresholds_with_the_locust_ones() -> None:
@@ -47,7 +47,7 @@ def results_with(tmp_path: Path, latency_ms: float, failures: int) -> ResultsWri
 
 @pytest.mark.parametrize(
     ("latency_ms", "failures", "code"),
-    [(10, 0, EXIT_PASS), (60, 0, EXIT_WARN), (10, 20, EXIT_FAIL), (150, 0, EXIT_FAIL)],
+    [(10, 0, ExitCode.PASS), (60, 0, ExitCode.WARN), (10, 20, ExitCode.FAIL), (150, 0, ExitCode.FAIL)],
 )
 def test_the_exit_code_is_the_verdict_of_the_judged_thresholds(
     tmp_path: Path, latency_ms: float, failures: int, code: int
@@ -66,20 +66,20 @@ def test_a_metric_the_run_set_out_to_measure_but_never_did_is_broken(tmp_path: P
     outcome = judge(thresholds, results_with(tmp_path, 10, 0).read(), expected)
     statuses = {r.threshold.id: r.status for r in outcome.evaluation}
     assert statuses["vector_search.recall_at_10"] is Status.ERROR
-    assert outcome.exit_code == EXIT_BROKEN
+    assert outcome.exit_code == ExitCode.BROKEN
 
 
 def test_a_run_that_attempted_nothing_judged_is_broken_not_a_pass(tmp_path: Path) -> None:
     outcome = judge(load_gate_thresholds(DEFAULT_THRESHOLD_FILES), results_with(tmp_path, 10, 0).read(), set())
     assert outcome.evaluation == []
-    assert outcome.exit_code == EXIT_BROKEN
+    assert outcome.exit_code == ExitCode.BROKEN
     assert "no request that any threshold judges" in outcome.text()
 
 
 def test_exceptions_in_user_code_break_an_otherwise_passing_run(tmp_path: Path) -> None:
     expected = {"vector_search.latency_ms", "locust.failure_rate_pct"}
     outcome = judge(load_gate_thresholds(DEFAULT_THRESHOLD_FILES), results_with(tmp_path, 10, 0).read(), expected, 3)
-    assert outcome.exit_code == EXIT_BROKEN
+    assert outcome.exit_code == ExitCode.BROKEN
     assert "raised 3 unhandled exception" in outcome.text()
 
 

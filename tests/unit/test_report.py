@@ -13,7 +13,7 @@ import pytest
 from harness.measure.results import ResultsWriter
 from harness.report import ReportOutcome, compare_paths, format_verdict_table, render_report
 from harness.report.text import VERDICT_HEADERS
-from harness.thresholds import EXIT_BROKEN, Status, load_thresholds
+from harness.thresholds import ExitCode, Status, load_thresholds
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "tests" / "data" / "sample-results.json"
@@ -37,12 +37,12 @@ def test_the_sample_shows_every_status(outcome: ReportOutcome) -> None:
     assert statuses["free_tier.cloudwatch_logs_bytes"] is Status.ERROR
     assert statuses["rds.connections_pct"] is Status.WARN
     assert statuses["vector_search.latency_ms"] is Status.PASS
-    assert outcome.exit_code == EXIT_BROKEN
+    assert outcome.exit_code == ExitCode.BROKEN
 
 
 def test_report_json(outcome: ReportOutcome) -> None:
     document = json.loads(outcome.files["report.json"].read_text())
-    assert (document["verdict"], document["exit_code"]) == ("ERROR", EXIT_BROKEN)
+    assert (document["verdict"], document["exit_code"]) == ("ERROR", ExitCode.BROKEN)
     assert document["run"]["sizing"]["db_instance_class"] == "db.t3.micro"
     by_id = {t["id"]: t for t in document["thresholds"]}
     fail = by_id["lambda.data_deletion.error_rate_pct"]

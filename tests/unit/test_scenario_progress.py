@@ -39,7 +39,7 @@ def _command(tmp_path: Path) -> tuple[list[str], dict[str, str]]:
         "HARNESS_STEP_TIMES": str(tmp_path / "step-times.json"),
     }
     command = [sys.executable, "-m", "pytest", str(tmp_path), "-q", "-s", "-p", "no:cacheprovider"]
-    return [*command, "-p", "harness.cli.scenario_progress"], env
+    return [*command, "-p", "harness.signoff.progress"], env
 
 
 def _run_in_pty(command: list[str], env: dict[str, str], cwd: Path) -> str:
@@ -130,7 +130,7 @@ def test_the_left_estimate_prefers_last_runs_times_over_this_runs_mean():
 
 
 def test_the_running_verdict_judges_the_thresholds_with_the_runs_overrides_sets_and_spec_choices(tmp_path):
-    from harness.cli.scenario_progress import thresholds_env, thresholds_from_env
+    from harness.signoff.progress import thresholds_env, thresholds_from_env
     from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
 
     override = tmp_path / "override.yaml"

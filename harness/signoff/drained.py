@@ -13,21 +13,19 @@ was configured, unless the sign-off is about to stop it anyway.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.backends import get_backend
-from harness.backends.base import Reporter
-from harness.cli.scenario_progress import ENV_STEP_TIMES
-from harness.config import Settings
+from harness.backends.base import Backend, Reporter
 from harness.endpoints import StackEndpoints
 from harness.measure.results import ResultsWriter
 from harness.measure.run_facts import run_facts
 from harness.report.drained import DRAINED_RESULTS_FILE
 from harness.services.cgroups import CgroupLimiter
 from harness.services.process import ServiceError
-from harness.thresholds import EXIT_BROKEN
+from harness.signoff.progress import ENV_STEP_TIMES
+from harness.signoff.scenarios import ScenarioRunner
+from harness.thresholds import ExitCode
 
 # What the drained pass runs: the steps the issue names, at the design concurrency (the size fixture trims
 # pooling to it), nothing destructive and no drills.
@@ -55,52 +53,42 @@ def kernel_caps(stack: StackEndpoints) -> dict[str, Any]:
 
 
 def run_drained_pass(
-    settings: Settings,
-    scenarios: Path,
+    backend: Backend,
+    runner: ScenarioRunner,
     out_dir: Path,
-    size: str,
-    thresholds: tuple[Path | None, Sequence[Path], Sequence[str]],
     *,
-    restore: bool,
+    step_cap_s: float,
+    credits_after: str | None,
     report: Reporter,
 ) -> dict[str, Any]:
-    """Run the drained pass; returns the facts the report needs (`exit_code` among them). `thresholds`: the
-    file, overrides and --set expressions the fresh pass was judged by."""
-    # Imported here: signoff imports this module, and the scenario runner lives there.
-    from harness.cli.signoff import run_scenarios
-
-    backend = get_backend(settings)
+    """Run the drained pass with the fresh pass's runner (its suite, size and thresholds), each step capped
+    at `step_cap_s`; returns the facts the report needs (`exit_code` among them). Afterwards the unit is
+    restarted with `credits_after` (the configured cpu_credits), or left drained when it is None."""
     began = time.monotonic()
-    facts: dict[str, Any] = {"results_file": DRAINED_RESULTS_FILE, "step_cap_s": settings.drained_step_cap_s}
+    facts: dict[str, Any] = {"results_file": DRAINED_RESULTS_FILE, "step_cap_s": step_cap_s}
     try:
         drained = backend.restart_with_credits("drained", report)
     except (NotImplementedError, ServiceError, OSError) as exc:
         report(f"drained pass NOT RUN: {exc}")
-        return {**facts, "ran": False, "detail": f"drained pass NOT RUN: {exc}", "exit_code": EXIT_BROKEN}
+        return {**facts, "ran": False, "detail": f"drained pass NOT RUN: {exc}", "exit_code": ExitCode.BROKEN}
     try:
         facts["caps_before"] = kernel_caps(drained)
         results_path = out_dir / DRAINED_RESULTS_FILE
         ResultsWriter.open(
             results_path,
-            run={**run_facts(drained, Path.cwd()), "scenario_size": size, "scenario_pass": "drained"},
+            run={**run_facts(drained, Path.cwd()), "scenario_size": runner.size, "scenario_pass": "drained"},
         )
-        report(
-            f"drained pass: {DRAINED_SELECTION} ({size} size, each step capped at {settings.drained_step_cap_s:g} s)"
-        )
-        outcome = run_scenarios(
-            settings,
-            scenarios,
+        report(f"drained pass: {DRAINED_SELECTION} ({runner.size} size, each step capped at {step_cap_s:g} s)")
+        outcome = runner.run(
             results_path,
-            size,
             out_dir,
             ["-k", DRAINED_SELECTION],
-            *thresholds,
             extra_env={
                 "HARNESS_CPU_CREDITS": "drained",
                 "HARNESS_SCENARIO_PASS": "drained",
-                "HARNESS_STEP_CAP_S": str(settings.drained_step_cap_s),
+                "HARNESS_STEP_CAP_S": str(step_cap_s),
                 # Its own step times: the fresh pass's estimates of time left must not learn drained ones.
-                ENV_STEP_TIMES: str(settings.state_dir / f"step-times-{size}-drained.json"),
+                ENV_STEP_TIMES: str(runner.step_times.with_name(f"{runner.step_times.stem}-drained.json")),
             },
             junit_name=DRAINED_JUNIT,
         )
@@ -115,9 +103,9 @@ def run_drained_pass(
         )
     finally:
         facts["duration_s"] = round(time.monotonic() - began, 1)
-        if restore:
+        if credits_after is not None:
             try:
-                backend.restart_with_credits(settings.cpu_credits, report)
+                backend.restart_with_credits(credits_after, report)
             except (ServiceError, OSError) as exc:
-                report(f"could not restart the unit with cpu_credits = {settings.cpu_credits}: {exc}")
+                report(f"could not restart the unit with cpu_credits = {credits_after}: {exc}")
     return facts

@@ -10,21 +10,13 @@ all is a broken run.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from harness.backends import get_backend
-from harness.backends.base import Reporter
+from harness.backends.base import Backend, Reporter
 from harness.checklist import run_probes
-from harness.cli.drained_pass import run_drained_pass
-from harness.cli.scenario_progress import ENV_STEP_TIMES, thresholds_env
-from harness.cli.spec import drift_record, drift_rows
 from harness.config import Settings
 from harness.data.app_role import app_credentials, data_root
 from harness.data.profiles import get_profile
@@ -36,110 +28,22 @@ from harness.report import format_verdict_table, render_report
 from harness.report.drained import drained_summary
 from harness.report.text import checklist_summary
 from harness.security.secret_scan import known_secrets, scan
-from harness.spec.drift import DeploymentIds
-from harness.thresholds import EXIT_BROKEN, EXIT_FAIL, EXIT_PASS, EXIT_WARN, ThresholdSet
+from harness.signoff.drained import run_drained_pass
+from harness.signoff.scenarios import scenario_runner
+from harness.spec.drift import ALARM_METRICS, DeploymentIds, check_drift, drift_record
+from harness.thresholds import ExitCode, ThresholdSet
 
 # The scenario sizes and the seed profile each one needs (scenarios/conftest.py holds the knobs).
 SIZE_SEED_PROFILES = {"ci": "ci", "signoff": "default"}
-# pytest's own exit codes: 1 means tests ran and some failed; anything else means it could not run them.
-PYTEST_TESTS_FAILED = 1
 
 
-@dataclass(frozen=True)
-class ScenarioOutcome:
-    exit_code: int
-    passed: int
-    failed: list[str]
-    errors: list[str]
-    skipped: int
-
-    def as_facts(self) -> dict[str, object]:
-        return {"passed": self.passed, "failed": self.failed, "errors": self.errors, "skipped": self.skipped}
-
-
-def _read_junit(path: Path) -> tuple[int, list[str], list[str], int]:
-    if not path.exists():
-        return 0, [], [], 0
-    passed, failed, errors, skipped = 0, [], [], 0
-    for case in ET.parse(path).getroot().iter("testcase"):
-        name = f"{case.get('classname', '')}::{case.get('name', '')}"
-        if case.find("failure") is not None:
-            failed.append(name)
-        elif case.find("error") is not None:
-            errors.append(name)
-        elif case.find("skipped") is not None:
-            skipped += 1
-        else:
-            passed += 1
-    return passed, failed, errors, skipped
-
-
-def run_scenarios(
-    settings: Settings,
-    scenarios: Path,
-    results_path: Path,
-    size: str,
-    out_dir: Path,
-    extra_args: list[str],
-    thresholds_file: Path | None = None,
-    threshold_overrides: Sequence[Path] = (),
-    threshold_sets: Sequence[str] = (),
-    extra_env: dict[str, str] | None = None,
-    junit_name: str = "scenarios-junit.xml",
-) -> ScenarioOutcome:
-    junit = out_dir / junit_name
-    env = {
-        **os.environ,
-        "HARNESS_RESULTS": str(results_path),
-        "HARNESS_SCENARIO_SIZE": size,
-        # The child resolves the same stack whatever its working directory or config file.
-        "HARNESS_STATE_DIR": str(settings.state_dir),
-        "HARNESS_BACKEND": settings.backend,
-        # The scenarios size and deploy the unit the sign-off judges (its --use choices included).
-        "HARNESS_SPEC_USE": settings.spec_use,
-        # The progress plugin's estimate of time left comes from the last run of this size.
-        ENV_STEP_TIMES: str(settings.state_dir / f"step-times-{size}.json"),
-        # The running verdict judges the thresholds the final one will: the same file, overrides and --set.
-        **thresholds_env(thresholds_file, threshold_overrides, threshold_sets),
-    }
-    if settings.spec_file is not None:
-        env["HARNESS_SPEC_FILE"] = str(settings.spec_file)
-    env.update(extra_env or {})
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        str(scenarios),
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "harness.cli.scenario_progress",
-        "-q",
-        "-s",
-        f"--junitxml={junit}",
-        *extra_args,
-    ]
-    rc = subprocess.run(command, env=env).returncode
-    passed, failed, errors, skipped = _read_junit(junit)
-    if rc == 0:
-        code = EXIT_PASS
-    elif rc == PYTEST_TESTS_FAILED and not errors:
-        code = EXIT_FAIL
-    else:
-        code = EXIT_BROKEN
-    if rc not in (0, PYTEST_TESTS_FAILED) and not errors:
-        errors = [f"pytest exited {rc} (no tests collected, interrupted or a usage error)"]
-    return ScenarioOutcome(code, passed, failed, errors, skipped)
-
-
-def ensure_stack(settings: Settings, report: Reporter) -> tuple[StackEndpoints, bool]:
+def ensure_stack(backend: Backend, report: Reporter) -> tuple[StackEndpoints, bool]:
     """The running stack, started if it was not; True when this call started it."""
-    backend = get_backend(settings)
     endpoints = backend.endpoints()
     if endpoints is not None and backend.status().healthy:
-        report(f"using the running {settings.backend} stack")
+        report(f"using the running {backend.name} stack")
         return endpoints, False
-    report(f"starting the {settings.backend} stack")
+    report(f"starting the {backend.name} stack")
     return backend.up(report), True
 
 
@@ -161,7 +65,10 @@ def signoff(
     began = time.monotonic()
     out_dir = reports_root / time.strftime("%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True, exist_ok=False)
-    endpoints, started = ensure_stack(settings, report)
+    # The settings are read here, once: what runs below gets the backend and the runner built from them.
+    backend = get_backend(settings)
+    runner = scenario_runner(settings, scenarios, size, thresholds_file, threshold_overrides, threshold_sets)
+    endpoints, started = ensure_stack(backend, report)
     try:
         profile = get_profile(SIZE_SEED_PROFILES[size])
         _, app_password = app_credentials(endpoints, settings.state_dir)
@@ -181,34 +88,31 @@ def signoff(
         seeded_at = time.monotonic()
         report("checking the unit against the deployment checklist (connectivity, pgvector, KMS, secrets)")
         results.update_run({"checks": run_probes(endpoints)})
-        if settings.backend == "external":
+        if backend.name == "external":
             report("reading the deployment's settings against the unit spec (spec drift: describe calls only)")
             results.update_run(
-                drift_record(drift_rows(settings.unit_spec(), endpoints.aws, thresholds, DeploymentIds()))
+                drift_record(
+                    check_drift(
+                        settings.unit_spec(),
+                        endpoints.aws.client,
+                        thresholds.alarm_levels(ALARM_METRICS),
+                        DeploymentIds(),
+                    )
+                )
             )
         probed_at = time.monotonic()
         report(f"running scenarios ({size} size) from {scenarios}")
-        outcome = run_scenarios(
-            settings,
-            scenarios,
-            results_path,
-            size,
-            out_dir,
-            pytest_args,
-            thresholds_file,
-            threshold_overrides,
-            threshold_sets,
-        )
+        outcome = runner.run(results_path, out_dir, pytest_args)
         scenarios_done = time.monotonic()
         if drained:
+            # The unit goes back to its configured credits unless this run is about to stop it anyway.
             restore = not started or keep_up
             facts = run_drained_pass(
-                settings,
-                scenarios,
+                backend,
+                runner,
                 out_dir,
-                size,
-                (thresholds_file, threshold_overrides, threshold_sets),
-                restore=restore,
+                step_cap_s=settings.drained_step_cap_s,
+                credits_after=settings.cpu_credits if restore else None,
                 report=report,
             )
             results.update_run({"drained_pass": facts})
@@ -233,7 +137,7 @@ def signoff(
         leaks += scan([out_dir], secrets)[1]
     finally:
         if started and not keep_up:
-            get_backend(settings).down(report)
+            backend.down(report)
     print(format_verdict_table(rendered.evaluation))
     drained_report = json.loads(rendered.files["report.json"].read_text()).get("drained_pass")
     if drained_report is not None:
@@ -254,7 +158,7 @@ def signoff(
     print(f"secret grep: {scanned} files, {len(secrets)} secrets, {len(unique)} leaks")
     for leak in unique:
         print(f"  LEAK: {leak}")
-    code = max(rendered.exit_code, outcome.exit_code, EXIT_FAIL if unique else EXIT_PASS)
+    code = max(rendered.exit_code, outcome.exit_code, ExitCode.FAIL if unique else ExitCode.PASS)
     print(
         f"\nsign-off (thresholds and scenario checks): {VERDICT_WORDS[code]} (exit {code}); "
         f"report: {rendered.files['report.html']}"
@@ -262,4 +166,9 @@ def signoff(
     return code
 
 
-VERDICT_WORDS = {EXIT_PASS: "PASS", EXIT_WARN: "WARN", EXIT_FAIL: "FAIL", EXIT_BROKEN: "BROKEN"}
+VERDICT_WORDS: dict[int, str] = {
+    ExitCode.PASS: "PASS",
+    ExitCode.WARN: "WARN",
+    ExitCode.FAIL: "FAIL",
+    ExitCode.BROKEN: "BROKEN",
+}

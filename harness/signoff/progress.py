@@ -1,4 +1,4 @@
-"""A pytest plugin `harness signoff` loads into its scenario run (`-p harness.cli.scenario_progress`): a
+"""A pytest plugin `harness signoff` loads into its scenario run (`-p harness.signoff.progress`): a
 live line per scenario step (step i of n, elapsed, estimated time left, the running verdict), and each
 step's wall time recorded in the results file (run.steps) so the report and the closing note can say
 where the sign-off's time went.
