@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import select
+import socket
 import threading
 from collections.abc import Iterator
 
