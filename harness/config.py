@@ -24,7 +24,7 @@ from harness.sizing import (
     db_instance_class,
     storage_sizing,
 )
-from harness.spec.model import DEFAULT_SPEC_FILE, Scalar, SpecError, UnitSpec, load_spec, parse_uses
+from harness.spec.model import DEFAULT_SPEC_FILE, Scalar, SpecError, UnitSpec, load_unit_spec, parse_uses
 
 CONFIG_FILE_NAME = "harness.toml"
 ENV_PREFIX = "HARNESS_"
@@ -93,7 +93,7 @@ def unit_values(spec: UnitSpec) -> UnitValues:
 def shipped_unit() -> UnitValues:
     """fixtures/unit.yaml as shipped, read on first use and then kept (never at import time)."""
     try:
-        return unit_values(load_spec(DEFAULT_SPEC_FILE))
+        return unit_values(load_unit_spec(DEFAULT_SPEC_FILE))
     except SpecError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -169,7 +169,7 @@ class Settings:
     def unit_spec(self) -> UnitSpec:
         """The unit spec this run applies (spec_file with spec_use's choices), for the code that reads facts."""
         try:
-            spec = load_spec(self.spec_file or DEFAULT_SPEC_FILE)
+            spec = load_unit_spec(self.spec_file or DEFAULT_SPEC_FILE)
             return spec.with_uses(parse_uses([p for p in self.spec_use.split(",") if p.strip()]))
         except SpecError as exc:
             raise ConfigError(f"spec_file/spec_use (HARNESS_SPEC_FILE, HARNESS_SPEC_USE): {exc}") from None
@@ -348,7 +348,7 @@ def _resolve_unit(spec_file: Path | None, spec_use: str) -> UnitValues:
         return shipped_unit()
     pairs = [p for p in spec_use.split(",") if p.strip()]
     try:
-        return unit_values(load_spec(spec_file or DEFAULT_SPEC_FILE).with_uses(parse_uses(pairs)))
+        return unit_values(load_unit_spec(spec_file or DEFAULT_SPEC_FILE).with_uses(parse_uses(pairs)))
     except SpecError as exc:
         raise ConfigError(f"spec_file/spec_use (HARNESS_SPEC_FILE, HARNESS_SPEC_USE): {exc}") from None
 

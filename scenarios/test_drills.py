@@ -20,7 +20,7 @@ from harness.backends.guard import require_destructive_allowed
 from harness.backup.restore import restores_root, running_restores
 from harness.backup.unit import backup_target, restore_spec
 from harness.data.app_role import app_endpoint
-from harness.drills import cache, database, lambda_export, network, proxy, services
+from harness.drills import cache, database, lambda_export, network, proxy, service_kills
 from harness.services.fault_proxy import running_fault_proxies
 
 pytestmark = pytest.mark.integration
@@ -54,7 +54,7 @@ def nothing_left_running(harness_settings):
 
 
 def test_every_service_killed_with_sigkill_comes_back_with_everything_the_unit_held(backend, stack, seeded, results):
-    result = services.run(backend, stack)
+    result = service_kills.run(backend, stack)
     print("\n".join(result.lines()))
     lost = [name for name, ok, _ in result.checks if not ok]
     results.record_count("drill.services.lost_items", len(lost))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from harness.spec import Finding, UnitSpec
+from harness.spec import SpecFinding, UnitSpec
 from harness.thresholds import ThresholdResult
 
 
@@ -53,7 +53,7 @@ class CheckContext:
 
     run: Mapping[str, Any]
     thresholds: Sequence[ThresholdResult]
-    spec_findings: Sequence[Finding] = field(default_factory=tuple)
+    spec_findings: Sequence[SpecFinding] = field(default_factory=tuple)
     spec: UnitSpec | None = None
 
     def recorded(self, check_id: str) -> Mapping[str, Any] | None:

@@ -19,7 +19,7 @@ from typing import Any
 from harness.capacity.classes import ClassPlan, StackHandle, class_dirs, memory_bytes, run_classes, write_table
 from harness.capacity.knee import CapacityInputError, Growth, parse_growth
 from harness.capacity.recommend import CapacityModel, Target, load_capacity_model
-from harness.capacity.report import chart, compare, sweep_markdown
+from harness.capacity.report import chart, compare_classes, sweep_markdown
 from harness.capacity.sweep import PLANS, SweepResult, merge_results, read_result, run_sweep
 from harness.config import ConfigError, Settings, resolve_settings
 from harness.data.app_role import AppRoleError
@@ -299,7 +299,7 @@ def cmd_table(args: argparse.Namespace) -> int:
     except (CapacityInputError, ThresholdConfigError, OSError) as exc:
         _say(f"harness capacity table: {exc}")
         return 2
-    text, _ = compare(results, model, target)
+    text, _ = compare_classes(results, model, target)
     print(text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -12,8 +12,15 @@ from harness.checklist.drift import RUN_KEY as DRIFT_RUN_KEY
 from harness.config import resolve_settings
 from harness.endpoints import AwsEndpoint
 from harness.measure.results import ResultsWriter
-from harness.spec import DEFAULT_SPEC_FILE, DocumentError, SpecError, UnitSpec, lint, load_spec, read_document
-from harness.spec.drift import ALARM_METRICS, DeploymentIds, DriftRow, DriftStatus, compare, read_deployment
+from harness.spec import DEFAULT_SPEC_FILE, DocumentError, SpecError, UnitSpec, lint, load_unit_spec, read_document
+from harness.spec.drift import (
+    ALARM_METRICS,
+    DeploymentIds,
+    DriftRow,
+    DriftStatus,
+    compare_spec_to_deployment,
+    read_deployment,
+)
 from harness.spec.lint import FindingKind
 from harness.spec.model import parse_uses
 from harness.thresholds import ThresholdSet
@@ -24,7 +31,7 @@ EXIT_BAD_INPUT = 2
 
 
 def _spec(args: argparse.Namespace) -> UnitSpec:
-    return load_spec(args.spec).with_uses(parse_uses(args.use))
+    return load_unit_spec(args.spec).with_uses(parse_uses(args.use))
 
 
 def cmd_spec_lint(args: argparse.Namespace) -> int:
@@ -75,7 +82,7 @@ def drift_rows(spec: UnitSpec, aws: AwsEndpoint, thresholds: ThresholdSet, ids: 
         for t in thresholds.thresholds
         if t.metric in ALARM_METRICS
     }
-    return compare(spec, read_deployment(aws.client, ids), levels, ids)
+    return compare_spec_to_deployment(spec, read_deployment(aws.client, ids), levels, ids)
 
 
 def drift_record(rows: list[DriftRow]) -> dict[str, object]:

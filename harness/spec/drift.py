@@ -4,7 +4,7 @@ describe-cache-clusters, get-function-configuration, describe-alarms); a call th
 emulator) does not answer is reported as NOT READ, never as a match.
 
 deployment = read_deployment(client_for, ids)      # client_for("rds") -> a boto3 client
-for row in compare(spec, deployment, alarm_levels): print(row.line())
+for row in compare_spec_to_deployment(spec, deployment, alarm_levels): print(row.line())
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def _first(response: Any, key: str) -> Mapping[str, Any] | None:
     return items[0] if items else None
 
 
-def compare(
+def compare_spec_to_deployment(
     spec: UnitSpec,
     deployment: Deployment,
     alarm_levels: Mapping[str, Sequence[float]],

@@ -20,8 +20,7 @@ from harness.cli.main import main as harness_main
 from harness.data.app_role import app_credentials, data_root
 from harness.data.profiles import get_profile
 from harness.data.seed import current_seed, seed
-from harness.data.spec import DataSpecError
-from harness.data.spec import load_spec as load_data_spec
+from harness.data.spec import DataSpecError, load_data_spec
 from harness.paths import FUNCTIONS_DIR
 from harness.workload.file import WorkloadError, load_workload
 

@@ -12,8 +12,8 @@ from harness.checklist import CheckStatus, evaluate_checklist
 from harness.checklist.drift import DRIFT_ITEMS
 from harness.cli.main import main
 from harness.cli.spec import drift_record
-from harness.spec import load_spec
-from harness.spec.drift import DeploymentIds, compare, read_deployment
+from harness.spec import load_unit_spec
+from harness.spec.drift import DeploymentIds, compare_spec_to_deployment, read_deployment
 from harness.thresholds import Status, ThresholdResult, load_thresholds
 from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
 
@@ -36,7 +36,7 @@ def _run(extra=None, lambdas=True):
     def client(service):
         return (Deployed if lambdas else Recorded)(service, extra or {})
 
-    rows = compare(load_spec(), read_deployment(client, DeploymentIds()), LEVELS)
+    rows = compare_spec_to_deployment(load_unit_spec(), read_deployment(client, DeploymentIds()), LEVELS)
     return json.loads(json.dumps(drift_record(rows)))
 
 
