@@ -130,7 +130,7 @@ class Settings:
     # "auto": cap PostgreSQL with a cgroup where the machine allows and report when it does not;
     # "require": refuse to start without the cap; "off": never try.
     cgroups: str = "auto"
-    # Burstable CPU and gp2 storage (issue 15). "drained" runs the unit as it is after hours of load and a
+    # Burstable CPU and gp2 storage. "drained" runs the unit as it is after hours of load and a
     # failover: the cache node at its baseline, RDS at full speed billing surplus, the volume at its
     # baseline IOPS with a cold page cache. "live": the caps follow the credit ledgers from a rested unit.
     # "off" (the default until the sign-off runs a drained pass beside the fresh one): full CPU and disk,
@@ -141,8 +141,9 @@ class Settings:
     allocated_storage_gib: int = _unit_default("allocated_storage_gib")
     # `harness signoff` runs a drained pass after the fresh one (vector search, cache hit rate, pooling at the
     # design concurrency on a unit restarted drained), each of its load steps capped at drained_step_cap_s.
-    # Off by default: at the signoff size it adds about ten minutes and fails the vector-search p95 while the
-    # data is read back at 100 IOPS (the worst case after a failover): ask for it with --drained or "on".
+    # Off by default: it lengthens the sign-off by a second pass and fails the vector-search p95 while the data
+    # is read back at the volume's baseline IOPS (the worst case after a failover): ask for it with --drained
+    # or "on".
     signoff_drained: bool = False
     drained_step_cap_s: float = 60.0
     # The live ledger of the cache node starts from this balance when no saved ledger exists (None: a

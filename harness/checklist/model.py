@@ -42,7 +42,7 @@ class ChecklistItem:
     text: str
     # The check that decides it (see harness/checklist/checks.py); None until one exists.
     check: str | None
-    # Where the check is coming from while it is missing ("issue 12: alarms").
+    # The work that brings the check, while it is missing (e.g. "the alarms work").
     pending: str = ""
 
 
