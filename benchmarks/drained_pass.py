@@ -32,8 +32,9 @@ from harness.backends import get_backend
 from harness.capacity.probes import CORPUS_SEARCH_SQL, K
 from harness.config import resolve_settings
 from harness.data.app_role import app_endpoint
+from harness.data.datasets import load_current_ground_truth
 from harness.data.ground_truth import recall_at_k
-from harness.data.seed import current_seed, load_current_ground_truth
+from harness.data.loading import current_seed
 from harness.endpoints import StackEndpoints
 from harness.measure.popularity import ZipfKeys
 from harness.paths import FIXTURES_DIR

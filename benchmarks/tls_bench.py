@@ -31,7 +31,7 @@ from pathlib import Path
 from harness.backends import get_backend
 from harness.config import resolve_settings
 from harness.endpoints import PostgresEndpoint, RedisEndpoint, Secret, StackEndpoints
-from harness.security.certificates import tls_files
+from harness.services.certificates import tls_files
 from harness.services.osuser import server_user
 from harness.services.pgbouncer import PgBouncerService
 from harness.services.process import PidFiles

@@ -18,9 +18,11 @@ import pytest
 from harness.cli.scenario_progress import TIME_CAP_PROPERTY
 from harness.config import Settings
 from harness.data.app_role import app_credentials, app_endpoint, data_root
+from harness.data.datasets import load_current_ground_truth
 from harness.data.ground_truth import GroundTruth
+from harness.data.loading import current_seed
 from harness.data.profiles import get_profile
-from harness.data.seed import current_seed, load_current_ground_truth, seed
+from harness.data.seed import seed
 from harness.endpoints import PostgresEndpoint, StackEndpoints
 from harness.measure.load import Limits, Precision, RatePrecision
 from harness.measure.results import ResultsWriter

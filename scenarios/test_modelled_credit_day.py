@@ -17,9 +17,9 @@ import pytest
 from pgvector.psycopg import register_vector
 
 from harness.app.cache_aside import CacheAside
-from harness.measure.credit_day import demand_by_hour, load_traffic, model_day
-from harness.measure.projection import DEFAULT_MODEL
 from harness.measure.sampling import server_cpu_seconds
+from harness.model.credit_day import demand_by_hour, load_traffic, model_day
+from harness.model.projection import DEFAULT_MODEL
 from harness.sizing import cache_node_type, db_instance_class
 
 IDLE_S = 2.0

@@ -12,7 +12,7 @@ import pytest
 
 from harness.app.gdpr_invoke import lambda_client
 from harness.measure.metrics import Statistic
-from harness.measure.projection import load_model, project
+from harness.model.projection import load_model, project
 from harness.monitoring.alarms import alarm_definitions, alarm_metric_count
 from harness.monitoring.dashboards import dashboard_bodies
 from harness.thresholds import load_thresholds

@@ -58,8 +58,8 @@ from harness.endpoints import (
     write_private_file,
 )
 from harness.paths import COMPOSE_DIR
-from harness.security.certificates import container_copy, ensure_certificates, tls_facts
 from harness.services.aws import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, create_unit_resources
+from harness.services.certificates import container_copy, ensure_certificates, tls_facts
 from harness.services.pgbouncer import client_tls_params
 from harness.services.process import ServiceError, ensure_port_free
 from harness.services.redis import uses_tls

@@ -11,7 +11,7 @@ Other profiles, and `tls = optional | off`, need no second file: the compose bac
 override with the keys they change (`override`) next to its state and passes it after the committed file.
 
 TLS (the committed file is `tls = required`, the default): the private CA and server certificate the
-harness makes at `up` (harness/security/certificates.py) are bind-mounted read-only into PgBouncer and
+harness makes at `up` (harness/services/certificates.py) are bind-mounted read-only into PgBouncer and
 Redis from DBUNIT_TLS_DIR. PgBouncer requires client TLS as RDS Proxy's Require TLS; Redis listens on a
 TLS-only port with a password and without the commands ElastiCache restricts. The pool and cache settings
 come from the same functions the embedded services use (client_tls_settings, listener_settings).
@@ -64,7 +64,7 @@ IMAGES: dict[str, str] = {
 # Variables the compose file reads. Passwords have no default: compose refuses to start without them.
 DB_PASSWORD_VAR = "DBUNIT_DB_PASSWORD"
 REDIS_PASSWORD_VAR = "DBUNIT_REDIS_PASSWORD"
-# The host directory holding ca.pem, server.pem and server.key (harness/security/certificates.py).
+# The host directory holding ca.pem, server.pem and server.key (harness/services/certificates.py).
 TLS_DIR_VAR = "DBUNIT_TLS_DIR"
 PORT_VARS: dict[str, str] = {
     "postgres_port": "HARNESS_POSTGRES_PORT",

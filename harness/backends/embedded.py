@@ -29,9 +29,9 @@ from harness.endpoints import (
     save_endpoints,
     write_private_file,
 )
-from harness.security.certificates import ensure_certificates, tls_facts, tls_files
 from harness.services import wal_archive as wal_archive_module
 from harness.services.aws import AwsEmulatorService, checkpoint, create_backup_buckets, create_unit_resources
+from harness.services.certificates import ensure_certificates, tls_facts, tls_files
 from harness.services.cgroups import (
     BURSTABLE_CPU_PERIOD_US,
     CPU_PERIOD_US,

@@ -25,7 +25,7 @@ from boto3.s3.transfer import TransferConfig
 from harness.backup.catalog import BACKUP_FILES, BackupError, BackupInfo, keys_under, list_backups
 from harness.backup.snapshot import BackupTarget, sha256_file
 from harness.endpoints import PostgresEndpoint, Secret
-from harness.measure.progress import Progress, transfer_callback
+from harness.progress import Progress, transfer_callback
 from harness.services.cgroups import CgroupLimiter
 from harness.services.osuser import ServerUser
 from harness.services.postgres import PostgresService, bin_dir

@@ -26,7 +26,7 @@ from psycopg import sql
 from harness.backup.catalog import BACKUP_FILES, BackupError, BackupInfo, keys_under
 from harness.backup.checksums import table_checksums
 from harness.endpoints import AwsEndpoint, PostgresEndpoint
-from harness.measure.progress import Progress, transfer_callback
+from harness.progress import Progress, transfer_callback
 from harness.services.aws import backup_bucket, region_key
 from harness.services.postgres import bin_dir
 from harness.services.wal_archive import WAL_PREFIX

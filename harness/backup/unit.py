@@ -49,7 +49,8 @@ def restore_spec(settings: Settings, stack: StackEndpoints) -> RestoreSpec:
 def seed_queries(settings: Settings, stack: StackEndpoints) -> Any:
     """The seed's held-out query vectors, or None when the unit is not seeded (or its dataset is gone)."""
     from harness.data.app_role import data_root
-    from harness.data.seed import SeedError, load_current_ground_truth
+    from harness.data.datasets import load_current_ground_truth
+    from harness.data.loading import SeedError
 
     try:
         return load_current_ground_truth(stack.direct, data_root(settings.state_dir)).queries

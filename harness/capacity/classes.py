@@ -22,7 +22,8 @@ from harness.backends import get_backend
 from harness.capacity.knee import CapacityInputError
 from harness.capacity.recommend import CapacityModel, Target
 from harness.capacity.report import compare_classes
-from harness.capacity.sweep import Say, Sweep, SweepPlan, SweepResult, add_ramp, new_result, write_result
+from harness.capacity.results import SweepResult, add_ramp, write_result
+from harness.capacity.sweep import Say, Sweep, SweepPlan, new_result
 from harness.config import Settings
 from harness.endpoints import StackEndpoints
 from harness.sizing import db_instance_class

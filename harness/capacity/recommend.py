@@ -16,7 +16,7 @@ from typing import Any
 from harness.capacity.knee import CapacityInputError
 from harness.config import UnitValues, shipped_unit
 from harness.inputfiles import InputFileError, brief, load_input_yaml
-from harness.measure.projection import DEFAULT_MODEL
+from harness.model.projection import DEFAULT_MODEL
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from harness.capacity.knee import (
     months_until,
 )
 from harness.capacity.recommend import CapacityModel, ClassCapacity, Recommendation, Target, recommend
-from harness.capacity.sweep import SweepResult
+from harness.capacity.results import SweepResult
 from harness.thresholds.model import ThresholdSet
 
 MIB = 2**20

@@ -20,14 +20,15 @@ from harness.capacity.classes import ClassPlan, StackHandle, class_dirs, memory_
 from harness.capacity.knee import CapacityInputError, Growth, parse_growth
 from harness.capacity.recommend import CapacityModel, Target, load_capacity_model
 from harness.capacity.report import chart, compare_classes, sweep_markdown
-from harness.capacity.sweep import PLANS, SweepResult, merge_results, read_result, run_sweep
+from harness.capacity.results import SweepResult, merge_results, read_result
+from harness.capacity.sweep import PLANS, run_sweep
 from harness.config import ConfigError, Settings, resolve_settings
 from harness.data.app_role import AppRoleError
 from harness.data.grow import STRATEGIES
-from harness.data.seed import SeedError
+from harness.data.loading import SeedError
 from harness.endpoints import load_endpoints
 from harness.inputfiles import brief
-from harness.measure.projection import DEFAULT_MODEL
+from harness.model.projection import DEFAULT_MODEL
 from harness.services.process import ServiceError
 from harness.thresholds import ThresholdConfigError, load_thresholds
 from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE

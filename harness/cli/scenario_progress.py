@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from harness.config import ConfigError, resolve_settings
-from harness.measure.progress import StepProgress
 from harness.measure.results import ResultsError, ResultsWriter, load_results
+from harness.progress import StepProgress
 from harness.thresholds import Status, ThresholdConfigError, ThresholdSet, evaluate, load_thresholds
 from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
 

@@ -23,9 +23,10 @@ from harness.backup.snapshot import create_backup
 from harness.backup.unit import backup_target, seed_queries
 from harness.config import Settings, resolve_settings
 from harness.data.app_role import AppRoleError, app_credentials, data_root
+from harness.data.loading import SeedError
 from harness.data.migrations import MigrationError
 from harness.data.profiles import INDEX_KINDS, PROFILES, SeedProfileError, get_profile
-from harness.data.seed import SeedError, seed
+from harness.data.seed import seed
 from harness.data.spec import DataSpecError, load_data_spec
 from harness.data.team_seed import seed_dump, seed_team
 from harness.data.vectors import VectorDataError, open_vector_file

@@ -22,7 +22,8 @@ import numpy as np
 
 from harness.config import Settings, resolve_settings
 from harness.data.app_role import AppRoleError, app_endpoint, data_root
-from harness.data.seed import SeedError, load_current_ground_truth
+from harness.data.datasets import load_current_ground_truth
+from harness.data.loading import SeedError
 from harness.endpoints import EndpointFileError, StackEndpoints, load_endpoints
 from harness.measure.results import ResultsWriter, load_results
 from harness.report import format_verdict_table

@@ -27,10 +27,9 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from harness.data.app_role import DEFAULT_APP_ROLE
+from harness.data.datasets import dataset_key, ensure_ground_truth, ground_truth_dir, ground_truth_manifest
 from harness.data.ground_truth import GroundTruth, exact_neighbours, load_ground_truth, save_ground_truth
-from harness.data.migrations import FIXTURES_SQL_DIR, load_migrations
-from harness.data.profiles import IndexSpec, SeedProfile
-from harness.data.seed import (
+from harness.data.loading import (
     APP_SCHEMA,
     SEED_LOCK_KEY,
     ChunkHook,
@@ -38,18 +37,15 @@ from harness.data.seed import (
     SeedState,
     build_vector_index,
     copy_table,
-    dataset_key,
-    ensure_ground_truth,
-    generated_source,
-    ground_truth_dir,
-    ground_truth_manifest,
     read_seed_state,
-    seed_fingerprint,
 )
+from harness.data.migrations import FIXTURES_SQL_DIR, load_migrations
+from harness.data.profiles import IndexSpec, SeedProfile
+from harness.data.seed import generated_source, seed_fingerprint
 from harness.data.tables import Population, TableData
 from harness.data.vectors import DEFAULT_CHUNK_ROWS, DOC_ID_BASE, Chunk, ClusteredVectors
 from harness.endpoints import PostgresEndpoint
-from harness.measure.progress import Progress, note
+from harness.progress import Progress, note
 
 # How the vector index follows the new rows: maintained row by row, dropped and built again, or chosen by size.
 STRATEGIES = ("auto", "append", "rebuild")
@@ -85,6 +81,23 @@ class GrowReport:
             f"grow: {self.from_vectors:,} -> {self.to_vectors:,} documents ({self.strategy}; {steps}); "
             f"fingerprint {self.fingerprint[:12]}"
         )
+
+
+@dataclass(frozen=True)
+class Growth:
+    """One growth step: the seed the database holds, the larger one it becomes, and how the rows go in."""
+
+    endpoint: PostgresEndpoint
+    state: SeedState
+    profile: SeedProfile
+    source: ClusteredVectors
+    old_count: int
+    fingerprint: str
+    dataset_key: str
+    strategy: str
+    progress: bool
+    chunk_hook: ChunkHook | None
+    build_memory: str | None
 
 
 def profile_of(state: SeedState) -> SeedProfile:
@@ -217,18 +230,20 @@ def grow(
             note(f"grow: {old_count:,} -> {vectors:,} x {profile.dim} documents ({strategy})", progress)
             _append(
                 conn,
-                endpoint,
-                state,
-                profile,
-                source,
-                old_count,
-                fingerprint,
-                key,
-                strategy,
+                Growth(
+                    endpoint=endpoint,
+                    state=state,
+                    profile=profile,
+                    source=source,
+                    old_count=old_count,
+                    fingerprint=fingerprint,
+                    dataset_key=key,
+                    strategy=strategy,
+                    progress=progress,
+                    chunk_hook=chunk_hook,
+                    build_memory=build_memory,
+                ),
                 timings,
-                progress,
-                chunk_hook,
-                build_memory,
             )
     except psycopg.Error as exc:
         raise SeedError(
@@ -266,22 +281,9 @@ def _ensure_extended_ground_truth(
     )
 
 
-def _append(
-    conn: psycopg.Connection[Any],
-    endpoint: PostgresEndpoint,
-    state: SeedState,
-    profile: SeedProfile,
-    source: ClusteredVectors,
-    old_count: int,
-    fingerprint: str,
-    key: str,
-    strategy: str,
-    timings: dict[str, float],
-    progress: bool,
-    chunk_hook: ChunkHook | None,
-    build_memory: str | None,
-) -> None:
+def _append(conn: psycopg.Connection[Any], growth: Growth, timings: dict[str, float]) -> None:
     started = time.perf_counter()
+    profile, source, old_count, state = growth.profile, growth.source, growth.old_count, growth.state
     with conn.transaction():
         locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (SEED_LOCK_KEY,)).fetchone()
         if not locked or not locked[0]:
@@ -290,18 +292,18 @@ def _append(
         conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
         conn.execute(sql.SQL("SET LOCAL search_path = {}, public").format(sql.Identifier(APP_SCHEMA)))
         index_name = f"documents_embedding_{profile.index.kind}"
-        if strategy == "rebuild" and profile.index.kind != "none":
+        if growth.strategy == "rebuild" and profile.index.kind != "none":
             conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(index_name)))
 
         t = time.perf_counter()
-        appended = copy_table(conn, new_documents(profile, source, old_count), progress, chunk_hook)
+        appended = copy_table(conn, new_documents(profile, source, old_count), growth.progress, growth.chunk_hook)
         timings["append"] = time.perf_counter() - t
         if appended != source.count - old_count:
             raise SeedError(f"appended {appended:,} rows, expected {source.count - old_count:,}; rolled back")
 
-        if strategy == "rebuild":
+        if growth.strategy == "rebuild":
             t = time.perf_counter()
-            build_vector_index(conn, endpoint, profile, source.count, progress, build_memory)
+            build_vector_index(conn, growth.endpoint, profile, source.count, growth.progress, growth.build_memory)
             timings["index"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -314,14 +316,14 @@ def _append(
             "UPDATE seed_state SET fingerprint = %s, dataset_key = %s, params = %s, row_counts = %s, "
             "seeded_at = now(), load_seconds = %s",
             (
-                fingerprint,
-                key,
+                growth.fingerprint,
+                growth.dataset_key,
                 Jsonb(
                     {
                         "profile": dataclasses.asdict(profile),
                         "source": source.identity(),
                         "grown_from": grown_from,
-                        "growth_strategy": strategy,
+                        "growth_strategy": growth.strategy,
                     }
                 ),
                 Jsonb(row_counts),

@@ -1,11 +1,11 @@
 """Seed a team's own schema (`harness seed --schema DIR --data SPEC`) instead of the built-in application.
 
-Same contract as harness.data.seed: everything is built in the staging schema inside one transaction and
-swapped in at the end, so a failing migration, a bad spec or a kill leaves the previous data untouched; the
-fingerprint (migration checksums, spec, embeddings) makes a second identical seed a no-op. The harness adds
-its bookkeeping tables (schema_migrations, seed_state) beside the team's, moves every identity/serial
-sequence past the loaded keys, and grants the application role read/write on the team's tables (an
-application logs in with an ordinary role, as on RDS).
+Same contract as the built-in seed (harness.data.loading): everything is built in the staging schema inside
+one transaction and swapped in at the end, so a failing migration, a bad spec or a kill leaves the previous
+data untouched; the fingerprint (migration checksums, spec, embeddings) makes a second identical seed a
+no-op. The harness adds its bookkeeping tables (schema_migrations, seed_state) beside the team's, moves every
+identity/serial sequence past the loaded keys, and grants the application role read/write on the team's
+tables (an application logs in with an ordinary role, as on RDS).
 """
 
 from __future__ import annotations
@@ -15,33 +15,28 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from pgvector.psycopg import register_vector
 from psycopg import sql
 
 from harness.data.app_role import DEFAULT_APP_ROLE
 from harness.data.column_truth import DEFAULT_K, ColumnVectors, primary_key, read_queries, write_column_truth
+from harness.data.datasets import dataset_key, ensure_ground_truth, ground_truth_dir
 from harness.data.dump_restore import DumpError, plan_restore, restore_into_staging
-from harness.data.migrations import Migration, load_migrations, load_team_migrations, schema_version
-from harness.data.seed import (
+from harness.data.loading import (
     STAGING_SCHEMA,
     ChunkHook,
     SeedError,
+    Seeding,
     SeedReport,
     apply_migrations,
-    check_vector_extension,
     content_digest,
     copy_table,
-    dataset_key,
-    ensure_app_role,
-    ensure_ground_truth,
-    ground_truth_dir,
-    read_seed_state,
-    staged_swap,
+    load_staged,
 )
+from harness.data.migrations import Migration, load_migrations, load_team_migrations, schema_version
 from harness.data.spec import DataSpec, DataSpecError, SpecTables
+from harness.data.tables import TableData
 from harness.data.vectors import VectorDataError
 from harness.endpoints import PostgresEndpoint, Secret
-from harness.measure.progress import note
 
 BOOKKEEPING = "bookkeeping"
 
@@ -110,81 +105,86 @@ def seed_team(
 ) -> SeedReport:
     """Apply the team's migrations in `schema_dir` to a fresh staging schema, load `spec`'s rows (none if
     None: an empty schema), compute ground truth for the spec's vector columns, and swap it in."""
-    started = time.perf_counter()
-    password = app_password if isinstance(app_password, Secret) else Secret(app_password)
     team = load_team_migrations(schema_dir)
     migrations = _bookkeeping() + team
-    fingerprint = team_fingerprint(team, spec, app_role)
     # A directory called migrations/ says little: name the project folder holding it too.
     resolved = schema_dir.resolve()
     name = f"team:{resolved.parent.name}/{resolved.name}"
     truths = {f"{v.table}.{v.column}": (v, dataset_key(v.source, v.k)) for v in (spec.vectors if spec else ())}
     first_key = next(iter(truths.values()))[1] if truths else "none"
     gt_dir = ground_truth_dir(data_dir, truths[next(iter(truths))][0].source, first_key) if truths else data_dir
-    timings: dict[str, float] = {}
+    seeding = Seeding(
+        endpoint=endpoint,
+        name=name,
+        fingerprint=team_fingerprint(team, spec, app_role),
+        dataset_key=first_key,
+        params={
+            "schema_dir": str(resolved),
+            "migrations": [m.label for m in team],
+            "spec": spec.identity() if spec else None,
+            "ground_truth": {label: key for label, (_, key) in truths.items()},
+        },
+        index="team",
+        ground_truth_dir=gt_dir,
+        app_role=app_role,
+        app_password=app_password if isinstance(app_password, Secret) else Secret(app_password),
+        force=force,
+        progress=progress,
+        chunk_hook=chunk_hook,
+    )
+
+    def ground_truth() -> bool:
+        for column, key in truths.values():
+            ensure_ground_truth(
+                column.source,
+                column.k,
+                ground_truth_dir(data_dir, column.source, key),
+                key,
+                progress,
+                table=column.table,
+                column=column.column,
+                key_column=column.key,
+            )
+        return True
+
+    def build(conn: psycopg.Connection[Any], timings: dict[str, float]) -> dict[str, int]:
+        t = time.perf_counter()
+        apply_migrations(conn, migrations, "schema", 0, app_role)
+        timings["schema"] = time.perf_counter() - t
+        t = time.perf_counter()
+        row_counts: dict[str, int] = {}
+        if spec is not None:
+            tables = SpecTables(spec)
+            for table in spec.tables:
+                data = tables.table_data(table, _column_types(conn, table.name))
+                row_counts[table.name] = _copy_generated(conn, data, progress, chunk_hook)
+        timings["load"] = time.perf_counter() - t
+        t = time.perf_counter()
+        apply_migrations(conn, migrations, "finalize", 0, app_role)
+        _fix_sequences_and_grants(conn, app_role)
+        timings["finalize"] = time.perf_counter() - t
+        return row_counts
+
+    return load_staged(
+        seeding,
+        build,
+        f"seed {name}: {len(team)} migration files, {len(spec.tables) if spec else 0} tables",
+        ground_truth=ground_truth,
+        input_errors=(DataSpecError,),
+    )
+
+
+def _copy_generated(
+    conn: psycopg.Connection[Any], data: TableData, progress: bool, chunk_hook: ChunkHook | None
+) -> int:
+    """copy_table, with a row psycopg cannot encode (the spec generated a value its column cannot take)
+    reported as such rather than as a lost connection."""
     try:
-        with endpoint.connect(prepare_threshold=None, autocommit=True) as conn:
-            check_vector_extension(conn, endpoint, "none")
-            register_vector(conn)
-            ensure_app_role(conn, endpoint, app_role, password)
-            state = read_seed_state(conn)
-            t = time.perf_counter()
-            for column, key in truths.values():
-                directory = ground_truth_dir(data_dir, column.source, key)
-                ensure_ground_truth(
-                    column.source,
-                    column.k,
-                    directory,
-                    key,
-                    progress,
-                    table=column.table,
-                    column=column.column,
-                    key_column=column.key,
-                )
-            timings["ground_truth"] = time.perf_counter() - t
-            if state is not None and state.fingerprint == fingerprint and not force:
-                timings["total"] = time.perf_counter() - started
-                return SeedReport(name, fingerprint, first_key, True, state.row_counts, timings, "team", gt_dir)
-            note(f"seed {name}: {len(team)} migration files, {len(spec.tables) if spec else 0} tables", progress)
-
-            def build(conn: psycopg.Connection[Any]) -> dict[str, int]:
-                t = time.perf_counter()
-                apply_migrations(conn, migrations, "schema", 0, app_role)
-                timings["schema"] = time.perf_counter() - t
-                t = time.perf_counter()
-                row_counts: dict[str, int] = {}
-                if spec is not None:
-                    tables = SpecTables(spec)
-                    for table in spec.tables:
-                        data = tables.table_data(table, _column_types(conn, table.name))
-                        row_counts[table.name] = copy_table(conn, data, progress, chunk_hook)
-                timings["load"] = time.perf_counter() - t
-                t = time.perf_counter()
-                apply_migrations(conn, migrations, "finalize", 0, app_role)
-                _fix_sequences_and_grants(conn, app_role)
-                timings["finalize"] = time.perf_counter() - t
-                return row_counts
-
-            params = {
-                "schema_dir": str(schema_dir.resolve()),
-                "migrations": [m.label for m in team],
-                "spec": spec.identity() if spec else None,
-                "ground_truth": {label: key for label, (_, key) in truths.items()},
-            }
-            row_counts = staged_swap(conn, endpoint, build, (fingerprint, first_key, name, params), timings, started)
+        return copy_table(conn, data, progress, chunk_hook)
     except psycopg.Error as exc:
         if exc.sqlstate is None and not isinstance(exc, psycopg.OperationalError):
             raise SeedError(f"could not encode the generated rows ({exc}); the previous data is intact") from exc
-        if exc.sqlstate is None:
-            raise SeedError(
-                f"lost or could not open the connection to {endpoint.host}:{endpoint.port} ({exc}); the previous "
-                "data is intact: check the stack with `harness status` and seed again"
-            ) from exc
-        raise SeedError(f"the server refused the seed ({exc.sqlstate}: {exc}); the previous data is intact") from exc
-    except DataSpecError as exc:
-        raise SeedError(f"{exc}; nothing was changed, the previous data is intact") from exc
-    timings["total"] = time.perf_counter() - started
-    return SeedReport(name, fingerprint, first_key, False, row_counts, timings, "team", gt_dir)
+        raise
 
 
 def seed_dump(
@@ -201,8 +201,6 @@ def seed_dump(
 ) -> SeedReport:
     """Restore a `pg_dump -Fc` file of one schema (harness.data.dump_restore) into a fresh staging schema,
     with its indexes and constraints, and swap it in; the same dump again is a no-op."""
-    started = time.perf_counter()
-    password = app_password if isinstance(app_password, Secret) else Secret(app_password)
     try:
         plan = plan_restore(dump, STAGING_SCHEMA)
     except DumpError as exc:
@@ -218,50 +216,45 @@ def seed_dump(
         except VectorDataError as exc:
             raise SeedError(str(exc)) from None
         truth_key = content_digest({"dump": plan.digest, "queries": queries_digest, "column": vector_column})[:16]
-    fingerprint = content_digest({"kind": "dump", "dump": plan.digest, "app_role": app_role, "truth": truth_key})
     name = f"dump:{dump.name}"
-    timings: dict[str, float] = {}
-    try:
-        with endpoint.connect(prepare_threshold=None, autocommit=True) as conn:
-            check_vector_extension(conn, endpoint, "none")
-            register_vector(conn)
-            ensure_app_role(conn, endpoint, app_role, password)
-            state = read_seed_state(conn)
-            if state is not None and state.fingerprint == fingerprint and not force:
-                timings["total"] = time.perf_counter() - started
-                return SeedReport(name, fingerprint, truth_key, True, state.row_counts, timings, "dump", data_dir)
-            note(f"seed {name}: schema {plan.schema}, {len(plan.tables)} tables", progress)
+    seeding = Seeding(
+        endpoint=endpoint,
+        name=name,
+        fingerprint=content_digest({"kind": "dump", "dump": plan.digest, "app_role": app_role, "truth": truth_key}),
+        dataset_key=truth_key,
+        params={
+            "dump": str(dump.resolve()),
+            "dump_digest": plan.digest,
+            "schema": plan.schema,
+            "ground_truth": {vector_column: truth_key} if vector_column else {},
+        },
+        index="dump",
+        ground_truth_dir=data_dir,
+        app_role=app_role,
+        app_password=app_password if isinstance(app_password, Secret) else Secret(app_password),
+        force=force,
+        progress=progress,
+    )
 
-            def build(conn: psycopg.Connection[Any]) -> dict[str, int]:
-                t = time.perf_counter()
-                apply_migrations(conn, _bookkeeping(), "schema", 0, app_role)
-                counts = restore_into_staging(conn, plan, data_dir / "restore")
-                _fix_sequences_and_grants(conn, app_role)
-                timings["restore"] = time.perf_counter() - t
-                if vector_column is not None and queries is not None:
-                    t = time.perf_counter()
-                    table, column = vector_column.split(".")
-                    key = primary_key(conn, STAGING_SCHEMA, table)
-                    source = ColumnVectors(conn, STAGING_SCHEMA, table, column, key, queries)
-                    write_column_truth(source, data_dir / f"dump-{truth_key}", truth_key, DEFAULT_K)
-                    timings["ground_truth"] = time.perf_counter() - t
-                return counts
+    def build(conn: psycopg.Connection[Any], timings: dict[str, float]) -> dict[str, int]:
+        t = time.perf_counter()
+        apply_migrations(conn, _bookkeeping(), "schema", 0, app_role)
+        counts = restore_into_staging(conn, plan, data_dir / "restore")
+        _fix_sequences_and_grants(conn, app_role)
+        timings["restore"] = time.perf_counter() - t
+        if vector_column is not None and queries is not None:
+            t = time.perf_counter()
+            table, column = vector_column.split(".")
+            key = primary_key(conn, STAGING_SCHEMA, table)
+            source = ColumnVectors(conn, STAGING_SCHEMA, table, column, key, queries)
+            write_column_truth(source, data_dir / f"dump-{truth_key}", truth_key, DEFAULT_K)
+            timings["ground_truth"] = time.perf_counter() - t
+        return counts
 
-            params = {
-                "dump": str(dump.resolve()),
-                "dump_digest": plan.digest,
-                "schema": plan.schema,
-                "ground_truth": {vector_column: truth_key} if vector_column else {},
-            }
-            row_counts = staged_swap(conn, endpoint, build, (fingerprint, truth_key, name, params), timings, started)
-    except psycopg.Error as exc:
-        if exc.sqlstate is None:
-            raise SeedError(
-                f"lost or could not open the connection to {endpoint.host}:{endpoint.port} ({exc}); the previous "
-                "data is intact: check the stack with `harness status` and seed again"
-            ) from exc
-        raise SeedError(f"the server refused the restore ({exc.sqlstate}: {exc}); the previous data is intact") from exc
-    except (DumpError, VectorDataError) as exc:
-        raise SeedError(f"{exc}; nothing was changed, the previous data is intact") from exc
-    timings["total"] = time.perf_counter() - started
-    return SeedReport(name, fingerprint, truth_key, False, row_counts, timings, "dump", data_dir)
+    return load_staged(
+        seeding,
+        build,
+        f"seed {name}: schema {plan.schema}, {len(plan.tables)} tables",
+        refused="restore",
+        input_errors=(DumpError, VectorDataError),
+    )

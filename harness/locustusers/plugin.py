@@ -35,7 +35,7 @@ from locust.runners import MasterRunner, Runner, WorkerRunner
 from locust.shape import LoadTestShape
 
 from harness.config import ConfigError
-from harness.data.seed import current_seed
+from harness.data.loading import current_seed
 from harness.endpoints import EndpointFileError
 from harness.locustusers.cloudwatch import RunPublisher
 from harness.locustusers.gate import DEFAULT_THRESHOLD_FILES, judge, judged_thresholds, load_gate_thresholds

@@ -18,8 +18,8 @@ from harness.app.gdpr_invoke import lambda_client
 from harness.backends import get_backend
 from harness.config import Settings, resolve_settings
 from harness.data.app_role import app_endpoint, data_root
+from harness.data.datasets import load_current_ground_truth
 from harness.data.ground_truth import GroundTruth
-from harness.data.seed import load_current_ground_truth
 from harness.endpoints import StackEndpoints, bounded_connection_class
 from harness.locustusers.tally import RunTotals, Tally
 from harness.measure.popularity import ZipfKeys

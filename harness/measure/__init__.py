@@ -1,2 +1,1 @@
-"""Measuring: the load core, key popularity, samplers, progress, the metric registry, the results file, run
-facts and projections."""
+"""Measuring: the load core, key popularity, samplers, the metric registry, the results file and run facts."""

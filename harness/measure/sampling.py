@@ -23,7 +23,7 @@ import psutil
 from redis.exceptions import RedisError
 
 from harness.endpoints import StackEndpoints
-from harness.measure import credits as cr
+from harness.model import credits as cr
 from harness.services.cgroups import CgroupLimiter
 from harness.services.process import PidFiles
 from harness.sizing import cache_node_type, db_instance_class, storage_sizing

@@ -123,7 +123,7 @@ def _lambda_metric(measure: str) -> CloudWatchMetric | None:
 
 
 # The CPU-credit metrics AWS emits every 5 minutes for burstable classes (db.t3, cache.t3), with the statistic a
-# 5-minute datapoint carries. The sampler's ledgers (harness/measure/credits.py) book them under these names;
+# 5-minute datapoint carries. The sampler's ledgers (harness/model/credits.py) book them under these names;
 # they are published and drawn, not alarmed on (the document sets no level on them). ElastiCache's T3 nodes run
 # in standard mode: no surplus credits.
 CREDIT_PERIOD_S = 300

@@ -13,7 +13,7 @@ CloudWatch's Sum over a period would count them.
 
 The CPU-credit metrics (AWS/RDS CPUCreditUsage, CPUCreditBalance, CPUSurplusCreditBalance,
 CPUSurplusCreditsCharged; AWS/ElastiCache CPUCreditUsage, CPUCreditBalance) come from the sampler's credit
-ledgers (harness/measure/credits.py): usage and surplus charged as what each tick added, so CloudWatch's
+ledgers (harness/model/credits.py): usage and surplus charged as what each tick added, so CloudWatch's
 5-minute Sum counts them; balances as they stand. FreeStorageSpace assumes the document's 20 GiB allocation.
 """
 

@@ -22,8 +22,8 @@ import psycopg
 from harness.data.app_role import AppRoleError, app_endpoint
 from harness.endpoints import StackEndpoints
 from harness.paths import FUNCTIONS_DIR
-from harness.security.certificates import make_ca, write_ca_bundle
 from harness.security.iam import lint_policies
+from harness.services.certificates import make_ca, write_ca_bundle
 from harness.services.process import PidFiles
 from harness.services.redis import ELASTICACHE_RESTRICTED_COMMANDS
 

@@ -20,10 +20,12 @@ from psycopg import sql
 
 from harness.capacity.report import sweep_markdown
 from harness.capacity.sweep import PLANS, Sweep, run_sweep
+from harness.data.datasets import load_current_ground_truth
 from harness.data.ground_truth import exact_neighbours, recall_at_k
 from harness.data.grow import grow
+from harness.data.loading import SeedError, current_seed
 from harness.data.profiles import get_profile
-from harness.data.seed import SeedError, current_seed, generated_source, load_current_ground_truth, seed
+from harness.data.seed import generated_source, seed
 from harness.endpoints import PostgresEndpoint
 from harness.thresholds import load_thresholds
 from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE

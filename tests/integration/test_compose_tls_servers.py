@@ -24,7 +24,7 @@ import yaml
 
 from harness.backends.compose_spec import COMPOSE_DIR, COMPOSE_FILE, TLS_MOUNT
 from harness.endpoints import PostgresEndpoint, RedisEndpoint, Secret, TlsFiles
-from harness.security.certificates import container_copy, ensure_certificates, make_ca, write_ca_bundle
+from harness.services.certificates import container_copy, ensure_certificates, make_ca, write_ca_bundle
 from harness.services.osuser import server_user
 
 pytestmark = pytest.mark.integration

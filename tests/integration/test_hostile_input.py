@@ -18,8 +18,9 @@ from harness.app.gdpr_deploy import deploy_to_stack
 from harness.app.gdpr_invoke import invoke, lambda_client
 from harness.cli.main import main as harness_main
 from harness.data.app_role import app_credentials, data_root
+from harness.data.loading import current_seed
 from harness.data.profiles import get_profile
-from harness.data.seed import current_seed, seed
+from harness.data.seed import seed
 from harness.data.spec import DataSpecError, load_data_spec
 from harness.paths import FUNCTIONS_DIR
 from harness.workload.file import WorkloadError, load_workload

@@ -20,8 +20,9 @@ import pytest
 from harness.app.gdpr_deploy import deploy_to_stack
 from harness.config import Settings
 from harness.data.app_role import app_credentials, data_root
+from harness.data.loading import current_seed
 from harness.data.profiles import get_profile
-from harness.data.seed import current_seed, seed
+from harness.data.seed import seed
 from harness.endpoints import StackEndpoints
 from harness.measure.metrics import Statistic
 from harness.measure.results import RunResults, load_results

@@ -21,10 +21,12 @@ import pytest
 from pgvector.psycopg import register_vector
 from psycopg import sql
 
+from harness.data.datasets import load_current_ground_truth
 from harness.data.ground_truth import recall_at_k
+from harness.data.loading import SeedReport, current_seed
 from harness.data.migrations import load_migrations
 from harness.data.profiles import get_profile
-from harness.data.seed import SeedReport, current_seed, load_current_ground_truth, seed
+from harness.data.seed import seed
 from harness.endpoints import PostgresEndpoint, Secret, StackEndpoints
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.config import Settings
-from harness.data.seed import current_seed
+from harness.data.loading import current_seed
 from harness.endpoints import StackEndpoints
 from harness.paths import REPO_ROOT
 

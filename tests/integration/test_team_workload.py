@@ -23,8 +23,9 @@ import pytest
 from pgvector.psycopg import register_vector
 from psycopg import sql
 
+from harness.data.datasets import load_current_ground_truth
 from harness.data.ground_truth import recall_at_k
-from harness.data.seed import SeedError, current_seed, load_current_ground_truth
+from harness.data.loading import SeedError, current_seed
 from harness.data.spec import load_data_spec
 from harness.data.team_seed import seed_dump, seed_team
 from harness.endpoints import PostgresEndpoint, Secret, StackEndpoints

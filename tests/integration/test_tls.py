@@ -7,7 +7,7 @@ import psycopg
 import pytest
 import redis
 
-from harness.security.certificates import make_ca, write_ca_bundle
+from harness.services.certificates import make_ca, write_ca_bundle
 from harness.services.pgbouncer_admin import clients
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,8 @@ from harness.capacity.knee import (
     parse_growth,
 )
 from harness.capacity.recommend import ClassCapacity, Target, load_capacity_model, recommend, verdict
-from harness.capacity.sweep import RampStep, limiting_resource
+from harness.capacity.results import RampStep
+from harness.capacity.sweep import limiting_resource
 
 SIZES = (50_000, 100_000, 200_000, 400_000, 800_000)
 
@@ -189,7 +190,7 @@ def test_the_resource_that_ran_out_first(changes, resource):
 
 
 def sweep_result(db_class: str, p95s: list[float], meets: list[bool], rate: float | None):
-    from harness.capacity.sweep import Saturation, SizeResult, SweepResult
+    from harness.capacity.results import Saturation, SizeResult, SweepResult
 
     sizes = [
         SizeResult(
@@ -277,7 +278,7 @@ def test_the_cli_says_when_no_stack_is_running(capsys, tmp_path, monkeypatch):
 
 
 def test_the_table_command_reads_sweeps_and_prints_the_recommendation(tmp_path, capsys):
-    from harness.capacity.sweep import write_result
+    from harness.capacity.results import write_result
     from harness.cli.main import main
 
     runs = []
@@ -371,7 +372,7 @@ def test_the_report_says_whether_the_sweep_ran_drained_with_the_volume_capped():
 
 
 def test_the_table_and_report_commands_take_a_classes_run_as_all_its_classes(tmp_path, capsys):
-    from harness.capacity.sweep import write_result
+    from harness.capacity.results import write_result
     from harness.cli.main import main
 
     for result in (
@@ -392,7 +393,7 @@ def test_the_table_and_report_commands_take_a_classes_run_as_all_its_classes(tmp
 def test_sweeps_of_one_class_run_at_different_times_join_into_one_curve():
     import dataclasses
 
-    from harness.capacity.sweep import merge_results
+    from harness.capacity.results import merge_results
 
     first = sweep_result("db.t3.micro", [3, 3.3, 3.6], [True] * 3, 40.0)
     later = sweep_result("db.t3.micro", [9, 9.9, 10.8, 60, 200], [True] * 3 + [False] * 2, 5.0)

@@ -8,8 +8,8 @@ import pytest
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from harness.security import certificates
-from harness.security.certificates import ensure_certificates, make_ca, write_ca_bundle
+from harness.services import certificates
+from harness.services.certificates import ensure_certificates, make_ca, write_ca_bundle
 
 
 def test_the_server_certificate_verifies_against_the_ca_for_loopback_names(tmp_path):

@@ -200,7 +200,7 @@ def test_an_override_for_another_profile_carries_the_tls_of_the_mode(committed):
 
 
 def test_the_container_paths_are_the_files_the_certificate_module_writes():
-    from harness.security.certificates import tls_files
+    from harness.services.certificates import tls_files
 
     names = tls_files(Path("/x"))
     assert (CONTAINER_TLS.ca.name, CONTAINER_TLS.cert.name, CONTAINER_TLS.key.name) == (

@@ -1,7 +1,7 @@
 import pytest
 
-from harness.measure.credit_day import TrafficError, demand_by_hour, load_traffic, model_day
-from harness.measure.projection import DEFAULT_MODEL
+from harness.model.credit_day import TrafficError, demand_by_hour, load_traffic, model_day
+from harness.model.projection import DEFAULT_MODEL
 from harness.sizing import cache_node_type, db_instance_class
 
 CACHE = cache_node_type("cache.t3.micro").credits

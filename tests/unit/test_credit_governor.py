@@ -5,8 +5,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.measure.credits import CpuCreditLedger
 from harness.measure.sampling import ResourceSampler
+from harness.model.credits import CpuCreditLedger
 from harness.services.cgroups import CgroupLimiter
 from harness.sizing import cache_node_type
 

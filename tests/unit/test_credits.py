@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from harness.measure.credits import (
+from harness.model.credits import (
     CpuCreditLedger,
     IoCreditLedger,
     load_io_bucket,

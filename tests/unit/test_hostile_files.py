@@ -21,13 +21,13 @@ from hypothesis import strategies as st
 
 from harness.backends.external import load_external_config
 from harness.capacity.recommend import CapacityInputError, load_capacity_model
-from harness.capacity.sweep import read_result
+from harness.capacity.results import read_result
 from harness.cli.main import main as harness_main
 from harness.config import ConfigError, resolve_settings
 from harness.data.spec import DataSpecError, load_data_spec
-from harness.measure.credit_day import TrafficError, load_traffic
-from harness.measure.projection import ModelError, load_model
 from harness.measure.results import ResultsError, load_results
+from harness.model.credit_day import TrafficError, load_traffic
+from harness.model.projection import ModelError, load_model
 from harness.paths import FIXTURES_DIR
 from harness.spec.model import SpecError, load_unit_spec
 from harness.thresholds.loading import load_thresholds

@@ -17,7 +17,7 @@ README = REPO_ROOT / "README.md"
 TABLE_START = "<!-- layout:start -->"
 TABLE_END = "<!-- layout:end -->"
 REGENERATE = ".venv/bin/python tests/unit/test_layout.py --write"
-FOUNDATION = {"config", "endpoints", "sizing", "paths", "inputfiles"}
+FOUNDATION = {"config", "endpoints", "sizing", "paths", "inputfiles", "progress"}
 # What each package may import besides the foundation modules (README, "Layout").
 ALLOWED: dict[str, set[str]] = {
     "config": {"sizing", "spec"},
@@ -25,24 +25,26 @@ ALLOWED: dict[str, set[str]] = {
     "sizing": set(),
     "paths": set(),
     "inputfiles": set(),
+    "progress": set(),
     "services": set(),
     "lambda_runtime": {"services"},
-    "backends": {"services", "security"},
+    "backends": {"services"},
     "security": {"data", "measure", "services"},
-    "measure": {"services"},
-    "data": {"measure", "services"},
+    "model": set(),
+    "measure": {"model", "services"},
+    "data": {"services"},
     "thresholds": {"measure"},
     "spec": set(),
     "checklist": {"thresholds", "spec", "backup", "services"},
     "report": {"thresholds", "measure", "monitoring", "checklist"},
     "monitoring": {"thresholds", "measure", "services"},
     "app": {"data", "lambda_runtime", "measure", "services"},
-    "backup": {"data", "measure", "services"},
+    "backup": {"data", "services"},
     "drills": {"app", "backends", "backup", "measure", "services"},
     "locustusers": {"app", "backends", "data", "measure", "monitoring", "thresholds", "report", "services", "workload"},
     "workload": {"data", "measure", "thresholds"},
     "pytest_plugin": {"backends"},
-    "capacity": {"app", "backends", "data", "measure", "thresholds"},
+    "capacity": {"app", "backends", "data", "measure", "model", "thresholds"},
     "cli": {
         "app",
         "backends",
@@ -51,6 +53,7 @@ ALLOWED: dict[str, set[str]] = {
         "data",
         "drills",
         "measure",
+        "model",
         "thresholds",
         "report",
         "services",
@@ -69,26 +72,29 @@ WHAT: dict[str, str] = {
     "sizing": "RDS/ElastiCache/Lambda sizing formulas",
     "paths": "where the repository's files are",
     "inputfiles": "reading a user's files with one set of refusals",
+    "progress": "the terminal progress printer for long steps",
     "services": (
         "one module per local process (postgres, pgbouncer + its admin console, redis, aws emulator, lambda "
         "server) on one `LocalService` base; cgroups, the OS account; the fault-injecting TCP proxy (a thread, "
-        "not a process)"
+        "not a process); the private CA and certificates TLS uses"
     ),
     "lambda_runtime": (
         "the local Lambda service: HTTP server, function registry, invocation runtime, execution environments, "
         "worker, REPORT line, metric publisher"
     ),
-    "measure": (
-        "the load core, key popularity, samplers, progress, the metric registry, the results file, run facts, "
-        "projections"
+    "model": (
+        "what AWS would book, modelled: CPU- and I/O-credit ledgers, a modelled day of credits, monthly free-tier "
+        "and cost projections"
     ),
+    "measure": "the load core, key popularity, samplers, the metric registry, the results file, run facts",
     "data": (
-        "seeding (profiles, tables, migrations), growth by appending (`grow`), a team's schema, data spec and "
-        "dump (`spec`, `team_seed`, `dump_restore`), vectors, ground truth, the application role"
+        "seeding (profiles, tables, migrations, the loading steps every seed path shares), growth by appending "
+        "(`grow`), a team's schema, data spec and dump (`spec`, `team_seed`, `dump_restore`), vectors, ground "
+        "truth, the application role"
     ),
     "security": (
-        "the private CA and certificates TLS uses, the security checklist's checks (`harness verify security`), "
-        "the IAM policy lint, secret rotation, the secret grep"
+        "the security checklist's checks (`harness verify security`), the IAM policy lint, secret rotation, the "
+        "secret grep"
     ),
     "backends": (
         "embedded, compose (+ the generated compose spec), external; read-only probes; the guard for destructive work"
@@ -140,8 +146,6 @@ WHAT: dict[str, str] = {
 WHY: dict[tuple[str, str], str] = {
     ("config", "spec"): "the unit's values",
     ("data", "services"): "the pg_restore binary",
-    ("backends", "security"): "the certificates",
-    ("backup", "measure"): "transfer progress",
 }
 
 

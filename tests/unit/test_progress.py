@@ -1,7 +1,7 @@
 import io
 import threading
 
-from harness.measure.progress import Progress, transfer_callback
+from harness.progress import Progress, transfer_callback
 
 
 def test_progress_reports_count_percentage_and_rate_when_it_ends():

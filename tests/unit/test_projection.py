@@ -1,6 +1,6 @@
 import pytest
 
-from harness.measure.projection import DEFAULT_MODEL, ModelError, load_model, project
+from harness.model.projection import DEFAULT_MODEL, ModelError, load_model, project
 
 MEASURED = {"data_export": 100.0, "data_deletion": 100.0, "audit_logging": 100.0}
 

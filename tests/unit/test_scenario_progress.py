@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.measure.progress import StepProgress, clock
+from harness.progress import StepProgress, clock
 
 STEPS = """
 import os

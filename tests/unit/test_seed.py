@@ -10,9 +10,10 @@ import pytest
 from harness.cli.seed import add_seed_command
 from harness.config import Settings
 from harness.data.app_role import APP_CREDENTIALS_FILE, AppRoleError, app_credentials, app_endpoint
+from harness.data.datasets import dataset_key
 from harness.data.migrations import FIXTURES_SQL_DIR, MigrationError, load_migrations, schema_version
 from harness.data.profiles import PROFILES, IndexSpec, SeedProfileError, get_profile
-from harness.data.seed import dataset_key, generated_source, seed_fingerprint
+from harness.data.seed import generated_source, seed_fingerprint
 from harness.data.tables import Population
 from harness.data.vectors import DOC_ID_BASE
 

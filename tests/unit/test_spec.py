@@ -12,7 +12,7 @@ import yaml
 from harness.app.gdpr_deploy import definitions
 from harness.cli.main import main
 from harness.config import ConfigError, resolve_settings
-from harness.measure.projection import load_model
+from harness.model.projection import load_model
 from harness.sizing import unit_sizing
 from harness.spec import DEFAULT_SPEC_FILE, FindingKind, SpecError, lint, load_unit_spec, read_document, unresolved
 from harness.thresholds import ThresholdConfigError, load_thresholds, parse_thresholds

@@ -121,7 +121,7 @@ def project(
     """mean_billed_ms: each function's mean Billed Duration measured in the run (lambda.<function>.billed_duration_ms:
     Duration plus any Init Duration, rounded up to 1 ms, which is what Lambda charges; every function in the model
     must have one: a projection from a function never measured would be a guess). rds_cpu_surplus_usd: the
-    Unlimited-mode surplus a db.t3.micro is billed a month (harness.measure.credit_day's modelled day).
+    Unlimited-mode surplus a db.t3.micro is billed a month (harness.model.credit_day's modelled day).
     alarm_metrics, dashboards: the deployment's CloudWatch footprint (harness.monitoring); what exceeds the free
     tier's alarm metrics and dashboards is billed per month."""
     if rds_cpu_surplus_usd < 0:

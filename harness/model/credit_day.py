@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.inputfiles import InputFileError, load_input_yaml
-from harness.measure.credits import CpuCreditLedger
+from harness.model.credits import CpuCreditLedger
 from harness.sizing import CpuCredits
 
 HOURS = 24
