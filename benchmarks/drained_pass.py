@@ -29,6 +29,7 @@ from pgvector.psycopg import register_vector
 
 from harness.app.cache_aside import CacheAside, CacheCounters
 from harness.backends import get_backend
+from harness.capacity.probes import CORPUS_SEARCH_SQL, K
 from harness.config import resolve_settings
 from harness.data.app_role import app_endpoint
 from harness.data.datasets import load_current_ground_truth
@@ -40,9 +41,6 @@ from harness.paths import FIXTURES_DIR
 from harness.services.cgroups import CgroupLimiter
 from harness.sizing import cache_node_type, db_instance_class, disk_limits, storage_sizing
 from harness.thresholds.loading import load_thresholds
-
-K = 10
-SEARCH_SQL = "SELECT doc_id FROM documents ORDER BY embedding <=> %s LIMIT %s"
 
 
 @dataclass
@@ -69,7 +67,7 @@ def search_pass(
             if time.monotonic() > deadline:
                 break
             started = time.perf_counter()
-            answers.append([row[0] for row in conn.execute(SEARCH_SQL, (queries[q], K))])
+            answers.append([row[0] for row in conn.execute(CORPUS_SEARCH_SQL, (queries[q], K))])
             latencies.append(1000 * (time.perf_counter() - started))
     done = order[: len(answers)]
     return latencies, recall_at_k(answers, truth[done], K)

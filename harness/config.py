@@ -24,7 +24,7 @@ from harness.sizing import (
     db_instance_class,
     storage_sizing,
 )
-from harness.spec.model import DEFAULT_SPEC_FILE, Scalar, SpecError, UnitSpec, load_spec, parse_uses
+from harness.spec.model import DEFAULT_SPEC_FILE, Scalar, SpecError, UnitSpec, load_unit_spec, parse_uses
 
 CONFIG_FILE_NAME = "harness.toml"
 ENV_PREFIX = "HARNESS_"
@@ -93,7 +93,7 @@ def unit_values(spec: UnitSpec) -> UnitValues:
 def shipped_unit() -> UnitValues:
     """fixtures/unit.yaml as shipped, read on first use and then kept (never at import time)."""
     try:
-        return unit_values(load_spec(DEFAULT_SPEC_FILE))
+        return unit_values(load_unit_spec(DEFAULT_SPEC_FILE))
     except SpecError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -130,7 +130,7 @@ class Settings:
     # "auto": cap PostgreSQL with a cgroup where the machine allows and report when it does not;
     # "require": refuse to start without the cap; "off": never try.
     cgroups: str = "auto"
-    # Burstable CPU and gp2 storage (issue 15). "drained" runs the unit as it is after hours of load and a
+    # Burstable CPU and gp2 storage. "drained" runs the unit as it is after hours of load and a
     # failover: the cache node at its baseline, RDS at full speed billing surplus, the volume at its
     # baseline IOPS with a cold page cache. "live": the caps follow the credit ledgers from a rested unit.
     # "off" (the default until the sign-off runs a drained pass beside the fresh one): full CPU and disk,
@@ -141,8 +141,9 @@ class Settings:
     allocated_storage_gib: int = _unit_default("allocated_storage_gib")
     # `harness signoff` runs a drained pass after the fresh one (vector search, cache hit rate, pooling at the
     # design concurrency on a unit restarted drained), each of its load steps capped at drained_step_cap_s.
-    # Off by default: at the signoff size it adds about ten minutes and fails the vector-search p95 while the
-    # data is read back at 100 IOPS (the worst case after a failover): ask for it with --drained or "on".
+    # Off by default: it lengthens the sign-off by a second pass and fails the vector-search p95 while the data
+    # is read back at the volume's baseline IOPS (the worst case after a failover): ask for it with --drained
+    # or "on".
     signoff_drained: bool = False
     drained_step_cap_s: float = 60.0
     # The live ledger of the cache node starts from this balance when no saved ledger exists (None: a
@@ -169,7 +170,7 @@ class Settings:
     def unit_spec(self) -> UnitSpec:
         """The unit spec this run applies (spec_file with spec_use's choices), for the code that reads facts."""
         try:
-            spec = load_spec(self.spec_file or DEFAULT_SPEC_FILE)
+            spec = load_unit_spec(self.spec_file or DEFAULT_SPEC_FILE)
             return spec.with_uses(parse_uses([p for p in self.spec_use.split(",") if p.strip()]))
         except SpecError as exc:
             raise ConfigError(f"spec_file/spec_use (HARNESS_SPEC_FILE, HARNESS_SPEC_USE): {exc}") from None
@@ -348,7 +349,7 @@ def _resolve_unit(spec_file: Path | None, spec_use: str) -> UnitValues:
         return shipped_unit()
     pairs = [p for p in spec_use.split(",") if p.strip()]
     try:
-        return unit_values(load_spec(spec_file or DEFAULT_SPEC_FILE).with_uses(parse_uses(pairs)))
+        return unit_values(load_unit_spec(spec_file or DEFAULT_SPEC_FILE).with_uses(parse_uses(pairs)))
     except SpecError as exc:
         raise ConfigError(f"spec_file/spec_use (HARNESS_SPEC_FILE, HARNESS_SPEC_USE): {exc}") from None
 

@@ -158,8 +158,8 @@ class RedisEndpoint:
         from redis.backoff import ExponentialBackoff
         from redis.retry import Retry
 
-        # redis-py 8 retries a failed command 3 times with backoff: 4.4 s per call measured against a dead
-        # server, so a cache outage would stall every read. One quick retry rides out a dropped connection.
+        # redis-py 8 retries a failed command 3 times with backoff, seconds per call against a dead server,
+        # so a cache outage would stall every read. One quick retry rides out a dropped connection.
         retry = Retry(ExponentialBackoff(cap=0.05, base=0.01), 1)
         params = {
             "password": self.password.reveal(),

@@ -55,7 +55,7 @@ PROFILE_SQL = (
     "SELECT u.user_id, u.email, u.display_name, p.full_name, p.city, p.country, p.locale "
     "FROM users u JOIN profiles p USING (user_id) WHERE u.user_id = %s"
 )
-SEARCH_SQL = "SELECT doc_id FROM documents WHERE tenant_id = %s ORDER BY embedding <=> %s LIMIT %s"
+TENANT_SEARCH_SQL = "SELECT doc_id FROM documents WHERE tenant_id = %s ORDER BY embedding <=> %s LIMIT %s"
 
 
 class CacheAside:
@@ -125,7 +125,7 @@ class CacheAside:
             ids: list[int] = json.loads(cached)
             return ids
         self.counters.misses += 1
-        ids = [row[0] for row in self.conn.execute(SEARCH_SQL, (tenant_id, embedding, k)).fetchall()]
+        ids = [row[0] for row in self.conn.execute(TENANT_SEARCH_SQL, (tenant_id, embedding, k)).fetchall()]
         self._set(key, json.dumps(ids), self.search_ttl_s)
         return ids
 

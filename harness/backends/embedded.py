@@ -125,9 +125,10 @@ class EmbeddedBackend(Backend):
         server_user(self.settings.postgres_os_user).own(files.key)
         return files
 
-    def _services(
+    def local_services(
         self, creds: dict[str, Secret], tls: TlsFiles | None = None
     ) -> tuple[PostgresService, PgBouncerService, RedisService, AwsEmulatorService, LambdaRuntimeService]:
+        """The five local services this backend runs, as its settings configure them (nothing is started)."""
         s = self.settings
         user = server_user(s.postgres_os_user)
         if tls is None:
@@ -144,7 +145,7 @@ class EmbeddedBackend(Backend):
             user=user,
             pids=self.pids,
             cgroup=self.cgroup,
-            disk=self._disk_limits(),
+            disk=self.postgres_disk_limits(),
             cold_start=s.cpu_credits == "drained",
             timeout_s=s.startup_timeout_s,
             extra_settings=archive_settings(self.archive_config_path),
@@ -175,7 +176,7 @@ class EmbeddedBackend(Backend):
             tls_files=tls,
             pids=self.pids,
             cgroup=self.redis_cgroup,
-            cpu_vcpus=self._cache_start_vcpus(),
+            cpu_vcpus=self.cache_start_vcpus(),
             cpu_period_us=BURSTABLE_CPU_PERIOD_US if cache_node_type(s.cache_node_type).credits else CPU_PERIOD_US,
             timeout_s=s.startup_timeout_s,
         )
@@ -201,20 +202,21 @@ class EmbeddedBackend(Backend):
         )
         return postgres, pgbouncer, redis, aws, lambda_runtime
 
-    def _cache_start_vcpus(self) -> float:
+    def cache_start_vcpus(self) -> float:
         """A drained standard-mode node starts at its baseline; otherwise (live: rested, off) at its vCPUs."""
         node = cache_node_type(self.settings.cache_node_type)
         if self.settings.cpu_credits == "drained" and node.credits is not None and node.credits.mode == "standard":
             return node.credits.baseline_vcpus
         return float(node.vcpus)
 
-    def _disk_limits(self) -> DiskLimits | None:
+    def postgres_disk_limits(self) -> DiskLimits | None:
+        """The volume's and instance link's caps PostgreSQL's disk runs under (None: cpu_credits = off)."""
         if self.settings.cpu_credits == "off":
             return None
         link = db_instance_class(self.settings.db_instance_class).ebs
         return disk_limits(self.storage, link, bursting=self.settings.cpu_credits == "live")
 
-    def _credit_facts(self, postgres: PostgresService, redis: RedisService) -> dict[str, Any]:
+    def credit_facts(self, postgres: PostgresService, redis: RedisService) -> dict[str, Any]:
         """What the samplers need to keep the credit ledgers (and, live, to move the caps), and what
         status and reports say about enforcement."""
         mode = self.settings.cpu_credits
@@ -313,7 +315,7 @@ class EmbeddedBackend(Backend):
             creds = self._secrets(create=True)
             running = [name for name in ("pgbouncer", "redis") if (r := self.pids.read(name)) and r.is_alive()]
             tls = self._tls_files(create=not running)
-            postgres, pgbouncer, redis, aws, lambda_runtime = self._services(creds, tls)
+            postgres, pgbouncer, redis, aws, lambda_runtime = self.local_services(creds, tls)
             started: list[LocalService] = []
             try:
                 in_order = (postgres, pgbouncer, redis, aws, lambda_runtime)
@@ -347,7 +349,7 @@ class EmbeddedBackend(Backend):
                         "aws": aws.facts(),
                         "lambda": lambda_runtime.facts(),
                         "cgroup": cgroup.as_dict(),
-                        "credits": self._credit_facts(postgres, redis),
+                        "credits": self.credit_facts(postgres, redis),
                         "tls": self._tls_facts(tls),
                         "machine_cores": os.cpu_count(),
                         "state_dir": str(self.state),
@@ -372,7 +374,7 @@ class EmbeddedBackend(Backend):
         if service not in SERVICE_NAMES:
             raise ServiceError(f"unknown service {service!r}; the embedded stack has {', '.join(SERVICE_NAMES)}")
         with self._locked():
-            target = dict(zip(SERVICE_NAMES, self._services(self._secrets(create=False)), strict=True))[service]
+            target = dict(zip(SERVICE_NAMES, self.local_services(self._secrets(create=False)), strict=True))[service]
             began = time.monotonic()
             target.stop()
             target.start()
@@ -388,7 +390,7 @@ class EmbeddedBackend(Backend):
             raise ServiceError(f"the embedded stack in {self.state} is not up: run `harness up` first")
         switched = EmbeddedBackend(dataclasses.replace(self.settings, cpu_credits=mode))
         with self._locked():
-            postgres, pgbouncer, redis, _, _ = switched._services(switched._secrets(create=False))
+            postgres, pgbouncer, redis, _, _ = switched.local_services(switched._secrets(create=False))
             began = time.monotonic()
             # The proxy first: restarted after PostgreSQL it connects at once, where a running PgBouncer
             # that lost its server waits server_login_retry (15 s) before trying again.
@@ -401,7 +403,7 @@ class EmbeddedBackend(Backend):
                 "postgres": postgres.facts(),
                 "redis": redis.facts(),
                 "cgroup": switched._cgroup_status(postgres).as_dict(),
-                "credits": switched._credit_facts(postgres, redis),
+                "credits": switched.credit_facts(postgres, redis),
             }
             endpoints = dataclasses.replace(current, facts=facts)
             save_endpoints(self.state, endpoints)
@@ -435,7 +437,9 @@ class EmbeddedBackend(Backend):
             endpoints_path(self.state).unlink(missing_ok=True)
             creds = self._secrets(create=False) if (self.state / SECRETS_FILE).exists() else None
             if creds is not None:
-                services: list[tuple[str, LocalService]] = list(zip(SERVICE_NAMES, self._services(creds), strict=True))
+                services: list[tuple[str, LocalService]] = list(
+                    zip(SERVICE_NAMES, self.local_services(creds), strict=True)
+                )
                 # The emulator goes last: PostgreSQL's shutdown archives its last WAL segment to it.
                 in_order = sorted(reversed(services), key=lambda pair: pair[0] == "aws")
                 for label, service in in_order:
@@ -488,7 +492,7 @@ class EmbeddedBackend(Backend):
         if not path.exists():
             return StackStatus(self.name, [], {"state_dir": str(self.state), "note": "never started here"})
         tls = self._tls_files(create=False)
-        postgres, pgbouncer, redis, aws, lambda_runtime = self._services(self._secrets(create=False), tls)
+        postgres, pgbouncer, redis, aws, lambda_runtime = self.local_services(self._secrets(create=False), tls)
         sizing = self.sizing
         rows = [
             _probe_row(
@@ -531,7 +535,7 @@ class EmbeddedBackend(Backend):
         facts = {
             "state_dir": str(self.state),
             "cgroup": cgroup.as_dict(),
-            "credits": self._credit_facts(postgres, redis),
+            "credits": self.credit_facts(postgres, redis),
             "tls": self._tls_facts(tls if tls is not None and tls.cert.is_file() else None),
             "lambda_memory_mb": dict(sizing.lambda_memory_mb),
         }

@@ -43,7 +43,7 @@ def table_checksums(conn: Any) -> dict[str, TableSum]:
     return out
 
 
-def compare(expected: dict[str, TableSum], found: dict[str, TableSum]) -> list[str]:
+def checksum_mismatches(expected: dict[str, TableSum], found: dict[str, TableSum]) -> list[str]:
     """What differs, one line per table (empty when everything matches)."""
     problems = []
     for name in sorted(set(expected) | set(found)):

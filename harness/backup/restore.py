@@ -93,7 +93,7 @@ def pick_backup(backups: list[BackupInfo], to_time: datetime) -> BackupInfo:
 
 
 # One GET per file instead of boto3's concurrent 8 MiB ranges: the emulator reads the whole object for every
-# ranged GET, so a 4 GB base backup downloaded at ~3 MB/s in ranges (measured); S3 itself serves either well.
+# ranged GET, so a large base backup fetched in ranges crawls; S3 itself serves either well.
 ONE_STREAM = TransferConfig(multipart_threshold=2**40)
 
 

@@ -123,7 +123,8 @@ def wait_archived(conn: Any, segment: str, timeout_s: float = ARCHIVE_WAIT_S) ->
     # A switch returns the end of its switch record, inside the segment it closed. With no WAL written since
     # the last switch it does nothing and returns the start of the segment in use, whose name PostgreSQL 18's
     # pg_walfile_name gives as that segment's own: nothing is in it, so everything asked for is in the one
-    # before. Waiting for `segment` then would wait for the next write (measured: 90 s on an idle unit).
+    # before. Waiting for `segment` then would wait for the next write, which an idle unit may not make for
+    # a long time.
     switched_nothing, before = conn.execute(
         "SELECT (s - '0/0'::pg_lsn) % w = 0, pg_walfile_name(s - 1) "
         "FROM pg_switch_wal() AS s, (SELECT setting::numeric AS w FROM pg_settings WHERE name = 'wal_segment_size') c"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.backup.catalog import BackupInfo
-from harness.backup.checksums import compare, from_dict, table_checksums
+from harness.backup.checksums import checksum_mismatches, from_dict, table_checksums
 from harness.backup.snapshot import TOP10_QUERIES
 from harness.endpoints import PostgresEndpoint
 from harness.services.postgres import bin_dir
@@ -74,7 +74,7 @@ def validate(endpoint: PostgresEndpoint, info: BackupInfo, *, exact: bool, queri
         found = table_checksums(conn)
         rows = sum(s.rows for s in found.values())
         if exact:
-            problems = compare(from_dict(info.checksums), found)
+            problems = checksum_mismatches(from_dict(info.checksums), found)
             result.add(
                 "table checksums",
                 not problems,

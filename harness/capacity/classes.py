@@ -21,7 +21,7 @@ from pathlib import Path
 from harness.backends import get_backend
 from harness.capacity.knee import CapacityInputError
 from harness.capacity.recommend import CapacityModel, Target
-from harness.capacity.report import compare
+from harness.capacity.report import compare_classes
 from harness.capacity.results import SweepResult, add_ramp, write_result
 from harness.capacity.sweep import Say, Sweep, SweepPlan, new_result
 from harness.config import Settings
@@ -167,7 +167,7 @@ def run_classes(
 
 
 def write_table(results: Sequence[SweepResult], out: Path, model: CapacityModel, target: Target) -> Path:
-    text, _ = compare(results, model, target)
+    text, _ = compare_classes(results, model, target)
     path = out / "capacity-table.md"
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(text)

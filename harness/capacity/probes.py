@@ -27,7 +27,7 @@ from harness.measure.popularity import ZipfKeys
 from harness.measure.results import new_histogram
 
 K = 10
-SEARCH_SQL = "SELECT doc_id FROM documents ORDER BY embedding <=> %s LIMIT %s"
+CORPUS_SEARCH_SQL = "SELECT doc_id FROM documents ORDER BY embedding <=> %s LIMIT %s"
 PING_SQL = "SELECT 1"
 # Every client of a capacity step gives up on a query after this: a stalled server fails a step, never hangs it.
 STATEMENT_TIMEOUT_MS = 30_000
@@ -58,7 +58,7 @@ def search_clients(endpoint: PostgresEndpoint, queries: np.ndarray, answers: Ret
             nonlocal position
             query = int(order[position % len(order)])
             position += 1
-            seen[query] = [row[0] for row in conn.execute(SEARCH_SQL, (queries[query], K))]
+            seen[query] = [row[0] for row in conn.execute(CORPUS_SEARCH_SQL, (queries[query], K))]
 
         try:
             yield request

@@ -184,7 +184,7 @@ def table_markdown(rows: Sequence[ClassCapacity], target: Target, recommendation
     return "\n".join([*lines, "", recommendation.summary(target), ""])
 
 
-def compare(results: Sequence[SweepResult], model: CapacityModel, target: Target) -> tuple[str, Recommendation]:
+def compare_classes(results: Sequence[SweepResult], model: CapacityModel, target: Target) -> tuple[str, Recommendation]:
     rows = [class_capacity(r, model) for r in results]
     recommendation = recommend(rows, target)
     return table_markdown(rows, target, recommendation), recommendation

@@ -18,7 +18,7 @@ from harness.checklist.model import CheckResult, CheckStatus
 from harness.endpoints import StackEndpoints
 from harness.services.aws import backup_bucket
 from harness.services.wal_archive import WAL_PREFIX, segment_of, wal_key
-from harness.spec import SpecError, load_spec
+from harness.spec import SpecError, load_unit_spec
 
 # A segment switched by the probe reaches the archive in about a second here; the server's own
 # archive_timeout (60 s) is the bound a healthy archiver always meets.
@@ -134,7 +134,7 @@ def retention(stack: StackEndpoints) -> CheckResult:
     if (owned := _rds_owns_backups(stack, "retention policies")) is not None:
         return owned
     try:
-        documented = load_spec().value("db.backup_retention_days")
+        documented = load_unit_spec().value("db.backup_retention_days")
     except SpecError as exc:
         return CheckResult(CheckStatus.FAIL, f"fixtures/unit.yaml unreadable: {exc}")
     bucket, backups = _catalog(stack)

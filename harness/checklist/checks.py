@@ -128,7 +128,7 @@ def _cost_within_budget(ctx: CheckContext) -> CheckResult:
 
 
 def _security_findings(item: str) -> Check:
-    """An item `harness verify security` decides (issue 13): the worst of its findings in the run's facts."""
+    """An item `harness verify security` decides: the worst of its findings in the run's facts."""
 
     def check(ctx: CheckContext) -> CheckResult:
         security = ctx.run.get("security")
@@ -326,7 +326,6 @@ CHECKS: dict[str, Check] = {
     "cloudwatch.metrics_flowing": _metrics_flowing,
     "cloudwatch.dashboards": _dashboards_displaying,
     "cloudwatch.log_aggregation": _log_aggregation,
-    # Wired as the work landed (issues 13, 17).
     "security.in_transit": _security_findings("Encryption in transit verified"),
     "drills.restore": _thresholds(
         lambda m: m.startswith("drill.restore.") or m == "drill.crash.lost_writes",

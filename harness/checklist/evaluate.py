@@ -10,23 +10,23 @@ from harness.checklist.checks import CHECKS
 from harness.checklist.drift import with_drift
 from harness.checklist.items import CHECKLIST
 from harness.checklist.model import CheckContext, CheckResult, CheckStatus, ItemResult
-from harness.spec import DocumentError, Finding, SpecError, UnitSpec, lint, load_spec, read_document
+from harness.spec import DocumentError, SpecError, SpecFinding, UnitSpec, lint, load_unit_spec, read_document
 from harness.spec.model import parse_uses
 from harness.thresholds import ExitCode, ThresholdResult
 
 
-def shipped_spec(spec_use: str = "") -> tuple[UnitSpec | None, list[Finding]]:
+def shipped_spec(spec_use: str = "") -> tuple[UnitSpec | None, list[SpecFinding]]:
     """The shipped spec with the run's choices (`FACT=VALUE,...`, run.spec_use) and its lint; an unreadable
     spec gives neither, and the spec items then say so."""
     try:
-        spec = load_spec().with_uses(parse_uses([p for p in spec_use.split(",") if p.strip()]))
+        spec = load_unit_spec().with_uses(parse_uses([p for p in spec_use.split(",") if p.strip()]))
         return spec, lint(spec, read_document(spec.document))
     except (SpecError, DocumentError):
         return None, []
 
 
 def evaluate_checklist(
-    run: Mapping[str, Any], thresholds: Sequence[ThresholdResult], findings: Sequence[Finding] | None = None
+    run: Mapping[str, Any], thresholds: Sequence[ThresholdResult], findings: Sequence[SpecFinding] | None = None
 ) -> list[ItemResult]:
     spec, shipped = shipped_spec(str(run.get("spec_use") or ""))
     ctx = CheckContext(run, thresholds, shipped if findings is None else findings, spec)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from harness.spec import Finding, UnitSpec
+from harness.spec import SpecFinding, UnitSpec
 from harness.thresholds import ThresholdResult
 
 
@@ -42,7 +42,7 @@ class ChecklistItem:
     text: str
     # The check that decides it (see harness/checklist/checks.py); None until one exists.
     check: str | None
-    # Where the check is coming from while it is missing ("issue 12: alarms").
+    # The work that brings the check, while it is missing (e.g. "the alarms work").
     pending: str = ""
 
 
@@ -53,7 +53,7 @@ class CheckContext:
 
     run: Mapping[str, Any]
     thresholds: Sequence[ThresholdResult]
-    spec_findings: Sequence[Finding] = field(default_factory=tuple)
+    spec_findings: Sequence[SpecFinding] = field(default_factory=tuple)
     spec: UnitSpec | None = None
 
     def recorded(self, check_id: str) -> Mapping[str, Any] | None:

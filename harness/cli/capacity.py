@@ -17,7 +17,7 @@ from typing import Any
 from harness.capacity.classes import ClassPlan, StackHandle, class_dirs, memory_bytes, run_classes, write_table
 from harness.capacity.knee import CapacityInputError, Growth, parse_growth
 from harness.capacity.recommend import CapacityModel, Target, load_capacity_model
-from harness.capacity.report import chart, compare, sweep_markdown
+from harness.capacity.report import chart, compare_classes, sweep_markdown
 from harness.capacity.results import SweepResult, merge_results, read_result
 from harness.capacity.sweep import PLANS, run_sweep
 from harness.cli.common import (
@@ -278,7 +278,7 @@ def cmd_table(args: argparse.Namespace) -> int:
     except (CapacityInputError, ThresholdConfigError, OSError) as exc:
         say(f"harness capacity table: {exc}")
         return ExitCode.BAD_INPUT
-    text, _ = compare(results, model, target)
+    text, _ = compare_classes(results, model, target)
     print(text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

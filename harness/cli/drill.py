@@ -20,7 +20,7 @@ from harness.backup.unit import backup_target, restore_spec
 from harness.cli.common import NoRunningStackError, running_stack, settings_from
 from harness.config import Settings
 from harness.data.app_role import app_endpoint
-from harness.drills import cache, database, lambda_export, network, proxy, services
+from harness.drills import cache, database, lambda_export, network, proxy, service_kills
 from harness.drills.result import DrillResult
 from harness.endpoints import StackEndpoints
 from harness.thresholds import ExitCode
@@ -35,7 +35,7 @@ def _report(line: str) -> None:
 DRILLS: dict[str, tuple[str, Runner]] = {
     "services": (
         "SIGKILL each service, `harness up`, check nothing the unit holds was lost",
-        lambda b, s, cfg: services.run(b, s, _report),
+        lambda b, s, cfg: service_kills.run(b, s, _report),
     ),
     "database": (
         "kill -9 the postmaster under writes (crash recovery), then lose it: restore, switch the proxy, resume",

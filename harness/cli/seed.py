@@ -28,7 +28,7 @@ from harness.data.loading import SeedError
 from harness.data.migrations import MigrationError
 from harness.data.profiles import INDEX_KINDS, PROFILES, SeedProfileError, get_profile
 from harness.data.seed import seed
-from harness.data.spec import DataSpecError, load_spec
+from harness.data.spec import DataSpecError, load_data_spec
 from harness.data.team_seed import seed_dump, seed_team
 from harness.data.vectors import VectorDataError, open_vector_file
 from harness.endpoints import EndpointFileError, StackEndpoints
@@ -188,7 +188,7 @@ def _run_team_seed(args: argparse.Namespace, stack: StackEndpoints, settings: Se
             f"{', '.join(given)} apply to the built-in schema only; with --schema, sizes and vectors come from "
             "the data spec (--data)"
         )
-    spec = load_spec(args.data.expanduser()) if args.data is not None else None
+    spec = load_data_spec(args.data.expanduser()) if args.data is not None else None
     role, password = app_credentials(stack, settings.state_dir)
     report = seed_team(
         stack.direct,

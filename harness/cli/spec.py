@@ -10,7 +10,7 @@ from pathlib import Path
 
 from harness.cli.common import settings_from
 from harness.measure.results import ResultsWriter
-from harness.spec import DEFAULT_SPEC_FILE, DocumentError, SpecError, UnitSpec, lint, load_spec, read_document
+from harness.spec import DEFAULT_SPEC_FILE, DocumentError, SpecError, UnitSpec, lint, load_unit_spec, read_document
 from harness.spec.drift import ALARM_METRICS, DeploymentIds, DriftStatus, check_drift, drift_record
 from harness.spec.lint import FindingKind
 from harness.spec.model import parse_uses
@@ -18,7 +18,7 @@ from harness.thresholds import ExitCode
 
 
 def _spec(args: argparse.Namespace) -> UnitSpec:
-    return load_spec(args.spec).with_uses(parse_uses(args.use))
+    return load_unit_spec(args.spec).with_uses(parse_uses(args.use))
 
 
 def cmd_spec_lint(args: argparse.Namespace) -> int:

@@ -49,9 +49,9 @@ from harness.progress import Progress, note
 
 # How the vector index follows the new rows: maintained row by row, dropped and built again, or chosen by size.
 STRATEGIES = ("auto", "append", "rebuild")
-# Measured here (2 shared cores, 384 dims, m=16, ef_construction=64): CREATE INDEX built about 300 rows/s,
-# inserting into the live index about 50-80 rows/s (each insert searches the graph and logs whole pages).
-# Rebuilding wins once the new rows are more than about a sixth of the grown set.
+# Inserting into the live HNSW index is several times slower per row than building it afresh (each insert
+# searches the graph and logs whole pages), so rebuilding wins once the new rows are a large enough share of
+# the grown set. README (the capacity sweep's growth) gives the rates this share comes from.
 REBUILD_SHARE = 1 / 6
 
 

@@ -310,7 +310,7 @@ def _check_reference(earlier: list[TableSpec], column: ColumnSpec, where: str) -
         raise DataSpecError(f"{where}.ref: {column.options['ref']} must be a `serial` column of {ref_table}")
 
 
-def load_spec(path: Path) -> DataSpec:
+def load_data_spec(path: Path) -> DataSpec:
     try:
         text = read_input_text(path, "the data spec")
         raw = parse_input_yaml(text, path, "the data spec")

@@ -252,7 +252,7 @@ def _blackhole(
     return figures
 
 
-def _lambda_through_blackhole(
+def lambda_through_blackhole(
     stack: StackEndpoints, state_dir: Any, pg_fault: FaultProxy, result: DrillResult, report: Callable[[str], None]
 ) -> None:
     """Point the functions' database secret at the fault proxy, invoke a function from a new environment
@@ -379,7 +379,7 @@ def run(
                 f"{f['blackhole_redis']['errors'] or ''}",
             )
             if state_dir is not None:
-                _lambda_through_blackhole(stack, state_dir, pg_fault, result, report)
+                lambda_through_blackhole(stack, state_dir, pg_fault, result, report)
         finally:
             path.close()
     everything = path.requests

@@ -4,7 +4,7 @@ Lambda runtime). At the end the published metrics' and the dashboards' datapoint
 facts, so the Locust report's checklist items and dashboards come from the same evidence as a sign-off's.
 
 The sampler runs in a child process (`python -m harness.locustusers.cloudwatch`): inside Locust's gevent-patched
-process its psutil walks and blocking calls starved the users (a 4 s run made no request at all, measured). The
+process its psutil walks and blocking calls starved the users (a short run could make no request at all). The
 child is stopped by PID when Locust quits, and stops itself if Locust dies first or after MAX_RUN_S.
 
 Not on an external deployment: AWS emits the metrics itself there (and refuses PutMetricData into AWS/ namespaces).

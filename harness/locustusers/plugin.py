@@ -199,7 +199,7 @@ def _default_results_path() -> Path:
 def _on_init(environment: Environment, runner: Runner, **_: Any) -> None:
     # libev caches "now" per loop iteration. Loading the locustfile (numpy, psycopg, boto3...) blocks the
     # loop for seconds on a busy machine, and Locust's --run-time timer, set right after this event, would
-    # then count from that stale time and end a 4 s run after 0.1 s. Measured: it did, under load 12.
+    # then count from that stale time and end a short run almost at once.
     gevent.get_hub().loop.update_now()
     options = environment.parsed_options
     if options is None:  # an Environment built in code, not by the locust command: nothing to wire

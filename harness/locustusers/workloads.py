@@ -163,12 +163,14 @@ class CacheUser(PostgresUser):
             tally.rate("cache.hit_rate_pct", self.cache.counters.hits - hits_before, 1, self.labels)
 
 
-def clone_user(pool: Any, source: int) -> int:
+def clone_user_on_pool(pool: Any, source: int) -> int:
+    """harness.app.clones.clone_user on a connection of `pool`, in a transaction of its own."""
     with pool.connection() as conn, conn.transaction():
         return clones.clone_user(conn, source, tag="locust")
 
 
-def discard_clone(pool: Any, clone: int) -> None:
+def discard_clone_on_pool(pool: Any, clone: int) -> None:
+    """harness.app.clones.discard_clone on a connection of `pool`, in a transaction of its own."""
     with pool.connection() as conn, conn.transaction():
         clones.discard_clone(conn, clone)
 
@@ -195,14 +197,14 @@ class GdprUser(LambdaUser, PostgresUser):
         require_destructive_allowed(self.harness.stack(), "a GDPR deletion load", self.harness.settings)
         # Cloning is set-up, not the request under test: it is not timed.
         pool = self.harness.pool()
-        clone = clone_user(pool, int(self.rng.choice(self.users)))
+        clone = clone_user_on_pool(pool, int(self.rng.choice(self.users)))
         deleted = None
         try:
             deleted = self.lambdas.invoke("data_deletion", {"user_id": clone})
         finally:
             # Also when the run stops this user mid-request: the clone must not outlive the run.
             if deleted is None:
-                discard_clone(pool, clone)
+                discard_clone_on_pool(pool, clone)
 
     def audit(self) -> None:
         subjects = self.rng.choice(self.users, size=int(self.options.audit_batch))

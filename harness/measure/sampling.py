@@ -174,10 +174,7 @@ class ResourceSampler:
             )
             group = self._credit_facts.get(f"{service}_cgroup")
             if group:
-                self._groups[service] = CgroupLimiter(group)
-            if self.credit_mode == "live" and group:
-                self._governed[service] = self._groups[service]
-                self._groups[service].set_cpu_limit(self.ledgers[service].cap_vcpus)
+                self.attach_cgroup(service, CgroupLimiter(group), governed=self.credit_mode == "live")
         storage = self._credit_facts.get("storage") or {}
         group = self._credit_facts.get("postgres_cgroup")
         if group and storage.get("device"):
@@ -190,7 +187,16 @@ class ResourceSampler:
                 # A bucket the last run emptied holds the volume at its baseline from the first sample.
                 self._set_iops(bucket.allowed_iops)
 
-    def _book_credits(self, values: dict[str, float], service: str, wall: float, cpu_seconds: float) -> None:
+    def attach_cgroup(self, service: str, group: CgroupLimiter, governed: bool) -> None:
+        """The cgroup a service's CPU cap is read back from; governed, its quota follows the ledger's cap too."""
+        self._groups[service] = group
+        if governed:
+            self._governed[service] = group
+            group.set_cpu_limit(self.ledgers[service].cap_vcpus)
+
+    def book_credits(self, values: dict[str, float], service: str, wall: float, cpu_seconds: float) -> None:
+        """Charge `cpu_seconds` over `wall` seconds to the service's ledger, move a governed cap, and put the
+        credit metrics in `values`."""
         ledger = self.ledgers.get(service)
         if ledger is None:
             return
@@ -265,7 +271,7 @@ class ResourceSampler:
             vcpus = self.db_vcpus if name == "postgres" else self.cache_vcpus if name == "redis" else 1.0
             values[f"{name}.cpu_pct"] = 100.0 * delta / (wall * vcpus)
             values[f"{name}.rss_bytes"] = float(tree.rss())
-            self._book_credits(values, name, wall, delta)
+            self.book_credits(values, name, wall, delta)
         self._book_io(values, wall)
         if self._db is not None:
             row = self._db.execute(

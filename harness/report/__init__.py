@@ -5,15 +5,15 @@ print(format_verdict_table(outcome.evaluation)); sys.exit(outcome.exit_code)
 print(compare_paths(Path("reports/A"), Path("reports/B")))
 """
 
-from harness.report.compare import Change, compare, compare_paths, format_comparison
+from harness.report.compare import Change, compare_paths, compare_runs, format_comparison
 from harness.report.render import ReportOutcome, render_report
 from harness.report.text import format_verdict_table
 
 __all__ = [
     "Change",
     "ReportOutcome",
-    "compare",
     "compare_paths",
+    "compare_runs",
     "format_comparison",
     "format_verdict_table",
     "render_report",

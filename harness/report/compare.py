@@ -49,7 +49,7 @@ class Change:
         return "better" if (self.delta < 0) == (spec.better == "lower") else "worse"
 
 
-def compare(a: RunResults, b: RunResults) -> list[Change]:
+def compare_runs(a: RunResults, b: RunResults) -> list[Change]:
     """Every summary figure of every metric either run measured."""
     summaries_a = {s.name: s for s in summarize(a)}
     summaries_b = {s.name: s for s in summarize(b)}
@@ -107,4 +107,4 @@ def resolve_results_path(path: Path) -> Path:
 
 def compare_paths(a: Path, b: Path) -> str:
     path_a, path_b = resolve_results_path(a), resolve_results_path(b)
-    return format_comparison(compare(load_results(path_a), load_results(path_b)), str(path_a), str(path_b))
+    return format_comparison(compare_runs(load_results(path_a), load_results(path_b)), str(path_a), str(path_b))

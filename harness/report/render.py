@@ -83,7 +83,7 @@ DASHBOARDS_NOTE = (
 
 def render_report(results_path: Path, out_dir: Path, thresholds: ThresholdSet) -> ReportOutcome:
     """Evaluate `thresholds` against the results and write every report file into `out_dir`."""
-    # matplotlib takes about a second to import: only commands that draw should pay for it.
+    # matplotlib is slow to import: only commands that draw should pay for it.
     from harness.report.charts import build_charts, fresh_drained_chart
     from harness.report.dashboards import DASHBOARD_HEADERS, dashboard_rows, dashboard_widgets, dashboards_html
 

@@ -50,7 +50,7 @@ UNIT_SECRET_PREFIXES = ("dbunit/rds/", "dbunit/elasticache/")
 
 
 @dataclass(frozen=True)
-class Finding:
+class SecurityFinding:
     item: str
     check: str
     status: str
@@ -67,7 +67,7 @@ class SecurityContext:
     schema: str = "app"
 
 
-Check = Callable[[SecurityContext], Finding]
+Check = Callable[[SecurityContext], SecurityFinding]
 
 
 def _refused(call: Callable[[], Any]) -> str | None:
@@ -82,11 +82,11 @@ def _refused(call: Callable[[], Any]) -> str | None:
     return None
 
 
-def proxy_requires_tls(ctx: SecurityContext) -> Finding:
+def proxy_requires_tls(ctx: SecurityContext) -> SecurityFinding:
     name = "the proxy requires TLS and verifies against the unit's CA"
     proxy = ctx.stack.proxy
     if proxy.sslmode != "verify-full":
-        return Finding(IN_TRANSIT, name, FAIL, f"the proxy endpoint's sslmode is {proxy.sslmode or 'unset'}")
+        return SecurityFinding(IN_TRANSIT, name, FAIL, f"the proxy endpoint's sslmode is {proxy.sslmode or 'unset'}")
     with proxy.connect(autocommit=True, prepare_threshold=None, connect_timeout=10) as conn:
         encrypted = conn.pgconn.ssl_in_use
     plain = _refused(lambda: dataclasses.replace(proxy, sslmode="disable", sslrootcert="").connect(connect_timeout=10))
@@ -98,14 +98,14 @@ def proxy_requires_tls(ctx: SecurityContext) -> Finding:
         f"verify-full connection encrypted: {encrypted}; plain client: {plain or 'ACCEPTED'}; "
         f"client trusting another CA: {wrong_ca or 'ACCEPTED'}"
     )
-    return Finding(IN_TRANSIT, name, PASS if ok else FAIL, evidence)
+    return SecurityFinding(IN_TRANSIT, name, PASS if ok else FAIL, evidence)
 
 
-def redis_requires_tls(ctx: SecurityContext) -> Finding:
+def redis_requires_tls(ctx: SecurityContext) -> SecurityFinding:
     name = "Redis speaks only TLS (ElastiCache in-transit encryption)"
     endpoint = ctx.stack.redis
     if not endpoint.tls:
-        return Finding(IN_TRANSIT, name, FAIL, "the Redis endpoint is plain (tls is not required)")
+        return SecurityFinding(IN_TRANSIT, name, FAIL, "the Redis endpoint is plain (tls is not required)")
     client = endpoint.client()
     try:
         answered = bool(client.ping())
@@ -113,13 +113,15 @@ def redis_requires_tls(ctx: SecurityContext) -> Finding:
         client.close()
     plain = _refused(lambda: dataclasses.replace(endpoint, tls=False, ca_file="").client(socket_timeout=5).ping())
     ok = answered and plain is not None
-    return Finding(IN_TRANSIT, name, PASS if ok else FAIL, f"TLS PING: {answered}; plain client: {plain or 'ACCEPTED'}")
+    return SecurityFinding(
+        IN_TRANSIT, name, PASS if ok else FAIL, f"TLS PING: {answered}; plain client: {plain or 'ACCEPTED'}"
+    )
 
 
-def direct_endpoint_tls(ctx: SecurityContext) -> Finding:
+def direct_endpoint_tls(ctx: SecurityContext) -> SecurityFinding:
     name = "the database's own endpoint requires TLS (rds.force_ssl = 1)"
     if ctx.stack.backend == "embedded":
-        return Finding(
+        return SecurityFinding(
             IN_TRANSIT,
             name,
             NOT_EMULATED,
@@ -127,10 +129,10 @@ def direct_endpoint_tls(ctx: SecurityContext) -> Finding:
             "on RDS check the parameter group's rds.force_ssl (1 by default from PostgreSQL 15)",
         )
     plain = _refused(lambda: dataclasses.replace(ctx.stack.direct, sslmode="disable").connect(connect_timeout=10))
-    return Finding(IN_TRANSIT, name, PASS if plain else FAIL, f"plain client: {plain or 'ACCEPTED'}")
+    return SecurityFinding(IN_TRANSIT, name, PASS if plain else FAIL, f"plain client: {plain or 'ACCEPTED'}")
 
 
-def exports_bucket_encrypted(ctx: SecurityContext) -> Finding:
+def exports_bucket_encrypted(ctx: SecurityContext) -> SecurityFinding:
     name = "the exports bucket encrypts with the unit's KMS key by default, and its objects carry SSE-KMS"
     s3 = ctx.stack.aws.client("s3")
     bucket, key_id = ctx.stack.resources.exports_bucket, ctx.stack.resources.kms_key_id
@@ -156,10 +158,10 @@ def exports_bucket_encrypted(ctx: SecurityContext) -> Finding:
         f"{head.get('ServerSideEncryption')}; export objects checked: {len(listed)}, without SSE-KMS: "
         f"{len(unencrypted)}{' (' + ', '.join(unencrypted[:3]) + ')' if unencrypted else ''}"
     )
-    return Finding(AT_REST, name, PASS if ok else FAIL, evidence)
+    return SecurityFinding(AT_REST, name, PASS if ok else FAIL, evidence)
 
 
-def unencrypted_puts_refused(ctx: SecurityContext) -> Finding:
+def unencrypted_puts_refused(ctx: SecurityContext) -> SecurityFinding:
     name = "the exports bucket refuses puts that do not ask for SSE-KMS"
     s3 = ctx.stack.aws.client("s3")
     bucket = ctx.stack.resources.exports_bucket
@@ -167,11 +169,15 @@ def unencrypted_puts_refused(ctx: SecurityContext) -> Finding:
     probe = f"security-check/{uuid.uuid4()}"
     refused = _refused(lambda: s3.put_object(Bucket=bucket, Key=probe, Body=b"x", ServerSideEncryption="AES256"))
     if refused is not None:
-        return Finding(AT_REST, name, PASS if has_policy else FAIL, f"policy present: {has_policy}; put: {refused}")
+        return SecurityFinding(
+            AT_REST, name, PASS if has_policy else FAIL, f"policy present: {has_policy}; put: {refused}"
+        )
     s3.delete_object(Bucket=bucket, Key=probe)
     if ctx.stack.backend == "external":
-        return Finding(AT_REST, name, FAIL, f"an SSE-S3 (AES256) put was accepted; policy present: {has_policy}")
-    return Finding(
+        return SecurityFinding(
+            AT_REST, name, FAIL, f"an SSE-S3 (AES256) put was accepted; policy present: {has_policy}"
+        )
+    return SecurityFinding(
         AT_REST,
         name,
         NOT_EMULATED,
@@ -180,7 +186,7 @@ def unencrypted_puts_refused(ctx: SecurityContext) -> Finding:
     )
 
 
-def secrets_encrypted_with_the_key(ctx: SecurityContext) -> Finding:
+def secrets_encrypted_with_the_key(ctx: SecurityContext) -> SecurityFinding:
     name = "the database secrets are encrypted with the unit's KMS key"
     sm = ctx.stack.aws.client("secretsmanager")
     key_id = ctx.stack.resources.kms_key_id
@@ -191,13 +197,13 @@ def secrets_encrypted_with_the_key(ctx: SecurityContext) -> Finding:
             found[secret["Name"]] = str(sm.describe_secret(SecretId=secret["ARN"]).get("KmsKeyId", ""))
     wrong = sorted(n for n, k in found.items() if not key_id or key_id not in k)
     if ctx.stack.resources.db_secret_id not in found:
-        return Finding(AT_REST, name, FAIL, f"secret {ctx.stack.resources.db_secret_id} not found")
+        return SecurityFinding(AT_REST, name, FAIL, f"secret {ctx.stack.resources.db_secret_id} not found")
     evidence = f"secrets: {', '.join(sorted(found))}; not under the unit key: {', '.join(wrong) or 'none'}"
-    return Finding(AT_REST, name, FAIL if wrong else PASS, evidence)
+    return SecurityFinding(AT_REST, name, FAIL if wrong else PASS, evidence)
 
 
-def database_storage_encrypted(ctx: SecurityContext) -> Finding:
-    return Finding(
+def database_storage_encrypted(ctx: SecurityContext) -> SecurityFinding:
+    return SecurityFinding(
         AT_REST,
         "the database's storage is encrypted",
         NOT_EMULATED,
@@ -206,10 +212,10 @@ def database_storage_encrypted(ctx: SecurityContext) -> Finding:
     )
 
 
-def listeners_on_loopback(ctx: SecurityContext) -> Finding:
+def listeners_on_loopback(ctx: SecurityContext) -> SecurityFinding:
     name = "every listener of the unit binds to loopback only (the security groups' stand-in)"
     if ctx.stack.backend != "embedded":
-        return Finding(
+        return SecurityFinding(
             SECURITY_GROUPS,
             name,
             NOT_EMULATED,
@@ -236,12 +242,14 @@ def listeners_on_loopback(ctx: SecurityContext) -> Finding:
                 if not ipaddress.ip_address(c.laddr.ip).is_loopback:
                     exposed.append(where)
     if not listening:
-        return Finding(SECURITY_GROUPS, name, ERROR, "no listening socket found for the stack's processes")
+        return SecurityFinding(SECURITY_GROUPS, name, ERROR, "no listening socket found for the stack's processes")
     status = FAIL if exposed else PASS
-    return Finding(SECURITY_GROUPS, name, status, f"listeners: {', '.join(sorted(set(listening)))}; exposed: {exposed}")
+    return SecurityFinding(
+        SECURITY_GROUPS, name, status, f"listeners: {', '.join(sorted(set(listening)))}; exposed: {exposed}"
+    )
 
 
-def redis_access(ctx: SecurityContext) -> Finding:
+def redis_access(ctx: SecurityContext) -> SecurityFinding:
     name = "Redis refuses clients without the password and the commands ElastiCache restricts"
     anonymous = _refused(lambda: ctx.stack.redis.client(password=None).get("security-check"))
     client = ctx.stack.redis.client()
@@ -254,7 +262,7 @@ def redis_access(ctx: SecurityContext) -> Finding:
     evidence = (
         f"client without password: {anonymous or 'ACCEPTED'}; restricted commands still served: {still or 'none'}"
     )
-    return Finding(SECURITY_GROUPS, name, PASS if ok else FAIL, evidence)
+    return SecurityFinding(SECURITY_GROUPS, name, PASS if ok else FAIL, evidence)
 
 
 def _privileges(conn: psycopg.Connection[Any], role: str, schema: str) -> dict[str, set[str]]:
@@ -269,12 +277,12 @@ def _privileges(conn: psycopg.Connection[Any], role: str, schema: str) -> dict[s
     return granted
 
 
-def app_role_privileges(ctx: SecurityContext) -> Finding:
+def app_role_privileges(ctx: SecurityContext) -> SecurityFinding:
     name = "the application role has exactly its listed privileges, no DDL, and cannot change the audit log"
     try:
         endpoint = app_endpoint(ctx.stack, ctx.state_dir)
     except AppRoleError as exc:
-        return Finding(IAM, name, ERROR, str(exc))
+        return SecurityFinding(IAM, name, ERROR, str(exc))
     with ctx.stack.direct.connect(autocommit=True) as admin:
         granted = _privileges(admin, endpoint.user, ctx.schema)
         attributes = admin.execute(
@@ -286,7 +294,7 @@ def app_role_privileges(ctx: SecurityContext) -> Finding:
             (endpoint.user,),
         ).fetchone()
     if attributes is None:
-        return Finding(IAM, name, ERROR, f"role {endpoint.user} does not exist: run `harness seed`")
+        return SecurityFinding(IAM, name, ERROR, f"role {endpoint.user} does not exist: run `harness seed`")
     problems = [
         f"{t}: {sorted(granted.get(t, set()) ^ set(v))}"
         for t, v in APP_PRIVILEGES.items()
@@ -322,15 +330,15 @@ def app_role_privileges(ctx: SecurityContext) -> Finding:
         f"refused as the role: {', '.join(k for k, v in refused.items() if v)}"
         + (f"; problems: {'; '.join(problems)}" if problems else "")
     )
-    return Finding(IAM, name, FAIL if problems else PASS, evidence)
+    return SecurityFinding(IAM, name, FAIL if problems else PASS, evidence)
 
 
-def lambda_policies(ctx: SecurityContext) -> Finding:
+def lambda_policies(ctx: SecurityContext) -> SecurityFinding:
     name = "the Lambda execution roles name their actions and resources (no wildcards, nothing unused)"
     directory = FUNCTIONS_DIR / "policies"
     findings = lint_policies(directory)
     evidence = f"{directory}: " + ("; ".join(map(str, findings)) if findings else "3 policies, no finding")
-    return Finding(IAM, name, FAIL if findings else PASS, evidence)
+    return SecurityFinding(IAM, name, FAIL if findings else PASS, evidence)
 
 
 # (checklist item, check): the item is known before the check runs, so a check that raises is still filed.
@@ -349,7 +357,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
 )
 
 
-def run_checks(ctx: SecurityContext, checks: tuple[tuple[str, Check], ...] = CHECKS) -> list[Finding]:
+def run_checks(ctx: SecurityContext, checks: tuple[tuple[str, Check], ...] = CHECKS) -> list[SecurityFinding]:
     """Every check, each isolated: one that raises is an ERROR with the exception as evidence, never a pass."""
     findings = []
     for item, check in checks:
@@ -357,11 +365,13 @@ def run_checks(ctx: SecurityContext, checks: tuple[tuple[str, Check], ...] = CHE
             findings.append(check(ctx))
         except Exception as exc:
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            findings.append(Finding(item, check.__name__.replace("_", " "), ERROR, f"{type(exc).__name__}: {detail}"))
+            findings.append(
+                SecurityFinding(item, check.__name__.replace("_", " "), ERROR, f"{type(exc).__name__}: {detail}")
+            )
     return findings
 
 
-def verdict(findings: list[Finding]) -> str:
+def verdict(findings: list[SecurityFinding]) -> str:
     statuses = {f.status for f in findings}
     if ERROR in statuses:
         return ERROR

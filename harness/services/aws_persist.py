@@ -19,7 +19,7 @@ import json
 import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
 CHECKPOINT_PATH = "/_harness/checkpoint"
 CHECKPOINT_DELAY_S = 0.5
@@ -33,12 +33,26 @@ Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
 log = logging.getLogger("harness.aws_persist")
 
 
+class Pending(Protocol):
+    def cancel(self) -> None: ...
+
+
+# Runs a callback after a delay in seconds: the running event loop's call_later in the emulator, a timer
+# the test fires itself in the unit tests.
+Schedule = Callable[[float, Callable[[], None]], Pending]
+
+
+def call_later_on_the_running_loop(delay_s: float, callback: Callable[[], None]) -> Pending:
+    return asyncio.get_running_loop().call_later(delay_s, callback)
+
+
 class Checkpointer:
     """Saves the emulator's state on the event loop: soon after a change, or at once when asked."""
 
-    def __init__(self, save: Callable[[], None]) -> None:
+    def __init__(self, save: Callable[[], None], schedule: Schedule = call_later_on_the_running_loop) -> None:
         self._save = save
-        self._pending: asyncio.TimerHandle | None = None
+        self._schedule = schedule
+        self._pending: Pending | None = None
         self.saves = 0
 
     def save_now(self) -> None:
@@ -50,7 +64,7 @@ class Checkpointer:
 
     def changed(self) -> None:
         if self._pending is None:
-            self._pending = asyncio.get_running_loop().call_later(CHECKPOINT_DELAY_S, self._deferred)
+            self._pending = self._schedule(CHECKPOINT_DELAY_S, self._deferred)
 
     def _deferred(self) -> None:
         self._pending = None

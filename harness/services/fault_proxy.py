@@ -22,11 +22,13 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 CHUNK = 65536
 READY_TIMEOUT_S = 5.0
 STOP_TIMEOUT_S = 5.0
+POLL_S = 0.05
 
 
 class FaultProxyError(RuntimeError):
@@ -56,7 +58,7 @@ class Faults:
 
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
-    # monotonic time until which bytes are held (0: no blackhole).
+    # The proxy's clock reading until which bytes are held (0: no blackhole).
     blackhole_until: float = 0.0
     rng: random.Random = field(default_factory=lambda: random.Random(17))
 
@@ -77,13 +79,26 @@ def _abort_with_rst(writer: asyncio.StreamWriter) -> None:
 
 
 class FaultProxy:
-    """Listens on 127.0.0.1:`port` (0: a free port) and forwards to upstream_host:upstream_port."""
+    """Listens on 127.0.0.1:`port` (0: a free port) and forwards to upstream_host:upstream_port.
 
-    def __init__(self, upstream_host: str, upstream_port: int, port: int = 0, name: str = "fault-proxy") -> None:
+    When a held chunk is due is read from `now` (seconds, any origin): the system's monotonic clock in every
+    real run, a virtual one in tests, so the delays are checked exactly however loaded the machine is. The
+    forwarding tasks poll it at most POLL_S apart while they hold a chunk.
+    """
+
+    def __init__(
+        self,
+        upstream_host: str,
+        upstream_port: int,
+        port: int = 0,
+        name: str = "fault-proxy",
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.upstream_host = upstream_host
         self.upstream_port = upstream_port
         self.requested_port = port
         self.name = name
+        self.now = now
         self.faults = Faults()
         self.connections_seen = 0
         self._port = 0
@@ -168,7 +183,7 @@ class FaultProxy:
 
     def blackhole(self, seconds: float) -> None:
         """Hold every byte in both directions for `seconds`; new connections are accepted but silent too."""
-        self.faults.blackhole_until = time.monotonic() + seconds
+        self.faults.blackhole_until = self.now() + seconds
 
     def clear(self) -> None:
         self.faults.latency_ms = self.faults.jitter_ms = 0.0
@@ -248,19 +263,19 @@ class FaultProxy:
             try:
                 while data := await reader.read(CHUNK):
                     # Never earlier than the chunk before: jitter must not reorder a byte stream.
-                    due = max(due, time.monotonic() + self.faults.delay_s())
+                    due = max(due, self.now() + self.faults.delay_s())
                     queue.put_nowait((due, data))
             except OSError:
                 pass
             finally:
-                queue.put_nowait((max(due, time.monotonic()), b""))
+                queue.put_nowait((max(due, self.now()), b""))
 
         receiver = asyncio.create_task(receive())
         try:
             while True:
                 due, data = await queue.get()
-                while (wait := max(due, self.faults.blackhole_until) - time.monotonic()) > 0:
-                    await asyncio.sleep(min(wait, 0.05))
+                while (wait := max(due, self.faults.blackhole_until) - self.now()) > 0:
+                    await asyncio.sleep(min(wait, POLL_S))
                 if not data:
                     break
                 writer.write(data)

@@ -237,13 +237,16 @@ def wait_until_ready(
     timeout_s: float,
     log_path: Path,
     what: str,
+    now: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """Call probe until it returns, the process dies, or the deadline passes.
 
     Polling backs off from 20 ms to 500 ms; every failure path reports the probe's last error and the
-    tail of the service's log, which is where the real reason usually is.
+    tail of the service's log, which is where the real reason usually is. The deadline is read from `now`
+    and the pauses taken with `sleep` (the system's, or a virtual clock in tests).
     """
-    deadline = time.monotonic() + timeout_s
+    deadline = now() + timeout_s
     interval = 0.02
     last_error: BaseException | None = None
     while True:
@@ -255,12 +258,12 @@ def wait_until_ready(
             return probe()
         except Exception as exc:
             last_error = exc
-        if time.monotonic() >= deadline:
+        if now() >= deadline:
             raise ServiceNotReadyError(
                 f"{what} did not become ready within {timeout_s:.0f} s (last probe error: {last_error}). "
                 f"Last lines of {log_path}:\n{log_tail(log_path)}"
             )
-        time.sleep(interval)
+        sleep(interval)
         interval = min(interval * 2, 0.5)
 
 

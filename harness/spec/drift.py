@@ -4,7 +4,7 @@ describe-cache-clusters, get-function-configuration, describe-alarms); a call th
 emulator) does not answer is reported as NOT READ, never as a match.
 
 deployment = read_deployment(client_for, ids)      # client_for("rds") -> a boto3 client
-for row in compare(spec, deployment, alarm_levels): print(row.line())
+for row in compare_spec_to_deployment(spec, deployment, alarm_levels): print(row.line())
 results.update_run(drift_record(rows))             # where the checklist items the rows decide read them
 """
 
@@ -125,7 +125,7 @@ def check_drift(
     spec: UnitSpec, client_for: ClientFor, alarm_levels: Mapping[str, Sequence[float]], ids: DeploymentIds
 ) -> list[DriftRow]:
     """The read-only drift check of the deployment `client_for` reaches, against the spec and the alarm levels."""
-    return compare(spec, read_deployment(client_for, ids), alarm_levels, ids)
+    return compare_spec_to_deployment(spec, read_deployment(client_for, ids), alarm_levels, ids)
 
 
 def drift_record(rows: Sequence[DriftRow]) -> dict[str, object]:
@@ -154,7 +154,7 @@ def _first(response: Any, key: str) -> Mapping[str, Any] | None:
     return items[0] if items else None
 
 
-def compare(
+def compare_spec_to_deployment(
     spec: UnitSpec,
     deployment: Deployment,
     alarm_levels: Mapping[str, Sequence[float]],

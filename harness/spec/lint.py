@@ -27,7 +27,7 @@ class FindingKind(StrEnum):
 
 
 @dataclass(frozen=True)
-class Finding:
+class SpecFinding:
     kind: FindingKind
     fact: str
     message: str
@@ -69,15 +69,15 @@ def _quote_found(document: Document, fact: Fact) -> list[str]:
     return missing
 
 
-def lint(spec: UnitSpec, document: Document | None) -> list[Finding]:
+def lint(spec: UnitSpec, document: Document | None) -> list[SpecFinding]:
     """Every finding, contradictions first. Without a document the quotes are not checked."""
-    findings: list[Finding] = []
+    findings: list[SpecFinding] = []
     for fact in spec.facts.values():
         values = fact.distinct_values()
         if len(values) > 1:
             if fact.use is None:
                 findings.append(
-                    Finding(
+                    SpecFinding(
                         FindingKind.CONTRADICTION,
                         fact.name,
                         f"{_disagreement(fact)}. Choose one in {spec.path.name} (use + why) or with "
@@ -87,7 +87,7 @@ def lint(spec: UnitSpec, document: Document | None) -> list[Finding]:
             else:
                 by = "--use on the command line" if fact.overridden else spec.path.name
                 findings.append(
-                    Finding(
+                    SpecFinding(
                         FindingKind.RESOLVED,
                         fact.name,
                         f"{_disagreement(fact)}. The harness uses {_show(fact.use)} ({by}): {fact.why}",
@@ -96,13 +96,15 @@ def lint(spec: UnitSpec, document: Document | None) -> list[Finding]:
         elif fact.use is not None and not (values and fact.same(values[0], fact.use)):
             stated = f"the document says {_show(values[0])}" if values else "the document names no value"
             findings.append(
-                Finding(FindingKind.CHOSEN, fact.name, f"{stated}; the harness uses {_show(fact.use)}: {fact.why}")
+                SpecFinding(FindingKind.CHOSEN, fact.name, f"{stated}; the harness uses {_show(fact.use)}: {fact.why}")
             )
         if document is not None:
-            findings.extend(Finding(FindingKind.NOT_IN_DOCUMENT, fact.name, m) for m in _quote_found(document, fact))
+            findings.extend(
+                SpecFinding(FindingKind.NOT_IN_DOCUMENT, fact.name, m) for m in _quote_found(document, fact)
+            )
     order = [FindingKind.CONTRADICTION, FindingKind.NOT_IN_DOCUMENT, FindingKind.RESOLVED, FindingKind.CHOSEN]
     return sorted(findings, key=lambda f: order.index(f.kind))
 
 
-def unresolved(findings: list[Finding]) -> list[Finding]:
+def unresolved(findings: list[SpecFinding]) -> list[SpecFinding]:
     return [f for f in findings if f.is_error]

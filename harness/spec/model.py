@@ -175,7 +175,7 @@ def _fact(name: str, raw: object) -> Fact:
     return fact
 
 
-def load_spec(path: Path = DEFAULT_SPEC_FILE) -> UnitSpec:
+def load_unit_spec(path: Path = DEFAULT_SPEC_FILE) -> UnitSpec:
     try:
         raw = load_input_yaml(path, "the unit spec")
     except InputFileError as exc:

@@ -48,7 +48,7 @@ _CURSOR_OPT_HOLD = 0x0020
 
 
 @dataclass(frozen=True)
-class Finding:
+class PinningFinding:
     """One reason a statement pins, or misbehaves behind PgBouncer."""
 
     code: str
@@ -60,7 +60,7 @@ class Finding:
 @dataclass(frozen=True)
 class StatementVerdict:
     sql: str
-    findings: tuple[Finding, ...]
+    findings: tuple[PinningFinding, ...]
     parse_error: str | None = None
 
     @property
@@ -98,78 +98,92 @@ def _temporary(relation: Any) -> bool:
     return isinstance(relation, ast.RangeVar) and relation.relpersistence == "t"
 
 
-def _statement_findings(stmt: Any) -> list[Finding]:
-    found: list[Finding] = []
+def _statement_findings(stmt: Any) -> list[PinningFinding]:
+    found: list[PinningFinding] = []
     if isinstance(stmt, ast.VariableSetStmt):
         name = (stmt.name or "").lower()
         if stmt.is_local:
-            found.append(Finding("set_local", False, FINE, "SET LOCAL lasts until the transaction ends"))
+            found.append(PinningFinding("set_local", False, FINE, "SET LOCAL lasts until the transaction ends"))
         elif stmt.kind in (enums.VariableSetKind.VAR_RESET, enums.VariableSetKind.VAR_RESET_ALL):
             found.append(
-                Finding("reset", True, LEAK, "RESET changes a session parameter (to its default) on the connection")
+                PinningFinding(
+                    "reset", True, LEAK, "RESET changes a session parameter (to its default) on the connection"
+                )
             )
         elif name in TRACKED_PARAMETERS:
             found.append(
-                Finding("set", True, LEAK, f"SET {name}: restored only for clients that set it when connecting")
+                PinningFinding("set", True, LEAK, f"SET {name}: restored only for clients that set it when connecting")
             )
         else:
             found.append(
-                Finding("set", True, LEAK, f"SET {name or 'session'} stays on the server connection after the client")
+                PinningFinding(
+                    "set", True, LEAK, f"SET {name or 'session'} stays on the server connection after the client"
+                )
             )
     elif isinstance(stmt, ast.PrepareStmt):
-        found.append(Finding("prepare", True, ERROR, "PREPARE: the next EXECUTE may reach a connection without it"))
+        found.append(
+            PinningFinding("prepare", True, ERROR, "PREPARE: the next EXECUTE may reach a connection without it")
+        )
     elif isinstance(stmt, ast.ExecuteStmt):
-        found.append(Finding("execute", True, ERROR, "EXECUTE needs the PREPARE of the same server connection"))
+        found.append(PinningFinding("execute", True, ERROR, "EXECUTE needs the PREPARE of the same server connection"))
     elif isinstance(stmt, ast.DeallocateStmt):
-        found.append(Finding("deallocate", True, ERROR, "DEALLOCATE needs the PREPARE of the same server connection"))
+        found.append(
+            PinningFinding("deallocate", True, ERROR, "DEALLOCATE needs the PREPARE of the same server connection")
+        )
     elif isinstance(stmt, ast.DiscardStmt):
-        found.append(Finding("discard", True, FINE, "DISCARD resets the connection's session state"))
+        found.append(PinningFinding("discard", True, FINE, "DISCARD resets the connection's session state"))
     elif isinstance(stmt, ast.ListenStmt):
         found.append(
-            Finding("listen", True, ERROR, "LISTEN: notifications go to whichever client holds the connection")
+            PinningFinding("listen", True, ERROR, "LISTEN: notifications go to whichever client holds the connection")
         )
     elif isinstance(stmt, ast.LoadStmt):
-        found.append(Finding("load", True, LEAK, "LOAD loads a library into the server connection for good"))
+        found.append(PinningFinding("load", True, LEAK, "LOAD loads a library into the server connection for good"))
     elif isinstance(stmt, ast.DeclareCursorStmt):
         if (stmt.options or 0) & _CURSOR_OPT_HOLD:
-            found.append(Finding("cursor_with_hold", True, ERROR, "a WITH HOLD cursor outlives the transaction"))
+            found.append(PinningFinding("cursor_with_hold", True, ERROR, "a WITH HOLD cursor outlives the transaction"))
         else:
-            found.append(Finding("cursor", True, FINE, "DECLARE CURSOR (RDS Proxy pins on any cursor)"))
+            found.append(PinningFinding("cursor", True, FINE, "DECLARE CURSOR (RDS Proxy pins on any cursor)"))
     elif isinstance(stmt, ast.CreateStmt) and _temporary(stmt.relation):
-        found.append(Finding("temp_table", True, ERROR, "a temporary table lives on one server connection"))
+        found.append(PinningFinding("temp_table", True, ERROR, "a temporary table lives on one server connection"))
     elif isinstance(stmt, ast.CreateSeqStmt) and _temporary(stmt.sequence):
-        found.append(Finding("temp_table", True, ERROR, "a temporary sequence lives on one server connection"))
+        found.append(PinningFinding("temp_table", True, ERROR, "a temporary sequence lives on one server connection"))
     elif isinstance(stmt, ast.ViewStmt) and _temporary(stmt.view):
-        found.append(Finding("temp_table", True, ERROR, "a temporary view lives on one server connection"))
+        found.append(PinningFinding("temp_table", True, ERROR, "a temporary view lives on one server connection"))
     elif isinstance(stmt, ast.CreateTableAsStmt) and stmt.into is not None and _temporary(stmt.into.rel):
-        found.append(Finding("temp_table", True, ERROR, "a temporary table lives on one server connection"))
+        found.append(PinningFinding("temp_table", True, ERROR, "a temporary table lives on one server connection"))
     elif isinstance(stmt, ast.SelectStmt) and stmt.intoClause is not None and _temporary(stmt.intoClause.rel):
-        found.append(Finding("temp_table", True, ERROR, "SELECT INTO TEMP creates a table on one server connection"))
+        found.append(
+            PinningFinding("temp_table", True, ERROR, "SELECT INTO TEMP creates a table on one server connection")
+        )
     return found
 
 
-def _function_findings(stmt: Any) -> list[Finding]:
-    found: list[Finding] = []
+def _function_findings(stmt: Any) -> list[PinningFinding]:
+    found: list[PinningFinding] = []
     for node in walk(stmt):
         if not isinstance(node, ast.FuncCall):
             continue
         name = _func_name(node)
         if name in SESSION_LOCKS:
-            found.append(Finding("advisory_lock", True, LEAK, f"{name} holds a session lock on the server connection"))
+            found.append(
+                PinningFinding("advisory_lock", True, LEAK, f"{name} holds a session lock on the server connection")
+            )
         elif name in UNLOCKS:
             found.append(
-                Finding("advisory_unlock", True, ERROR, f"{name} may run on a connection that does not hold the lock")
+                PinningFinding(
+                    "advisory_unlock", True, ERROR, f"{name} may run on a connection that does not hold the lock"
+                )
             )
         elif name in SEQUENCE_FUNCTIONS:
             outcome = ERROR if name in SESSION_SEQUENCE_READS else FINE
             found.append(
-                Finding("sequence_function", True, outcome, f"{name}() (RDS Proxy pins on sequence functions)")
+                PinningFinding("sequence_function", True, outcome, f"{name}() (RDS Proxy pins on sequence functions)")
             )
         elif name == "set_config":
             is_local = _const_bool(node.args[2]) if node.args and len(node.args) == 3 else None
             if is_local is not True:
                 found.append(
-                    Finding("set_config", True, LEAK, "set_config(..., false) sets a session parameter for good")
+                    PinningFinding("set_config", True, LEAK, "set_config(..., false) sets a session parameter for good")
                 )
     return found
 
@@ -180,7 +194,7 @@ def analyse(sql_text: str) -> StatementVerdict:
         parsed = pglast.parse_sql(sql_text)
     except pglast.parser.ParseError as exc:
         return StatementVerdict(sql_text, (), parse_error=str(exc))
-    findings: list[Finding] = []
+    findings: list[PinningFinding] = []
     for raw in parsed:
         findings.extend(_statement_findings(raw.stmt))
         findings.extend(_function_findings(raw.stmt))

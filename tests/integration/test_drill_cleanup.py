@@ -166,7 +166,7 @@ def test_a_lambda_failing_in_the_network_drill_gets_its_database_secret_back(sta
 
     monkeypatch.setattr(network, "invoke", broken_invoke)
     with FaultProxy(stack.proxy.host, stack.proxy.port) as fault, pytest.raises(RuntimeError, match="half-way"):
-        network._lambda_through_blackhole(stack, harness_settings.state_dir, fault, DrillResult("n"), lambda _: None)
+        network.lambda_through_blackhole(stack, harness_settings.state_dir, fault, DrillResult("n"), lambda _: None)
     assert secrets.get_secret_value(SecretId=APP_DB_SECRET_ID)["SecretString"] == secret_before
     assert functions.get_function_configuration(FunctionName=network.LAMBDA_FUNCTION)["Description"] == (
         description_before

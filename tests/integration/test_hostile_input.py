@@ -21,8 +21,7 @@ from harness.data.app_role import app_credentials, data_root
 from harness.data.loading import current_seed
 from harness.data.profiles import get_profile
 from harness.data.seed import seed
-from harness.data.spec import DataSpecError
-from harness.data.spec import load_spec as load_data_spec
+from harness.data.spec import DataSpecError, load_data_spec
 from harness.paths import FUNCTIONS_DIR
 from harness.workload.file import WorkloadError, load_workload
 

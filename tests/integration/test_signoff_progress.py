@@ -5,13 +5,9 @@ the checklist. The suite measures nothing, so the verdict is BROKEN (exit 5), as
 from __future__ import annotations
 
 import json
-import os
-import pty
-import select
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -49,39 +45,15 @@ def _command(stack: StackEndpoints, settings: Settings, tmp_path: Path, name: st
     ]
 
 
-def _pty_run(command: list[str], cwd: Path, timeout_s: float = 600) -> tuple[int, str]:
-    master, slave = pty.openpty()
-    process = subprocess.Popen(command, stdout=slave, stderr=slave, stdin=subprocess.DEVNULL, cwd=cwd)
-    os.close(slave)
-    chunks = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline:
-            if select.select([master], [], [], 0.5)[0]:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:
-                    break
-                if not data:
-                    break
-                chunks.append(data)
-            elif process.poll() is not None:
-                break
-    finally:
-        os.close(master)
-        if process.poll() is None:
-            process.kill()
-        code = process.wait(timeout=30)
-    return code, b"".join(chunks).decode(errors="replace")
-
-
 def _report(tmp_path: Path, name: str) -> dict:
     (directory,) = (tmp_path / f"reports-{name}").iterdir()
     return json.loads((directory / "report.json").read_text())
 
 
-def test_signoff_redraws_a_live_step_line_on_a_terminal(stack: StackEndpoints, harness_settings: Settings, tmp_path):
-    code, out = _pty_run(_command(stack, harness_settings, tmp_path, "tty"), tmp_path)
+def test_signoff_redraws_a_live_step_line_on_a_terminal(
+    stack: StackEndpoints, harness_settings: Settings, tmp_path, run_in_pty
+):
+    code, out = run_in_pty(_command(stack, harness_settings, tmp_path, "tty"), tmp_path)
     assert code == 5, out[-3000:]
     assert "\r\x1b[2K[scenarios] step 1/2 scenarios-tty/test_steps.py::test_first_step | elapsed" in out
     assert "step 2/2 scenarios-tty/test_steps.py::test_second_step passed" in out

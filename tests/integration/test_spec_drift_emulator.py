@@ -11,8 +11,8 @@ import pytest
 from harness.app.gdpr_deploy import deploy
 from harness.app.gdpr_invoke import lambda_client
 from harness.endpoints import StackEndpoints
-from harness.spec import load_spec
-from harness.spec.drift import DeploymentIds, DriftStatus, compare, read_deployment
+from harness.spec import load_unit_spec
+from harness.spec.drift import DeploymentIds, DriftStatus, compare_spec_to_deployment, read_deployment
 
 pytestmark = pytest.mark.integration
 PREFIX = "drift-"
@@ -53,7 +53,7 @@ def deployed(stack: StackEndpoints) -> Iterator[StackEndpoints]:
 def test_lambda_settings_and_alarm_levels_are_read_from_the_emulators(deployed: StackEndpoints):
     ids = DeploymentIds(functions={f: PREFIX + f for f in FUNCTIONS})
     deployment = read_deployment(deployed.aws.client, ids)
-    rows = compare(load_spec(), deployment, {"rds.cpu_pct": [70.0, 90.0]}, ids)
+    rows = compare_spec_to_deployment(load_unit_spec(), deployment, {"rds.cpu_pct": [70.0, 90.0]}, ids)
     lambda_rows = [r for r in rows if r.resource.startswith("lambda ")]
     assert len(lambda_rows) == 6
     # The harness deploys the spec's memory sizes and timeouts: every Lambda setting matches.

@@ -26,7 +26,7 @@ from psycopg import sql
 from harness.data.datasets import load_current_ground_truth
 from harness.data.ground_truth import recall_at_k
 from harness.data.loading import SeedError, current_seed
-from harness.data.spec import load_spec
+from harness.data.spec import load_data_spec
 from harness.data.team_seed import seed_dump, seed_team
 from harness.endpoints import PostgresEndpoint, Secret, StackEndpoints
 from harness.paths import FIXTURES_DIR
@@ -59,7 +59,7 @@ def team_db(scratch_database, stack: StackEndpoints, tmp_path_factory) -> Iterat
     try:
         with scratch_database(stack, DATABASE) as admin:
             seed_team(
-                admin, EXAMPLE / "migrations", load_spec(EXAMPLE / "data.yaml"), data_dir, password, app_role=ROLE
+                admin, EXAMPLE / "migrations", load_data_spec(EXAMPLE / "data.yaml"), data_dir, password, app_role=ROLE
             )
             app = dict(user=ROLE, password=Secret(password))
             yield TeamDb(
@@ -75,7 +75,7 @@ def team_db(scratch_database, stack: StackEndpoints, tmp_path_factory) -> Iterat
 
 
 def test_the_example_schema_is_seeded_as_its_spec_says_with_keys_indexes_and_grants(team_db: TeamDb):
-    spec = load_spec(EXAMPLE / "data.yaml")
+    spec = load_data_spec(EXAMPLE / "data.yaml")
     state = current_seed(team_db.admin)
     assert state is not None and state.profile == "team:example_app/migrations"
     assert state.row_counts == {t.name: t.rows for t in spec.tables}
@@ -130,7 +130,7 @@ def test_reseeding_the_same_schema_and_spec_is_a_no_op(team_db: TeamDb):
     report = seed_team(
         team_db.admin,
         EXAMPLE / "migrations",
-        load_spec(EXAMPLE / "data.yaml"),
+        load_data_spec(EXAMPLE / "data.yaml"),
         team_db.data_dir,
         team_db.password,
         app_role=ROLE,
@@ -144,7 +144,7 @@ def test_a_failing_migration_or_spec_leaves_the_previous_data_untouched(team_db:
     broken = tmp_path / "migrations"
     shutil.copytree(EXAMPLE / "migrations", broken)
     (broken / "V3__orders.sql").write_text("CREATE TABLE orders (order_id bigint REFERENCES nowhere);\n")
-    spec = load_spec(EXAMPLE / "data.yaml")
+    spec = load_data_spec(EXAMPLE / "data.yaml")
     with pytest.raises(SeedError, match=r"migration V3__orders\.sql failed.*previous data is intact"):
         seed_team(team_db.admin, broken, spec, team_db.data_dir, team_db.password, app_role=ROLE, progress=False)
     (broken / "V3__orders.sql").write_text((EXAMPLE / "migrations" / "V3__orders.sql").read_text())

@@ -10,7 +10,7 @@ import pytest
 from harness.backup.catalog import BackupError, BackupInfo
 from harness.backup.restore import pick_backup
 from harness.backup.retention import plan_retention
-from harness.services.aws_persist import CHECKPOINT_PATH, Checkpointer
+from harness.services.aws_persist import CHECKPOINT_DELAY_S, CHECKPOINT_PATH, Checkpointer
 from harness.services.wal_archive import archive_settings, segment_of, unpack, wal_key
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -90,9 +90,36 @@ def test_the_archive_command_quotes_paths_for_postgresql_conf():
     assert "it''s here" in command and "%p %f" in command
 
 
+class Timers:
+    """Deferred callbacks that run when the test fires them, not when a wall clock says."""
+
+    def __init__(self) -> None:
+        self.waiting: list[Timer] = []
+
+    def schedule(self, delay_s: float, callback) -> "Timer":
+        timer = Timer(delay_s, callback)
+        self.waiting.append(timer)
+        return timer
+
+    def fire(self) -> None:
+        due, self.waiting = self.waiting, []
+        for timer in due:
+            if not timer.cancelled:
+                timer.callback()
+
+
+class Timer:
+    def __init__(self, delay_s: float, callback) -> None:
+        self.delay_s, self.callback, self.cancelled = delay_s, callback, False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
 def test_the_emulator_checkpoints_after_a_change_and_on_request_but_not_after_reads():
     saves: list[int] = []
-    checkpointer = Checkpointer(lambda: saves.append(1))
+    timers = Timers()
+    checkpointer = Checkpointer(lambda: saves.append(1), timers.schedule)
 
     async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -108,11 +135,12 @@ def test_the_emulator_checkpoints_after_a_change_and_on_request_but_not_after_re
 
     async def scenario():
         await wrapped({"type": "http", "method": "GET", "path": "/"}, receive, send)
-        await asyncio.sleep(0.7)
+        timers.fire()
         reads = len(saves)
         await wrapped({"type": "http", "method": "POST", "path": "/"}, receive, send)
         await wrapped({"type": "http", "method": "PUT", "path": "/b/k"}, receive, send)
-        await asyncio.sleep(0.7)
+        assert [t.delay_s for t in timers.waiting] == [CHECKPOINT_DELAY_S]
+        timers.fire()
         after_writes = len(saves)
         await wrapped({"type": "http", "method": "POST", "path": CHECKPOINT_PATH}, receive, send)
         return reads, after_writes, len(saves)

@@ -238,14 +238,14 @@ def test_the_sweep_report_marks_the_knee_the_memory_crossing_and_the_headroom():
 
 def test_the_class_table_recommends_from_measured_sweeps(tmp_path):
     from harness.capacity.recommend import load_capacity_model
-    from harness.capacity.report import compare
+    from harness.capacity.report import compare_classes
 
     micro = sweep_result("db.t3.micro", [3, 3.3, 3.6, 60, 200], [True] * 3 + [False] * 2, 40.0)
     small = sweep_result("db.t3.small", [3, 3.2, 3.4, 3.7, 4.0], [True] * 5, 35.0)
     model = load_capacity_model()
-    text, rec = compare([micro, small], model, Target(documents=400_000, rate_per_s=30))
+    text, rec = compare_classes([micro, small], model, Target(documents=400_000, rate_per_s=30))
     assert rec.choice == "db.t3.small" and "holds only up to 200,000" in rec.verdicts["db.t3.micro"]
-    _, rec = compare([micro, small], model, Target(documents=100_000, rate_per_s=30))
+    _, rec = compare_classes([micro, small], model, Target(documents=100_000, rate_per_s=30))
     # Both hold 100k; a rate measured on more data than the target is a safe bound, so the cheaper one wins.
     assert rec.choice == "db.t3.micro"
     assert "| db.t3.micro | cache.t3.micro | 200,000 | 800,000 | 40 (at 800,000) |" in text

@@ -17,13 +17,13 @@ from harness.checklist import (
     checklist_exit_code,
     evaluate_checklist,
 )
-from harness.spec import load_spec, read_document
+from harness.spec import load_unit_spec, read_document
 from harness.thresholds import ExitCode
 
 
 def _document_items(block: str) -> list[tuple[str, str]]:
     """(group, item text) for each `- [ ] ...` line of a checklist block of the design document."""
-    text = read_document(load_spec().document).text_under("Operational Procedures > Deployment Checklist") or ""
+    text = read_document(load_unit_spec().document).text_under("Operational Procedures > Deployment Checklist") or ""
     body = text[text.index(f"{block}:") :]
     body = body[: body.index("```")]
     items, group = [], ""

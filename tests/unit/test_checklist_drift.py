@@ -11,8 +11,8 @@ from test_spec_drift import LEVELS, Recorded
 from harness.checklist import CheckStatus, evaluate_checklist
 from harness.checklist.drift import DRIFT_ITEMS
 from harness.cli.main import main
-from harness.spec import load_spec
-from harness.spec.drift import DeploymentIds, compare, drift_record, read_deployment
+from harness.spec import load_unit_spec
+from harness.spec.drift import DeploymentIds, compare_spec_to_deployment, drift_record, read_deployment
 from harness.thresholds import Status, ThresholdResult, load_thresholds
 from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
 
@@ -35,7 +35,7 @@ def _run(extra=None, lambdas=True):
     def client(service):
         return (Deployed if lambdas else Recorded)(service, extra or {})
 
-    rows = compare(load_spec(), read_deployment(client, DeploymentIds()), LEVELS)
+    rows = compare_spec_to_deployment(load_unit_spec(), read_deployment(client, DeploymentIds()), LEVELS)
     return json.loads(json.dumps(drift_record(rows)))
 
 

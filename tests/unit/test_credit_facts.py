@@ -10,8 +10,8 @@ from harness.endpoints import Secret
 def facts_for(tmp_path, **settings):
     backend = EmbeddedBackend(Settings(state_dir=tmp_path, **settings))
     creds = {"master_password": Secret("x"), "redis_password": Secret("y")}
-    postgres, _, redis, _, _ = backend._services(creds)
-    return backend._credit_facts(postgres, redis)
+    postgres, _, redis, _, _ = backend.local_services(creds)
+    return backend.credit_facts(postgres, redis)
 
 
 def test_a_drained_unit_without_cgroups_says_credits_are_not_enforced(tmp_path):
@@ -32,11 +32,11 @@ def test_cpu_credits_off_says_the_ledgers_are_only_modelled(tmp_path):
 
 def test_a_drained_cache_node_starts_at_its_baseline_and_the_disk_at_the_tighter_baseline(tmp_path):
     backend = EmbeddedBackend(Settings(state_dir=tmp_path, cgroups="off", cpu_credits="drained"))
-    assert backend._cache_start_vcpus() == 0.2
-    disk = backend._disk_limits()
+    assert backend.cache_start_vcpus() == 0.2
+    disk = backend.postgres_disk_limits()
     # gp2 20 GiB: 100 IOPS, 128 MiB/s; the db.t3.micro's EBS link: 500 IOPS, 8 MB/s at baseline.
     assert (disk.iops, disk.bytes_s) == (100, 8_000_000)
     live = EmbeddedBackend(Settings(state_dir=tmp_path, cgroups="off", cpu_credits="live"))
-    assert live._cache_start_vcpus() == 2.0
-    assert (live._disk_limits().iops, live._disk_limits().bytes_s) == (3000, 128 * 2**20)
-    assert EmbeddedBackend(Settings(state_dir=tmp_path, cpu_credits="off"))._disk_limits() is None
+    assert live.cache_start_vcpus() == 2.0
+    assert (live.postgres_disk_limits().iops, live.postgres_disk_limits().bytes_s) == (3000, 128 * 2**20)
+    assert EmbeddedBackend(Settings(state_dir=tmp_path, cpu_credits="off")).postgres_disk_limits() is None

@@ -24,14 +24,12 @@ from harness.capacity.recommend import CapacityInputError, load_capacity_model
 from harness.capacity.results import read_result
 from harness.cli.main import main as harness_main
 from harness.config import ConfigError, resolve_settings
-from harness.data.spec import DataSpecError
-from harness.data.spec import load_spec as load_data_spec
+from harness.data.spec import DataSpecError, load_data_spec
 from harness.measure.results import ResultsError, load_results
 from harness.model.credit_day import TrafficError, load_traffic
 from harness.model.projection import ModelError, load_model
 from harness.paths import FIXTURES_DIR
-from harness.spec.model import SpecError
-from harness.spec.model import load_spec as load_unit_spec
+from harness.spec.model import SpecError, load_unit_spec
 from harness.thresholds.loading import load_thresholds
 from harness.thresholds.problems import ThresholdConfigError
 from harness.workload.file import WorkloadError, load_workload

@@ -1,12 +1,22 @@
 """The package layout README's "Layout" section describes holds: dependencies point one way, nothing reaches
-into another package's private names, and the library never imports the scenarios or locustfiles."""
+into another package's private names, and the library never imports the scenarios or locustfiles.
+
+README's Layout table is rendered from ALLOWED, WHAT and WHY here, so the two cannot drift: after changing
+them, `.venv/bin/python tests/unit/test_layout.py --write` rewrites the table between README's layout markers,
+and a test fails while README differs.
+"""
 
 import ast
+import sys
 from collections import defaultdict
 
 from harness.paths import REPO_ROOT
 
 HARNESS = REPO_ROOT / "harness"
+README = REPO_ROOT / "README.md"
+TABLE_START = "<!-- layout:start -->"
+TABLE_END = "<!-- layout:end -->"
+REGENERATE = ".venv/bin/python tests/unit/test_layout.py --write"
 FOUNDATION = {"config", "endpoints", "sizing", "paths", "inputfiles", "progress"}
 # What each package may import besides the foundation modules (README, "Layout").
 ALLOWED: dict[str, set[str]] = {
@@ -57,6 +67,121 @@ ALLOWED: dict[str, set[str]] = {
         "signoff",
     },
 }
+# What lives in each package or top-level module: README's Layout table, one line each.
+WHAT: dict[str, str] = {
+    "config": "typed settings resolved once (with the unit's values from fixtures/unit.yaml)",
+    "endpoints": "one endpoint object per service",
+    "sizing": "RDS/ElastiCache/Lambda sizing formulas",
+    "paths": "where the repository's files are",
+    "inputfiles": "reading a user's files with one set of refusals",
+    "progress": "the terminal progress printer for long steps",
+    "services": (
+        "one module per local process (postgres, pgbouncer + its admin console, redis, aws emulator, lambda "
+        "server) on one `LocalService` base; cgroups, the OS account; the fault-injecting TCP proxy (a thread, "
+        "not a process); the private CA and certificates TLS uses"
+    ),
+    "lambda_runtime": (
+        "the local Lambda service: HTTP server, function registry, invocation runtime, execution environments, "
+        "worker, REPORT line, metric publisher"
+    ),
+    "model": (
+        "what AWS would book, modelled: CPU- and I/O-credit ledgers, a modelled day of credits, monthly free-tier "
+        "and cost projections"
+    ),
+    "measure": "the load core, key popularity, samplers, the metric registry, the results file, run facts",
+    "data": (
+        "seeding (profiles, tables, migrations, the loading steps every seed path shares), growth by appending "
+        "(`grow`), a team's schema, data spec and dump (`spec`, `team_seed`, `dump_restore`), vectors, ground "
+        "truth, the application role"
+    ),
+    "security": (
+        "the security checklist's checks (`harness verify security`), the IAM policy lint, secret rotation, the "
+        "secret grep"
+    ),
+    "backends": (
+        "embedded, compose (+ the generated compose spec), external; read-only probes; the guard for destructive work"
+    ),
+    "thresholds": "the grammar, the threshold model, loading, overrides, evaluation",
+    "monitoring": (
+        "what CloudWatch shows: alarms from the thresholds, CloudWatch's alarm semantics, AWS metrics published "
+        'from the samplers, dashboards, Terraform/CloudFormation export, drills, "would the production alarm '
+        'have fired"'
+    ),
+    "spec": (
+        "the unit's spec (fixtures/unit.yaml): loading, the design document's sections, the lint of its contradictions"
+    ),
+    "checklist": (
+        "the design document's pre-/post-deployment checklist items, the registry of checks that decide them, "
+        "the live probes the sign-off records"
+    ),
+    "report": (
+        "text, HTML (charts), JUnit and comparison of runs; the checklist leads the report; the production-alarms, "
+        "dashboards and security sections"
+    ),
+    "app": (
+        "what the application does: cache-aside (degrading to PostgreSQL when the cache is down) and its warmer, "
+        "the GDPR functions (deploy, invoke), user clones"
+    ),
+    "backup": (
+        "WAL archive layout, base backups with restore points and checksums, cross-region copies, retention, "
+        "restores to new instances and their validation"
+    ),
+    "drills": "failure drills (services, database, cache, proxy, network, lambda), the acknowledged-writes workload",
+    "workload": (
+        "a team's query mix: the workload file, capture from pg_stat_statements, parameter generators, open-model "
+        "replay, RDS Proxy pinning (pglast), the vector-search target"
+    ),
+    "locustusers": (
+        "Locust users, workloads, shapes, the plugin and its verdict gate, CloudWatch publishing during a run"
+    ),
+    "capacity": (
+        "capacity planning: the size sweep, the saturation ramp, the knee and headroom, the class table and "
+        "recommendation"
+    ),
+    "signoff": (
+        "the sign-off (`make signoff`): the scenario runner, the drained pass, the pytest plugin showing the "
+        "scenarios' progress and running verdict"
+    ),
+    "cli": (
+        "the `harness` command: arguments and the call for main (up/down/status/env), seed, deploy, workload, "
+        "alarms, verify, spec, capacity, backup, drill, reports, signoff; the plumbing every command shares "
+        "(`common`)"
+    ),
+    "pytest_plugin": "the `stack` fixture",
+}
+# Why an allowed import is there, where the package's name alone does not say: beside it in the table.
+WHY: dict[tuple[str, str], str] = {
+    ("config", "spec"): "the unit's values",
+    ("data", "services"): "the pg_restore binary",
+}
+
+
+def layout_order() -> list[str]:
+    """The foundation modules, then each package after everything it may import (ties in ALLOWED's order)."""
+    order = [name for name in ALLOWED if name in FOUNDATION]
+    rest = [name for name in ALLOWED if name not in FOUNDATION]
+    while rest:
+        ready = next((n for n in rest if not (ALLOWED[n] - FOUNDATION - set(order))), None)
+        assert ready is not None, f"ALLOWED has a cycle among {rest}"
+        order.append(ready)
+        rest.remove(ready)
+    return order
+
+
+def layout_table() -> str:
+    """README's Layout table as ALLOWED, WHAT and WHY say, between its markers."""
+    rows = ["| package | what lives there | may import (besides the foundation) |", "| --- | --- | --- |"]
+    for name in layout_order():
+        shown = f"`{name}/`" if (HARNESS / name).is_dir() else f"`{name}.py`"
+        imports = [f"{t} ({WHY[name, t]})" if (name, t) in WHY else t for t in sorted(ALLOWED[name])]
+        rows.append(f"| {shown} | {WHAT[name]} | {', '.join(imports) or 'nothing else'} |")
+    return "\n".join([TABLE_START, *rows, TABLE_END])
+
+
+def readme_table(text: str) -> str:
+    start, end = text.find(TABLE_START), text.find(TABLE_END)
+    assert 0 <= start < end, f"README.md lacks the {TABLE_START} ... {TABLE_END} markers around its Layout table"
+    return text[start : end + len(TABLE_END)]
 
 
 def package_of(module: str) -> str:
@@ -90,7 +215,16 @@ def test_every_package_and_top_level_module_is_in_the_layout_table():
     on_disk = {p.stem for p in HARNESS.glob("*.py") if p.stem != "__init__"} | {
         p.name for p in HARNESS.iterdir() if p.is_dir() and (p / "__init__.py").exists()
     }
-    assert on_disk == set(ALLOWED), "add the new package to ALLOWED here and to README's Layout section"
+    assert on_disk == set(ALLOWED), f"add the new package to ALLOWED and WHAT here, then run {REGENERATE}"
+
+
+def test_every_package_says_what_lives_there_and_every_reason_names_an_allowed_import():
+    assert set(WHAT) == set(ALLOWED), f"one line per package in WHAT: {set(ALLOWED) ^ set(WHAT)}"
+    assert all(target in ALLOWED[source] for source, target in WHY), "WHY names an import ALLOWED does not have"
+
+
+def test_readmes_layout_table_is_the_one_rendered_from_allowed():
+    assert readme_table(README.read_text()) == layout_table(), f"README's Layout table is stale: run {REGENERATE}"
 
 
 def test_packages_import_only_what_the_layout_allows():
@@ -140,3 +274,14 @@ def test_the_library_never_imports_scenarios_or_locustfiles():
                 else []
             )
             assert not any(n.split(".")[0] in {"scenarios", "locustfiles", "tests"} for n in names), path
+
+
+def write_readme_table() -> None:
+    text = README.read_text()
+    README.write_text(text.replace(readme_table(text), layout_table()))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write"]:
+        sys.exit(f"usage: {REGENERATE}  (rewrites README's Layout table from ALLOWED, WHAT and WHY)")
+    write_readme_table()

@@ -14,7 +14,7 @@ from harness.cli.main import main
 from harness.config import ConfigError, resolve_settings
 from harness.model.projection import load_model
 from harness.sizing import unit_sizing
-from harness.spec import DEFAULT_SPEC_FILE, FindingKind, SpecError, lint, load_spec, read_document, unresolved
+from harness.spec import DEFAULT_SPEC_FILE, FindingKind, SpecError, lint, load_unit_spec, read_document, unresolved
 from harness.thresholds import ThresholdConfigError, load_thresholds, parse_thresholds
 from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
 
@@ -31,28 +31,28 @@ CONTRADICTIONS = {
 
 @pytest.fixture(scope="module")
 def document():
-    return read_document(load_spec().document)
+    return read_document(load_unit_spec().document)
 
 
 def _without_use(tmp_path: Path, fact: str) -> Path:
     raw = yaml.safe_load(DEFAULT_SPEC_FILE.read_text())
     raw["facts"][fact].pop("use")
     raw["facts"][fact].pop("why")
-    raw["document"] = str(load_spec().document)
+    raw["document"] = str(load_unit_spec().document)
     path = tmp_path / "unit.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
 
 
 def test_the_shipped_spec_resolves_every_contradiction_and_every_quote_is_in_the_document(document):
-    findings = lint(load_spec(), document)
+    findings = lint(load_unit_spec(), document)
     assert unresolved(findings) == []
     assert {f.fact for f in findings if f.kind is FindingKind.RESOLVED} == set(CONTRADICTIONS)
 
 
 @pytest.mark.parametrize("fact", sorted(CONTRADICTIONS))
 def test_each_contradiction_is_listed_with_both_sides_and_the_value_used(fact, document):
-    (finding,) = [f for f in lint(load_spec(), document) if f.fact == fact]
+    (finding,) = [f for f in lint(load_unit_spec(), document) if f.fact == fact]
     assert finding.kind is FindingKind.RESOLVED
     for phrase in CONTRADICTIONS[fact]:
         assert phrase in finding.message
@@ -77,7 +77,7 @@ def test_a_command_line_choice_resolves_an_open_contradiction(tmp_path, capsys):
 
 def test_a_quote_the_document_no_longer_holds_fails_the_lint(tmp_path, capsys):
     changed = tmp_path / "design.md"
-    changed.write_text(load_spec().document.read_text().replace("budget_limit: 100", "budget_limit: 50"))
+    changed.write_text(load_unit_spec().document.read_text().replace("budget_limit: 100", "budget_limit: 50"))
     assert main(["spec", "lint", "--document", str(changed)]) == 1
     assert 'NOT IN DOCUMENT cost.monthly_budget_usd: "budget_limit: 100  # USD per month" is not in section' in (
         capsys.readouterr().out
@@ -105,7 +105,7 @@ def test_a_malformed_spec_is_refused_with_the_field_named(edit, message, tmp_pat
     path = tmp_path / "unit.yaml"
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(SpecError, match=message):
-        load_spec(path)
+        load_unit_spec(path)
 
 
 def test_a_bad_use_value_exits_2_with_the_type_named(capsys):
@@ -124,7 +124,7 @@ def _cost_threshold(facts):
 
 def test_the_unit_the_harness_applies_is_the_spec_as_shipped(tmp_path):
     settings = resolve_settings({}, environ={}, cwd=tmp_path)
-    spec = load_spec()
+    spec = load_unit_spec()
     assert settings.region == spec.value("region")
     assert settings.db_instance_class == spec.value("db.instance_class")
     assert settings.cache_node_type == spec.value("cache.node_type")

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.spec import load_spec
-from harness.spec.drift import DeploymentIds, DriftStatus, compare, read_deployment
+from harness.spec import load_unit_spec
+from harness.spec.drift import DeploymentIds, DriftStatus, compare_spec_to_deployment, read_deployment
 
 RECORDED = json.loads((Path(__file__).resolve().parents[1] / "data" / "drift-responses.json").read_text())
 LEVELS = {"rds.cpu_pct": [70.0, 90.0], "lambda.data_export.duration_ms": [180_000.0, 250_000.0]}
@@ -35,7 +35,7 @@ class Recorded:
 
 def _all_rows(extra: dict[str, Any] | None = None):
     deployment = read_deployment(lambda service: Recorded(service, extra or {}), DeploymentIds())
-    return compare(load_spec(), deployment, LEVELS)
+    return compare_spec_to_deployment(load_unit_spec(), deployment, LEVELS)
 
 
 def _rows(extra: dict[str, Any] | None = None):

@@ -18,7 +18,7 @@ from harness.data.dump_restore import (
     without_session_lines,
 )
 from harness.data.migrations import MigrationError, load_team_migrations, schema_version
-from harness.data.spec import DataSpecError, SpecTables, check_types, load_spec, parse_spec
+from harness.data.spec import DataSpecError, SpecTables, check_types, load_data_spec, parse_spec
 from harness.paths import FIXTURES_DIR
 
 EXAMPLE = FIXTURES_DIR / "example_app"
@@ -169,7 +169,7 @@ def test_a_generator_that_cannot_fill_the_column_type_is_refused():
 
 
 def test_the_example_spec_loads_and_names_its_vector_column():
-    example = load_spec(EXAMPLE / "data.yaml")
+    example = load_data_spec(EXAMPLE / "data.yaml")
     assert [t.name for t in example.tables] == ["shops", "customers", "products", "orders"]
     (vector,) = example.vectors
     assert (vector.table, vector.column, vector.key, vector.k) == ("products", "embedding", "product_id", 50)
@@ -182,7 +182,7 @@ def rows_of(s, table, types, chunk_rows=1000):
 
 
 def test_generated_rows_are_deterministic_whatever_the_chunk_size_for_vectors_and_keys():
-    example = load_spec(EXAMPLE / "data.yaml")
+    example = load_data_spec(EXAMPLE / "data.yaml")
     a = rows_of(example, "products", EXAMPLE_TYPES["products"], chunk_rows=4096)
     b = rows_of(example, "products", EXAMPLE_TYPES["products"], chunk_rows=4096)
     assert len(a) == 3000
@@ -192,7 +192,7 @@ def test_generated_rows_are_deterministic_whatever_the_chunk_size_for_vectors_an
 
 
 def test_example_rows_respect_types_nulls_ranges_and_references():
-    example = load_spec(EXAMPLE / "data.yaml")
+    example = load_data_spec(EXAMPLE / "data.yaml")
     products = rows_of(example, "products", EXAMPLE_TYPES["products"])
     assert all(1 <= r[1] <= 40 for r in products)
     assert all(isinstance(r[4], Decimal) and r[4] <= 5000 for r in products)
