@@ -166,7 +166,7 @@ def test_tls_optional_offers_tls_on_the_proxy_and_leaves_redis_plain_as_the_embe
     # What the override leaves alone is the committed file's.
     retries = committed["services"]["redis"]["healthcheck"]["retries"]
     assert spec["services"]["redis"]["healthcheck"]["retries"] == retries
-    assert spec["services"]["localstack"] == committed["services"]["localstack"]
+    assert spec["services"]["aws"] == committed["services"]["aws"]
 
 
 def test_tls_off_is_plain_everywhere_and_keeps_the_restrictions(committed):
