@@ -134,20 +134,21 @@ def require_docker() -> str:
     if docker is None:
         raise ServiceError(
             "the compose backend needs Docker, but there is no `docker` command on PATH; install Docker Engine "
-            f"with its compose plugin, {NO_DOCKER_HINT}"
+            f"with its compose plugin (on Debian, as root: .ci/docker-engine), {NO_DOCKER_HINT}"
         )
     engine = _docker(docker, "version", "--format", "{{.Server.Version}}")
     if engine.returncode != 0 or not engine.stdout.strip():
         reason = _first_line(engine.stderr) or "`docker version` reported no server"
         raise ServiceError(
-            f"no Docker engine answers ({reason}); start Docker or point DOCKER_HOST at a running engine, "
-            f"{NO_DOCKER_HINT}"
+            f"no Docker engine answers ({reason}); start Docker (on Debian, as root: .ci/docker-engine installs "
+            f"and starts one) or point DOCKER_HOST at a running engine, {NO_DOCKER_HINT}"
         )
     plugin = _docker(docker, "compose", "version", "--short")
     if plugin.returncode != 0:
         raise ServiceError(
             f"the Docker engine answers but `docker compose` does not ({_first_line(plugin.stderr)}); install "
-            f"the Compose v2 plugin (Debian: docker-compose-plugin), {NO_DOCKER_HINT}"
+            f"the Compose v2 plugin (Docker's docker-compose-plugin; on Debian bookworm, trixie's docker-compose, "
+            f"which .ci/docker-engine installs), {NO_DOCKER_HINT}"
         )
     return docker
 
@@ -320,13 +321,10 @@ class ComposeBackend(Backend):
             return False
 
     def _failure(self, what: str, compose: Any, exc: subprocess.CalledProcessError) -> ServiceError:
-        try:
-            logs = compose.get_logs()[0]
-        except (subprocess.CalledProcessError, OSError):
-            logs = ""
+        logs = self._run(compose, "logs", "--no-color", "--tail", "30").stdout
         return ServiceError(
             f"`{what}` failed (exit {exc.returncode}):\n{_tail(exc.stderr)}"
-            + (f"\n  last lines of `docker compose logs`:\n{_tail(logs)}" if logs else "")
+            + (f"\n  last lines of `docker compose logs`:\n{_tail(logs)}" if logs.strip() else "")
         )
 
     def _run(

@@ -47,7 +47,7 @@ case "$*" in
       echo "dependency failed to start: container dbunit-postgres-1 is unhealthy" >&2
       exit 1
     fi ;;
-  *" logs") echo "postgres-1  | FATAL:  could not map anonymous shared memory" ;;
+  *" logs --no-color --tail 30") echo "postgres-1  | FATAL:  could not map anonymous shared memory" ;;
   *" down --remove-orphans"|*" down --remove-orphans --volumes") ;;
   *) echo "fake docker: unexpected arguments: $*" >&2; exit 2 ;;
 esac
