@@ -33,6 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import yaml
 
 from harness.backends.base import Backend, Reporter, ServiceStatus, StackStatus
@@ -70,6 +71,7 @@ from harness.paths import COMPOSE_DIR
 from harness.security.certificates import container_copy, ensure_certificates, tls_facts
 from harness.services.aws import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, checkpoint, create_unit_resources
 from harness.services.pgbouncer import client_tls_params
+from harness.services.postgres import server_facts
 from harness.services.process import ServiceError, ensure_port_free
 from harness.services.redis import uses_tls
 from harness.sizing import unit_sizing
@@ -426,6 +428,12 @@ class ComposeBackend(Backend):
                 f"the AWS emulator is healthy but creating the bucket, secret and KMS key failed: {exc}"
             ) from None
         report(f"aws: bucket {resources.exports_bucket}, secret {resources.db_secret_id} and KMS key ready")
+        try:
+            postgres_facts = server_facts(direct, self.sizing.postgres)
+        except psycopg.Error as exc:
+            if started_here:
+                self._remove(compose, report)
+            raise ServiceError(f"PostgreSQL is healthy but does not answer from the host: {exc}") from None
         endpoints = StackEndpoints(
             backend=self.name,
             proxy=proxy,
@@ -439,6 +447,13 @@ class ComposeBackend(Backend):
                 "images": IMAGES,
                 "instance_class": self.sizing.postgres.instance_class,
                 "node_type": self.sizing.redis.node_type,
+                # As the embedded stack reports them: scenarios size their load from these.
+                "postgres": postgres_facts,
+                "redis": {
+                    "node_type": self.sizing.redis.node_type,
+                    "vcpus": self.sizing.redis.vcpus,
+                    "memory_bytes": self.sizing.redis.memory_bytes,
+                },
                 "credits": self.credit_facts(),
                 "tls": tls_facts(self.settings.tls, tls, DIRECT_PLAIN),
                 "state_dir": str(self.state),

@@ -81,6 +81,11 @@ def no_aws(monkeypatch):
 
     monkeypatch.setattr("harness.backends.compose.create_unit_resources", fake)
     monkeypatch.setattr("harness.backends.compose.checkpoint", lambda aws: calls.append(("checkpoint", aws)))
+    # Nor a server to ask for its settings: the facts the embedded stack would read, from the sizing.
+    monkeypatch.setattr(
+        "harness.backends.compose.server_facts",
+        lambda endpoint, sizing: {"max_connections": sizing.max_connections, "instance_class": sizing.instance_class},
+    )
     return calls
 
 
@@ -218,6 +223,9 @@ def test_up_runs_compose_up_wait_then_creates_the_resources_and_writes_the_endpo
     assert load_endpoints(settings.state_dir) == endpoints
     assert backend.endpoints() == endpoints
     assert any("every service healthy" in line for line in reports)
+    # The facts scenarios size their load from, as on the embedded stack.
+    assert endpoints.facts["postgres"] == {"max_connections": 112, "instance_class": "db.t3.micro"}
+    assert endpoints.facts["redis"]["node_type"] == "cache.t3.micro"
 
 
 def test_a_busy_port_is_reported_before_compose_starts_anything(
