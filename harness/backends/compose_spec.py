@@ -186,10 +186,14 @@ def pgbouncer_command(sizing: ProxySizing, tls: str = DEFAULT_TLS) -> list[str]:
 
 
 def pgbouncer_healthcheck(tls: str = DEFAULT_TLS) -> dict[str, Any]:
-    # A query through the pool proves the whole path the application uses; pg_isready cannot speak TLS, psql
-    # verifies the certificate and its name (127.0.0.1) as the harness's clients do.
+    # PgBouncer's own console answers without a server connection: one through the pool would idle there for
+    # server_idle_timeout, and scenarios that wait for the pool to drain would wait for the healthcheck's.
+    # pg_isready cannot speak TLS; psql verifies the certificate and its name (127.0.0.1) as the harness's
+    # clients do, and logs in with the master user's password. PostgreSQL itself is compose's depends_on.
     sslmode = "disable" if tls == "off" else f"verify-full PGSSLROOTCERT={CONTAINER_TLS.ca}"
-    return _healthcheck(f"PGSSLMODE={sslmode} psql -h 127.0.0.1 -p {PGBOUNCER_PORT} -tAc 'SELECT 1' >/dev/null")
+    return _healthcheck(
+        f"PGSSLMODE={sslmode} psql -h 127.0.0.1 -p {PGBOUNCER_PORT} -d pgbouncer -tAc 'SHOW VERSION' >/dev/null"
+    )
 
 
 def _postgres_sized(sizing: PostgresSizing) -> dict[str, Any]:
