@@ -352,7 +352,7 @@ class ComposeBackend(Backend):
         kept = "and its data volumes" if volumes else "(its data volumes kept: `harness down --purge` drops them)"
         report(f"compose: removed the containers and network of project {project} {kept}")
 
-    def build(self, compose: Any, report: Reporter) -> None:
+    def build(self, compose: Any, report: Reporter, docker: str = "docker") -> None:
         """Build the images compose runs, through the build cache; a failure names the failing step."""
         report("compose: building the images from compose/*/Dockerfile (cached steps are reused)")
         began = time.monotonic()
@@ -367,6 +367,30 @@ class ComposeBackend(Backend):
             )
         cached = output.count(" CACHED")
         report(f"compose: images ready in {time.monotonic() - began:.1f} s ({cached} steps cached)")
+        self._remove_replaced_images(docker)
+
+    @staticmethod
+    def _remove_replaced_images(docker: str) -> None:
+        """Compose labels each image with the project that built it, so a build from another state directory
+        makes a new image (the same layers) and leaves the previous one untagged: remove those of this harness,
+        and only those, whoever's project built them."""
+        label = "com.docker.compose.project"
+        listed = _docker(docker, "images", "--quiet", "--filter", "dangling=true", "--filter", f"label={label}")
+        ids = sorted(set(listed.stdout.split()))
+        if not ids:
+            return
+        inspected = _docker(
+            docker, "image", "inspect", "--format", f'{{{{.Id}}}} {{{{index .Config.Labels "{label}"}}}}', *ids
+        )
+        replaced = [
+            image
+            for image, _, project in (line.partition(" ") for line in inspected.stdout.splitlines())
+            # The harness's projects, and the file's own name for a stack started by hand.
+            if project == PROJECT_NAME or project.startswith(f"{PROJECT_NAME}-")
+        ]
+        if replaced:
+            # Best effort: an image a stopped container still uses stays, and is tried again next time.
+            _docker(docker, "image", "rm", *replaced)
 
     def _endpoints(
         self, values: dict[str, str], tls: TlsFiles | None
@@ -405,7 +429,7 @@ class ComposeBackend(Backend):
             # Compose would fail on a busy port with a long trace; say which setting to change instead.
             for setting, var in PORT_VARS.items():
                 ensure_port_free(int(values[var]), f"the compose stack's {setting.removesuffix('_port')}", setting)
-            self.build(compose, report)
+            self.build(compose, report, docker)
         report(f"compose: docker compose up --wait, project {values['COMPOSE_PROJECT_NAME']}")
         began = time.monotonic()
         try:

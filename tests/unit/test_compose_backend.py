@@ -49,6 +49,13 @@ case "$*" in
     fi ;;
   *" logs --no-color --tail 30") echo "postgres-1  | FATAL:  could not map anonymous shared memory" ;;
   *" down --remove-orphans"|*" down --remove-orphans --volumes") ;;
+  "images --quiet --filter dangling=true --filter label=com.docker.compose.project")
+    printf '1111\n2222\n1111\n4444\n' ;;
+  "image inspect --format"*)
+    echo "sha256:1111 dbunit-harness-0123456789"
+    echo "sha256:2222 someone-elses-project"
+    echo "sha256:4444 dbunit-harness" ;;
+  "image rm"*) ;;
   *) echo "fake docker: unexpected arguments: $*" >&2; exit 2 ;;
 esac
 """
@@ -248,6 +255,9 @@ def test_up_builds_the_images_first_and_says_how_long_it_took(
     calls = compose_calls(fake_docker)
     assert [call.rpartition(" ")[2] for call in calls if call.endswith((" build", " --wait"))] == ["build", "--wait"]
     assert any(line.startswith("compose: images ready in ") and "(1 steps cached)" in line for line in reports)
+    # The untagged images a build replaced are removed if this harness built them, and only those.
+    log = fake_docker.read_text().splitlines()
+    assert [line for line in log if line.startswith("image rm")] == ["image rm sha256:1111 sha256:4444"]
 
 
 def test_a_failing_build_names_its_step_and_shows_its_last_lines_and_starts_nothing(
