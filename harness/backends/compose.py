@@ -1,9 +1,13 @@
 """The compose backend: the unit as Docker containers from compose/docker-compose.yml.
 
-`up` runs `docker compose up --wait` through testcontainers' DockerCompose (so a CLI user and a pytest
-session start and stop the stack the same way), waits on the services' healthchecks, creates the same
-bucket, secret and KMS key as the embedded stack, and writes the same endpoint file. `down` runs
-`docker compose down --volumes` for the project `up` created.
+`up` builds the images (compose/*/Dockerfile, through the engine's build cache: a warm build takes seconds),
+runs `docker compose up --wait` through testcontainers' DockerCompose (so a CLI user and a pytest session
+start and stop the stack the same way), waits on the services' healthchecks, creates the same bucket, secret
+and KMS key as the embedded stack, and writes the same endpoint file. `down` removes the containers and the
+network and keeps the named data volumes, so the next `up` finds the data; `down --purge` drops them too.
+
+`status` reads back what the engine applied: each container's limits from `docker inspect` and what its
+kernel holds, from the container's own cgroup files.
 
 Passwords, ports and the project name go to `<state>/compose/compose.env` (mode 0600), passed with
 --env-file. Compose lets the shell's environment override that file, so the endpoints are built from
@@ -22,24 +26,30 @@ import logging
 import os
 import secrets
 import shutil
+import ssl
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import yaml
 
-from harness.backends.base import Backend, Reporter, StackStatus
+from harness.backends.base import Backend, Reporter, ServiceStatus, StackStatus
 from harness.backends.compose_spec import (
     COMPOSE_CREDITS_NOT_EMULATED,
     COMPOSE_FILE,
     DATABASE_VAR,
     DB_PASSWORD_VAR,
+    DEFAULT_PIP_CA,
     IMAGES,
     MASTER_USER_VAR,
+    PIP_CA_VAR,
     PORT_VARS,
     PROJECT_NAME,
     REDIS_PASSWORD_VAR,
+    REGION_VAR,
     TLS_DIR_VAR,
     credit_override,
     override,
@@ -58,9 +68,10 @@ from harness.endpoints import (
     write_private_file,
 )
 from harness.paths import COMPOSE_DIR
-from harness.services.aws import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, create_unit_resources
+from harness.services.aws import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, checkpoint, create_unit_resources
 from harness.services.certificates import container_copy, ensure_certificates, tls_facts
 from harness.services.pgbouncer import client_tls_params
+from harness.services.postgres import server_facts
 from harness.services.process import ServiceError, ensure_port_free
 from harness.services.redis import uses_tls
 from harness.sizing import unit_sizing
@@ -77,6 +88,17 @@ DIRECT_PLAIN = (
 )
 NO_DOCKER_HINT = "or use --backend embedded"
 DOCKER_TIMEOUT_S = 20
+# A cold build installs Debian packages and downloads wheels; a warm one only checks the cache.
+BUILD_TIMEOUT_S = 1800
+# The probe rows' services, as compose names them.
+SERVICE_OF_ROW = {"postgres (direct)": "postgres", "proxy": "pgbouncer", "redis": "redis", "aws": "aws"}
+# What a container's kernel holds, read inside it: cgroup v2 files, else v1's (the engine host's choice).
+CGROUP_READ = (
+    "if [ -f /sys/fs/cgroup/memory.max ]; then "
+    "echo v2 $(cat /sys/fs/cgroup/memory.max) $(cat /sys/fs/cgroup/cpu.max); else "
+    "echo v1 $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes) "
+    "$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us); fi"
+)
 HOST = "127.0.0.1"
 
 
@@ -114,22 +136,60 @@ def require_docker() -> str:
     if docker is None:
         raise ServiceError(
             "the compose backend needs Docker, but there is no `docker` command on PATH; install Docker Engine "
-            f"with its compose plugin, {NO_DOCKER_HINT}"
+            f"with its compose plugin (on Debian, as root: .ci/docker-engine), {NO_DOCKER_HINT}"
         )
     engine = _docker(docker, "version", "--format", "{{.Server.Version}}")
     if engine.returncode != 0 or not engine.stdout.strip():
         reason = _first_line(engine.stderr) or "`docker version` reported no server"
         raise ServiceError(
-            f"no Docker engine answers ({reason}); start Docker or point DOCKER_HOST at a running engine, "
-            f"{NO_DOCKER_HINT}"
+            f"no Docker engine answers ({reason}); start Docker (on Debian, as root: .ci/docker-engine installs "
+            f"and starts one) or point DOCKER_HOST at a running engine, {NO_DOCKER_HINT}"
         )
     plugin = _docker(docker, "compose", "version", "--short")
     if plugin.returncode != 0:
         raise ServiceError(
             f"the Docker engine answers but `docker compose` does not ({_first_line(plugin.stderr)}); install "
-            f"the Compose v2 plugin (Debian: docker-compose-plugin), {NO_DOCKER_HINT}"
+            f"the Compose v2 plugin (Docker's docker-compose-plugin; on Debian bookworm, trixie's docker-compose, "
+            f"which .ci/docker-engine installs), {NO_DOCKER_HINT}"
         )
     return docker
+
+
+def host_ca_bundle() -> str:
+    """The CA bundle this host's Python verifies TLS with, handed to pip inside the image builds."""
+    for candidate in (os.environ.get(PIP_CA_VAR), ssl.get_default_verify_paths().cafile, DEFAULT_PIP_CA):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    import certifi
+
+    return str(certifi.where())
+
+
+def failing_build_step(output: str) -> str:
+    """The BuildKit step (`#N [service stage k/n] RUN ...`) whose number the error lines carry."""
+    steps: dict[str, str] = {}
+    for line in output.splitlines():
+        number, _, rest = line.partition(" ")
+        if number.startswith("#") and rest.startswith("["):
+            steps.setdefault(number, rest)
+        elif number.startswith("#") and rest.startswith("ERROR"):
+            return steps.get(number, rest)
+    return ""
+
+
+def parse_cgroup_read(text: str) -> dict[str, Any]:
+    """CGROUP_READ's line as numbers: the memory limit in bytes and the CPU quota in vCPUs (None: unlimited)."""
+    fields = text.split()
+    if not fields or fields[0] not in ("v1", "v2") or len(fields) != 4:
+        raise ValueError(f"unexpected cgroup read-back: {text.strip()!r}")
+    version, memory, quota, period = fields
+    unlimited_memory = memory == "max" or int(memory) >= 2**62
+    unlimited_cpu = quota in ("max", "-1")
+    return {
+        "cgroup": version,
+        "memory_bytes": None if unlimited_memory else int(memory),
+        "vcpus": None if unlimited_cpu else int(quota) / int(period),
+    }
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -184,6 +244,8 @@ class ComposeBackend(Backend):
             **{var: str(getattr(s, setting)) for setting, var in PORT_VARS.items()},
             DATABASE_VAR: s.database,
             MASTER_USER_VAR: s.master_user,
+            REGION_VAR: s.region,
+            PIP_CA_VAR: host_ca_bundle(),
             # Kept across `up`s: PostgreSQL sets its password once, when it initialises its volume.
             DB_PASSWORD_VAR: previous.get(DB_PASSWORD_VAR) or secrets.token_urlsafe(24),
             REDIS_PASSWORD_VAR: previous.get(REDIS_PASSWORD_VAR) or secrets.token_urlsafe(24),
@@ -261,23 +323,74 @@ class ComposeBackend(Backend):
             return False
 
     def _failure(self, what: str, compose: Any, exc: subprocess.CalledProcessError) -> ServiceError:
-        try:
-            logs = compose.get_logs()[0]
-        except (subprocess.CalledProcessError, OSError):
-            logs = ""
+        logs = self._run(compose, "logs", "--no-color", "--tail", "30").stdout
         return ServiceError(
             f"`{what}` failed (exit {exc.returncode}):\n{_tail(exc.stderr)}"
-            + (f"\n  last lines of `docker compose logs`:\n{_tail(logs)}" if logs else "")
+            + (f"\n  last lines of `docker compose logs`:\n{_tail(logs)}" if logs.strip() else "")
         )
 
-    def _remove(self, compose: Any, report: Reporter) -> None:
+    def _run(
+        self, compose: Any, *args: str, timeout_s: float = DOCKER_TIMEOUT_S * 6
+    ) -> subprocess.CompletedProcess[str]:
+        command = [*compose.compose_command_property, *args]
         try:
-            compose.stop(down=True)
-        except subprocess.CalledProcessError as exc:
-            raise self._failure("docker compose down --volumes", compose, exc) from None
+            return subprocess.run(
+                command, cwd=COMPOSE_DIR, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL
+            )
+        except subprocess.TimeoutExpired:
+            raise ServiceError(f"`docker compose {' '.join(args)}` did not finish within {timeout_s:.0f} s") from None
+
+    def _remove(self, compose: Any, report: Reporter, volumes: bool = False) -> None:
+        args = ["down", "--remove-orphans", *(["--volumes"] if volumes else [])]
+        done = self._run(compose, *args)
+        if done.returncode != 0:
+            raise ServiceError(
+                f"`docker compose {' '.join(args)}` failed (exit {done.returncode}):\n{_tail(done.stderr)}"
+            )
         # Compose lets the shell's COMPOSE_PROJECT_NAME win over the env file, and so does this line.
         project = os.environ.get("COMPOSE_PROJECT_NAME", self.project)
-        report(f"compose: removed the containers and volumes of project {project}")
+        kept = "and its data volumes" if volumes else "(its data volumes kept: `harness down --purge` drops them)"
+        report(f"compose: removed the containers and network of project {project} {kept}")
+
+    def build(self, compose: Any, report: Reporter, docker: str = "docker") -> None:
+        """Build the images compose runs, through the build cache; a failure names the failing step."""
+        report("compose: building the images from compose/*/Dockerfile (cached steps are reused)")
+        began = time.monotonic()
+        done = self._run(compose, "--progress", "plain", "build", timeout_s=BUILD_TIMEOUT_S)
+        output = done.stdout + done.stderr
+        if done.returncode != 0:
+            step = failing_build_step(output)
+            raise ServiceError(
+                f"`docker compose build` failed (exit {done.returncode})"
+                + (f" at {step}" if step else "")
+                + f"; last lines:\n{_tail(output, 20)}"
+            )
+        cached = output.count(" CACHED")
+        report(f"compose: images ready in {time.monotonic() - began:.1f} s ({cached} steps cached)")
+        self._remove_replaced_images(docker)
+
+    @staticmethod
+    def _remove_replaced_images(docker: str) -> None:
+        """Compose labels each image with the project that built it, so a build from another state directory
+        makes a new image (the same layers) and leaves the previous one untagged: remove those of this harness,
+        and only those, whoever's project built them."""
+        label = "com.docker.compose.project"
+        listed = _docker(docker, "images", "--quiet", "--filter", "dangling=true", "--filter", f"label={label}")
+        ids = sorted(set(listed.stdout.split()))
+        if not ids:
+            return
+        inspected = _docker(
+            docker, "image", "inspect", "--format", f'{{{{.Id}}}} {{{{index .Config.Labels "{label}"}}}}', *ids
+        )
+        replaced = [
+            image
+            for image, _, project in (line.partition(" ") for line in inspected.stdout.splitlines())
+            # The harness's projects, and the file's own name for a stack started by hand.
+            if project == PROJECT_NAME or project.startswith(f"{PROJECT_NAME}-")
+        ]
+        if replaced:
+            # Best effort: an image a stopped container still uses stays, and is tried again next time.
+            _docker(docker, "image", "rm", *replaced)
 
     def _endpoints(
         self, values: dict[str, str], tls: TlsFiles | None
@@ -316,10 +429,8 @@ class ComposeBackend(Backend):
             # Compose would fail on a busy port with a long trace; say which setting to change instead.
             for setting, var in PORT_VARS.items():
                 ensure_port_free(int(values[var]), f"the compose stack's {setting.removesuffix('_port')}", setting)
-        report(
-            f"compose: docker compose up --wait, project {values['COMPOSE_PROJECT_NAME']} "
-            "(the first start pulls images and can take minutes)"
-        )
+            self.build(compose, report, docker)
+        report(f"compose: docker compose up --wait, project {values['COMPOSE_PROJECT_NAME']}")
         began = time.monotonic()
         try:
             compose.start()
@@ -332,13 +443,21 @@ class ComposeBackend(Backend):
         proxy, direct, redis, aws = self._endpoints(values, tls)
         try:
             resources = create_unit_resources(aws, proxy)
+            # On disk before `up` returns, as the embedded stack: a killed container keeps them.
+            checkpoint(aws)
         except Exception as exc:
             if started_here:
                 self._remove(compose, report)
             raise ServiceError(
-                f"LocalStack is healthy but creating the bucket, secret and KMS key failed: {exc}"
+                f"the AWS emulator is healthy but creating the bucket, secret and KMS key failed: {exc}"
             ) from None
         report(f"aws: bucket {resources.exports_bucket}, secret {resources.db_secret_id} and KMS key ready")
+        try:
+            postgres_facts = server_facts(direct, self.sizing.postgres)
+        except psycopg.Error as exc:
+            if started_here:
+                self._remove(compose, report)
+            raise ServiceError(f"PostgreSQL is healthy but does not answer from the host: {exc}") from None
         endpoints = StackEndpoints(
             backend=self.name,
             proxy=proxy,
@@ -349,9 +468,16 @@ class ComposeBackend(Backend):
             facts={
                 "project": values["COMPOSE_PROJECT_NAME"],
                 "compose_files": list(compose.compose_file_name),
-                "images": {**IMAGES, "localstack": os.environ.get("LOCALSTACK_IMAGE", IMAGES["localstack"])},
+                "images": IMAGES,
                 "instance_class": self.sizing.postgres.instance_class,
                 "node_type": self.sizing.redis.node_type,
+                # As the embedded stack reports them: scenarios size their load from these.
+                "postgres": postgres_facts,
+                "redis": {
+                    "node_type": self.sizing.redis.node_type,
+                    "vcpus": self.sizing.redis.vcpus,
+                    "memory_bytes": self.sizing.redis.memory_bytes,
+                },
                 "credits": self.credit_facts(),
                 "tls": tls_facts(self.settings.tls, tls, DIRECT_PLAIN),
                 "state_dir": str(self.state),
@@ -372,7 +498,7 @@ class ComposeBackend(Backend):
 
     def down(self, report: Reporter, purge: bool = False) -> None:
         if self.env_path.exists():
-            self._remove(self._compose(require_docker()), report)
+            self._remove(self._compose(require_docker()), report, volumes=purge)
         else:
             report(f"compose: nothing was started from {self.state}")
         forget_endpoints(self.state, self.name, report)
@@ -384,10 +510,45 @@ class ComposeBackend(Backend):
         endpoints = load_endpoints(self.state)
         return endpoints if endpoints is not None and endpoints.backend == self.name else None
 
+    def container_sizing(self) -> dict[str, dict[str, Any]]:
+        """Per service: the limits the engine was given (`docker inspect`) and what the container's kernel
+        holds (its cgroup files); empty when no engine answers."""
+        try:
+            docker = require_docker()
+            compose = self._compose(docker)
+            containers = compose.get_containers()
+        except (ServiceError, subprocess.CalledProcessError, ValueError):
+            return {}
+        sizing: dict[str, dict[str, Any]] = {}
+        for container in containers:
+            inspect = _docker(
+                docker, "inspect", "--format", "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}", container.ID
+            )
+            kernel = _docker(docker, "exec", container.ID, "sh", "-c", CGROUP_READ)
+            if inspect.returncode != 0 or kernel.returncode != 0:
+                continue
+            memory, nano_cpus = (int(field) for field in inspect.stdout.split())
+            sizing[container.Service] = {
+                "engine_memory_bytes": memory or None,
+                "engine_vcpus": nano_cpus / 1e9 if nano_cpus else None,
+                **parse_cgroup_read(kernel.stdout),
+            }
+        return sizing
+
     def status(self) -> StackStatus:
         endpoints = self.endpoints()
         facts: dict[str, Any] = {"state_dir": str(self.state)}
         if endpoints is None:
             return StackStatus(self.name, [], {**facts, "note": "the compose stack was not started from here"})
-        facts.update(project=endpoints.facts.get("project"), tls=endpoints.facts.get("tls"))
-        return StackStatus(self.name, probe_stack(endpoints), facts)
+        containers = self.container_sizing()
+        facts.update(project=endpoints.facts.get("project"), tls=endpoints.facts.get("tls"), containers=containers)
+        return StackStatus(self.name, [self._with_sizing(row, containers) for row in probe_stack(endpoints)], facts)
+
+    @staticmethod
+    def _with_sizing(row: ServiceStatus, containers: dict[str, dict[str, Any]]) -> ServiceStatus:
+        held = containers.get(SERVICE_OF_ROW.get(row.name, ""))
+        if held is None:
+            return row
+        memory = "no memory limit" if held["memory_bytes"] is None else f"{held['memory_bytes'] / 2**20:g} MiB"
+        cpus = "no CPU limit" if held["vcpus"] is None else f"{held['vcpus']:g} vCPU"
+        return replace(row, sizing=f"kernel ({held['cgroup']}): {memory}, {cpus}")

