@@ -105,11 +105,21 @@ def run_scenarios(
     if settings.spec_file is not None:
         env["HARNESS_SPEC_FILE"] = str(settings.spec_file)
     env.update(extra_env or {})
+    # The scenarios are the package's, not the working directory's project: no ini file, conftest or rootdir
+    # of the directory the user runs from (a team's own pyproject.toml or conftest.py) applies to them.
+    scenarios_root = scenarios if scenarios.is_dir() else scenarios.parent
     command = [
         sys.executable,
         "-m",
         "pytest",
         str(scenarios),
+        "-c",
+        os.devnull,
+        "--rootdir",
+        str(scenarios_root),
+        "--confcutdir",
+        str(scenarios_root),
+        "-ra",
         "-p",
         "no:cacheprovider",
         "-p",
