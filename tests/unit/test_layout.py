@@ -33,6 +33,7 @@ ALLOWED: dict[str, set[str]] = {
     "workload": {"data", "measure", "thresholds"},
     "pytest_plugin": {"backends"},
     "capacity": {"app", "backends", "data", "measure", "thresholds"},
+    "scaffold": set(),
     "cli": {
         "app",
         "backends",
@@ -50,6 +51,7 @@ ALLOWED: dict[str, set[str]] = {
         "security",
         "spec",
         "checklist",
+        "scaffold",
     },
 }
 
