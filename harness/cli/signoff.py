@@ -106,7 +106,8 @@ def run_scenarios(
         env["HARNESS_SPEC_FILE"] = str(settings.spec_file)
     env.update(extra_env or {})
     # The scenarios are the package's, not the working directory's project: no ini file, conftest or rootdir
-    # of the directory the user runs from (a team's own pyproject.toml or conftest.py) applies to them.
+    # of the directory the user runs from (a team's own pyproject.toml or conftest.py) applies to them. The
+    # rootdir is the scenarios directory's parent, so steps keep their names (scenarios/test_x.py::...).
     scenarios_root = scenarios if scenarios.is_dir() else scenarios.parent
     command = [
         sys.executable,
@@ -116,7 +117,7 @@ def run_scenarios(
         "-c",
         os.devnull,
         "--rootdir",
-        str(scenarios_root),
+        str(scenarios_root.parent),
         "--confcutdir",
         str(scenarios_root),
         "-ra",
