@@ -22,6 +22,13 @@ def _report(message: str) -> None:
     print(f"[harness] {message}", file=sys.stderr, flush=True)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered here, not in an ini file: the packaged scenarios run without the checkout's pyproject.toml.
+    config.addinivalue_line(
+        "markers", "integration: needs the embedded stack (real PostgreSQL, PgBouncer, Redis, AWS emulator)"
+    )
+
+
 @pytest.fixture(scope="session")
 def harness_settings() -> Settings:
     return resolve_settings()

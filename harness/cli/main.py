@@ -18,6 +18,8 @@ from harness.cli.capacity import add_capacity_command
 from harness.cli.common import NoRunningStackError, say, settings_from
 from harness.cli.deploy import add_deploy_command
 from harness.cli.drill import add_drill_command
+from harness.cli.init import add_init_command
+from harness.cli.locustfile import add_locustfile_command
 from harness.cli.reports import (
     add_override_arguments,
     add_report_commands,
@@ -29,6 +31,7 @@ from harness.cli.verify import add_verify_command
 from harness.cli.workload import add_workload_command
 from harness.config import ConfigError
 from harness.endpoints import EndpointFileError
+from harness.paths import SCENARIOS_DIR, harness_version
 from harness.services.process import ServiceError
 from harness.thresholds import ExitCode, ThresholdConfigError, load_thresholds
 from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
@@ -149,6 +152,7 @@ def cmd_signoff(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {harness_version()}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--backend", choices=("embedded", "compose", "external"), help="overrides HARNESS_BACKEND")
     common.add_argument("--state-dir", help="overrides HARNESS_STATE_DIR (default .harness)")
@@ -176,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_threshold_commands(sub)
     add_report_commands(sub)
     add_spec_commands(sub, parents=[common])
+    add_init_command(sub)
+    add_locustfile_command(sub)
 
     signoff = sub.add_parser(
         "signoff",
@@ -194,7 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FACT=VALUE",
         help="choose a unit spec fact's value for this run (as `harness spec show --use`); repeatable",
     )
-    signoff.add_argument("--scenarios", type=Path, default=Path("scenarios"))
+    signoff.add_argument(
+        "--scenarios", type=Path, default=SCENARIOS_DIR, help="the scenarios to run (default: the packaged ones)"
+    )
     signoff.add_argument("--reports", type=Path, default=Path("reports"), help="reports/<time>/ is written here")
     signoff.add_argument("--keep-up", action="store_true", help="leave a stack this run started running")
     signoff.add_argument(
@@ -210,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return int(args.func(args))
     except ConfigError as exc:
         say(f"configuration error: {exc}")

@@ -308,14 +308,25 @@ class NpyVectors(_FileVectors):
             yield self._array[lo : min(lo + chunk_rows, stop)]
 
 
+def _pyarrow() -> Any:
+    """pyarrow, an extra: only Parquet embeddings need it."""
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError:
+        raise VectorDataError(
+            "Parquet embeddings need pyarrow: pip install 'dbunit-harness[parquet]' (or give a .npy file)"
+        ) from None
+    return pyarrow
+
+
 class ParquetVectors(_FileVectors):
     """One list<float> (or fixed_size_list) column of a Parquet file, read batch by batch."""
 
     def __init__(self, path: Path, n_queries: int, expected_dim: int | None = None, column: str | None = None) -> None:
-        import pyarrow.parquet as pq
-
+        pa = _pyarrow()
         try:
-            self._file = pq.ParquetFile(path)
+            self._file = pa.parquet.ParquetFile(path)
         except Exception as exc:  # pyarrow raises several unrelated types for an unreadable file
             raise VectorDataError(f"cannot read {path} as Parquet: {exc}") from None
         schema = self._file.schema_arrow
@@ -361,8 +372,7 @@ class ParquetVectors(_FileVectors):
 
 
 def _is_float_list(kind: Any) -> bool:
-    import pyarrow as pa
-
+    pa = _pyarrow()
     return bool(pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)) and (
         pa.types.is_floating(kind.value_type)
     )

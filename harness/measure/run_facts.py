@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.endpoints import StackEndpoints
+from harness.paths import harness_version
 
 
 def run_facts(stack: StackEndpoints, repo: Path | None = None) -> dict[str, Any]:
@@ -53,6 +54,7 @@ def run_facts(stack: StackEndpoints, repo: Path | None = None) -> dict[str, Any]
 def machine_facts(repo: Path | None = None) -> dict[str, Any]:
     """Facts about this machine and checkout that a report should state, for the run section."""
     facts: dict[str, Any] = {
+        "harness_version": harness_version(),
         "machine": {
             "cores": os.cpu_count(),
             "platform": platform.platform(),

@@ -19,6 +19,7 @@ from harness.report.text import (
     conclusiveness_summary,
     flatten_facts,
     missing_facts,
+    produced_by,
     security_rows,
     verdict_rows,
 )
@@ -99,7 +100,8 @@ def render_html(
         f"<style>{_CSS}</style></head><body>",
         "<h1>Database Unit sign-off report</h1>",
         f'<p class="verdict"><span class="badge {escape(overall)}">{escape(overall)}</span> '
-        f"exit {code}: {escape(EXIT_CODE_MEANINGS[code])}. Generated {escape(generated_at)}.<br>"
+        f"exit {code}: {escape(EXIT_CODE_MEANINGS[code])}. "
+        f"Generated {escape(generated_at)}{escape(produced_by(run))}.<br>"
         f'<span class="note">{escape(checklist_summary(checklist))}; '
         f"{escape(conclusiveness_summary(results))}.</span></p>",
         # The document's own sign-off first: what was checked, how, and what it showed.

@@ -10,7 +10,17 @@ from harness.report.figures import MetricSummary, format_value
 from harness.thresholds import EXIT_CODE_MEANINGS, ExitCode, Status, Threshold, ThresholdResult, exit_code, verdict
 
 # The environment facts a reader looks for first, in this order; any others follow alphabetically.
-PREFERRED_FACTS = ("backend", "versions", "sizing", "cgroups", "credits", "machine", "data_profile", "git_revision")
+PREFERRED_FACTS = (
+    "harness_version",
+    "backend",
+    "versions",
+    "sizing",
+    "cgroups",
+    "credits",
+    "machine",
+    "data_profile",
+    "git_revision",
+)
 # Facts another section of the report presents: the emulator's alarm history (the production alarms table),
 # the stack's CloudWatch alarms, metrics and dashboards (dashboards, checklist), the alarm drills (checklist).
 SHOWN_ELSEWHERE = ("cloudwatch_emulator", "cloudwatch", "alarm_drills")
@@ -24,6 +34,12 @@ SECURITY_HEADERS = ("checklist item", "status", "check", "evidence")
 def security_rows(run: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
     findings = run.get(SECURITY_FACT, {}).get("findings", [])
     return [(f["item"], f["status"], f["check"], f["evidence"]) for f in findings]
+
+
+def produced_by(run: Mapping[str, Any]) -> str:
+    """ " by dbunit-harness VERSION" for a run that recorded it (results files before it did not)."""
+    version = run.get("harness_version")
+    return f" by dbunit-harness {version}" if version else ""
 
 
 def flatten_facts(run: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -175,7 +191,8 @@ def render_markdown(
     lines = [
         "# Database Unit sign-off report",
         "",
-        f"**Verdict: {VERDICT_NAMES[code]}** (exit {code}: {EXIT_CODE_MEANINGS[code]}). Generated {generated_at}.",
+        f"**Verdict: {VERDICT_NAMES[code]}** (exit {code}: {EXIT_CODE_MEANINGS[code]}). "
+        f"Generated {generated_at}{produced_by(run)}.",
         "",
         f"{checklist_summary(checklist)}; {conclusiveness_summary(results)}.",
         "",

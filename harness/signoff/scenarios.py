@@ -85,11 +85,22 @@ class ScenarioRunner:
             **self.env,
             **(extra_env or {}),
         }
+        # The scenarios are the package's, not the working directory's project: no ini file, conftest or rootdir
+        # of the directory the user runs from (a team's own pyproject.toml or conftest.py) applies to them. The
+        # rootdir is the scenarios directory's parent, so steps keep their names (scenarios/test_x.py::...).
+        scenarios_root = self.scenarios if self.scenarios.is_dir() else self.scenarios.parent
         command = [
             sys.executable,
             "-m",
             "pytest",
             str(self.scenarios),
+            "-c",
+            os.devnull,
+            "--rootdir",
+            str(scenarios_root.parent),
+            "--confcutdir",
+            str(scenarios_root),
+            "-ra",
             "-p",
             "no:cacheprovider",
             "-p",

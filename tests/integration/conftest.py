@@ -84,6 +84,12 @@ class IsolatedStack:
 
 
 @pytest.fixture
+def free_port_numbers() -> Callable[[int], list[int]]:
+    """free_ports, for tests that start a stack through another interpreter (an installed harness)."""
+    return free_ports
+
+
+@pytest.fixture
 def isolated_stack():
     # Not under pytest's basetemp: a concurrent pytest run prunes old basetemps, data directory included.
     root = Path(tempfile.mkdtemp(prefix="dbunit-stack-"))

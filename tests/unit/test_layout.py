@@ -46,6 +46,7 @@ ALLOWED: dict[str, set[str]] = {
     "pytest_plugin": {"backends"},
     "capacity": {"app", "backends", "data", "measure", "model", "thresholds"},
     "signoff": {"backends", "checklist", "data", "measure", "report", "security", "services", "spec", "thresholds"},
+    "scaffold": set(),
     "cli": {
         "app",
         "backends",
@@ -65,6 +66,7 @@ ALLOWED: dict[str, set[str]] = {
         "spec",
         "checklist",
         "signoff",
+        "scaffold",
     },
 }
 # What lives in each package or top-level module: README's Layout table, one line each.
@@ -72,7 +74,7 @@ WHAT: dict[str, str] = {
     "config": "typed settings resolved once (with the unit's values from fixtures/unit.yaml)",
     "endpoints": "one endpoint object per service",
     "sizing": "RDS/ElastiCache/Lambda sizing formulas",
-    "paths": "where the repository's files are",
+    "paths": "where the shipped files are (inside the installed package, or the checkout's top-level directories)",
     "inputfiles": "reading a user's files with one set of refusals",
     "progress": "the terminal progress printer for long steps",
     "services": (
@@ -142,10 +144,14 @@ WHAT: dict[str, str] = {
         "the sign-off (`make signoff`): the scenario runner, the drained pass, the pytest plugin showing the "
         "scenarios' progress and running verdict"
     ),
+    "scaffold": (
+        "`harness init`: a team's repository (settings, thresholds, unit spec, migrations, data spec, workload, "
+        "locustfile, CI for GitHub Actions and GitLab) from the templates it ships"
+    ),
     "cli": (
         "the `harness` command: arguments and the call for main (up/down/status/env), seed, deploy, workload, "
-        "alarms, verify, spec, capacity, backup, drill, reports, signoff; the plumbing every command shares "
-        "(`common`)"
+        "alarms, verify, spec, capacity, backup, drill, reports, signoff, init, locustfile; the plumbing every "
+        "command shares (`common`)"
     ),
     "pytest_plugin": "the `stack` fixture",
 }
