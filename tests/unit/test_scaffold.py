@@ -9,10 +9,10 @@ import yaml
 
 from harness.cli.main import main
 from harness.config import resolve_settings
-from harness.data.spec import load_spec as load_data_spec
+from harness.data.spec import load_data_spec
 from harness.paths import FIXTURES_DIR
 from harness.scaffold import InitError, planned_files, scaffold
-from harness.spec import load_spec as load_unit_spec
+from harness.spec import load_unit_spec
 from harness.thresholds import load_thresholds
 from harness.workload.file import load_workload
 
