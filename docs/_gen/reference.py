@@ -103,12 +103,12 @@ def _option_rows(parser: argparse.ArgumentParser) -> list[str]:
 
 
 def _render_command(path: str, help_text: str, parser: argparse.ArgumentParser, level: int) -> list[str]:
+    raw = parser.formatter_class is argparse.RawDescriptionHelpFormatter
     parser.formatter_class = lambda prog: argparse.HelpFormatter(prog, width=USAGE_WIDTH)
     lines = [f"{'#' * level} `{path}`", ""]
     if help_text:
         lines += [help_text[0].upper() + help_text[1:] + ("" if help_text.endswith(".") else "."), ""]
     if parser.description and parser.description != help_text:
-        raw = parser.formatter_class is argparse.RawDescriptionHelpFormatter
         description = _portable(parser.description.strip())
         lines += ["```text", description, "```", ""] if raw else [description, ""]
     usage = parser.format_usage().removeprefix("usage: ").strip()
