@@ -78,6 +78,14 @@ def _subcommands(parser: argparse.ArgumentParser) -> Iterator[tuple[str, str, ar
                 yield name, helps.get(name, ""), sub
 
 
+def _expanded_help(action: argparse.Action, prog: str) -> str:
+    """The help as `--help` prints it: argparse expands %(default)s and friends, and `%%` to `%`."""
+    text = action.help or ""
+    if "%" not in text:
+        return text
+    return text % {**vars(action), "prog": prog}
+
+
 def _option_rows(parser: argparse.ArgumentParser) -> list[str]:
     rows = []
     for action in parser._actions:
@@ -98,7 +106,8 @@ def _option_rows(parser: argparse.ArgumentParser) -> list[str]:
         if action.choices and action.option_strings and action.metavar is not None:
             choices = " (one of " + ", ".join(_code(str(c)) for c in action.choices) + ")"
         extra = " (repeatable)" if isinstance(action, argparse._AppendAction) else ""
-        rows.append(f"| {_code(name)} | {_code(shown)} | {_escape(_portable(action.help or ''))}{choices}{extra} |")
+        help_text = _portable(_expanded_help(action, parser.prog))
+        rows.append(f"| {_code(name)} | {_code(shown)} | {_escape(help_text)}{choices}{extra} |")
     return rows
 
 
