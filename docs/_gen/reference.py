@@ -70,7 +70,7 @@ def _shown(value: Any) -> str:
 # -- CLI ----------------------------------------------------------------------------------------------
 
 
-def _subcommands(parser: argparse.ArgumentParser) -> Iterator[tuple[str, str, argparse.ArgumentParser]]:
+def subcommands(parser: argparse.ArgumentParser) -> Iterator[tuple[str, str, argparse.ArgumentParser]]:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             helps = {choice.dest: choice.help or "" for choice in action._choices_actions}
@@ -125,7 +125,7 @@ def _render_command(path: str, help_text: str, parser: argparse.ArgumentParser, 
     rows = _option_rows(parser)
     if rows:
         lines += ["| option | default | meaning |", "| --- | --- | --- |", *rows, ""]
-    for name, sub_help, sub in _subcommands(parser):
+    for name, sub_help, sub in subcommands(parser):
         lines += _render_command(f"{path} {name}", sub_help, sub, level + 1)
     return lines
 
@@ -141,9 +141,9 @@ def render_cli() -> str:
         "--help` prints the same. Exit codes: [Exit codes](exit-codes.md).",
         "",
     ]
-    contents = [f"- [`harness {name}`](#harness-{name}): {help_text}" for name, help_text, _ in _subcommands(parser)]
+    contents = [f"- [`harness {name}`](#harness-{name}): {help_text}" for name, help_text, _ in subcommands(parser)]
     lines += [*contents, ""]
-    for name, help_text, sub in _subcommands(parser):
+    for name, help_text, sub in subcommands(parser):
         lines += _render_command(f"harness {name}", help_text, sub, 2)
     return HEADER + "\n".join(lines).rstrip() + "\n"
 

@@ -49,7 +49,7 @@ def test_every_command_is_on_the_cli_page(generator: ModuleType) -> None:
     from harness.cli.main import build_parser
 
     page = generator.render_cli()
-    commands = [name for name, _, _ in generator._subcommands(build_parser())]
+    commands = [name for name, _, _ in generator.subcommands(build_parser())]
     assert commands, "the parser has no subcommands"
     for name in commands:
         assert f"## `harness {name}`" in page
