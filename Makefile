@@ -11,7 +11,7 @@ SEED ?= default
 SIZE ?= signoff
 SIGNOFF_ARGS ?=
 
-.PHONY: install system-packages up down status test unit lint signoff signoff-ci bench-stack locust bench-locust clean
+.PHONY: install system-packages up down status test unit lint signoff signoff-ci bench-stack locust bench-locust docs docs-build clean
 
 install: system-packages $(VENV)/.installed
 
@@ -77,5 +77,15 @@ locust: install
 bench-locust: install
 	$(BIN)/python benchmarks/locust_bench.py
 
+# The documentation site: `make docs` serves it on 127.0.0.1:8000 while you edit, `make docs-build` builds it
+# into site/ and fails on any warning (a broken link, a page missing from the nav). Reference pages are generated
+# from the code: `python docs/_gen/reference.py --write` after changing a command, a setting or a metric.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve -a 127.0.0.1:8000
+
+docs-build: install
+	$(BIN)/python docs/_gen/reference.py --check
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean: down
-	rm -rf $(VENV) .harness reports
+	rm -rf $(VENV) .harness reports site

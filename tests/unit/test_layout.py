@@ -1,9 +1,10 @@
-"""The package layout README's "Layout" section describes holds: dependencies point one way, nothing reaches
-into another package's private names, and the library never imports the scenarios or locustfiles.
+"""The package layout the documentation's Layout page (docs/concepts/layout.md) describes holds: dependencies
+point one way, nothing reaches into another package's private names, and the library never imports the
+scenarios or locustfiles.
 
-README's Layout table is rendered from ALLOWED, WHAT and WHY here, so the two cannot drift: after changing
-them, `.venv/bin/python tests/unit/test_layout.py --write` rewrites the table between README's layout markers,
-and a test fails while README differs.
+The Layout page's table is rendered from ALLOWED, WHAT and WHY here, so the two cannot drift: after changing
+them, `.venv/bin/python tests/unit/test_layout.py --write` rewrites the table between the page's layout markers,
+and a test fails while the page differs.
 """
 
 import ast
@@ -13,12 +14,12 @@ from collections import defaultdict
 from harness.paths import REPO_ROOT
 
 HARNESS = REPO_ROOT / "harness"
-README = REPO_ROOT / "README.md"
+LAYOUT_PAGE = REPO_ROOT / "docs" / "concepts" / "layout.md"
 TABLE_START = "<!-- layout:start -->"
 TABLE_END = "<!-- layout:end -->"
 REGENERATE = ".venv/bin/python tests/unit/test_layout.py --write"
 FOUNDATION = {"config", "endpoints", "sizing", "paths", "inputfiles", "progress"}
-# What each package may import besides the foundation modules (README, "Layout").
+# What each package may import besides the foundation modules (docs/concepts/layout.md).
 ALLOWED: dict[str, set[str]] = {
     "config": {"sizing", "spec"},
     "endpoints": {"config"},
@@ -69,7 +70,7 @@ ALLOWED: dict[str, set[str]] = {
         "scaffold",
     },
 }
-# What lives in each package or top-level module: README's Layout table, one line each.
+# What lives in each package or top-level module: the Layout page's table, one line each.
 WHAT: dict[str, str] = {
     "config": "typed settings resolved once (with the unit's values from fixtures/unit.yaml)",
     "endpoints": "one endpoint object per service",
@@ -175,7 +176,7 @@ def layout_order() -> list[str]:
 
 
 def layout_table() -> str:
-    """README's Layout table as ALLOWED, WHAT and WHY say, between its markers."""
+    """The Layout page's table as ALLOWED, WHAT and WHY say, between its markers."""
     rows = ["| package | what lives there | may import (besides the foundation) |", "| --- | --- | --- |"]
     for name in layout_order():
         shown = f"`{name}/`" if (HARNESS / name).is_dir() else f"`{name}.py`"
@@ -184,9 +185,9 @@ def layout_table() -> str:
     return "\n".join([TABLE_START, *rows, TABLE_END])
 
 
-def readme_table(text: str) -> str:
+def page_table(text: str) -> str:
     start, end = text.find(TABLE_START), text.find(TABLE_END)
-    assert 0 <= start < end, f"README.md lacks the {TABLE_START} ... {TABLE_END} markers around its Layout table"
+    assert 0 <= start < end, f"{LAYOUT_PAGE} lacks the {TABLE_START} ... {TABLE_END} markers around its table"
     return text[start : end + len(TABLE_END)]
 
 
@@ -230,7 +231,8 @@ def test_every_package_says_what_lives_there_and_every_reason_names_an_allowed_i
 
 
 def test_readmes_layout_table_is_the_one_rendered_from_allowed():
-    assert readme_table(README.read_text()) == layout_table(), f"README's Layout table is stale: run {REGENERATE}"
+    stale = f"the Layout page's table is stale: run {REGENERATE}"
+    assert page_table(LAYOUT_PAGE.read_text()) == layout_table(), stale
 
 
 def test_packages_import_only_what_the_layout_allows():
@@ -239,7 +241,7 @@ def test_packages_import_only_what_the_layout_allows():
         for source, targets in package_graph().items()
         if targets - ALLOWED[source] - FOUNDATION
     }
-    assert not wrong, f"imports against the layout (README, Layout): {wrong}"
+    assert not wrong, f"imports against the layout (docs/concepts/layout.md): {wrong}"
 
 
 def test_the_package_graph_has_no_cycle():
@@ -282,12 +284,12 @@ def test_the_library_never_imports_scenarios_or_locustfiles():
             assert not any(n.split(".")[0] in {"scenarios", "locustfiles", "tests"} for n in names), path
 
 
-def write_readme_table() -> None:
-    text = README.read_text()
-    README.write_text(text.replace(readme_table(text), layout_table()))
+def write_page_table() -> None:
+    text = LAYOUT_PAGE.read_text()
+    LAYOUT_PAGE.write_text(text.replace(page_table(text), layout_table()))
 
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--write"]:
-        sys.exit(f"usage: {REGENERATE}  (rewrites README's Layout table from ALLOWED, WHAT and WHY)")
-    write_readme_table()
+        sys.exit(f"usage: {REGENERATE}  (rewrites the Layout page's table from ALLOWED, WHAT and WHY)")
+    write_page_table()
