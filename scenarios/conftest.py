@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.backup.unit import after_seed
 from harness.cli.scenario_progress import TIME_CAP_PROPERTY
 from harness.config import Settings
 from harness.data.app_role import app_credentials, app_endpoint, data_root
@@ -319,14 +320,16 @@ class SeededData:
 
 @pytest.fixture(scope="session")
 def seeded(stack: StackEndpoints, harness_settings: Settings, size: ScenarioSize, results: ResultsWriter) -> SeededData:
-    """The data in the database, or the size's seed profile when it holds none, and the application's
-    endpoints. Data already loaded (by `make up` or `harness signoff`) is used as it is: replacing a
-    100k-vector seed with a small one for a quick run would cost the next full run its data."""
+    """The data in the database, or the size's seed profile when it holds none (with the automated backup
+    every fresh seed makes), and the application's endpoints. Data already loaded (by `make up` or `harness
+    signoff`) is used as it is: replacing a 100k-vector seed with a small one for a quick run would cost the
+    next full run its data."""
     data = data_root(harness_settings.state_dir)
     state = current_seed(stack.direct)
     if state is None:
         _, password = app_credentials(stack, harness_settings.state_dir)
         seed(stack.direct, get_profile(size.seed_profile), data, password)
+        after_seed(harness_settings, stack, report=print)
         state = current_seed(stack.direct)
     results.update_run({"data_profile": state.profile, "seed": {"fingerprint": state.fingerprint}})
     target = load_vector_target(harness_settings.workload)
