@@ -14,9 +14,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness.backup.unit import after_seed
-from harness.cli.scenario_progress import TIME_CAP_PROPERTY
+from harness.cli.scenario_progress import PLANNED_PROPERTY, TIME_CAP_PROPERTY
 from harness.config import Settings
 from harness.data.app_role import app_credentials, app_endpoint, data_root
 from harness.data.ground_truth import GroundTruth
@@ -227,16 +228,34 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+# Each step's seconds in a reference sign-off of each size: what a first run's estimate of time left expects.
+STEP_PLAN_FILE = Path(__file__).with_name("step_plan.yaml")
+
+
+def plan_key(item: pytest.Item) -> str:
+    """A step's name in the plan: its file and test (parameters included), wherever the scenarios live."""
+    return f"{item.path.name}::{item.name}"
+
+
+def planned_times(size_name: str) -> dict[str, float]:
+    plan = yaml.safe_load(STEP_PLAN_FILE.read_text()) or {}
+    return {str(step): float(seconds) for step, seconds in (plan.get(size_name) or {}).items()}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Alarm drills last: their deliberate breaches reach the production alarms on the emulator too (it
     ignores dimensions and periods), so the emulator's record for the cross-check is taken before them.
-    Each step with load loops carries its cap by the size's limits for the progress line."""
+    Each step carries, for the progress line, its planned time and, with load loops, its cap by the size's
+    limits."""
     items.sort(key=lambda item: item.path.name == DRILLS_FILE)
     try:
         chosen = chosen_size()
     except pytest.UsageError:
         return  # the size fixture reports it
+    planned = planned_times(chosen.name)
     for item in items:
+        if plan_key(item) in planned:
+            item.user_properties.append((PLANNED_PROPERTY, planned[plan_key(item)]))
         marker = item.get_closest_marker("load_loops")
         if marker is not None:
             item.user_properties.append((TIME_CAP_PROPERTY, marker.args[0](chosen) * chosen.max_duration_s))
