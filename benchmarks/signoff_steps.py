@@ -7,6 +7,9 @@ The sign-off's time goal (issue 14) excludes the drills (test_drills.py, test_al
 drained pass: "without drills" is the phases before the scenarios plus every other step.
 
     .venv/bin/python benchmarks/signoff_steps.py reports/20261129-141041 [reports/20261129-150102]
+
+With --plan, a report's step times as its size's section of scenarios/step_plan.yaml (what a first run's
+estimate of time left expects), to paste there after a sign-off on a quiet machine.
 """
 
 from __future__ import annotations
@@ -39,9 +42,20 @@ def _without_drills(run: dict[str, Any]) -> str:
     return f"{phases['stack_and_seed'] + phases.get('checklist_probes', 0) + kept:.1f}"
 
 
+def _plan(run: dict[str, Any]) -> str:
+    """The run's steps keyed as scenarios/conftest.py's plan_key names them: file::test, whatever the path."""
+    lines = [f"{run['scenario_size']}:"]
+    for step in run.get("steps", []):
+        path, _, test = step["step"].partition("::")
+        # The plan ignores a step at 0 s (as if unplanned): the quickest checks are planned at 0.01 s.
+        lines.append(f"  {json.dumps(Path(path).name + '::' + test)}: {max(step['seconds'], 0.01)}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("reports", type=Path, nargs="+", help="one or two report directories")
+    parser.add_argument("--plan", action="store_true", help="print the step times as scenarios/step_plan.yaml")
     args = parser.parse_args(argv)
     loaded = []
     for directory in args.reports:
@@ -50,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, KeyError, ValueError) as exc:
             print(f"{directory}: not a sign-off report ({exc})", file=sys.stderr)
             return 2
+    if args.plan:
+        for _, run in loaded:
+            print(_plan(run))
+        return 0
     names = [d.name for d in args.reports]
     print(
         "phases (s): "

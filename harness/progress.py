@@ -120,7 +120,14 @@ class StepProgress:
     and a running verdict. On a terminal one line is redrawn every second by a ticker thread; elsewhere
     (CI logs, pipes) a plain line is printed when a step starts and when it ends, nothing in between."""
 
-    def __init__(self, label: str, total: int, stream: TextIO | None = None, tick_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        label: str,
+        total: int,
+        stream: TextIO | None = None,
+        tick_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.label = label
         self.total = total
         self.stream = stream if stream is not None else sys.stderr
@@ -132,22 +139,35 @@ class StepProgress:
         self.durations: list[float] = []
         # Step -> seconds it took last time, for the estimate of what is left.
         self.expected: dict[str, float] = {}
+        # Step -> seconds the plan expects (a reference run's time shipped with the steps), for a first run.
+        self.planned: dict[str, float] = {}
         # Step -> the most it may take by the size's limits (its load loops times their time cap).
         self.caps: dict[str, float] = {}
         self.done: dict[str, float] = {}
         self.remaining_steps: list[str] = []
-        self._start = time.monotonic()
+        self._clock = clock
+        self._start = clock()
         self._step_start = self._start
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
 
-    def _guess(self, step: str, known_mean: float | None, cap_ratio: float) -> float | None:
+    def _guess(self, step: str, known_mean: float | None, pace: float, cap_ratio: float) -> float | None:
         if step in self.expected:
             return self.expected[step]
+        if step in self.planned:
+            return self.planned[step] * pace
         if step in self.caps:
             return self.caps[step] * cap_ratio
         return known_mean
+
+    def pace(self) -> float:
+        """How this run's planned steps compare with the plan so far (1 before any finished): the plan is a
+        reference machine's times, and a slower or busier machine is slower across the board."""
+        timed = [step for step in self.done if self.planned.get(step)]
+        if not timed:
+            return 1.0
+        return sum(self.done[s] for s in timed) / sum(self.planned[s] for s in timed)
 
     def cap_ratio(self) -> float:
         """How much of their caps this run's capped steps took so far (1 before any finished): a step that
@@ -158,19 +178,20 @@ class StepProgress:
         return min(1.0, sum(self.done[s] for s in capped) / sum(self.caps[s] for s in capped))
 
     def left_s(self) -> float | None:
-        """Estimated seconds left: each remaining step as long as last run's; else, with a cap from the size's
-        limits, its cap scaled by the share of their caps this run's steps used; else this run's mean."""
+        """Estimated seconds left: each remaining step as long as last run's; else, with a planned time, that
+        time at this run's pace against the plan; else, with a cap from the size's limits, its cap scaled by
+        the share of their caps this run's steps used; else this run's mean."""
         known_mean = sum(self.durations) / len(self.durations) if self.durations else None
-        ratio = self.cap_ratio()
+        pace, ratio = self.pace(), self.cap_ratio()
         total = 0.0
         for step in self.remaining_steps:
-            guess = self._guess(step, known_mean, ratio)
+            guess = self._guess(step, known_mean, pace, ratio)
             if guess is None:
                 return None
             total += guess
-        current = self._guess(self.step, known_mean, ratio)
+        current = self._guess(self.step, known_mean, pace, ratio)
         if current is not None:
-            total += max(0.0, current - (time.monotonic() - self._step_start))
+            total += max(0.0, current - (self._clock() - self._step_start))
         return total
 
     def bound_s(self) -> float | None:
@@ -178,11 +199,11 @@ class StepProgress:
         steps = [self.step, *self.remaining_steps]
         if not steps or any(s not in self.caps for s in steps):
             return None
-        elapsed = time.monotonic() - self._step_start
+        elapsed = self._clock() - self._step_start
         return max(0.0, self.caps[self.step] - elapsed) + sum(self.caps[s] for s in self.remaining_steps)
 
     def line(self) -> str:
-        now = time.monotonic()
+        now = self._clock()
         left = self.left_s()
         left_text = "time left unknown" if left is None else f"~{clock(left)} left"
         bound = self.bound_s()
@@ -206,7 +227,7 @@ class StepProgress:
         self.index += 1
         self.step = step
         self.remaining_steps = remaining
-        self._step_start = time.monotonic()
+        self._step_start = self._clock()
         if self.tty:
             self._write(self.line(), redraw=True)
             if self._ticker is None:
@@ -216,7 +237,7 @@ class StepProgress:
             self._write(self.line(), redraw=False)
 
     def end_step(self, outcome: str, verdict: str) -> float:
-        seconds = time.monotonic() - self._step_start
+        seconds = self._clock() - self._step_start
         self.durations.append(seconds)
         self.done[self.step] = seconds
         self.verdict = verdict

@@ -14,7 +14,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+import yaml
 
+from harness.backup.unit import after_seed
 from harness.config import Settings
 from harness.data.app_role import app_credentials, app_endpoint, data_root
 from harness.data.datasets import load_current_ground_truth
@@ -37,7 +39,7 @@ from harness.monitoring.evidence import (
     metrics_evidence,
 )
 from harness.monitoring.publish import AwsMetricPublisher
-from harness.signoff.progress import TIME_CAP_PROPERTY
+from harness.signoff.progress import PLANNED_PROPERTY, TIME_CAP_PROPERTY
 from harness.thresholds import load_thresholds
 from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
 from harness.workload.target import CacheRead, VectorTarget, load_cache_reads, load_vector_target
@@ -228,16 +230,36 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+# Each step's seconds in a reference sign-off of each size: what a first run's estimate of time left expects.
+STEP_PLAN_FILE = Path(__file__).with_name("step_plan.yaml")
+
+
+def plan_key(item: pytest.Item) -> str:
+    """A step's name in the plan: its file and test (parameters included), wherever the scenarios live."""
+    return f"{item.path.name}::{item.name}"
+
+
+def planned_times(size_name: str) -> dict[str, float]:
+    if not STEP_PLAN_FILE.is_file():
+        return {}  # scenarios copied without their plan: the progress line estimates from the caps
+    plan = yaml.safe_load(STEP_PLAN_FILE.read_text()) or {}
+    return {str(step): float(seconds) for step, seconds in (plan.get(size_name) or {}).items()}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Alarm drills last: their deliberate breaches reach the production alarms on the emulator too (it
     ignores dimensions and periods), so the emulator's record for the cross-check is taken before them.
-    Each step with load loops carries its cap by the size's limits for the progress line."""
+    Each step carries, for the progress line, its planned time and, with load loops, its cap by the size's
+    limits."""
     items.sort(key=lambda item: item.path.name == DRILLS_FILE)
     try:
         chosen = chosen_size()
     except pytest.UsageError:
         return  # the size fixture reports it
+    planned = planned_times(chosen.name)
     for item in items:
+        if plan_key(item) in planned:
+            item.user_properties.append((PLANNED_PROPERTY, planned[plan_key(item)]))
         marker = item.get_closest_marker("load_loops")
         if marker is not None:
             item.user_properties.append((TIME_CAP_PROPERTY, marker.args[0](chosen) * chosen.max_duration_s))
@@ -321,14 +343,16 @@ class SeededData:
 
 @pytest.fixture(scope="session")
 def seeded(stack: StackEndpoints, harness_settings: Settings, size: ScenarioSize, results: ResultsWriter) -> SeededData:
-    """The data in the database, or the size's seed profile when it holds none, and the application's
-    endpoints. Data already loaded (by `make up` or `harness signoff`) is used as it is: replacing a
-    100k-vector seed with a small one for a quick run would cost the next full run its data."""
+    """The data in the database, or the size's seed profile when it holds none (with the automated backup
+    every fresh seed makes), and the application's endpoints. Data already loaded (by `make up` or `harness
+    signoff`) is used as it is: replacing a 100k-vector seed with a small one for a quick run would cost the
+    next full run its data."""
     data = data_root(harness_settings.state_dir)
     state = current_seed(stack.direct)
     if state is None:
         _, password = app_credentials(stack, harness_settings.state_dir)
         seed(stack.direct, get_profile(size.seed_profile), data, password)
+        after_seed(harness_settings, stack, report=print)
         state = current_seed(stack.direct)
     results.update_run({"data_profile": state.profile, "seed": {"fingerprint": state.fingerprint}})
     target = load_vector_target(harness_settings.workload)

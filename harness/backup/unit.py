@@ -3,11 +3,14 @@ which backends keep backups here and where a restore may live."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from harness.backup.catalog import BackupError
+from botocore.exceptions import BotoCoreError, ClientError
+
+from harness.backup.catalog import BackupError, BackupInfo
 from harness.backup.restore import RestoreSpec
-from harness.backup.snapshot import BackupTarget
+from harness.backup.snapshot import BackupTarget, create_backup
 from harness.config import Settings
 from harness.endpoints import StackEndpoints
 from harness.services.osuser import server_user
@@ -56,3 +59,17 @@ def seed_queries(settings: Settings, stack: StackEndpoints) -> Any:
         return load_current_ground_truth(stack.direct, data_root(settings.state_dir)).queries
     except SeedError:
         return None
+
+
+def after_seed(settings: Settings, stack: StackEndpoints, report: Callable[[str], None]) -> BackupInfo | None:
+    """What a fresh load leaves behind besides its data, whichever path loaded it (`harness seed`, the
+    sign-off, the scenarios' fixture), so each leaves the same unit: the automated base backup RDS takes when
+    an instance is created, which the checklist's backup items look for. None on a backend whose backups are
+    RDS's own. A failed backup raises BackupError; the data stays loaded."""
+    if stack.backend != "embedded":
+        return None
+    report("automated base backup of the fresh seed (RDS takes one when it creates an instance)")
+    try:
+        return create_backup(backup_target(settings, stack, seed_queries(settings, stack)), "automated", report)
+    except (BotoCoreError, ClientError) as exc:
+        raise BackupError(f"the emulator's S3 failed the backup: {exc}") from exc

@@ -94,8 +94,8 @@ def automated_backups(stack: StackEndpoints) -> CheckResult:
     if not backups:
         return CheckResult(
             CheckStatus.FAIL,
-            f"{evidence}; no base backup in s3://{bucket} to replay it onto: `harness seed` makes one after a "
-            "fresh load, `harness backup create` on demand",
+            f"{evidence}; no base backup in s3://{bucket} to replay it onto: every fresh seed makes one "
+            "(unless `harness seed --no-backup`), `harness backup create` on demand",
         )
     newest = backups[-1]
     return CheckResult(

@@ -16,11 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from harness.backup.catalog import BackupError
-from harness.backup.snapshot import create_backup
-from harness.backup.unit import backup_target, seed_queries
+from harness.backup.unit import after_seed
 from harness.cli.common import non_negative_int, positive_int, running_stack, settings_from
 from harness.config import Settings
 from harness.data.app_role import AppRoleError, app_credentials, data_root
@@ -152,14 +149,15 @@ def run_seed(args: argparse.Namespace) -> int:
         print("harness seed: interrupted; the previous data is intact", file=sys.stderr)
         return ExitCode.INTERRUPTED
     print(report.summary())
-    if report.skipped or args.no_backup or stack.backend != "embedded":
+    if report.skipped or args.no_backup:
         return ExitCode.OK
     try:
-        target = backup_target(settings, stack, seed_queries(settings, stack))
-        info = create_backup(target, "automated", report=lambda line: print(line, file=sys.stderr))
-    except (BackupError, BotoCoreError, ClientError) as exc:
+        info = after_seed(settings, stack, report=lambda line: print(line, file=sys.stderr))
+    except BackupError as exc:
         print(f"harness seed: the data is loaded, but the automated backup failed: {exc}", file=sys.stderr)
         return ExitCode.FAILED
+    if info is None:
+        return ExitCode.OK
     print(f"automated backup {info.backup_id}: {info.size_bytes / 1e6:.1f} MB in {info.region} and {info.copied_to}")
     return ExitCode.OK
 

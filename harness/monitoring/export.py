@@ -8,6 +8,7 @@ caller passes in, CloudFormation gets a second template to deploy in us-east-1.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Sequence
@@ -162,12 +163,19 @@ def terraform(
 
 
 def _hcl_value(value: Any, indent: int) -> str:
-    """A JSON-like value as an HCL expression (for jsonencode), so the body stays readable in review."""
+    """A JSON-like value as an HCL expression (for jsonencode), so the body stays readable in review, laid
+    out as `terraform fmt` lays it out: the `=` of consecutive one-line attributes aligned."""
     pad = " " * indent
     if isinstance(value, dict):
         if not value:
             return "{}"
-        items = [f"{pad}  {_hcl_key(k)} = {_hcl_value(v, indent + 2)}" for k, v in value.items()]
+        pairs = [(_hcl_key(k), _hcl_value(v, indent + 2)) for k, v in value.items()]
+        items = []
+        for one_line, run in itertools.groupby(pairs, key=lambda pair: "\n" not in pair[1]):
+            group = list(run)
+            # fmt aligns a run of one-line attributes; an attribute whose value spans lines stands alone.
+            width = max(len(key) for key, _ in group) if one_line else 0
+            items += [f"{pad}  {key:<{width}} = {text}" for key, text in group]
         return "{\n" + "\n".join(items) + f"\n{pad}}}"
     if isinstance(value, list):
         if not value:

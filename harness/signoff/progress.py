@@ -4,9 +4,11 @@ step's wall time recorded in the results file (run.steps) so the report and the 
 where the sign-off's time went.
 
 The estimate of time left uses the step times of the previous run of the same size (kept in
-<state_dir>/step-times-<size>.json); for a step never timed before, its cap by the size's limits (a user
-property the scenarios set, TIME_CAP_PROPERTY) scaled by the share of their caps this run's steps took,
-and the mean of this run's steps for a step with neither. The caps also bound the time left.
+<state_dir>/step-times-<size>.json); for a step this machine never timed, the plan the scenarios ship (a
+reference run's time, a user property they set, PLANNED_PROPERTY) at the pace this run keeps against it;
+for a step without one, its cap by the size's limits (TIME_CAP_PROPERTY) scaled by the share of their caps
+this run's steps took, and the mean of this run's steps for a step with none. The caps also bound the time
+left.
 The running verdict counts the scenario checks so far and judges the thresholds whose metrics the
 results file already holds.
 """
@@ -36,6 +38,9 @@ ENV_STEP_TIMES = "HARNESS_STEP_TIMES"
 # A scenario step's cap in seconds by its size's limits, as a user property the scenarios' conftest sets
 # (its load loops times each loop's time cap); the estimate of time left uses it before any history exists.
 TIME_CAP_PROPERTY = "time_cap_s"
+# A scenario step's planned seconds (its time in a reference run of its size), as a user property the
+# scenarios' conftest sets: a first run's estimate of time left comes from it, not from the caps.
+PLANNED_PROPERTY = "planned_s"
 
 
 def thresholds_env(
@@ -92,12 +97,8 @@ class ScenarioProgress:
         self.progress = StepProgress("scenarios", len(self.items), stream=sys.__stderr__ or sys.stderr)
         self.load_at_start = [round(x, 2) for x in os.getloadavg()]
         self.progress.expected = self._previous_times()
-        self.progress.caps = {
-            item.nodeid: float(value)
-            for item in session.items
-            for name, value in item.user_properties
-            if name == TIME_CAP_PROPERTY and isinstance(value, int | float) and value > 0
-        }
+        self.progress.planned = _seconds_property(session.items, PLANNED_PROPERTY)
+        self.progress.caps = _seconds_property(session.items, TIME_CAP_PROPERTY)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logstart(self, nodeid: str) -> None:
@@ -170,6 +171,16 @@ class ScenarioProgress:
             times = {**self._previous_times(), **{s["step"]: s["seconds"] for s in self.steps}}
             self.times_path.parent.mkdir(parents=True, exist_ok=True)
             self.times_path.write_text(json.dumps(times, indent=1, sort_keys=True) + "\n")
+
+
+def _seconds_property(items: Sequence[pytest.Item], name: str) -> dict[str, float]:
+    """Step -> the positive number of seconds its user property `name` holds."""
+    return {
+        item.nodeid: float(value)
+        for item in items
+        for key, value in item.user_properties
+        if key == name and isinstance(value, int | float) and value > 0
+    }
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from harness.backends import get_backend
 from harness.backends.base import Backend, Reporter
+from harness.backup.catalog import BackupError
+from harness.backup.unit import after_seed
 from harness.checklist import run_probes
 from harness.config import Settings
 from harness.data.app_role import app_credentials, data_root
@@ -74,6 +76,12 @@ def signoff(
         _, app_password = app_credentials(endpoints, settings.state_dir)
         seeded = seed(endpoints.direct, profile, data_root(settings.state_dir), app_password)
         report(seeded.summary())
+        if not seeded.skipped:
+            try:
+                after_seed(settings, endpoints, report)
+            except BackupError as exc:
+                # The checklist's backup items then fail with what they find: the run itself goes on.
+                report(f"the data is loaded, but the automated backup failed: {exc}")
         results_path = out_dir / "results.json"
         results = ResultsWriter.open(
             results_path,

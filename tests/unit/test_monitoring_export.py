@@ -1,8 +1,11 @@
-"""The Terraform and CloudFormation exports: a golden file for review, a real HCL2 parse, cfn-lint against
-AWS's resource schemas, and the parsed output carrying the same alarms as the definitions."""
+"""The Terraform and CloudFormation exports: a golden file for review, a real HCL2 parse, `terraform fmt`
+changing nothing, cfn-lint against AWS's resource schemas, and the parsed output carrying the same alarms
+as the definitions."""
 
 import json
 import os
+import shutil
+import subprocess
 
 import hcl2
 import pytest
@@ -53,6 +56,36 @@ def test_the_terraform_export_parses_as_hcl2_with_every_alarm_topic_and_dashboar
     assert {"alarms_warning", "alarms_critical"} <= set(resources["aws_sns_topic"])
     cpu = resources["aws_cloudwatch_metric_alarm"]["rds_cpu_pct_warning"]
     assert (cpu["threshold"], cpu["evaluation_periods"], cpu["datapoints_to_alarm"]) == (70, 5, 3)
+
+
+def _terraform_fmt_check(directory):
+    """`terraform fmt -check -diff` in directory: its exit code and diff. fmt needs no provider."""
+    terraform_bin = shutil.which("terraform")
+    if terraform_bin is None:
+        pytest.skip("terraform is not on PATH (CI machines have it): the fmt check needs its binary")
+    completed = subprocess.run(
+        [terraform_bin, "fmt", "-check", "-diff", "-no-color"],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"},
+    )
+    return completed.returncode, completed.stdout
+
+
+def test_terraform_fmt_changes_nothing_in_the_export(tmp_path, alarms, dashboards):
+    write_export("terraform", tmp_path, alarms, dashboards)
+    code, diff = _terraform_fmt_check(tmp_path)
+    assert code == 0, f"terraform fmt would rewrite the export:\n{diff}"
+
+
+def test_terraform_fmt_check_catches_a_misaligned_attribute(tmp_path, alarms, dashboards):
+    """The fmt test above could fail: an unaligned `=` in a dashboard body is reported."""
+    text = terraform(alarms, dashboards).replace("        height = 6\n", "        height  = 6\n", 1)
+    (tmp_path / "main.tf").write_text(text)
+    code, diff = _terraform_fmt_check(tmp_path)
+    assert code != 0 and "height" in diff
 
 
 def test_a_broken_terraform_text_does_not_parse():

@@ -178,3 +178,47 @@ def test_the_caps_the_scenarios_declare_reach_the_progress_line(tmp_path):
     first = next(line for line in completed.stderr.splitlines() if line.startswith("[scenarios] step 1/3"))
     # No history: three steps at their 2-minute caps, and the same as the bound.
     assert "~6:00 left (at most 6:00 by the size's caps)" in first, first
+
+
+class FakeClock:
+    """The estimator's clock, moved by the test: no sleeping, no dependence on the machine's speed."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_first_run_estimates_from_the_plan_at_the_pace_this_run_keeps_against_it():
+    clock = FakeClock()
+    progress = StepProgress("x", 3, stream=open(os.devnull, "w"), clock=clock)  # noqa: SIM115 - closed with the process
+    progress.planned = {"a": 10.0, "b": 100.0, "c": 50.0}
+    progress.caps = {"b": 3600.0}
+    progress.start_step("a", ["b", "c"])
+    # From the first step: the plan's 160 s, not b's hour-long cap.
+    assert progress.left_s() == 160.0
+    clock.now += 4.0
+    assert progress.left_s() == 156.0
+    clock.now += 16.0  # a took twice its plan: this machine is slower than the plan's
+    progress.end_step("passed", "")
+    assert progress.pace() == 2.0
+    progress.start_step("b", ["c"])
+    assert progress.left_s() == 300.0
+    clock.now += 50.0
+    assert progress.left_s() == 250.0
+    assert "~4:10 left (at most" not in progress.line() and "~4:10 left" in progress.line()
+
+
+def test_this_machines_last_run_wins_over_the_plan_and_a_step_outside_the_plan_uses_its_cap():
+    clock = FakeClock()
+    progress = StepProgress("x", 3, stream=open(os.devnull, "w"), clock=clock)  # noqa: SIM115 - closed with the process
+    progress.expected = {"b": 30.0}
+    progress.planned = {"a": 10.0, "b": 100.0}
+    progress.caps = {"c": 200.0}
+    progress.start_step("a", ["b", "c"])
+    assert progress.left_s() == 10.0 + 30.0 + 200.0
+    clock.now += 5.0  # a took half its plan; c's cap is scaled by the caps' own ratio, not by the plan's pace
+    progress.end_step("passed", "")
+    progress.start_step("b", ["c"])
+    assert progress.pace() == 0.5 and progress.left_s() == 30.0 + 200.0

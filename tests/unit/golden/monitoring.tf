@@ -653,8 +653,8 @@ resource "aws_cloudwatch_dashboard" "database" {
   dashboard_body = jsonencode({
     widgets = [
       {
-        type = "metric"
-        width = 12
+        type   = "metric"
+        width  = 12
         height = 6
         properties = {
           title = "RDS CPU and freeable memory"
@@ -676,9 +676,9 @@ resource "aws_cloudwatch_dashboard" "database" {
             ],
           ]
           region = "us-east-2"
-          stat = "Average"
+          stat   = "Average"
           period = 60
-          view = "timeSeries"
+          view   = "timeSeries"
           annotations = {
             horizontal = [
               {
@@ -696,8 +696,8 @@ resource "aws_cloudwatch_dashboard" "database" {
         y = 0
       },
       {
-        type = "metric"
-        width = 12
+        type   = "metric"
+        width  = 12
         height = 6
         properties = {
           title = "Database connections"
@@ -722,9 +722,9 @@ resource "aws_cloudwatch_dashboard" "database" {
             ],
           ]
           region = "us-east-2"
-          stat = "Maximum"
+          stat   = "Maximum"
           period = 60
-          view = "timeSeries"
+          view   = "timeSeries"
           annotations = {
             horizontal = [
               {
@@ -750,8 +750,8 @@ resource "aws_cloudwatch_dashboard" "database" {
         y = 0
       },
       {
-        type = "metric"
-        width = 12
+        type   = "metric"
+        width  = 12
         height = 6
         properties = {
           title = "Query performance (proxy)"
@@ -776,16 +776,16 @@ resource "aws_cloudwatch_dashboard" "database" {
             ],
           ]
           region = "us-east-2"
-          stat = "Average"
+          stat   = "Average"
           period = 60
-          view = "timeSeries"
+          view   = "timeSeries"
         }
         x = 0
         y = 6
       },
       {
-        type = "metric"
-        width = 12
+        type   = "metric"
+        width  = 12
         height = 6
         properties = {
           title = "Storage"
@@ -798,16 +798,16 @@ resource "aws_cloudwatch_dashboard" "database" {
             ],
           ]
           region = "us-east-2"
-          stat = "Minimum"
+          stat   = "Minimum"
           period = 60
-          view = "timeSeries"
+          view   = "timeSeries"
         }
         x = 12
         y = 6
       },
       {
-        type = "metric"
-        width = 12
+        type   = "metric"
+        width  = 12
         height = 6
         properties = {
           title = "CPU credit balance (backup window load shows here)"
@@ -826,16 +826,16 @@ resource "aws_cloudwatch_dashboard" "database" {
             ],
           ]
           region = "us-east-2"
-          stat = "Average"
+          stat   = "Average"
           period = 300
-          view = "timeSeries"
+          view   = "timeSeries"
         }
         x = 0
         y = 12
       },
       {
-        type = "metric"
-        width = 12
+        type   = "metric"
+        width  = 12
         height = 6
         properties = {
           title = "CPU credits spent and surplus charged"
@@ -854,9 +854,9 @@ resource "aws_cloudwatch_dashboard" "database" {
             ],
           ]
           region = "us-east-2"
-          stat = "Sum"
+          stat   = "Sum"
           period = 300
-          view = "timeSeries"
+          view   = "timeSeries"
         }
         x = 12
         y = 12
@@ -870,8 +870,8 @@ resource "aws_cloudwatch_dashboard" "cache" {
   dashboard_body = jsonencode({
     widgets = [
       {
-        type = "metric"
-        width = 12
+        type   = "metric"
+        width  = 12
         height = 6
         properties = {
           title = "Cache hit rate"
@@ -886,9 +886,9 @@ resource "aws_cloudwatch_dashboard" "cache" {
             ],
           ]
           region = "us-east-2"
-          stat = "Average"
+          stat   = "Average"
           period = 60
-          view = "timeSeries"
+          view   = "timeSeries"
           annotations = {
             horizontal = [
               {
@@ -906,8 +906,8 @@ resource "aws_cloudwatch_dashboard" "cache" {
         y = 0
       },
       {
-        type = "metric"
-        width = 12
+        type   = "metric"
+        width  = 12
         height = 6
         properties = {
           title = "Hits and misses"
@@ -930,16 +930,16 @@ resource "aws_cloudwatch_dashboard" "cache" {
             ],
           ]
           region = "us-east-2"
-          stat = "Sum"
+          stat   = "Sum"
           period = 60
-          view = "timeSeries"
+          view   = "timeSeries"
         }
         x = 12
         y = 0
       },
       {
-        type = "metric"
-        width = 12
+        type   = "metric"
+        width  = 12
         height = 6
         properties = {
           title = "Memory"
@@ -954,16 +954,16 @@ resource "aws_cloudwatch_dashboard" "cache" {
             ],
           ]
           region = "us-east-2"
-          stat = "Average"
+          stat   = "Average"
           period = 60
-          view = "timeSeries"
+          view   = "timeSeries"
         }
         x = 0
         y = 6
       },
       {
-        type = "metric"
-        width = 12
+        type   = "metric"
+        width  = 12
         height = 6
         properties = {
           title = "Evictions"
@@ -978,9 +978,9 @@ resource "aws_cloudwatch_dashboard" "cache" {
             ],
           ]
           region = "us-east-2"
-          stat = "Sum"
+          stat   = "Sum"
           period = 60
-          view = "timeSeries"
+          view   = "timeSeries"
           annotations = {
             horizontal = [
               {
@@ -994,8 +994,8 @@ resource "aws_cloudwatch_dashboard" "cache" {
         y = 6
       },
       {
-        type = "metric"
-        width = 12
+        type   = "metric"
+        width  = 12
         height = 6
         properties = {
           title = "CPU"
@@ -1018,9 +1018,9 @@ resource "aws_cloudwatch_dashboard" "cache" {
             ],
           ]
           region = "us-east-2"
-          stat = "Average"
+          stat   = "Average"
           period = 60
-          view = "timeSeries"
+          view   = "timeSeries"
           annotations = {
             horizontal = [
               {
@@ -1038,8 +1038,8 @@ resource "aws_cloudwatch_dashboard" "cache" {
         y = 12
       },
       {
-        type = "metric"
-        width = 12
+        type   = "metric"
+        width  = 12
         height = 6
         properties = {
           title = "Connections"
@@ -1054,16 +1054,16 @@ resource "aws_cloudwatch_dashboard" "cache" {
             ],
           ]
           region = "us-east-2"
-          stat = "Maximum"
+          stat   = "Maximum"
           period = 60
-          view = "timeSeries"
+          view   = "timeSeries"
         }
         x = 12
         y = 12
       },
       {
-        type = "metric"
-        width = 12
+        type   = "metric"
+        width  = 12
         height = 6
         properties = {
           title = "CPU credit balance"
@@ -1078,9 +1078,9 @@ resource "aws_cloudwatch_dashboard" "cache" {
             ],
           ]
           region = "us-east-2"
-          stat = "Average"
+          stat   = "Average"
           period = 300
-          view = "timeSeries"
+          view   = "timeSeries"
         }
         x = 0
         y = 18
@@ -1094,8 +1094,8 @@ resource "aws_cloudwatch_dashboard" "lambda" {
   dashboard_body = jsonencode({
     widgets = [
       {
-        type = "metric"
-        width = 12
+        type   = "metric"
+        width  = 12
         height = 6
         properties = {
           title = "Duration (max)"
@@ -1120,9 +1120,9 @@ resource "aws_cloudwatch_dashboard" "lambda" {
             ],
           ]
           region = "us-east-2"
-          stat = "Maximum"
+          stat   = "Maximum"
           period = 60
-          view = "timeSeries"
+          view   = "timeSeries"
           annotations = {
             horizontal = [
               {
@@ -1156,8 +1156,8 @@ resource "aws_cloudwatch_dashboard" "lambda" {
         y = 0
       },
       {
-        type = "metric"
-        width = 12
+        type   = "metric"
+        width  = 12
         height = 6
         properties = {
           title = "Errors and invocations"
@@ -1200,16 +1200,16 @@ resource "aws_cloudwatch_dashboard" "lambda" {
             ],
           ]
           region = "us-east-2"
-          stat = "Sum"
+          stat   = "Sum"
           period = 60
-          view = "timeSeries"
+          view   = "timeSeries"
         }
         x = 12
         y = 0
       },
       {
-        type = "metric"
-        width = 12
+        type   = "metric"
+        width  = 12
         height = 6
         properties = {
           title = "Concurrent executions and throttles"
@@ -1238,9 +1238,9 @@ resource "aws_cloudwatch_dashboard" "lambda" {
             ],
           ]
           region = "us-east-2"
-          stat = "Maximum"
+          stat   = "Maximum"
           period = 60
-          view = "timeSeries"
+          view   = "timeSeries"
           annotations = {
             horizontal = [
               {
@@ -1262,8 +1262,8 @@ resource "aws_cloudwatch_dashboard" "lambda" {
         y = 6
       },
       {
-        type = "metric"
-        width = 12
+        type   = "metric"
+        width  = 12
         height = 6
         properties = {
           title = "Estimated charges (cost analysis)"
@@ -1276,9 +1276,9 @@ resource "aws_cloudwatch_dashboard" "lambda" {
             ],
           ]
           region = "us-east-1"
-          stat = "Maximum"
+          stat   = "Maximum"
           period = 21600
-          view = "timeSeries"
+          view   = "timeSeries"
           annotations = {
             horizontal = [
               {
@@ -1304,8 +1304,8 @@ resource "aws_cloudwatch_dashboard" "network" {
   dashboard_body = jsonencode({
     widgets = [
       {
-        type = "metric"
-        width = 12
+        type   = "metric"
+        width  = 12
         height = 6
         properties = {
           title = "NAT gateway utilisation"
@@ -1324,16 +1324,16 @@ resource "aws_cloudwatch_dashboard" "network" {
             ],
           ]
           region = "us-east-2"
-          stat = "Sum"
+          stat   = "Sum"
           period = 60
-          view = "timeSeries"
+          view   = "timeSeries"
         }
         x = 0
         y = 0
       },
       {
-        type = "metric"
-        width = 12
+        type   = "metric"
+        width  = 12
         height = 6
         properties = {
           title = "Data transfer (NAT, bytes in from destination)"
@@ -1346,22 +1346,22 @@ resource "aws_cloudwatch_dashboard" "network" {
             ],
           ]
           region = "us-east-2"
-          stat = "Sum"
+          stat   = "Sum"
           period = 60
-          view = "timeSeries"
+          view   = "timeSeries"
         }
         x = 12
         y = 0
       },
       {
-        type = "log"
-        width = 24
+        type   = "log"
+        width  = 24
         height = 6
         properties = {
-          title = "VPC flow logs: rejected connections (security groups)"
+          title  = "VPC flow logs: rejected connections (security groups)"
           region = "us-east-2"
-          query = "SOURCE '/aws/vpc/flowlogs' | filter action = 'REJECT' | stats count(*) by dstPort | sort count(*) desc | limit 20"
-          view = "table"
+          query  = "SOURCE '/aws/vpc/flowlogs' | filter action = 'REJECT' | stats count(*) by dstPort | sort count(*) desc | limit 20"
+          view   = "table"
         }
         x = 0
         y = 6
