@@ -12,7 +12,6 @@ import os
 import select
 import socket
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -142,13 +141,11 @@ def test_jitter_never_reorders_bytes(proxy: FaultProxy, clock: VirtualClock) -> 
 
 
 def test_a_reset_reaches_the_client_and_new_connections_still_work(proxy: FaultProxy) -> None:
-    # start()'s readiness probe was a connection too; on a loaded machine its teardown may still be under way.
-    deadline = time.monotonic() + 30
-    while proxy.open_connections and time.monotonic() < deadline:
-        time.sleep(0.02)
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
         assert roundtrip(sock, b"x") == b"x"
-        assert proxy.reset_connections() == 1
+        # start()'s readiness probe was a connection too, and the proxy may still be tearing it down (or only
+        # now registering it): the reset counts ours and perhaps that one.
+        assert proxy.reset_connections() >= 1
         with pytest.raises((ConnectionResetError, BrokenPipeError)):
             sock.sendall(b"y")
             if not sock.recv(1):
