@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 CHECK = """
 from harness.backup.catalog import list_backups
-from harness.data.seed import current_seed
+from harness.data.loading import current_seed
 from harness.services.aws import backup_bucket
 
 
