@@ -1,18 +1,19 @@
 """Drill: a GDPR export killed mid-way, then retried; a deletion retried.
 
 No hook in the function: the drill gives a throw-away clone of a seeded user a large amount of event data
-(EXTRA_EVENTS rows with PAYLOAD_KB of JSON each), then lowers data_export's configuration for one
-invocation at a time, as an operator's mistake or a grown user would: a Timeout of 1 s (killed while it
-reads and compresses), then a MemorySize of 128 MB (a cursor batch of these rows does not fit: the runtime's
-memory cgroup or sampler kills it). The configuration is restored afterwards, also on failure, and the
-export retried. Checked: the killed invocations failed as Lambda reports them (Sandbox.Timedout,
-Runtime.OutOfMemory), left no object and no incomplete multipart upload under the user's prefix, and the
-retry wrote exactly one object, complete (every line there, the counts equal to the database's) and audited
-once. Then the kill window between the object and its audit entry: with audit_log locked against inserts,
-an export with an export id completes its object and waits on its audit entry, and there its worker is
-killed (SIGKILL, as a host failure would); the retry with the same export id must leave exactly one object
-audited once, and a second retry must answer it again without exporting. Then data_deletion runs twice:
-the second run deletes nothing more, both are audited, nothing of the user is left.
+(EXTRA_EVENTS rows with PAYLOAD_KB of JSON each), then lowers data_export's configuration for one invocation
+at a time, as an operator's mistake or a grown user would: a Timeout of 1 s (killed while its first read waits
+on the users table, which the drill holds locked for that invocation: an uncapped CPU would otherwise read and
+compress the data inside the second), then a MemorySize of 128 MB (a cursor batch of these rows does not fit:
+the runtime's memory cgroup or sampler kills it). The configuration is restored afterwards, also on failure,
+and the export retried. Checked: the killed invocations failed as Lambda reports them (Sandbox.Timedout,
+Runtime.OutOfMemory), left no object and no incomplete multipart upload under the user's prefix, and the retry
+wrote exactly one object, complete (every line there, the counts equal to the database's) and audited once.
+Then the kill window between the object and its audit entry: with audit_log locked against inserts, an export
+with an export id completes its object and waits on its audit entry, and there its worker is killed (SIGKILL,
+as a host failure would); the retry with the same export id must leave exactly one object audited once, and a
+second retry must answer it again without exporting. Then data_deletion runs twice: the second run deletes
+nothing more, both are audited, nothing of the user is left.
 """
 
 from __future__ import annotations
@@ -115,6 +116,18 @@ def _worker_pids(state_dir: Path, function: str) -> list[int]:
         except psutil.Error:
             continue
     return pids
+
+
+@contextlib.contextmanager
+def _reads_held(stack: StackEndpoints, schema: str, seconds: float) -> Any:
+    """The users table locked against reads while the block runs: an export started in it waits at its first
+    read however fast the machine is, so only its Timeout can end it."""
+    with stack.direct.connect(autocommit=False, request_timeout_s=seconds + 30) as lock:
+        lock.execute(sql.SQL("LOCK TABLE {}.users IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(schema)))
+        try:
+            yield
+        finally:
+            lock.rollback()
 
 
 def _blocked_on_audit(conn: Any) -> bool:
@@ -263,11 +276,14 @@ def run(
     try:
         f["user_rows"] = sum(_db_counts(admin, clone).values())
         f["data_mb"] = round(EXTRA_EVENTS * PAYLOAD_KB / 1024, 1)
+        schema = _schema(admin)
         for kind, change, expected in (
             ("timeout", {"Timeout": DRILL_TIMEOUT_S}, "Sandbox.Timedout"),
             ("oom", {"MemorySize": DRILL_MEMORY_MB}, "Runtime.OutOfMemory"),
         ):
-            inv, seconds = _killed(client, original, clone, change, report)
+            held = _reads_held(stack, schema, KILL_WINDOW_DEADLINE_S) if kind == "timeout" else contextlib.nullcontext()
+            with held:
+                inv, seconds = _killed(client, original, clone, change, report)
             keys, uploads = _objects(s3, bucket, clone)
             f["partial_exports"] = f.get("partial_exports", 0) + len(keys) + uploads
             f[f"{kind}_error"] = _error_type(inv)
