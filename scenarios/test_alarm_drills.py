@@ -91,8 +91,10 @@ class Loop:
 
     def end(self) -> None:
         self.stop.set()
+        # A drill that failed before its breach never started them: its own error is the one to see.
         for thread in self.threads:
-            thread.join(timeout=30)
+            if thread.ident is not None:
+                thread.join(timeout=30)
 
 
 @contextmanager

@@ -17,7 +17,7 @@ import pytest
 from pgvector.psycopg import register_vector
 
 from harness.app.cache_aside import CacheAside
-from harness.measure.sampling import server_cpu_seconds
+from harness.measure.sampling import server_cpu_seconds, server_usage
 from harness.model.credit_day import demand_by_hour, load_traffic, model_day
 from harness.model.projection import DEFAULT_MODEL
 from harness.sizing import cache_node_type, db_instance_class
@@ -34,7 +34,7 @@ def redis_cpu_and_commands(client) -> tuple[float, int]:
 
 def test_a_modelled_day_of_cpu_credits(stack, seeded, results):
     if not server_cpu_seconds(stack).get("postgres"):
-        pytest.skip("the modelled day needs the servers' CPU, measured on the embedded backend's processes")
+        pytest.skip(f"the modelled day needs the servers' CPU: {server_usage(stack)[1]}")
     with seeded.app.connect(autocommit=True, prepare_threshold=None) as conn:
         register_vector(conn)
         users = conn.execute("SELECT user_id, tenant_id FROM users ORDER BY user_id LIMIT 5000").fetchall()

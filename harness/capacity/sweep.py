@@ -316,7 +316,7 @@ class Sweep:
             acquire_p95_ms=acquisitions.histogram.get_value_at_percentile(95) / 1000,
             cpu_mean_pct=_mean(samples, "postgres.cpu_pct"),
             cpu_peak_pct=_peak(samples, "postgres.cpu_pct"),
-            rss_peak_bytes=_peak(samples, "postgres.rss_bytes"),
+            rss_peak_bytes=_peak(samples, "postgres.memory_bytes"),
             index_bytes=memory.index_bytes,
             table_bytes=memory.table_bytes,
             shared_buffers_bytes=memory.shared_buffers_bytes,

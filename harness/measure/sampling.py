@@ -1,6 +1,9 @@
-"""Resource sampling while a load runs: CPU and memory of the local server processes, PostgreSQL
-connection counts and disk I/O, Redis INFO counters, and the CPU-credit ledgers fed by the measured CPU.
-One background thread, one sample per interval.
+"""Resource sampling while a load runs: CPU and memory of the servers, PostgreSQL connection counts and
+disk I/O, Redis INFO counters, and the CPU-credit ledgers fed by the measured CPU. One background thread,
+one sample per interval.
+
+A server's CPU and memory come from whichever account keeps them (`ServerUsage`): the embedded stack's
+process trees, or the compose stack's containers, read from their cgroups (harness/services/containers.py).
 
 CPU is expressed as CloudWatch does for the instance: percent of the instance class's vCPUs (a
 db.t3.micro's 2), so it can be judged against the document's 70/90 % thresholds. Credit figures go
@@ -17,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
 from redis.exceptions import RedisError
@@ -25,6 +28,7 @@ from redis.exceptions import RedisError
 from harness.endpoints import StackEndpoints
 from harness.model import credits as cr
 from harness.services.cgroups import CgroupLimiter
+from harness.services.containers import ContainerUnreadable, compose_containers
 from harness.services.process import PidFiles
 from harness.sizing import cache_node_type, db_instance_class, storage_sizing
 
@@ -52,29 +56,35 @@ class Samples:
         return max(values)
 
 
-def local_service_processes(endpoints: StackEndpoints) -> dict[str, psutil.Process]:
-    """The embedded stack's server processes by service name; empty for stacks we did not start."""
-    state_dir = endpoints.facts.get("state_dir")
-    if endpoints.backend != "embedded" or not state_dir:
-        return {}
-    found = {}
-    for record in PidFiles(Path(state_dir) / "run").all():
-        proc = record.process()
-        if proc is not None:
-            found[record.name] = proc
-    return found
+class ServerUsage(Protocol):
+    """What the samplers read of one server, whichever account keeps it: CPU seconds used so far and memory in
+    use; the limits where the account holds them (a container's cgroup), None where it does not."""
+
+    def cpu_seconds(self) -> float: ...
+
+    def memory_bytes(self) -> float: ...
+
+    def vcpus(self) -> float | None: ...
+
+    def memory_limit_bytes(self) -> float | None: ...
 
 
-class _TreeCpu:
-    """CPU seconds of a process and its children between two readings."""
+class ProcessTreeUsage:
+    """A local server's process tree: the embedded stack's account. Its CPU counts live processes only (a
+    backend that exits takes its CPU time with it, so keep connections open across a measurement)."""
 
     def __init__(self, root: psutil.Process) -> None:
         self.root = root
-        self.last: float | None = None
 
-    def _total(self) -> float:
+    def _tree(self) -> list[psutil.Process]:
+        try:
+            return [self.root, *self.root.children(recursive=True)]
+        except psutil.Error:
+            return [self.root]
+
+    def cpu_seconds(self) -> float:
         total = 0.0
-        for proc in [self.root, *self.root.children(recursive=True)]:
+        for proc in self._tree():
             try:
                 times = proc.cpu_times()
                 total += times.user + times.system
@@ -82,30 +92,47 @@ class _TreeCpu:
                 continue
         return total
 
-    def total(self) -> float:
-        return self._total()
-
-    def delta(self) -> float | None:
-        now = self._total()
-        previous, self.last = self.last, now
-        return None if previous is None else max(0.0, now - previous)
-
-    def rss(self) -> int:
+    def memory_bytes(self) -> float:
         total = 0
-        for proc in [self.root, *self.root.children(recursive=True)]:
+        for proc in self._tree():
             try:
                 # Shared buffers are counted once per backend in RSS; USS would be exact but costs a
                 # /proc/smaps walk per process per tick.
                 total += proc.memory_info().rss
             except psutil.Error:
                 continue
-        return total
+        return float(total)
+
+    def vcpus(self) -> float | None:
+        return None
+
+    def memory_limit_bytes(self) -> float | None:
+        return None
+
+
+def server_usage(endpoints: StackEndpoints) -> tuple[dict[str, ServerUsage], str]:
+    """Each server's account by service name, and why there is none: the embedded stack's process trees, the
+    compose stack's containers; nothing for a deployment the harness did not start."""
+    facts = endpoints.facts
+    if endpoints.backend == "compose" and facts.get("project"):
+        try:
+            return dict(compose_containers(str(facts["project"]))), ""
+        except ContainerUnreadable as exc:
+            return {}, f"the compose containers' accounting is unreadable: {exc}"
+    state_dir = facts.get("state_dir")
+    if endpoints.backend != "embedded" or not state_dir:
+        return {}, f"no server the harness can account for on the {endpoints.backend} backend"
+    found: dict[str, ServerUsage] = {}
+    for record in PidFiles(Path(state_dir) / "run").all():
+        proc = record.process()
+        if proc is not None:
+            found[record.name] = ProcessTreeUsage(proc)
+    return found, "" if found else "no local server processes running"
 
 
 def server_cpu_seconds(endpoints: StackEndpoints) -> dict[str, float]:
-    """CPU seconds each local server's process tree has used so far (live processes only: a backend that
-    exits takes its CPU time with it, so keep connections open across a measurement)."""
-    return {name: _TreeCpu(proc).total() for name, proc in local_service_processes(endpoints).items()}
+    """CPU seconds each server has used so far, by service name; empty where none can be read."""
+    return {name: usage.cpu_seconds() for name, usage in server_usage(endpoints)[0].items()}
 
 
 class ResourceSampler:
@@ -130,7 +157,10 @@ class ResourceSampler:
         facts = endpoints.facts
         self.db_vcpus = float(facts.get("postgres", {}).get("vcpus") or 2)
         self.cache_vcpus = float(facts.get("redis", {}).get("vcpus") or 2)
-        self._cpu: dict[str, _TreeCpu] = {}
+        self._servers: dict[str, ServerUsage] = {}
+        self._last_cpu: dict[str, float] = {}
+        # Per server, the CPU limit its own account holds (a container's quota), read each tick.
+        self._held_vcpus: dict[str, float | None] = {}
         self._last_tick = 0.0
         self._db: Any = None
         self._redis: Any = None
@@ -167,7 +197,7 @@ class ResourceSampler:
         }
         now = time.time()
         for service, model in classes.items():
-            if model is None or service not in self._cpu:
+            if model is None or service not in self._servers:
                 continue
             self.ledgers[service] = cr.load_ledger(
                 self._ledger_path(service), model, self.credit_mode, now, self._credit_facts.get("start_balance")
@@ -211,9 +241,10 @@ class ResourceSampler:
         if governed is not None and step.cap_vcpus != was_capped:
             governed.set_cpu_limit(step.cap_vcpus)
         # The cap in force, read back from the kernel where a group holds it (drained keeps the cache node
-        # at its baseline for the whole run); the ledger's own cap where nothing enforces it.
+        # at its baseline for the whole run) or from the server's own account (a container's quota); the
+        # ledger's own cap where nothing enforces it.
         group = self._groups.get(service)
-        enforced = group.cpu_limit()[0] if group is not None else None
+        enforced = group.cpu_limit()[0] if group is not None else self._held_vcpus.get(service)
         values[f"{service}.{cr.CPU_CAP}"] = enforced if enforced is not None else step.cap_vcpus
 
     def _book_io(self, values: dict[str, float], wall: float) -> None:
@@ -236,12 +267,12 @@ class ResourceSampler:
             self._set_iops(step.allowed_iops)
 
     def _open(self) -> None:
-        processes = local_service_processes(self.endpoints)
-        if not processes:
-            self.result.unavailable["process"] = "no local server processes (not an embedded stack)"
-        self._cpu = {name: _TreeCpu(proc) for name, proc in processes.items()}
-        for tree in self._cpu.values():
-            tree.delta()
+        self._servers, why = server_usage(self.endpoints)
+        if not self._servers:
+            self.result.unavailable["process"] = why
+        for name, usage in self._servers.items():
+            with contextlib.suppress(ContainerUnreadable):
+                self._last_cpu[name] = usage.cpu_seconds()
         try:
             self._open_ledgers()
         except (KeyError, ValueError, OSError) as exc:
@@ -264,13 +295,24 @@ class ResourceSampler:
         wall = max(now - self._last_tick, 1e-6)
         self._last_tick = now
         values: dict[str, float] = {}
-        for name, tree in self._cpu.items():
-            delta = tree.delta()
-            if delta is None:
+        for name, usage in self._servers.items():
+            try:
+                cpu, memory, limit = usage.cpu_seconds(), usage.memory_bytes(), usage.memory_limit_bytes()
+                self._held_vcpus[name] = usage.vcpus()
+            except ContainerUnreadable as exc:
+                # A container a drill stopped leaves a gap in its series; the others keep going.
+                self.result.unavailable[name] = str(exc)
                 continue
+            previous, self._last_cpu[name] = self._last_cpu.get(name), cpu
+            if previous is None:
+                continue
+            delta = max(0.0, cpu - previous)
+            # Of the instance's vCPUs, as CloudWatch reports CPUUtilization, whatever cap holds it below them.
             vcpus = self.db_vcpus if name == "postgres" else self.cache_vcpus if name == "redis" else 1.0
             values[f"{name}.cpu_pct"] = 100.0 * delta / (wall * vcpus)
-            values[f"{name}.rss_bytes"] = float(tree.rss())
+            values[f"{name}.memory_bytes"] = memory
+            if limit is not None:
+                values[f"{name}.memory_limit_bytes"] = limit
             self.book_credits(values, name, wall, delta)
         self._book_io(values, wall)
         if self._db is not None:

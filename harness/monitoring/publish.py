@@ -95,10 +95,10 @@ class AwsMetricPublisher:
             data.append(_datum("CPUUtilization", min(100.0, v["postgres.cpu_pct"]), "Percent", dims, t))
         if "pg.connections" in v:
             data.append(_datum("DatabaseConnections", v["pg.connections"], "Count", dims, t))
-        if "postgres.rss_bytes" in v and self.memory_bytes:
-            data.append(
-                _datum("FreeableMemory", max(0.0, self.memory_bytes - v["postgres.rss_bytes"]), "Bytes", dims, t)
-            )
+        # The limit the server's own account holds (a container's), else the instance's memory.
+        memory = v.get("postgres.memory_limit_bytes") or self.memory_bytes
+        if "postgres.memory_bytes" in v and memory:
+            data.append(_datum("FreeableMemory", max(0.0, memory - v["postgres.memory_bytes"]), "Bytes", dims, t))
         if "pg.database_bytes" in v:
             free = max(0.0, ALLOCATED_STORAGE_BYTES - v["pg.database_bytes"])
             data.append(_datum("FreeStorageSpace", free, "Bytes", dims, t))

@@ -30,7 +30,7 @@ def values(sent, namespace: str) -> dict[tuple[str, tuple], list[tuple[float, st
 
 TICK = {
     "postgres.cpu_pct": 65.0,
-    "postgres.rss_bytes": float(300 << 20),
+    "postgres.memory_bytes": float(300 << 20),
     "pg.connections": 12.0,
     "pg.io_reads": 1000.0,
     "pg.io_writes": 10.0,
