@@ -29,11 +29,16 @@ REFUSALS = ("too many clients", "remaining connection slots are reserved")
 
 
 @pytest.fixture(autouse=True)
-def free_connection_slots(stack):
+def free_connection_slots(stack, seeded):
     """Every scenario here starts with the proxy holding no server connections: its pool may take all
-    of max_connections, which would leave a direct client nothing to connect to."""
+    of max_connections, which would leave a direct client nothing to connect to. Each ends with the proxy
+    letting the application in again: a storm that fills max_connections can fail one of the proxy's server
+    logins, after which PgBouncer waits server_login_retry (15 s) before the next, and the scenario that runs
+    next would time out connecting."""
     with contextlib.suppress(ProxyAdminUnavailable):
         release_server_connections(stack)
+    yield
+    wait_for_the_proxy(stack, seeded)
 
 
 def is_refusal(message: str) -> bool:

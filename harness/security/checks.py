@@ -119,17 +119,26 @@ def redis_requires_tls(ctx: SecurityContext) -> SecurityFinding:
 
 
 def direct_endpoint_tls(ctx: SecurityContext) -> SecurityFinding:
+    """PASS when a plain client is refused. A stack the harness started states in its TLS facts when its direct
+    endpoint is plain by construction (both local backends run a PostgreSQL build without OpenSSL): then the
+    check is NOT EMULATED, with that statement and what the plain client saw; anywhere else a plain login is a
+    FAIL."""
     name = "the database's own endpoint requires TLS (rds.force_ssl = 1)"
-    if ctx.stack.backend == "embedded":
+    direct = ctx.stack.direct
+    plain = _refused(lambda: dataclasses.replace(direct, sslmode="disable").connect(connect_timeout=10))
+    if plain:
+        return SecurityFinding(IN_TRANSIT, name, PASS, f"plain client: {plain}")
+    stated = str((ctx.stack.facts.get("tls") or {}).get("direct", ""))
+    if ctx.stack.backend != "external" and stated.endswith(NOT_EMULATED):
         return SecurityFinding(
             IN_TRANSIT,
             name,
             NOT_EMULATED,
-            "the embedded PostgreSQL build has no OpenSSL, so its direct endpoint is plain TCP bound to 127.0.0.1; "
-            "on RDS check the parameter group's rds.force_ssl (1 by default from PostgreSQL 15)",
+            f"the {ctx.stack.backend} stack's direct endpoint is {stated.removesuffix(NOT_EMULATED).rstrip(': ')}; "
+            f"a plain client was accepted at {direct.host}:{direct.port}; on RDS check the parameter group's "
+            "rds.force_ssl (1 by default from PostgreSQL 15)",
         )
-    plain = _refused(lambda: dataclasses.replace(ctx.stack.direct, sslmode="disable").connect(connect_timeout=10))
-    return SecurityFinding(IN_TRANSIT, name, PASS if plain else FAIL, f"plain client: {plain or 'ACCEPTED'}")
+    return SecurityFinding(IN_TRANSIT, name, FAIL, "plain client: ACCEPTED")
 
 
 def exports_bucket_encrypted(ctx: SecurityContext) -> SecurityFinding:
