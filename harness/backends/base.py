@@ -88,6 +88,11 @@ class Backend(ABC):
         the class's own memory would make take hours); yields what was done, for the report."""
         yield f"the {self.name} backend cannot move the database's memory: the build ran within it"
 
+    def container_sizing(self) -> dict[str, dict[str, Any]]:
+        """Per container, the limits the engine was given and what the container's kernel holds; empty for a
+        backend that runs no containers (a sign-off's report states them)."""
+        return {}
+
     @abstractmethod
     def status(self) -> StackStatus: ...
 

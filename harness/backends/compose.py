@@ -54,7 +54,7 @@ from harness.backends.compose_spec import (
     credit_override,
     override,
 )
-from harness.backends.probes import forget_endpoints, probe_stack, refuse_foreign_stack
+from harness.backends.probes import forget_endpoints, probe_stack, refuse_foreign_stack, served_versions
 from harness.config import Settings, shipped_unit
 from harness.endpoints import (
     AwsEndpoint,
@@ -485,7 +485,8 @@ class ComposeBackend(Backend):
         )
         # Compose's healthchecks ran inside the containers; these run from the host, through the published
         # ports, with the endpoints every client gets (TLS verified against the CA, names checked).
-        failed = [row for row in probe_stack(endpoints) if not row.healthy]
+        rows = probe_stack(endpoints)
+        failed = [row for row in rows if not row.healthy]
         if failed:
             if started_here:
                 self._remove(compose, report)
@@ -493,6 +494,7 @@ class ComposeBackend(Backend):
                 "compose reports every service healthy, but from the host "
                 + "; ".join(f"{row.name} at {row.endpoint}: {row.detail}" for row in failed)
             )
+        endpoints.facts.update(served_versions(endpoints, rows))
         save_endpoints(self.state, endpoints)
         return endpoints
 
@@ -521,16 +523,16 @@ class ComposeBackend(Backend):
             return {}
         sizing: dict[str, dict[str, Any]] = {}
         for container in containers:
-            inspect = _docker(
-                docker, "inspect", "--format", "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}", container.ID
-            )
+            engine_given = "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.Image}}"
+            inspect = _docker(docker, "inspect", "--format", engine_given, container.ID)
             kernel = _docker(docker, "exec", container.ID, "sh", "-c", CGROUP_READ)
             if inspect.returncode != 0 or kernel.returncode != 0:
                 continue
-            memory, nano_cpus = (int(field) for field in inspect.stdout.split())
+            memory, nano_cpus, image_id = inspect.stdout.split()
             sizing[container.Service] = {
-                "engine_memory_bytes": memory or None,
-                "engine_vcpus": nano_cpus / 1e9 if nano_cpus else None,
+                "image_id": image_id,
+                "engine_memory_bytes": int(memory) or None,
+                "engine_vcpus": int(nano_cpus) / 1e9 if int(nano_cpus) else None,
                 **parse_cgroup_read(kernel.stdout),
             }
         return sizing

@@ -6,12 +6,16 @@ Each probe makes one real request and changes nothing, so `harness status` can b
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from harness.backends.base import Reporter, ServiceStatus
 from harness.endpoints import PostgresEndpoint, RedisEndpoint, StackEndpoints, endpoints_path, load_endpoints
+from harness.services.pgbouncer_admin import ProxyAdminUnavailable, proxy_version
 from harness.services.process import ServiceError
 
 PROBE_TIMEOUT_S = 5
@@ -82,6 +86,19 @@ def probe_stack(endpoints: StackEndpoints) -> list[ServiceStatus]:
         _row("redis", endpoints.redis.url(), lambda: _probe_redis(endpoints.redis)),
         _row("aws", aws_endpoint, lambda: _probe_aws(endpoints)),
     ]
+
+
+def served_versions(endpoints: StackEndpoints, rows: list[ServiceStatus]) -> dict[str, Any]:
+    """The Redis and PgBouncer versions the running servers report, merged into the endpoint facts a report
+    states (`versions.*`), for a stack whose servers the harness did not start as processes."""
+    facts: dict[str, Any] = {}
+    redis = next((row.version for row in rows if row.name == "redis" and row.version), "")
+    if redis:
+        facts["redis"] = {**endpoints.facts.get("redis", {}), "version": redis}
+    # The version is only stated: a console that does not answer leaves it out of the report.
+    with contextlib.suppress(ProxyAdminUnavailable, psycopg.Error):
+        facts["proxy"] = {**endpoints.facts.get("proxy", {}), "version": proxy_version(endpoints)}
+    return facts
 
 
 def refuse_foreign_stack(state_dir: Path, backend: str) -> None:

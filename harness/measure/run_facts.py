@@ -46,6 +46,8 @@ def run_facts(stack: StackEndpoints, repo: Path | None = None) -> dict[str, Any]
         "versions": {k: v for k, v in versions.items() if v},
         "sizing": {k: v for k, v in sizing.items() if v is not None},
         "cgroups": {k: v for k, v in cgroups.items() if v},
+        # A stack of containers names the image each service runs (their tags carry the versions).
+        **({"images": facts["images"]} if facts.get("images") else {}),
         # cpu_credits mode, whether it is enforced (or "credits NOT enforced: why"), the storage caps.
         **({"credits": facts["credits"]} if facts.get("credits") else {}),
     }

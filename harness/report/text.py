@@ -21,6 +21,9 @@ PREFERRED_FACTS = (
     "data_profile",
     "git_revision",
 )
+# A stack of containers (the compose backend) states, right after the backend, the image each service ran and
+# the limits each container's kernel held; a stack of processes has neither, and is not said to lack them.
+CONTAINER_FACTS = ("images", "containers")
 # Facts another section of the report presents: the emulator's alarm history (the production alarms table),
 # the stack's CloudWatch alarms, metrics and dashboards (dashboards, checklist), the alarm drills (checklist).
 SHOWN_ELSEWHERE = ("cloudwatch_emulator", "cloudwatch", "alarm_drills")
@@ -47,7 +50,9 @@ def flatten_facts(run: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
 
     def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, Mapping) and value:
+        if prefix.startswith("containers.") and isinstance(value, Mapping):
+            rows.append((prefix, held_limits_text(value)))
+        elif isinstance(value, Mapping) and value:
             for key in sorted(value):
                 walk(f"{prefix}.{key}", value[key])
         elif isinstance(value, list | tuple):
@@ -55,12 +60,32 @@ def flatten_facts(run: Mapping[str, Any]) -> list[tuple[str, str]]:
         else:
             rows.append((prefix, "yes" if value is True else "no" if value is False else str(value)))
 
-    ordered = [k for k in PREFERRED_FACTS if k in run] + sorted(
-        k for k in run if k not in PREFERRED_FACTS and k not in SHOWN_ELSEWHERE and k != SECURITY_FACT
+    preferred = [k for k in PREFERRED_FACTS if k in run]
+    if "backend" in preferred:
+        at = preferred.index("backend") + 1
+        preferred[at:at] = [k for k in CONTAINER_FACTS if k in run]
+    ordered = preferred + sorted(
+        k
+        for k in run
+        if k not in preferred and k not in SHOWN_ELSEWHERE and k != SECURITY_FACT and k not in CONTAINER_FACTS
     )
     for key in ordered:
         walk(key, run[key])
     return rows
+
+
+def held_limits_text(held: Mapping[str, Any]) -> str:
+    """One container's limits: what its kernel held (its cgroup files), what the engine was given, its image."""
+
+    def limits(memory: Any, vcpus: Any) -> str:
+        mib = "no memory limit" if not memory else f"{int(memory) / 2**20:g} MiB"
+        return f"{mib}, {'no CPU limit' if not vcpus else f'{float(vcpus):g} vCPU'}"
+
+    parts = [f"kernel ({held.get('cgroup', '?')}): {limits(held.get('memory_bytes'), held.get('vcpus'))}"]
+    parts.append(f"engine: {limits(held.get('engine_memory_bytes'), held.get('engine_vcpus'))}")
+    if held.get("image_id"):
+        parts.append(f"image {str(held['image_id']).removeprefix('sha256:')[:12]}")
+    return "; ".join(parts)
 
 
 def missing_facts(run: Mapping[str, Any]) -> list[str]:

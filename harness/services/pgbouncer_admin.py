@@ -48,6 +48,12 @@ def clients(stack: StackEndpoints) -> list[dict[str, Any]]:
     return _show(stack, "CLIENTS")
 
 
+def proxy_version(stack: StackEndpoints) -> str:
+    """The version PgBouncer reports (SHOW VERSION), without its name."""
+    rows = _show(stack, "VERSION")
+    return str(rows[0]["version"]).removeprefix("PgBouncer ").strip() if rows else ""
+
+
 def server_connections(stack: StackEndpoints) -> int:
     """Server connections the proxy holds open to PostgreSQL, in use or idle."""
     return sum(int(p["sv_active"]) + int(p["sv_idle"]) + int(p["sv_used"]) for p in pools(stack))

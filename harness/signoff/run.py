@@ -139,6 +139,8 @@ def signoff(
                     "scenarios": round(scenarios_done - probed_at, 1),
                 },
                 "secret_scan": {"files": scanned, "secrets": len(secrets), "leaks": [str(leak) for leak in leaks]},
+                # Read back after the scenarios: the limits the containers' kernel held while they ran.
+                **({"containers": held} if (held := backend.container_sizing()) else {}),
             }
         )
         rendered = render_report(results_path, out_dir, thresholds)
