@@ -11,7 +11,7 @@ SEED ?= default
 SIZE ?= signoff
 SIGNOFF_ARGS ?=
 
-.PHONY: install system-packages up down status test unit lint signoff signoff-ci bench-stack locust bench-locust docs docs-build clean
+.PHONY: install system-packages up down status test unit lint signoff signoff-ci signoff-compose-ci bench-stack locust bench-locust docs docs-build clean
 
 install: system-packages $(VENV)/.installed
 
@@ -57,6 +57,26 @@ signoff: install
 
 signoff-ci: install
 	$(BIN)/harness signoff --size ci $(SIGNOFF_ARGS)
+
+# CI's gate on the compose backend (.ci/run runs it after the tests): the ci-size sign-off on containers passes
+# on PASS and WARN and fails on FAIL, BROKEN, a stack that did not start, or a run past COMPOSE_CI_TIMEOUT_S.
+# It runs in a state directory of its own (so it never meets a stack you keep running), which is removed with
+# the stack, its network and its volumes whatever the verdict; the reports stay under COMPOSE_CI_REPORTS.
+COMPOSE_CI_REPORTS ?= reports/compose-ci
+COMPOSE_CI_TIMEOUT_S ?= 900
+signoff-compose-ci: install
+	@state=$$(mktemp -d "$${TMPDIR:-/tmp}/dbunit-compose-ci.XXXXXX"); \
+	trap 'HARNESS_STATE_DIR="$$state" $(BIN)/harness down --backend compose --purge >/dev/null \
+	  || echo "signoff-compose-ci: removing the stack of $$state failed" >&2; rm -rf "$$state"' EXIT; \
+	HARNESS_STATE_DIR="$$state" timeout -k 30 $(COMPOSE_CI_TIMEOUT_S) \
+	  $(BIN)/harness signoff --size ci --backend compose --reports $(COMPOSE_CI_REPORTS) $(SIGNOFF_ARGS); \
+	code=$$?; \
+	echo "compose sign-off: exit $$code; reports in $(CURDIR)/$(COMPOSE_CI_REPORTS)/$$(ls -t $(COMPOSE_CI_REPORTS) 2>/dev/null | head -1)"; \
+	case $$code in \
+	  0|3) exit 0 ;; \
+	  124|137) echo "compose sign-off: stopped after $(COMPOSE_CI_TIMEOUT_S) s (COMPOSE_CI_TIMEOUT_S)" >&2; exit 1 ;; \
+	  *) exit 1 ;; \
+	esac
 
 # What CI checks before the tests: lint, formatting, and types (strictness in pyproject.toml).
 lint: install
