@@ -45,6 +45,7 @@ from harness.monitoring.drill import (
 from harness.monitoring.publish import AwsMetricPublisher
 from harness.monitoring.semantics import Datapoint, Outcome, datapoints, evaluate, period_start, ratio_datapoints
 from harness.services.cgroups import CgroupLimiter
+from harness.services.containers import ContainerUnreadable, compose_containers, cpu_shares, set_cpu_shares
 from harness.services.pgbouncer_admin import ProxyAdminUnavailable, release_server_connections
 from harness.thresholds import load_thresholds
 from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
@@ -252,6 +253,10 @@ def weighted_as_its_backends(stack, backends: int) -> Iterator[str]:
     average 16, measured): the drill could never breach. Its cap (2 vCPUs) still holds."""
     facts = stack.facts.get("cgroup") or {}
     name = facts.get("detail") if facts.get("enforced") else None
+    if not name and stack.backend == "compose":
+        with container_weighted(str(stack.facts["project"]), backends) as done:
+            yield done
+        return
     if not name:
         yield "no cgroup holds PostgreSQL: its backends compete as plain processes"
         return
@@ -269,6 +274,23 @@ def weighted_as_its_backends(stack, backends: int) -> Iterator[str]:
         yield f"cgroup CPU weight {before} -> {before * backends} during the drill, cap unchanged"
     finally:
         group.set_cpu_weight(before)
+
+
+@contextmanager
+def container_weighted(project: str, backends: int) -> Iterator[str]:
+    """The compose stack's PostgreSQL container given the CPU weight of `backends` processes, through the engine,
+    then its own back: the container's group meets the host's other tasks as the embedded stack's cgroup does."""
+    try:
+        container = compose_containers(project)["postgres"].container_id
+        before = cpu_shares(container)
+        set_cpu_shares(container, before * backends)
+    except (ContainerUnreadable, KeyError) as exc:
+        yield f"the PostgreSQL container's CPU weight could not be raised ({exc}): left as it was"
+        return
+    try:
+        yield f"container CPU shares {before} -> {before * backends} during the drill, cap unchanged"
+    finally:
+        set_cpu_shares(container, before)
 
 
 def test_rds_cpu_drill_cpu_heavy_statements_on_the_capped_instance(stack, production_alarms, results):

@@ -127,11 +127,26 @@ def _docker(docker: str, *args: str) -> str:
     return done.stdout
 
 
-def compose_containers(project: str) -> dict[str, ContainerUsage]:
-    """The running containers of a compose project by service name, each with its cgroup."""
+def _docker_cli() -> str:
     docker = shutil.which("docker")
     if docker is None:
         raise ContainerUnreadable("no `docker` command on PATH to find the compose project's containers")
+    return docker
+
+
+def cpu_shares(container_id: str) -> int:
+    """The container's CPU weight against the host's other groups (the engine's --cpu-shares; 1024 unless set)."""
+    return int(_docker(_docker_cli(), "inspect", "--format", "{{.HostConfig.CpuShares}}", container_id)) or 1024
+
+
+def set_cpu_shares(container_id: str, shares: int) -> None:
+    """Change the container's CPU weight through the engine (no root needed); its CPU limit stays."""
+    _docker(_docker_cli(), "update", "--cpu-shares", str(shares), container_id)
+
+
+def compose_containers(project: str) -> dict[str, ContainerUsage]:
+    """The running containers of a compose project by service name, each with its cgroup."""
+    docker = _docker_cli()
     ids = _docker(docker, "ps", "--quiet", "--no-trunc", "--filter", f"label={COMPOSE_PROJECT_LABEL}={project}").split()
     if not ids:
         raise ContainerUnreadable(f"compose project {project} has no running container")
