@@ -71,7 +71,7 @@ signoff-compose-ci: install
 	HARNESS_STATE_DIR="$$state" timeout -k 30 $(COMPOSE_CI_TIMEOUT_S) \
 	  $(BIN)/harness signoff --size ci --backend compose --reports $(COMPOSE_CI_REPORTS) $(SIGNOFF_ARGS); \
 	code=$$?; \
-	echo "compose sign-off: exit $$code; reports in $(CURDIR)/$(COMPOSE_CI_REPORTS)/$$(ls -t $(COMPOSE_CI_REPORTS) 2>/dev/null | head -1)"; \
+	echo "compose sign-off: exit $$code; reports in $(abspath $(COMPOSE_CI_REPORTS))/$$(ls -t $(COMPOSE_CI_REPORTS) 2>/dev/null | head -1)"; \
 	case $$code in \
 	  0|3) exit 0 ;; \
 	  124|137) echo "compose sign-off: stopped after $(COMPOSE_CI_TIMEOUT_S) s (COMPOSE_CI_TIMEOUT_S)" >&2; exit 1 ;; \

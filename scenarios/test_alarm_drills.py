@@ -328,13 +328,17 @@ def test_rds_cpu_drill_cpu_heavy_statements_on_the_capped_instance(stack, produc
         series = samples.series("postgres.cpu_pct")
         assert series, f"the sampler read no PostgreSQL CPU: {samples.unavailable}"
         judged = evaluate(datapoints(series, alarm.rule, series[0][0], series[-1][0]), alarm.rule)
-        if failure is not None and not judged.fired:
+        if not judged.fired:
+            # The emulator alarms on its last 10 s of points, so CPU hovering at the level can fire it while no
+            # clock-aligned period's Average (CloudWatch's, and the harness evaluator's) reaches the level.
+            emulator = "the emulator's alarm did not fire" if failure is not None else "the emulator's alarm fired"
             best = max((d.value for d in judged_points(judged) if d.value is not None), default=0.0)
             reason = (
                 f"the best 10 s Average of PostgreSQL's CPU was {best:.0f} % (peak sample "
                 f"{max(v for _, v in series):.0f} %) of its {vcpus} vCPUs under {burners} CPU-bound statements "
-                f"for {CPU_BREACH_TIMEOUT_S:.0f} s ({weighting}), against the {production.threshold:g} % level; host "
-                f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores. The CPU alarm was not tested."
+                f"for {CPU_BREACH_TIMEOUT_S:.0f} s ({weighting}), against the {production.threshold:g} % level "
+                f"({emulator}); host load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores. The CPU "
+                "alarm was not tested."
             )
             record_outcome(
                 results,
@@ -354,7 +358,6 @@ def test_rds_cpu_drill_cpu_heavy_statements_on_the_capped_instance(stack, produc
             # The harness's evaluator saw the breach and the emulator's alarm did not follow: a real failure.
             raise AssertionError(f"the 10 s CPU level was breached ({judged.first_alarm}) but: {failure}")
         assert_drill(times)
-        assert judged.fired, [e.reason for e in judged.evaluations]
     record(results, "rds_cpu", times, alarm, production, f"; {weighting}")
 
 
