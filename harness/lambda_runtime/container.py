@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -74,10 +76,34 @@ class ContainerOptions:
     forwards: dict[int, tuple[str, int]]
 
 
-def engine_client() -> docker.DockerClient:
-    """The engine's client (DOCKER_HOST or the default socket); one clear error when none answers."""
+def context_endpoint() -> str | None:
+    """The docker CLI's current context's endpoint: the SDK reads DOCKER_HOST but not contexts, and Docker
+    Desktop's context is not the default socket. None when DOCKER_HOST is set or the CLI cannot say."""
+    docker_cli = shutil.which("docker")
+    if os.environ.get("DOCKER_HOST") or docker_cli is None:
+        return None
     try:
-        client = docker.from_env(timeout=ENGINE_TIMEOUT_S)
+        done = subprocess.run(
+            [docker_cli, "context", "inspect", "--format", "{{.Endpoints.docker.Host}}"],
+            capture_output=True,
+            text=True,
+            timeout=ENGINE_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (done.stdout.strip() or None) if done.returncode == 0 else None
+
+
+def engine_client() -> docker.DockerClient:
+    """The engine's client (DOCKER_HOST, the CLI's context, or the default socket); one clear error when none
+    answers."""
+    try:
+        endpoint = context_endpoint()
+        if endpoint:
+            client = docker.DockerClient(base_url=endpoint, timeout=ENGINE_TIMEOUT_S)
+        else:
+            client = docker.from_env(timeout=ENGINE_TIMEOUT_S)
         client.ping()
     except docker.errors.DockerException as exc:
         raise EnvironmentFailure(f"no Docker engine answers for the Lambda containers: {exc}") from None
