@@ -434,6 +434,7 @@ class ComposeBackend(Backend):
             # Compose would fail on a busy port with a long trace; say which setting to change instead.
             for setting, var in PORT_VARS.items():
                 ensure_port_free(int(values[var]), f"the compose stack's {setting.removesuffix('_port')}", setting)
+            self._lambda().check_port()
             self.build(compose, report, docker)
         report(f"compose: docker compose up --wait, project {values['COMPOSE_PROJECT_NAME']}")
         began = time.monotonic()

@@ -22,9 +22,10 @@ from harness.backends.base import Reporter, ServiceStatus
 from harness.backends.compose_spec import IMAGES, PORT_VARS, SERVICE_PORTS
 from harness.config import Settings
 from harness.endpoints import AwsEndpoint
+from harness.lambda_runtime.environment import EnvironmentFailure
 from harness.lambda_runtime.sandbox import format_forwards
 from harness.services.lambda_server import NAME, LambdaRuntimeService
-from harness.services.process import PidFiles, stop_process
+from harness.services.process import PidFiles, ServiceError, ensure_port_free, stop_process
 
 RUNTIME_STATE = "lambda"
 ROW = "lambda (containers)"
@@ -84,10 +85,19 @@ class ComposeLambda:
             self.pids.remove(NAME)
         self.remove_containers(report)
 
-    def remove_containers(self, report: Reporter) -> None:
-        from harness.lambda_runtime.container import engine_client, remove_project_containers
+    def check_port(self) -> None:
+        """Before compose starts anything: the runtime's port is free, unless this runtime already holds it."""
+        record = self.pids.read(NAME)
+        if record is None or not record.is_alive():
+            ensure_port_free(self.settings.lambda_port, "the compose stack's Lambda runtime", "lambda_port")
 
-        removed = remove_project_containers(engine_client(), self.project)
+    def remove_containers(self, report: Reporter) -> None:
+        from harness.lambda_runtime.container import ENGINE_ERRORS, engine_client, remove_project_containers
+
+        try:
+            removed = remove_project_containers(engine_client(), self.project)
+        except (EnvironmentFailure, *ENGINE_ERRORS) as exc:
+            raise ServiceError(f"could not remove the Lambda containers of project {self.project}: {exc}") from None
         if removed:
             report(f"lambda: removed {len(removed)} function container(s) left running: {', '.join(removed)}")
 

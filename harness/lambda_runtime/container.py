@@ -64,6 +64,8 @@ CPU_PERIOD_US = 100_000
 # Creating and starting a container: a busy engine takes seconds; past this the invoke fails.
 ENGINE_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 10
+# What an API call raises: the SDK's own errors, and the HTTP client's when the engine stops answering.
+ENGINE_ERRORS = (docker.errors.DockerException, requests.RequestException)
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ def engine_client() -> docker.DockerClient:
         else:
             client = docker.from_env(timeout=ENGINE_TIMEOUT_S)
         client.ping()
-    except docker.errors.DockerException as exc:
+    except ENGINE_ERRORS as exc:
         raise EnvironmentFailure(f"no Docker engine answers for the Lambda containers: {exc}") from None
     return client
 
@@ -199,7 +201,7 @@ class ContainerEnvironment(ExecutionEnvironment):
             self.container.start()
             # Lambda's Init Duration leaves out making the sandbox: measured from the moment the worker runs.
             began = time.perf_counter()
-        except docker.errors.DockerException as exc:
+        except ENGINE_ERRORS as exc:
             self.kill()
             raise EnvironmentFailure(f"could not start a container from {self.options.image}: {exc}") from None
         return began
@@ -223,7 +225,7 @@ class ContainerEnvironment(ExecutionEnvironment):
         quota = round(lambda_vcpu_share(self.spec.memory_mb) * CPU_PERIOD_US)
         try:
             self.container.update(cpu_period=CPU_PERIOD_US, cpu_quota=quota)
-        except docker.errors.DockerException as exc:
+        except ENGINE_ERRORS as exc:
             self.kill()
             raise EnvironmentFailure(f"could not apply the CPU share to {self.container.name}: {exc}") from None
 
@@ -233,7 +235,7 @@ class ContainerEnvironment(ExecutionEnvironment):
             return 0
         try:
             memory = self.container.stats(stream=False, one_shot=True).get("memory_stats", {})
-        except docker.errors.DockerException:
+        except ENGINE_ERRORS:
             return 0
         return int(memory.get("max_usage") or memory.get("usage") or 0)
 
@@ -256,9 +258,9 @@ class ContainerEnvironment(ExecutionEnvironment):
             return False
         try:
             self.container.wait(timeout=STOP_TIMEOUT_S)
-        except (docker.errors.DockerException, requests.RequestException):
+        except ENGINE_ERRORS:
             return False
-        with contextlib.suppress(docker.errors.DockerException):
+        with contextlib.suppress(*ENGINE_ERRORS):
             self.container.reload()
             return bool(self.container.attrs["State"].get("OOMKilled"))
         return False
@@ -270,7 +272,7 @@ class ContainerEnvironment(ExecutionEnvironment):
                 container.remove(force=True)
             except docker.errors.NotFound:
                 pass
-            except docker.errors.DockerException as exc:
+            except ENGINE_ERRORS as exc:
                 # The project label lets the next start, or `harness down`, remove it.
                 print(f"lambda runtime: could not remove {container.name}: {exc}", file=sys.stderr, flush=True)
         if self._socket is not None:
@@ -322,12 +324,14 @@ class ContainerEnvironments:
 
     def facts(self) -> dict[str, Any]:
         image: dict[str, Any] = {"name": self.options.image}
-        with contextlib.suppress(docker.errors.DockerException):
+        with contextlib.suppress(*ENGINE_ERRORS):
             found = self.client.images.get(self.options.image)
             image.update(
                 id=found.short_id, created=found.attrs.get("Created"), packages=found.labels.get(PACKAGES_LABEL)
             )
-        running = self.client.containers.list(filters={"label": f"{PROJECT_LABEL}={self.options.project}"})
+        running = []
+        with contextlib.suppress(*ENGINE_ERRORS):
+            running = self.client.containers.list(filters={"label": f"{PROJECT_LABEL}={self.options.project}"})
         if running:
             sample = running[0]
             limits = {

@@ -122,6 +122,9 @@ class FakeLambdaRuntime:
     def __init__(self, settings, work_dir, project):
         self.project = project
 
+    def check_port(self):
+        self.calls.append(f"check {self.project}")
+
     def start(self, aws, values, report):
         self.calls.append(f"start {self.project}")
         return self
@@ -261,7 +264,7 @@ def test_up_runs_compose_up_wait_then_creates_the_resources_and_writes_the_endpo
     emulator = dataclasses.replace(endpoints.aws, lambda_url="")
     assert no_aws == [(emulator, endpoints.proxy), ("checkpoint", emulator)]
     # Then the Lambda runtime starts, and clients reach it as on the embedded stack.
-    assert lambda_runtime == [f"start {backend.project}"]
+    assert lambda_runtime == [f"check {backend.project}", f"start {backend.project}"]
     assert endpoints.aws.lambda_url == FakeLambdaRuntime.url
     assert load_endpoints(settings.state_dir) == endpoints
     assert backend.endpoints() == endpoints
