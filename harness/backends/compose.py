@@ -37,6 +37,7 @@ import psycopg
 import yaml
 
 from harness.backends.base import Backend, Reporter, ServiceStatus, StackStatus
+from harness.backends.compose_lambda import ComposeLambda
 from harness.backends.compose_spec import (
     COMPOSE_CREDITS_NOT_EMULATED,
     COMPOSE_FILE,
@@ -44,6 +45,7 @@ from harness.backends.compose_spec import (
     DB_PASSWORD_VAR,
     DEFAULT_PIP_CA,
     IMAGES,
+    LAMBDA_PROFILE,
     MASTER_USER_VAR,
     PIP_CA_VAR,
     PORT_VARS,
@@ -356,7 +358,10 @@ class ComposeBackend(Backend):
         """Build the images compose runs, through the build cache; a failure names the failing step."""
         report("compose: building the images from compose/*/Dockerfile (cached steps are reused)")
         began = time.monotonic()
-        done = self._run(compose, "--progress", "plain", "build", timeout_s=BUILD_TIMEOUT_S)
+        # The Lambda image's profile is never started by compose, but built with the others.
+        done = self._run(
+            compose, "--profile", LAMBDA_PROFILE, "--progress", "plain", "build", timeout_s=BUILD_TIMEOUT_S
+        )
         output = done.stdout + done.stderr
         if done.returncode != 0:
             step = failing_build_step(output)
@@ -429,6 +434,7 @@ class ComposeBackend(Backend):
             # Compose would fail on a busy port with a long trace; say which setting to change instead.
             for setting, var in PORT_VARS.items():
                 ensure_port_free(int(values[var]), f"the compose stack's {setting.removesuffix('_port')}", setting)
+            self._lambda().check_port()
             self.build(compose, report, docker)
         report(f"compose: docker compose up --wait, project {values['COMPOSE_PROJECT_NAME']}")
         began = time.monotonic()
@@ -458,12 +464,20 @@ class ComposeBackend(Backend):
             if started_here:
                 self._remove(compose, report)
             raise ServiceError(f"PostgreSQL is healthy but does not answer from the host: {exc}") from None
+        runtime = self._lambda()
+        try:
+            lambda_runtime = runtime.start(aws, values, report)
+        except ServiceError:
+            if started_here:
+                runtime.stop(report)
+                self._remove(compose, report)
+            raise
         endpoints = StackEndpoints(
             backend=self.name,
             proxy=proxy,
             direct=direct,
             redis=redis,
-            aws=aws,
+            aws=replace(aws, lambda_url=lambda_runtime.url),
             resources=resources,
             facts={
                 "project": values["COMPOSE_PROJECT_NAME"],
@@ -481,6 +495,7 @@ class ComposeBackend(Backend):
                 "credits": self.credit_facts(),
                 "tls": tls_facts(self.settings.tls, tls, DIRECT_PLAIN),
                 "state_dir": str(self.state),
+                "lambda": lambda_runtime.facts(),
             },
         )
         # Compose's healthchecks ran inside the containers; these run from the host, through the published
@@ -489,6 +504,7 @@ class ComposeBackend(Backend):
         failed = [row for row in rows if not row.healthy]
         if failed:
             if started_here:
+                runtime.stop(report)
                 self._remove(compose, report)
             raise ServiceError(
                 "compose reports every service healthy, but from the host "
@@ -500,7 +516,9 @@ class ComposeBackend(Backend):
 
     def down(self, report: Reporter, purge: bool = False) -> None:
         if self.env_path.exists():
-            self._remove(self._compose(require_docker()), report, volumes=purge)
+            docker = require_docker()
+            self._lambda().stop(report)
+            self._remove(self._compose(docker), report, volumes=purge)
         else:
             report(f"compose: nothing was started from {self.state}")
         forget_endpoints(self.state, self.name, report)
@@ -544,7 +562,13 @@ class ComposeBackend(Backend):
             return StackStatus(self.name, [], {**facts, "note": "the compose stack was not started from here"})
         containers = self.container_sizing()
         facts.update(project=endpoints.facts.get("project"), tls=endpoints.facts.get("tls"), containers=containers)
-        return StackStatus(self.name, [self._with_sizing(row, containers) for row in probe_stack(endpoints)], facts)
+        rows = [self._with_sizing(row, containers) for row in probe_stack(endpoints)]
+        lambda_row, facts["lambda"] = self._lambda().status(endpoints.aws)
+        return StackStatus(self.name, [*rows, lambda_row], facts)
+
+    def _lambda(self) -> ComposeLambda:
+        # Compose lets the shell's COMPOSE_PROJECT_NAME win over the env file, and so does the runtime's label.
+        return ComposeLambda(self.settings, self.work_dir, os.environ.get("COMPOSE_PROJECT_NAME", self.project))
 
     @staticmethod
     def _with_sizing(row: ServiceStatus, containers: dict[str, dict[str, Any]]) -> ServiceStatus:
