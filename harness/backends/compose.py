@@ -38,6 +38,7 @@ from typing import Any
 import psycopg
 import yaml
 
+from harness.backends import compose_faults
 from harness.backends.base import Backend, Reporter, ServiceStatus, StackStatus
 from harness.backends.compose_engine import (
     build_images,
@@ -368,6 +369,32 @@ class ComposeBackend(Backend):
         if purge and self.work_dir.exists():
             shutil.rmtree(self.work_dir)
             report(f"removed {self.work_dir}")
+
+    # -- fault drills --------------------------------------------------------------------------------
+
+    @staticmethod
+    def services() -> tuple[str, ...]:
+        """The services the compose file runs: what the drills may kill and restart."""
+        return tuple(yaml.safe_load(COMPOSE_FILE.read_text())["services"])
+
+    def _known(self, service: str) -> None:
+        if service not in self.services():
+            raise ServiceError(f"unknown service {service!r}; the compose stack has {', '.join(self.services())}")
+
+    def can_restart(self, service: str) -> bool:
+        return service in self.services()
+
+    def kill(self, service: str, report: Reporter) -> None:
+        """SIGKILL the service's main process (its container's PID 1); `up()` starts it again on its volume."""
+        self._known(service)
+        docker = require_docker()
+        compose_faults.kill(self._compose(docker), docker, service, report)
+
+    def restart(self, service: str, report: Reporter) -> None:
+        """Stop one service and start it again on the same container and volume (a fault drill)."""
+        self._known(service)
+        docker = require_docker()
+        compose_faults.restart(self._compose(docker), docker, service, report)
 
     def endpoints(self) -> StackEndpoints | None:
         endpoints = load_endpoints(self.state)
