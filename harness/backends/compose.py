@@ -41,6 +41,7 @@ import yaml
 from harness.backends import compose_faults
 from harness.backends.base import Backend, Reporter, ServiceStatus, StackStatus
 from harness.backends.compose_engine import (
+    COMPOSE_TIMEOUT_S,
     build_images,
     compose_failure,
     compose_run,
@@ -103,6 +104,21 @@ DIRECT_PLAIN = (
 # The probe rows' services, as compose names them.
 SERVICE_OF_ROW = {"postgres (direct)": "postgres", "proxy": "pgbouncer", "redis": "redis", "aws": "aws"}
 HOST = "127.0.0.1"
+# What the compose stack does not do that the embedded one does, and why: status, the endpoint facts (and
+# so every results file's run facts) and the drills say so, rather than leave a figure silently missing.
+NOT_EMULATED_BACKUPS = (
+    "its PostgreSQL archives no WAL and the harness takes no base backups of it (the embedded server's "
+    "archive_command feeds the harness's WAL archive in the emulator's S3): `harness backup`, the checklist's "
+    "backup items and the restore half of the database drill run on the embedded stack only"
+)
+NOT_EMULATED_LAMBDA = (
+    "no Lambda runtime of the harness's: the AWS emulator answers the Lambda API itself, without enforcing "
+    "Timeout or MemorySize and without REPORT lines or workers to kill (the lambda drill, and a Lambda through "
+    "the network drill's blackhole, are NOT EMULATED)"
+)
+# PgBouncer's answer while it waits server_login_retry (15 s by default) after its server failed a login.
+PROXY_LOGIN_RETRY = "server_login_retry"
+PROXY_LOGIN_RETRY_DEADLINE_S = 30.0
 
 
 def aws_build_paths() -> dict[str, str]:
@@ -294,12 +310,22 @@ class ComposeBackend(Backend):
             for setting, var in PORT_VARS.items():
                 ensure_port_free(int(values[var]), f"the compose stack's {setting.removesuffix('_port')}", setting)
             build_images(compose, report, docker)
-        report(f"compose: docker compose up --wait, project {values['COMPOSE_PROJECT_NAME']}")
+        # On a running stack (a service killed by a drill, say) `up` starts what is stopped and replaces
+        # nothing: a tag another state directory's build moved would otherwise make compose recreate every
+        # container, and cut the clients of the services that never went down.
+        up = ["up", "--wait"] if started_here else ["up", "--wait", "--no-recreate"]
+        report(f"compose: docker compose {' '.join(up)}, project {values['COMPOSE_PROJECT_NAME']}")
         began = time.monotonic()
         try:
-            compose.start()
+            if started_here:
+                compose.start()
+            else:
+                # As long as compose's own healthchecks may take (60 retries 2 s apart), and then some.
+                done = compose_run(compose, *up, timeout_s=2 * COMPOSE_TIMEOUT_S)
+                if done.returncode != 0:
+                    raise subprocess.CalledProcessError(done.returncode, up, done.stdout, done.stderr)
         except subprocess.CalledProcessError as exc:
-            failure = compose_failure("docker compose up --wait", compose, exc)
+            failure = compose_failure(f"docker compose {' '.join(up)}", compose, exc)
             if started_here:
                 self._remove(compose, report)
             raise failure from None
@@ -345,11 +371,12 @@ class ComposeBackend(Backend):
                 "credits": self.credit_facts(),
                 "tls": tls_facts(self.settings.tls, tls, DIRECT_PLAIN),
                 "state_dir": str(self.state),
+                "not_emulated": self.not_emulated(),
             },
         )
         # Compose's healthchecks ran inside the containers; these run from the host, through the published
         # ports, with the endpoints every client gets (TLS verified against the CA, names checked).
-        failed = [row for row in probe_stack(endpoints) if not row.healthy]
+        failed = self._host_probe_failures(endpoints)
         if failed:
             if started_here:
                 self._remove(compose, report)
@@ -359,6 +386,19 @@ class ComposeBackend(Backend):
             )
         save_endpoints(self.state, endpoints)
         return endpoints
+
+    @staticmethod
+    def _host_probe_failures(endpoints: StackEndpoints) -> list[ServiceStatus]:
+        """The probes that fail from the host. A PgBouncer whose server went away (a killed database, a
+        drill) refuses logins for server_login_retry before it tries the server again: that answer alone is
+        waited out, up to a deadline; any other failure is one."""
+        deadline = time.monotonic() + PROXY_LOGIN_RETRY_DEADLINE_S
+        while True:
+            failed = [row for row in probe_stack(endpoints) if not row.healthy]
+            waiting = all(PROXY_LOGIN_RETRY in row.detail for row in failed)
+            if not failed or not waiting or time.monotonic() > deadline:
+                return failed
+            time.sleep(0.5)
 
     def down(self, report: Reporter, purge: bool = False) -> None:
         if self.env_path.exists():
@@ -383,6 +423,13 @@ class ComposeBackend(Backend):
 
     def can_restart(self, service: str) -> bool:
         return service in self.services()
+
+    def not_emulated(self) -> dict[str, str]:
+        """What this stack does not emulate, and why."""
+        missing = {"backups": NOT_EMULATED_BACKUPS}
+        if "lambda" not in self.services():
+            missing["lambda_runtime"] = NOT_EMULATED_LAMBDA
+        return missing
 
     def kill(self, service: str, report: Reporter) -> None:
         """SIGKILL the service's main process (its container's PID 1); `up()` starts it again on its volume."""
@@ -410,7 +457,12 @@ class ComposeBackend(Backend):
         if endpoints is None:
             return StackStatus(self.name, [], {**facts, "note": "the compose stack was not started from here"})
         containers = self.container_sizing()
-        facts.update(project=endpoints.facts.get("project"), tls=endpoints.facts.get("tls"), containers=containers)
+        facts.update(
+            project=endpoints.facts.get("project"),
+            tls=endpoints.facts.get("tls"),
+            containers=containers,
+            not_emulated=self.not_emulated(),
+        )
         return StackStatus(self.name, [self._with_sizing(row, containers) for row in probe_stack(endpoints)], facts)
 
     @staticmethod

@@ -378,8 +378,13 @@ def run(
                 f"{f['blackhole_redis']['failed']} failed of {f['blackhole_redis']['requests']} "
                 f"{f['blackhole_redis']['errors'] or ''}",
             )
-            if state_dir is not None:
+            if state_dir is not None and stack.aws.lambda_url:
                 lambda_through_blackhole(stack, state_dir, pg_fault, result, report)
+            elif state_dir is not None:
+                result.notes.append(
+                    "a GDPR Lambda through the PostgreSQL blackhole: NOT EMULATED on this stack: it runs no Lambda "
+                    "runtime of the harness's (its AWS emulator answers the Lambda API itself)"
+                )
         finally:
             path.close()
     everything = path.requests
