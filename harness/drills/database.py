@@ -128,8 +128,9 @@ def restore_target(settings: Settings, stack: StackEndpoints) -> tuple[BackupTar
         return backup_target(settings, stack), ""
     except BackupError as exc:
         return None, (
-            f"{exc}; without its WAL archive and base backups there is nothing to restore a lost instance from "
-            "(and the drill re-points the embedded stack's own PgBouncer at the restored instance)"
+            f"{str(exc).removeprefix('NOT EMULATED ')}; without its WAL archive and base backups there is "
+            "nothing to restore a lost instance from (and the drill re-points the embedded stack's own PgBouncer "
+            "at the restored instance)"
         )
 
 
