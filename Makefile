@@ -11,7 +11,7 @@ SEED ?= default
 SIZE ?= signoff
 SIGNOFF_ARGS ?=
 
-.PHONY: install system-packages up down status test unit lint signoff signoff-ci bench-stack locust bench-locust docs docs-build clean
+.PHONY: install system-packages up down status test unit lint signoff signoff-ci bench-stack bench-ports locust bench-locust docs docs-build clean
 
 install: system-packages $(VENV)/.installed
 
@@ -66,6 +66,10 @@ lint: install
 
 bench-stack: install
 	$(BIN)/python benchmarks/stack_bench.py
+
+# What the compose backend's published ports add to each request (needs `harness up --backend compose`).
+bench-ports: install
+	$(BIN)/python benchmarks/published_port_bench.py
 
 # A headless Locust run against the unit, ending with the thresholds' verdict as its exit code:
 # `make locust LOCUSTFILE=cache LOCUST_ARGS="-u 8 -t 2m --shape ramp"`.

@@ -29,6 +29,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import replace
@@ -49,6 +50,7 @@ from harness.backends.compose_engine import (
     indented_tail,
     require_docker,
 )
+from harness.backends.compose_lambda import ComposeLambda
 from harness.backends.compose_limits import container_sizing
 from harness.backends.compose_spec import (
     AWS_CONTEXT_VAR,
@@ -85,9 +87,10 @@ from harness.paths import COMPOSE_DIR
 from harness.services import aws_persist
 from harness.services.aws import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, checkpoint, create_unit_resources
 from harness.services.certificates import container_copy, ensure_certificates, tls_facts
+from harness.services.lambda_server import NAME as LAMBDA_RUNTIME
 from harness.services.pgbouncer import client_tls_params
 from harness.services.postgres import server_facts
-from harness.services.process import ServiceError, ensure_port_free
+from harness.services.process import ServiceError, ensure_port_free, port_is_free
 from harness.services.redis import uses_tls
 from harness.sizing import unit_sizing
 
@@ -111,11 +114,8 @@ NOT_EMULATED_BACKUPS = (
     "archive_command feeds the harness's WAL archive in the emulator's S3): `harness backup`, the checklist's "
     "backup items and the restore half of the database drill run on the embedded stack only"
 )
-NOT_EMULATED_LAMBDA = (
-    "no Lambda runtime of the harness's: the AWS emulator answers the Lambda API itself, without enforcing "
-    "Timeout or MemorySize and without REPORT lines or workers to kill (the lambda drill, and a Lambda through "
-    "the network drill's blackhole, are NOT EMULATED)"
-)
+# The Lambda runtime as the drills name it, as on the embedded stack.
+LAMBDA_SERVICE = "lambda"
 # PgBouncer's answer while it waits server_login_retry (15 s by default) after its server failed a login.
 PROXY_LOGIN_RETRY = "server_login_retry"
 PROXY_LOGIN_RETRY_DEADLINE_S = 30.0
@@ -309,6 +309,7 @@ class ComposeBackend(Backend):
             # Compose would fail on a busy port with a long trace; say which setting to change instead.
             for setting, var in PORT_VARS.items():
                 ensure_port_free(int(values[var]), f"the compose stack's {setting.removesuffix('_port')}", setting)
+            self._lambda().check_port()
             build_images(compose, report, docker)
         # On a running stack (a service killed by a drill, say) `up` starts what is stopped and replaces
         # nothing: a tag another state directory's build moved would otherwise make compose recreate every
@@ -348,12 +349,20 @@ class ComposeBackend(Backend):
             if started_here:
                 self._remove(compose, report)
             raise ServiceError(f"PostgreSQL is healthy but does not answer from the host: {exc}") from None
+        runtime = self._lambda()
+        try:
+            lambda_runtime = runtime.start(aws, values, report)
+        except ServiceError:
+            if started_here:
+                runtime.stop(report)
+                self._remove(compose, report)
+            raise
         endpoints = StackEndpoints(
             backend=self.name,
             proxy=proxy,
             direct=direct,
             redis=redis,
-            aws=aws,
+            aws=replace(aws, lambda_url=lambda_runtime.url),
             resources=resources,
             facts={
                 "project": values["COMPOSE_PROJECT_NAME"],
@@ -372,6 +381,7 @@ class ComposeBackend(Backend):
                 "tls": tls_facts(self.settings.tls, tls, DIRECT_PLAIN),
                 "state_dir": str(self.state),
                 "not_emulated": self.not_emulated(),
+                "lambda": lambda_runtime.facts(),
             },
         )
         # Compose's healthchecks ran inside the containers; these run from the host, through the published
@@ -379,6 +389,7 @@ class ComposeBackend(Backend):
         failed = self._host_probe_failures(endpoints)
         if failed:
             if started_here:
+                runtime.stop(report)
                 self._remove(compose, report)
             raise ServiceError(
                 "compose reports every service healthy, but from the host "
@@ -402,7 +413,9 @@ class ComposeBackend(Backend):
 
     def down(self, report: Reporter, purge: bool = False) -> None:
         if self.env_path.exists():
-            self._remove(self._compose(require_docker()), report, volumes=purge)
+            docker = require_docker()
+            self._lambda().stop(report)
+            self._remove(self._compose(docker), report, volumes=purge)
         else:
             report(f"compose: nothing was started from {self.state}")
         forget_endpoints(self.state, self.name, report)
@@ -414,8 +427,10 @@ class ComposeBackend(Backend):
 
     @staticmethod
     def services() -> tuple[str, ...]:
-        """The services the compose file runs: what the drills may kill and restart."""
-        return tuple(yaml.safe_load(COMPOSE_FILE.read_text())["services"])
+        """What the drills may kill and restart: the services compose starts (not those under a profile, the
+        Lambda image's), and the Lambda runtime the harness runs beside them."""
+        spec = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+        return (*(name for name, service in spec.items() if not service.get("profiles")), LAMBDA_SERVICE)
 
     def _known(self, service: str) -> None:
         if service not in self.services():
@@ -424,22 +439,45 @@ class ComposeBackend(Backend):
     def can_restart(self, service: str) -> bool:
         return service in self.services()
 
-    def not_emulated(self) -> dict[str, str]:
+    @staticmethod
+    def not_emulated() -> dict[str, str]:
         """What this stack does not emulate, and why."""
-        missing = {"backups": NOT_EMULATED_BACKUPS}
-        if "lambda" not in self.services():
-            missing["lambda_runtime"] = NOT_EMULATED_LAMBDA
-        return missing
+        return {"backups": NOT_EMULATED_BACKUPS}
 
     def kill(self, service: str, report: Reporter) -> None:
-        """SIGKILL the service's main process (its container's PID 1); `up()` starts it again on its volume."""
+        """SIGKILL the service's main process (a container's PID 1, or the Lambda runtime's process on the host);
+        `up()` starts it again (a container on its volume)."""
         self._known(service)
+        if service == LAMBDA_SERVICE:
+            self._kill_lambda_runtime(report)
+            return
         docker = require_docker()
         compose_faults.kill(self._compose(docker), docker, service, report)
+
+    def _kill_lambda_runtime(self, report: Reporter) -> None:
+        runtime = self._lambda()
+        record = runtime.pids.read(LAMBDA_RUNTIME)
+        if record is None or not record.is_alive():
+            raise ServiceError("lambda is not running; start the stack with `harness up --backend compose`")
+        os.kill(record.pid, signal.SIGKILL)
+        deadline = time.monotonic() + compose_faults.STOPPED_DEADLINE_S
+        while record.is_alive() or not port_is_free(self.settings.lambda_port):
+            if time.monotonic() > deadline:
+                raise ServiceError(f"the Lambda runtime (PID {record.pid}) or its port outlived SIGKILL")
+            time.sleep(compose_faults.POLL_S)
+        # Its execution environments die with it, as the embedded runtime's worker processes do.
+        runtime.remove_containers(report)
+        report(f"lambda: killed (SIGKILL to the runtime, PID {record.pid})")
 
     def restart(self, service: str, report: Reporter) -> None:
         """Stop one service and start it again on the same container and volume (a fault drill)."""
         self._known(service)
+        if service == LAMBDA_SERVICE:
+            began = time.monotonic()
+            self._lambda().stop(report)
+            self.up(report)
+            report(f"lambda: restarted in {time.monotonic() - began:.1f} s")
+            return
         docker = require_docker()
         compose_faults.restart(self._compose(docker), docker, service, report)
 
@@ -463,7 +501,13 @@ class ComposeBackend(Backend):
             containers=containers,
             not_emulated=self.not_emulated(),
         )
-        return StackStatus(self.name, [self._with_sizing(row, containers) for row in probe_stack(endpoints)], facts)
+        rows = [self._with_sizing(row, containers) for row in probe_stack(endpoints)]
+        lambda_row, facts["lambda"] = self._lambda().status(endpoints.aws)
+        return StackStatus(self.name, [*rows, lambda_row], facts)
+
+    def _lambda(self) -> ComposeLambda:
+        # Compose lets the shell's COMPOSE_PROJECT_NAME win over the env file, and so does the runtime's label.
+        return ComposeLambda(self.settings, self.work_dir, os.environ.get("COMPOSE_PROJECT_NAME", self.project))
 
     @staticmethod
     def _with_sizing(row: ServiceStatus, containers: dict[str, dict[str, Any]]) -> ServiceStatus:

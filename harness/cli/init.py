@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.scaffold import InitError, scaffold
+from harness.scaffold import InitError, default_requirement, scaffold
 
 EXIT_OK = 0
 EXIT_REFUSED = 2
@@ -22,7 +22,7 @@ NEXT_STEPS = (
 def cmd_init(args: argparse.Namespace) -> int:
     target: Path = args.dir
     try:
-        written = scaffold(target, force=args.force)
+        written = scaffold(target, force=args.force, requirement=args.requirement)
     except (InitError, OSError) as exc:
         print(f"harness init: {exc}", file=sys.stderr)
         return EXIT_REFUSED
@@ -45,4 +45,10 @@ def add_init_command(sub: Any) -> None:
     )
     parser.add_argument("dir", nargs="?", type=Path, default=Path("."), help="the repository (default: here)")
     parser.add_argument("--force", action="store_true", help="replace files that exist")
+    parser.add_argument(
+        "--requirement",
+        metavar="SPEC",
+        help=f"what the CI files pip-install (default {default_requirement()}, from the package index); "
+        "a wheel's URL or a git+https URL where the index does not have it",
+    )
     parser.set_defaults(func=cmd_init)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from harness.measure.results import ResultsError
-from harness.report import compare_paths, format_verdict_table, render_report
+from harness.report import compare_judged, compare_paths, format_verdict_table, load_judged, render_report
 from harness.report.text import conditions
 from harness.thresholds import ExitCode, ThresholdConfigError, ThresholdSet, load_thresholds
 from harness.thresholds.loading import DEFAULT_THRESHOLDS_FILE
@@ -89,7 +89,10 @@ def cmd_report_render(args: argparse.Namespace) -> int:
 
 def cmd_report_compare(args: argparse.Namespace) -> int:
     try:
-        print(compare_paths(args.a, args.b))
+        if args.judged:
+            print(compare_judged(load_judged(args.a), load_judged(args.b), markdown=args.markdown))
+        else:
+            print(compare_paths(args.a, args.b))
     except ResultsError as exc:
         print(f"cannot compare: {exc}", file=sys.stderr)
         return ExitCode.BROKEN
@@ -117,8 +120,13 @@ def add_report_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     compare = sub.add_parser(
         "compare",
         help="two runs' figures side by side with the change in each",
-        description="A and B are results files or report directories (which hold results.json).",
+        description="A and B are results files or report directories (which hold results.json). With --judged,\n"
+        "report directories (or report.json files): each threshold's figure, N and status in both runs.",
     )
     compare.add_argument("a", type=Path, help="baseline run")
     compare.add_argument("b", type=Path, help="run to compare with the baseline")
+    compare.add_argument(
+        "--judged", action="store_true", help="compare what the two reports judged, threshold by threshold"
+    )
+    compare.add_argument("--markdown", action="store_true", help="with --judged: a Markdown table")
     compare.set_defaults(func=cmd_report_compare)

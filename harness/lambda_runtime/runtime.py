@@ -15,7 +15,6 @@ import json
 import shutil
 import subprocess
 import sys
-import sysconfig
 import threading
 import time
 import uuid
@@ -27,15 +26,16 @@ from typing import Any
 from harness.lambda_runtime.environment import (
     MIB,
     EnvironmentFailure,
+    EnvironmentKind,
     ExecutionEnvironment,
     FunctionSpec,
     Outcome,
+    ProcessEnvironments,
     new_env_id,
 )
 from harness.lambda_runtime.publisher import CloudWatchPublisher
 from harness.lambda_runtime.registry import MAX_UNZIPPED_BYTES, MAX_ZIP_BYTES, FunctionRegistry, LambdaApiError
 from harness.lambda_runtime.report_line import ReportLine, billed_duration_ms
-from harness.services.cgroups import CgroupLimiter
 from harness.services.osuser import ServerUser
 
 # Lambda keeps an idle environment for minutes (not documented, observed 5-15); local memory is finite.
@@ -70,7 +70,15 @@ class RuntimeOptions:
 
 
 class LambdaRuntime:
-    def __init__(self, options: RuntimeOptions, user: ServerUser, publisher: CloudWatchPublisher | None) -> None:
+    def __init__(
+        self,
+        options: RuntimeOptions,
+        user: ServerUser,
+        publisher: CloudWatchPublisher | None,
+        environments: EnvironmentKind | None = None,
+    ) -> None:
+        """`environments`: where execution environments run; worker processes (with cgroups per
+        options.cgroups) unless another kind is given."""
         self.options = options
         self.user = user
         self.publisher = publisher
@@ -83,34 +91,15 @@ class LambdaRuntime:
         self._live: set[ExecutionEnvironment] = set()
         self._stop = threading.Event()
         self._reaper = threading.Thread(target=self._reap_loop, daemon=True, name="idle-reaper")
-        self.cgroup_mode, self.cgroup_detail = self._cgroup_mode()
+        self.environments = environments or ProcessEnvironments(options.cgroups, options.cgroup_prefix, user)
 
     # -- set-up -----------------------------------------------------------------------------------
 
-    def _cgroup_mode(self) -> tuple[str, str]:
-        if self.options.cgroups == "off":
-            return "", "cgroups = off in configuration: memory is sampled, CPU share not enforced"
-        version, reason = CgroupLimiter(f"{self.options.cgroup_prefix}-probe").detect()
-        if not version:
-            if self.options.cgroups == "require":
-                raise RuntimeError(
-                    f"cgroups = require, but the Lambda runtime cannot cap environments: {reason}. "
-                    "Run as root on a machine with writable cgroups, or set cgroups = auto"
-                )
-            return "", f"{reason}: memory is sampled, CPU share not enforced (CPU time is reported instead)"
-        return version, f"each environment in its own {version} cgroup: memory limit and CPU quota"
-
     def start(self) -> None:
-        # Environments of a previous run are gone with their processes; a killed server leaves their
-        # (empty) cgroups and working directories behind.
-        if self.cgroup_mode:
-            root = CgroupLimiter(f"{self.options.cgroup_prefix}-probe").root
-            leftovers = {path.name for path in root.glob(f"*/{self.options.cgroup_prefix}-*")}
-            leftovers |= {path.name for path in root.glob(f"{self.options.cgroup_prefix}-*")}
-            for name in leftovers:
-                CgroupLimiter(name).remove()
+        # Environments of a previous run are gone with their workers; their working directories are not.
         shutil.rmtree(self.envs_dir, ignore_errors=True)
         self.envs_dir.mkdir(parents=True)
+        self.environments.prepare(self.envs_dir)
         restored = self.registry.load()
         if restored:
             print(
@@ -118,22 +107,6 @@ class LambdaRuntime:
                 file=sys.stderr,
                 flush=True,
             )
-        # Workers run as the unprivileged account with this interpreter, its standard library, the
-        # installed packages the functions import and the harness's worker module.
-        needed = [
-            self.envs_dir,
-            Path(sys.executable).resolve(),
-            Path(sysconfig.get_paths()["stdlib"]) / "os.py",
-            Path(sysconfig.get_paths()["purelib"]) / "boto3",
-            Path(__file__).resolve(),
-        ]
-        for path in needed:
-            for changed in self.user.make_traversable(path):
-                print(
-                    f"lambda runtime: added the search bit to {changed} so {self.user.name} can reach {path}",
-                    file=sys.stderr,
-                    flush=True,
-                )
         self._reaper.start()
 
     def shutdown(self) -> None:
@@ -195,15 +168,7 @@ class LambdaRuntime:
         log: list[str] = []
         if env is None:
             env_id = new_env_id()
-            cgroup = CgroupLimiter(f"{self.options.cgroup_prefix}-{env_id[:12]}") if self.cgroup_mode else None
-            env = ExecutionEnvironment(
-                spec,
-                env_id=env_id,
-                work_dir=self.envs_dir / env_id,
-                base_env=self.options.base_env,
-                user=self.user,
-                cgroup=cgroup,
-            )
+            env = self.environments.new(spec, env_id, self.envs_dir / env_id, self.options.base_env)
             with self._lock:
                 self._live.add(env)
             log.append(f"INIT_START Runtime Version: {spec.runtime}.local\tRuntime Version ARN: local")
@@ -305,7 +270,7 @@ class LambdaRuntime:
             error_type=error_type,
         )
         log.extend([f"END RequestId: {request_id}", report.format()])
-        if not self.cgroup_mode:
+        if not self.environments.enforced:
             # CPU share is not enforced here: show what the invocation really consumed beside its duration.
             log.append(f"HARNESS RequestId: {request_id}\tCPU Time: {outcome.cpu_seconds * 1000:.2f} ms (not capped)")
         if self.publisher is not None:
@@ -366,11 +331,7 @@ class LambdaRuntime:
                     for name, spec in self.registry.specs().items()
                 },
                 "environments": len(self._live),
-                "cgroups": {
-                    "enforced": bool(self.cgroup_mode),
-                    "version": self.cgroup_mode,
-                    "detail": self.cgroup_detail,
-                },
+                **self.environments.facts(),
                 "idle_timeout_s": self.options.idle_timeout_s,
             }
 

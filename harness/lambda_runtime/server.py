@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from harness.lambda_runtime.environment import EnvironmentKind
 from harness.lambda_runtime.publisher import CloudWatchPublisher
 from harness.lambda_runtime.registry import LambdaApiError
 from harness.lambda_runtime.runtime import LambdaRuntime, RuntimeOptions
+from harness.lambda_runtime.sandbox import parse_forwards
 from harness.services.lambda_server import HEALTH_PATH
 from harness.services.osuser import server_user
 
@@ -199,7 +201,31 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cgroups", choices=("auto", "off", "require"), default="auto")
     parser.add_argument("--cgroup-prefix", required=True)
     parser.add_argument("--run-as", required=True, help="the unprivileged account workers run as when root")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--environments",
+        choices=("process", "container"),
+        default="process",
+        help="run each execution environment as a worker process (cgroups) or as a container the engine sizes",
+    )
+    container = parser.add_argument_group("container environments")
+    container.add_argument("--image", help="the image every environment runs (compose/lambda/Dockerfile)")
+    container.add_argument("--network", help="the compose network the containers join")
+    container.add_argument("--project", help="the label value every container carries (the compose project)")
+    container.add_argument(
+        "--forward",
+        default="",
+        help="published ports forwarded inside each container: <port>=<service>:<port>,...",
+    )
+    args = parser.parse_args(argv)
+    if args.environments == "container":
+        missing = [f"--{name}" for name in ("image", "network", "project") if not getattr(args, name)]
+        if missing:
+            parser.error(f"--environments container needs {', '.join(missing)}")
+        try:
+            args.forwards = parse_forwards(args.forward)
+        except ValueError as exc:
+            parser.error(str(exc))
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,7 +260,13 @@ def main(argv: list[str] | None = None) -> int:
         base_env=base_env,
     )
     publisher = CloudWatchPublisher(client("logs"), client("cloudwatch"))
-    runtime = LambdaRuntime(options, server_user(args.run_as), publisher)
+    environments: EnvironmentKind | None = None
+    if args.environments == "container":
+        # Imported here: a runtime of worker processes never loads the engine's client.
+        from harness.lambda_runtime.container import ContainerEnvironments, ContainerOptions
+
+        environments = ContainerEnvironments(ContainerOptions(args.image, args.network, args.project, args.forwards))
+    runtime = LambdaRuntime(options, server_user(args.run_as), publisher, environments)
     runtime.start()
     publisher.start()
     httpd = LambdaHttpServer((args.host, args.port), runtime)
@@ -247,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     print(
         f"lambda runtime listening on http://{args.host}:{args.port} (concurrency {args.concurrency}; "
-        f"{runtime.cgroup_detail})",
+        f"{runtime.environments.detail})",
         file=sys.stderr,
         flush=True,
     )

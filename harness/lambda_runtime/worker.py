@@ -1,8 +1,11 @@
 """The runtime inside one execution environment: imports the handler once (INIT), then runs invocations.
 
 Started by the server as `python -m harness.lambda_runtime.worker` in the function's code directory,
-with Lambda's environment variables, its memory cgroup and (after INIT) its CPU quota. It imports only
-the standard library, so the memory it reports is the function's, not the harness's.
+with Lambda's environment variables, its memory cgroup and (after INIT) its CPU quota, either as a process
+(requests and replies on two inherited pipes) or as a container's command (requests on stdin, replies on
+what was stdout: fd 1 is pointed at stderr before the handler is imported, so what the function prints is
+a log line, as Lambda's runtime API keeps the two apart). It imports only the standard library, so the
+memory it reports is the function's, not the harness's.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import resource
 import sys
 import time
 import traceback
@@ -22,6 +26,15 @@ from harness.lambda_runtime.protocol import (
     ChannelClosed,
     read_frame,
     write_frame,
+)
+from harness.lambda_runtime.sandbox import (
+    FORWARD_VARIABLE,
+    USAGE_VARIABLE,
+    cgroup_peak_bytes,
+    own_peak_rss_bytes,
+    parse_forwards,
+    reset_own_peak_rss,
+    start_forwarding,
 )
 
 
@@ -77,9 +90,26 @@ def _load_handler() -> Any:
         raise AttributeError(f"Handler '{function_name}' missing on module '{module_name}'") from None
 
 
+def _channel() -> tuple[int, int]:
+    """The request and reply descriptors: the inherited pipes, or stdin and a copy of stdout."""
+    if REQUEST_FD_VARIABLE in os.environ:
+        return int(os.environ.pop(REQUEST_FD_VARIABLE)), int(os.environ.pop(REPLY_FD_VARIABLE))
+    reply_fd = os.dup(1)
+    os.dup2(2, 1)
+    return 0, reply_fd
+
+
+def _cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def main() -> int:
-    request_fd = int(os.environ.pop(REQUEST_FD_VARIABLE))
-    reply_fd = int(os.environ.pop(REPLY_FD_VARIABLE))
+    request_fd, reply_fd = _channel()
+    forwards = parse_forwards(os.environ.pop(FORWARD_VARIABLE, ""))
+    if forwards:
+        start_forwarding(forwards)
+    report_usage = os.environ.pop(USAGE_VARIABLE, "") == "1"
     sys.path.insert(0, os.environ["LAMBDA_TASK_ROOT"])
     try:
         handler = _load_handler()
@@ -101,6 +131,9 @@ def main() -> int:
             return 0
         request_id = request["request_id"]
         reply: dict[str, Any]
+        if report_usage:
+            reset_own_peak_rss()
+        cpu_before = _cpu_seconds()
         try:
             result = handler(json.loads(request["payload"]), LambdaContext(request))
             try:
@@ -118,6 +151,9 @@ def main() -> int:
         except Exception as exc:
             _log_error(exc)
             reply = {"type": "error", "error": _error(exc, request_id)}
+        if report_usage:
+            peak = max(cgroup_peak_bytes() or 0, own_peak_rss_bytes())
+            reply["usage"] = {"peak_bytes": peak, "cpu_seconds": _cpu_seconds() - cpu_before}
         _end_of_invocation(request_id)
         write_frame(reply_fd, reply)
 

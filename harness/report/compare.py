@@ -1,4 +1,5 @@
-"""`harness report compare A B`: two runs' figures side by side, with the change in each.
+"""`harness report compare A B`: two runs' figures side by side, with the change in each; with `--judged`,
+what each run's report judged (figure, N, status per threshold), e.g. the same sign-off on two backends.
 
 A regression check reads the direction column: each metric in the registry says whether lower or
 higher is better, so a change is labelled better or worse rather than left for the reader to decode.
@@ -7,11 +8,12 @@ Counts (how many samples or points) are volume, not quality, and get no directio
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.measure.metrics import REGISTRY
-from harness.measure.results import RunResults, load_results
+from harness.measure.results import ResultsError, RunResults, load_results
 from harness.report.figures import VOLUME_FIGURES, figure_unit, format_value, summarize
 from harness.report.text import fixed_width
 
@@ -108,3 +110,73 @@ def resolve_results_path(path: Path) -> Path:
 def compare_paths(a: Path, b: Path) -> str:
     path_a, path_b = resolve_results_path(a), resolve_results_path(b)
     return format_comparison(compare_runs(load_results(path_a), load_results(path_b)), str(path_a), str(path_b))
+
+
+REPORT_FILE_NAME = "report.json"
+
+
+@dataclass(frozen=True)
+class JudgedRun:
+    """What a rendered report judged: the run's backend and verdict, and each threshold's figure and status."""
+
+    label: str
+    backend: str
+    verdict: str
+    checklist: dict[str, int]
+    thresholds: dict[str, dict[str, object]]
+
+
+def load_judged(path: Path) -> JudgedRun:
+    """A report.json, or a report directory holding one; ResultsError when it cannot be read as one."""
+    file = path / REPORT_FILE_NAME if path.is_dir() else path
+    try:
+        data = json.loads(file.read_text())
+        return JudgedRun(
+            label=str(file),
+            backend=str(data.get("run", {}).get("backend", "?")),
+            verdict=str(data["verdict"]),
+            checklist={str(k): int(v) for k, v in data.get("checklist_counts", {}).items()},
+            thresholds={str(t["id"]): t for t in data["thresholds"]},
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ResultsError(
+            f"{file} is not a rendered report ({type(exc).__name__}: {exc}); pass a report directory "
+            "written by `harness signoff` or `harness report render`"
+        ) from None
+
+
+def _judged_cell(entry: dict[str, object] | None) -> tuple[str, str, str]:
+    if entry is None:
+        return "-", "-", "not judged"
+    measured, size, status = entry.get("measured"), entry.get("sample_size"), str(entry.get("status", "?"))
+    if not isinstance(measured, int | float):
+        return "-", "-", status
+    value = format_value(float(measured), str(entry.get("unit") or ""))
+    return f"{entry.get('statistic') or ''} {value}".strip(), "-" if size is None else f"{size:,}", status
+
+
+def compare_judged(a: JudgedRun, b: JudgedRun, markdown: bool = False) -> str:
+    """Every threshold either report judged, with each run's figure, N and status side by side."""
+    headers = ("THRESHOLD", "LEVEL", f"{a.backend.upper()} A", "N", "STATUS", f"{b.backend.upper()} B", "N", "STATUS")
+    rows = []
+    for threshold_id in sorted(set(a.thresholds) | set(b.thresholds)):
+        ta, tb = a.thresholds.get(threshold_id), b.thresholds.get(threshold_id)
+        either = ta or tb
+        assert either is not None, "the threshold came from one of the two reports"
+        level = str(either.get("warning") or either.get("critical") or "")
+        rows.append((threshold_id, level, *_judged_cell(ta), *_judged_cell(tb)))
+    differ = sum(row[4] != row[7] for row in rows)
+    summary = [
+        f"verdict: A {a.verdict}, B {b.verdict}",
+        "checklist: A " + _counts(a.checklist) + "; B " + _counts(b.checklist),
+        f"{differ} of {len(rows)} threshold(s) judged differently.",
+    ]
+    if markdown:
+        table = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+        table += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+        return "\n".join([f"A: {a.label}  ", f"B: {b.label}", "", *table, "", *summary])
+    return "\n".join([f"A: {a.label}", f"B: {b.label}", "", *fixed_width(headers, rows), "", *summary])
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none"

@@ -5,6 +5,6 @@ a new repository starts from what this version of the harness reads. Nothing is 
 be overwritten (unless forced): a repository is never left half set up.
 """
 
-from harness.scaffold.init import GITIGNORE_FILE, InitError, Written, planned_files, scaffold
+from harness.scaffold.init import GITIGNORE_FILE, InitError, Written, default_requirement, planned_files, scaffold
 
-__all__ = ["GITIGNORE_FILE", "InitError", "Written", "planned_files", "scaffold"]
+__all__ = ["GITIGNORE_FILE", "InitError", "Written", "default_requirement", "planned_files", "scaffold"]

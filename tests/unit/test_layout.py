@@ -29,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "progress": set(),
     "services": set(),
     "lambda_runtime": {"services"},
-    "backends": {"services"},
+    "backends": {"lambda_runtime", "services"},
     "security": {"data", "measure", "services"},
     "model": set(),
     "measure": {"model", "services"},
@@ -95,8 +95,8 @@ WHAT: dict[str, str] = {
         "not a process); the private CA and certificates TLS uses"
     ),
     "lambda_runtime": (
-        "the local Lambda service: HTTP server, function registry, invocation runtime, execution environments, "
-        "worker, REPORT line, metric publisher"
+        "the local Lambda service: HTTP server, function registry, invocation runtime, execution environments "
+        "(worker processes, or containers for the compose backend), worker, REPORT line, metric publisher"
     ),
     "model": (
         "what AWS would book, modelled: CPU- and I/O-credit ledgers, a modelled day of credits, monthly free-tier "
@@ -113,7 +113,8 @@ WHAT: dict[str, str] = {
         "secret grep"
     ),
     "backends": (
-        "embedded, compose (+ the generated compose spec), external; read-only probes; the guard for destructive work"
+        "embedded, compose (+ the generated compose spec, its Lambda runtime of containers), external; read-only "
+        "probes; the guard for destructive work"
     ),
     "thresholds": "the grammar, the threshold model, loading, overrides, evaluation",
     "monitoring": (

@@ -10,8 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.measure.results import ResultsWriter
-from harness.report import ReportOutcome, compare_paths, format_verdict_table, render_report
+from harness.measure.results import ResultsError, ResultsWriter
+from harness.report import (
+    ReportOutcome,
+    compare_judged,
+    compare_paths,
+    format_verdict_table,
+    load_judged,
+    render_report,
+)
 from harness.report.text import VERDICT_HEADERS
 from harness.thresholds import ExitCode, Status, load_thresholds
 
@@ -114,6 +121,31 @@ def test_compare_two_runs(tmp_path: Path) -> None:
     assert "+600" in count and not count.endswith(("worse", "better"))
     same = compare_paths(SAMPLE, SAMPLE)
     assert "0 figure(s) worse in B than in A" in same
+
+
+def test_judged_comparison_puts_each_thresholds_figure_n_and_status_side_by_side(
+    outcome: ReportOutcome, tmp_path: Path
+) -> None:
+    slower = tmp_path / "slower.json"
+    shutil.copyfile(SAMPLE, slower)
+    ResultsWriter.open(slower).record_latency("vector_search.latency_ms", [900.0] * 600)
+    other = render_report(slower, tmp_path / "report", load_thresholds(DEFAULTS))
+    a, b = load_judged(outcome.files["report.json"].parent), load_judged(other.files["report.json"])
+    text = compare_judged(a, b)
+    (row,) = [line for line in text.splitlines() if line.startswith("vector_search.latency_ms ")]
+    metric = "vector_search.latency_ms"
+    before, after = a.thresholds[metric]["status"], b.thresholds[metric]["status"]
+    assert after == "FAIL" and before != "FAIL"
+    assert row.split()[-1] == after and f" {before} " in row and "600" in row, row
+    assert "judged differently" in text
+    table = compare_judged(a, b, markdown=True).splitlines()
+    assert any(line.startswith("| vector_search.latency_ms |") and line.count("|") == 9 for line in table)
+    assert "0 of" in compare_judged(a, a)
+
+
+def test_judged_comparison_of_a_results_file_says_it_needs_a_report(tmp_path: Path) -> None:
+    with pytest.raises(ResultsError, match="not a rendered report"):
+        load_judged(SAMPLE)
 
 
 def test_the_report_reads_verdict_checklist_thresholds_charts_then_environment(outcome: ReportOutcome) -> None:

@@ -121,3 +121,17 @@ def test_the_example_locustfile_imports_the_harness_users(tmp_path):
     )
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     assert loaded.stdout.strip() == "VectorSearchUser"
+
+
+def test_the_ci_files_install_the_requirement_given_instead_of_the_index_pin(tmp_path, capsys):
+    wheel = "https://example.invalid/dbunit_harness-0.1.0-py3-none-any.whl"
+    assert main(["init", str(tmp_path), "--requirement", wheel]) == 0
+    for name in (WORKFLOW, ".gitlab-ci.yml"):
+        text = (tmp_path / name).read_text()
+        assert f'pip install "{wheel}"' in text and "@HARNESS_REQUIREMENT@" not in text, name
+
+
+def test_a_requirement_that_would_break_the_ci_files_is_refused_and_nothing_is_written(tmp_path, capsys):
+    assert main(["init", str(tmp_path), "--requirement", 'x" && curl evil']) == 2
+    assert "cannot be written into the CI files" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
