@@ -17,6 +17,9 @@ TLS as on the embedded stack (`tls = required | optional | off`): the CA and ser
 `up` under `<state>/tls`, a container-readable copy mounted into PgBouncer and Redis, endpoints that
 verify against the CA, and, once compose reports every service healthy, the harness's own probes from the
 host, which verify the certificate and its name as every client will.
+
+This module is the lifecycle; the docker CLI, its errors and the image build are compose_engine.py, the
+limits read back compose_limits.py, the compose file itself compose_spec.py.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import logging
 import os
 import secrets
 import shutil
-import ssl
+import signal
 import subprocess
 import time
 from dataclasses import replace
@@ -36,16 +39,27 @@ from typing import Any
 import psycopg
 import yaml
 
+from harness.backends import compose_faults
 from harness.backends.base import Backend, Reporter, ServiceStatus, StackStatus
+from harness.backends.compose_engine import (
+    COMPOSE_TIMEOUT_S,
+    build_images,
+    compose_failure,
+    compose_run,
+    host_ca_bundle,
+    indented_tail,
+    require_docker,
+)
 from harness.backends.compose_lambda import ComposeLambda
+from harness.backends.compose_limits import container_sizing
 from harness.backends.compose_spec import (
+    AWS_CONTEXT_VAR,
+    AWS_DOCKERFILE_VAR,
     COMPOSE_CREDITS_NOT_EMULATED,
     COMPOSE_FILE,
     DATABASE_VAR,
     DB_PASSWORD_VAR,
-    DEFAULT_PIP_CA,
     IMAGES,
-    LAMBDA_PROFILE,
     MASTER_USER_VAR,
     PIP_CA_VAR,
     PORT_VARS,
@@ -70,11 +84,13 @@ from harness.endpoints import (
     write_private_file,
 )
 from harness.paths import COMPOSE_DIR
+from harness.services import aws_persist
 from harness.services.aws import EMULATOR_ACCESS_KEY, EMULATOR_SECRET_KEY, checkpoint, create_unit_resources
 from harness.services.certificates import container_copy, ensure_certificates, tls_facts
+from harness.services.lambda_server import NAME as LAMBDA_RUNTIME
 from harness.services.pgbouncer import client_tls_params
 from harness.services.postgres import server_facts
-from harness.services.process import ServiceError, ensure_port_free
+from harness.services.process import ServiceError, ensure_port_free, port_is_free
 from harness.services.redis import uses_tls
 from harness.sizing import unit_sizing
 
@@ -88,109 +104,28 @@ DIRECT_PLAIN = (
     "plain TCP on 127.0.0.1 only, as on the embedded stack (on RDS, rds.force_ssl=1 requires TLS here too): "
     "NOT EMULATED"
 )
-NO_DOCKER_HINT = "or use --backend embedded"
-DOCKER_TIMEOUT_S = 20
-# A cold build installs Debian packages and downloads wheels; a warm one only checks the cache.
-BUILD_TIMEOUT_S = 1800
 # The probe rows' services, as compose names them.
 SERVICE_OF_ROW = {"postgres (direct)": "postgres", "proxy": "pgbouncer", "redis": "redis", "aws": "aws"}
-# What a container's kernel holds, read inside it: cgroup v2 files, else v1's (the engine host's choice).
-CGROUP_READ = (
-    "if [ -f /sys/fs/cgroup/memory.max ]; then "
-    "echo v2 $(cat /sys/fs/cgroup/memory.max) $(cat /sys/fs/cgroup/cpu.max); else "
-    "echo v1 $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes) "
-    "$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us); fi"
-)
 HOST = "127.0.0.1"
+# What the compose stack does not do that the embedded one does, and why: status, the endpoint facts (and
+# so every results file's run facts) and the drills say so, rather than leave a figure silently missing.
+NOT_EMULATED_BACKUPS = (
+    "its PostgreSQL archives no WAL and the harness takes no base backups of it (the embedded server's "
+    "archive_command feeds the harness's WAL archive in the emulator's S3): `harness backup`, the checklist's "
+    "backup items and the restore half of the database drill run on the embedded stack only"
+)
+# The Lambda runtime as the drills name it, as on the embedded stack.
+LAMBDA_SERVICE = "lambda"
+# PgBouncer's answer while it waits server_login_retry (15 s by default) after its server failed a login.
+PROXY_LOGIN_RETRY = "server_login_retry"
+PROXY_LOGIN_RETRY_DEADLINE_S = 30.0
 
 
-def _first_line(text: str | bytes | None) -> str:
-    if isinstance(text, bytes):
-        text = text.decode(errors="replace")
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    return lines[0].rstrip(".") if lines else ""
-
-
-def _tail(text: str | bytes | None, lines: int = 30) -> str:
-    if isinstance(text, bytes):
-        text = text.decode(errors="replace")
-    kept = (text or "").rstrip().splitlines()[-lines:]
-    return "\n".join(f"    {line}" for line in kept)
-
-
-def _docker(docker: str, *args: str) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(
-            [docker, *args], capture_output=True, text=True, timeout=DOCKER_TIMEOUT_S, stdin=subprocess.DEVNULL
-        )
-    except subprocess.TimeoutExpired:
-        raise ServiceError(
-            f"`docker {' '.join(args)}` did not answer within {DOCKER_TIMEOUT_S} s; check the Docker engine "
-            f"(DOCKER_HOST, docker context), {NO_DOCKER_HINT}"
-        ) from None
-    except OSError as exc:
-        raise ServiceError(f"cannot run {docker}: {exc}; reinstall Docker, {NO_DOCKER_HINT}") from None
-
-
-def require_docker() -> str:
-    """The docker CLI's path once an engine and the compose plugin answer; otherwise one clear line."""
-    docker = shutil.which("docker")
-    if docker is None:
-        raise ServiceError(
-            "the compose backend needs Docker, but there is no `docker` command on PATH; install Docker Engine "
-            f"with its compose plugin (on Debian, as root: .ci/docker-engine), {NO_DOCKER_HINT}"
-        )
-    engine = _docker(docker, "version", "--format", "{{.Server.Version}}")
-    if engine.returncode != 0 or not engine.stdout.strip():
-        reason = _first_line(engine.stderr) or "`docker version` reported no server"
-        raise ServiceError(
-            f"no Docker engine answers ({reason}); start Docker (on Debian, as root: .ci/docker-engine installs "
-            f"and starts one) or point DOCKER_HOST at a running engine, {NO_DOCKER_HINT}"
-        )
-    plugin = _docker(docker, "compose", "version", "--short")
-    if plugin.returncode != 0:
-        raise ServiceError(
-            f"the Docker engine answers but `docker compose` does not ({_first_line(plugin.stderr)}); install "
-            f"the Compose v2 plugin (Docker's docker-compose-plugin; on Debian bookworm, trixie's docker-compose, "
-            f"which .ci/docker-engine installs), {NO_DOCKER_HINT}"
-        )
-    return docker
-
-
-def host_ca_bundle() -> str:
-    """The CA bundle this host's Python verifies TLS with, handed to pip inside the image builds."""
-    for candidate in (os.environ.get(PIP_CA_VAR), ssl.get_default_verify_paths().cafile, DEFAULT_PIP_CA):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    import certifi
-
-    return str(certifi.where())
-
-
-def failing_build_step(output: str) -> str:
-    """The BuildKit step (`#N [service stage k/n] RUN ...`) whose number the error lines carry."""
-    steps: dict[str, str] = {}
-    for line in output.splitlines():
-        number, _, rest = line.partition(" ")
-        if number.startswith("#") and rest.startswith("["):
-            steps.setdefault(number, rest)
-        elif number.startswith("#") and rest.startswith("ERROR"):
-            return steps.get(number, rest)
-    return ""
-
-
-def parse_cgroup_read(text: str) -> dict[str, Any]:
-    """CGROUP_READ's line as numbers: the memory limit in bytes and the CPU quota in vCPUs (None: unlimited)."""
-    fields = text.split()
-    if not fields or fields[0] not in ("v1", "v2") or len(fields) != 4:
-        raise ValueError(f"unexpected cgroup read-back: {text.strip()!r}")
-    version, memory, quota, period = fields
-    unlimited_memory = memory == "max" or int(memory) >= 2**62
-    unlimited_cpu = quota in ("max", "-1")
+def aws_build_paths() -> dict[str, str]:
+    """The AWS image's build context and Dockerfile, absolute, from wherever this harness is installed."""
     return {
-        "cgroup": version,
-        "memory_bytes": None if unlimited_memory else int(memory),
-        "vcpus": None if unlimited_cpu else int(quota) / int(period),
+        AWS_CONTEXT_VAR: str(Path(aws_persist.__file__).resolve().parent),
+        AWS_DOCKERFILE_VAR: str((COMPOSE_DIR / "aws" / "Dockerfile").resolve()),
     }
 
 
@@ -248,6 +183,7 @@ class ComposeBackend(Backend):
             MASTER_USER_VAR: s.master_user,
             REGION_VAR: s.region,
             PIP_CA_VAR: host_ca_bundle(),
+            **aws_build_paths(),
             # Kept across `up`s: PostgreSQL sets its password once, when it initialises its volume.
             DB_PASSWORD_VAR: previous.get(DB_PASSWORD_VAR) or secrets.token_urlsafe(24),
             REDIS_PASSWORD_VAR: previous.get(REDIS_PASSWORD_VAR) or secrets.token_urlsafe(24),
@@ -324,78 +260,17 @@ class ComposeBackend(Backend):
         except (subprocess.CalledProcessError, ValueError):
             return False
 
-    def _failure(self, what: str, compose: Any, exc: subprocess.CalledProcessError) -> ServiceError:
-        logs = self._run(compose, "logs", "--no-color", "--tail", "30").stdout
-        return ServiceError(
-            f"`{what}` failed (exit {exc.returncode}):\n{_tail(exc.stderr)}"
-            + (f"\n  last lines of `docker compose logs`:\n{_tail(logs)}" if logs.strip() else "")
-        )
-
-    def _run(
-        self, compose: Any, *args: str, timeout_s: float = DOCKER_TIMEOUT_S * 6
-    ) -> subprocess.CompletedProcess[str]:
-        command = [*compose.compose_command_property, *args]
-        try:
-            return subprocess.run(
-                command, cwd=COMPOSE_DIR, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL
-            )
-        except subprocess.TimeoutExpired:
-            raise ServiceError(f"`docker compose {' '.join(args)}` did not finish within {timeout_s:.0f} s") from None
-
     def _remove(self, compose: Any, report: Reporter, volumes: bool = False) -> None:
         args = ["down", "--remove-orphans", *(["--volumes"] if volumes else [])]
-        done = self._run(compose, *args)
+        done = compose_run(compose, *args)
         if done.returncode != 0:
             raise ServiceError(
-                f"`docker compose {' '.join(args)}` failed (exit {done.returncode}):\n{_tail(done.stderr)}"
+                f"`docker compose {' '.join(args)}` failed (exit {done.returncode}):\n{indented_tail(done.stderr)}"
             )
         # Compose lets the shell's COMPOSE_PROJECT_NAME win over the env file, and so does this line.
         project = os.environ.get("COMPOSE_PROJECT_NAME", self.project)
         kept = "and its data volumes" if volumes else "(its data volumes kept: `harness down --purge` drops them)"
         report(f"compose: removed the containers and network of project {project} {kept}")
-
-    def build(self, compose: Any, report: Reporter, docker: str = "docker") -> None:
-        """Build the images compose runs, through the build cache; a failure names the failing step."""
-        report("compose: building the images from compose/*/Dockerfile (cached steps are reused)")
-        began = time.monotonic()
-        # The Lambda image's profile is never started by compose, but built with the others.
-        done = self._run(
-            compose, "--profile", LAMBDA_PROFILE, "--progress", "plain", "build", timeout_s=BUILD_TIMEOUT_S
-        )
-        output = done.stdout + done.stderr
-        if done.returncode != 0:
-            step = failing_build_step(output)
-            raise ServiceError(
-                f"`docker compose build` failed (exit {done.returncode})"
-                + (f" at {step}" if step else "")
-                + f"; last lines:\n{_tail(output, 20)}"
-            )
-        cached = output.count(" CACHED")
-        report(f"compose: images ready in {time.monotonic() - began:.1f} s ({cached} steps cached)")
-        self._remove_replaced_images(docker)
-
-    @staticmethod
-    def _remove_replaced_images(docker: str) -> None:
-        """Compose labels each image with the project that built it, so a build from another state directory
-        makes a new image (the same layers) and leaves the previous one untagged: remove those of this harness,
-        and only those, whoever's project built them."""
-        label = "com.docker.compose.project"
-        listed = _docker(docker, "images", "--quiet", "--filter", "dangling=true", "--filter", f"label={label}")
-        ids = sorted(set(listed.stdout.split()))
-        if not ids:
-            return
-        inspected = _docker(
-            docker, "image", "inspect", "--format", f'{{{{.Id}}}} {{{{index .Config.Labels "{label}"}}}}', *ids
-        )
-        replaced = [
-            image
-            for image, _, project in (line.partition(" ") for line in inspected.stdout.splitlines())
-            # The harness's projects, and the file's own name for a stack started by hand.
-            if project == PROJECT_NAME or project.startswith(f"{PROJECT_NAME}-")
-        ]
-        if replaced:
-            # Best effort: an image a stopped container still uses stays, and is tried again next time.
-            _docker(docker, "image", "rm", *replaced)
 
     def _endpoints(
         self, values: dict[str, str], tls: TlsFiles | None
@@ -435,13 +310,23 @@ class ComposeBackend(Backend):
             for setting, var in PORT_VARS.items():
                 ensure_port_free(int(values[var]), f"the compose stack's {setting.removesuffix('_port')}", setting)
             self._lambda().check_port()
-            self.build(compose, report, docker)
-        report(f"compose: docker compose up --wait, project {values['COMPOSE_PROJECT_NAME']}")
+            build_images(compose, report, docker)
+        # On a running stack (a service killed by a drill, say) `up` starts what is stopped and replaces
+        # nothing: a tag another state directory's build moved would otherwise make compose recreate every
+        # container, and cut the clients of the services that never went down.
+        up = ["up", "--wait"] if started_here else ["up", "--wait", "--no-recreate"]
+        report(f"compose: docker compose {' '.join(up)}, project {values['COMPOSE_PROJECT_NAME']}")
         began = time.monotonic()
         try:
-            compose.start()
+            if started_here:
+                compose.start()
+            else:
+                # As long as compose's own healthchecks may take (60 retries 2 s apart), and then some.
+                done = compose_run(compose, *up, timeout_s=2 * COMPOSE_TIMEOUT_S)
+                if done.returncode != 0:
+                    raise subprocess.CalledProcessError(done.returncode, up, done.stdout, done.stderr)
         except subprocess.CalledProcessError as exc:
-            failure = self._failure("docker compose up --wait", compose, exc)
+            failure = compose_failure(f"docker compose {' '.join(up)}", compose, exc)
             if started_here:
                 self._remove(compose, report)
             raise failure from None
@@ -495,12 +380,13 @@ class ComposeBackend(Backend):
                 "credits": self.credit_facts(),
                 "tls": tls_facts(self.settings.tls, tls, DIRECT_PLAIN),
                 "state_dir": str(self.state),
+                "not_emulated": self.not_emulated(),
                 "lambda": lambda_runtime.facts(),
             },
         )
         # Compose's healthchecks ran inside the containers; these run from the host, through the published
         # ports, with the endpoints every client gets (TLS verified against the CA, names checked).
-        rows = probe_stack(endpoints)
+        rows = self._host_probe_rows(endpoints)
         failed = [row for row in rows if not row.healthy]
         if failed:
             if started_here:
@@ -514,6 +400,20 @@ class ComposeBackend(Backend):
         save_endpoints(self.state, endpoints)
         return endpoints
 
+    @staticmethod
+    def _host_probe_rows(endpoints: StackEndpoints) -> list[ServiceStatus]:
+        """The probes from the host. A PgBouncer whose server went away (a killed database, a
+        drill) refuses logins for server_login_retry before it tries the server again: that answer alone is
+        waited out, up to a deadline; any other failure is one."""
+        deadline = time.monotonic() + PROXY_LOGIN_RETRY_DEADLINE_S
+        while True:
+            rows = probe_stack(endpoints)
+            failed = [row for row in rows if not row.healthy]
+            waiting = all(PROXY_LOGIN_RETRY in row.detail for row in failed)
+            if not failed or not waiting or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.5)
+
     def down(self, report: Reporter, purge: bool = False) -> None:
         if self.env_path.exists():
             docker = require_docker()
@@ -526,34 +426,71 @@ class ComposeBackend(Backend):
             shutil.rmtree(self.work_dir)
             report(f"removed {self.work_dir}")
 
+    # -- fault drills --------------------------------------------------------------------------------
+
+    @staticmethod
+    def services() -> tuple[str, ...]:
+        """What the drills may kill and restart: the services compose starts (not those under a profile, the
+        Lambda image's), and the Lambda runtime the harness runs beside them."""
+        spec = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+        return (*(name for name, service in spec.items() if not service.get("profiles")), LAMBDA_SERVICE)
+
+    def _known(self, service: str) -> None:
+        if service not in self.services():
+            raise ServiceError(f"unknown service {service!r}; the compose stack has {', '.join(self.services())}")
+
+    def can_restart(self, service: str) -> bool:
+        return service in self.services()
+
+    @staticmethod
+    def not_emulated() -> dict[str, str]:
+        """What this stack does not emulate, and why."""
+        return {"backups": NOT_EMULATED_BACKUPS}
+
+    def kill(self, service: str, report: Reporter) -> None:
+        """SIGKILL the service's main process (a container's PID 1, or the Lambda runtime's process on the host);
+        `up()` starts it again (a container on its volume)."""
+        self._known(service)
+        if service == LAMBDA_SERVICE:
+            self._kill_lambda_runtime(report)
+            return
+        docker = require_docker()
+        compose_faults.kill(self._compose(docker), docker, service, report)
+
+    def _kill_lambda_runtime(self, report: Reporter) -> None:
+        runtime = self._lambda()
+        record = runtime.pids.read(LAMBDA_RUNTIME)
+        if record is None or not record.is_alive():
+            raise ServiceError("lambda is not running; start the stack with `harness up --backend compose`")
+        os.kill(record.pid, signal.SIGKILL)
+        deadline = time.monotonic() + compose_faults.STOPPED_DEADLINE_S
+        while record.is_alive() or not port_is_free(self.settings.lambda_port):
+            if time.monotonic() > deadline:
+                raise ServiceError(f"the Lambda runtime (PID {record.pid}) or its port outlived SIGKILL")
+            time.sleep(compose_faults.POLL_S)
+        # Its execution environments die with it, as the embedded runtime's worker processes do.
+        runtime.remove_containers(report)
+        report(f"lambda: killed (SIGKILL to the runtime, PID {record.pid})")
+
+    def restart(self, service: str, report: Reporter) -> None:
+        """Stop one service and start it again on the same container and volume (a fault drill)."""
+        self._known(service)
+        if service == LAMBDA_SERVICE:
+            began = time.monotonic()
+            self._lambda().stop(report)
+            self.up(report)
+            report(f"lambda: restarted in {time.monotonic() - began:.1f} s")
+            return
+        docker = require_docker()
+        compose_faults.restart(self._compose(docker), docker, service, report)
+
     def endpoints(self) -> StackEndpoints | None:
         endpoints = load_endpoints(self.state)
         return endpoints if endpoints is not None and endpoints.backend == self.name else None
 
     def container_sizing(self) -> dict[str, dict[str, Any]]:
-        """Per service: the limits the engine was given (`docker inspect`) and what the container's kernel
-        holds (its cgroup files); empty when no engine answers."""
-        try:
-            docker = require_docker()
-            compose = self._compose(docker)
-            containers = compose.get_containers()
-        except (ServiceError, subprocess.CalledProcessError, ValueError):
-            return {}
-        sizing: dict[str, dict[str, Any]] = {}
-        for container in containers:
-            engine_given = "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.Image}}"
-            inspect = _docker(docker, "inspect", "--format", engine_given, container.ID)
-            kernel = _docker(docker, "exec", container.ID, "sh", "-c", CGROUP_READ)
-            if inspect.returncode != 0 or kernel.returncode != 0:
-                continue
-            memory, nano_cpus, image_id = inspect.stdout.split()
-            sizing[container.Service] = {
-                "image_id": image_id,
-                "engine_memory_bytes": int(memory) or None,
-                "engine_vcpus": int(nano_cpus) / 1e9 if int(nano_cpus) else None,
-                **parse_cgroup_read(kernel.stdout),
-            }
-        return sizing
+        """Per service: the limits the engine was given and what the container's kernel holds."""
+        return container_sizing(self._compose)
 
     def status(self) -> StackStatus:
         endpoints = self.endpoints()
@@ -561,7 +498,12 @@ class ComposeBackend(Backend):
         if endpoints is None:
             return StackStatus(self.name, [], {**facts, "note": "the compose stack was not started from here"})
         containers = self.container_sizing()
-        facts.update(project=endpoints.facts.get("project"), tls=endpoints.facts.get("tls"), containers=containers)
+        facts.update(
+            project=endpoints.facts.get("project"),
+            tls=endpoints.facts.get("tls"),
+            containers=containers,
+            not_emulated=self.not_emulated(),
+        )
         rows = [self._with_sizing(row, containers) for row in probe_stack(endpoints)]
         lambda_row, facts["lambda"] = self._lambda().status(endpoints.aws)
         return StackStatus(self.name, [*rows, lambda_row], facts)

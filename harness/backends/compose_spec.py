@@ -88,6 +88,14 @@ PORT_VARS: dict[str, str] = {
     "aws_port": "HARNESS_AWS_PORT",
 }
 DATABASE_VAR = "HARNESS_DATABASE"
+# The AWS image's build context is the services package (for its aws_persist.py) and its Dockerfile sits in
+# the compose directory: two places whose relative position differs between a checkout (harness/services,
+# compose/) and an installed wheel (harness/services, harness/_bundled/compose/). The harness passes both as
+# absolute paths from where it is installed; the defaults are the checkout's, for a stack started by hand.
+AWS_CONTEXT_VAR = "DBUNIT_AWS_CONTEXT"
+AWS_DOCKERFILE_VAR = "DBUNIT_AWS_DOCKERFILE"
+CHECKOUT_AWS_CONTEXT = "../harness/services"
+CHECKOUT_AWS_DOCKERFILE = "../../compose/aws/Dockerfile"
 MASTER_USER_VAR = "HARNESS_MASTER_USER"
 
 # PostgreSQL settings the embedded stack applies besides sizing (PostgresService.settings, without its
@@ -308,8 +316,8 @@ def build_compose(sizing: UnitSizing, tls: str = DEFAULT_TLS) -> dict[str, Any]:
                     "aws",
                     secrets=True,
                     args={"MINISTACK_VERSION": MINISTACK_VERSION},
-                    context="../harness/services",
-                    dockerfile="../../compose/aws/Dockerfile",
+                    context=_default(AWS_CONTEXT_VAR, CHECKOUT_AWS_CONTEXT),
+                    dockerfile=_default(AWS_DOCKERFILE_VAR, CHECKOUT_AWS_DOCKERFILE),
                 ),
                 "environment": {"MINISTACK_REGION": _default(REGION_VAR, shipped_unit().region)},
                 # Buckets, objects, secrets and keys outlive a restart, as the embedded emulator's state directory.

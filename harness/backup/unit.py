@@ -20,6 +20,9 @@ WORK_DIR = "backup-work"
 
 
 def backup_target(settings: Settings, stack: StackEndpoints, queries: Any = None) -> BackupTarget:
+    local = stack.facts.get("not_emulated", {}).get("backups")
+    if stack.backend != "embedded" and local:
+        raise BackupError(f"NOT EMULATED on backend {stack.backend}: {local}")
     if stack.backend != "embedded":
         raise BackupError(
             f"NOT EMULATED on backend {stack.backend}: the harness archives WAL and makes base backups only for "

@@ -3,7 +3,8 @@ are made of), the base backups in the catalog, retention, and a manual snapshot 
 off. Each reads what exists; none makes a backup, so a sign-off never spends minutes copying the database.
 
 On a deployed unit backups are RDS's own: these items then say NOT EMULATED and name what `harness spec
-drift` reads instead."""
+drift` reads instead. On a stack whose facts say it keeps no backups (compose), they say NOT EMULATED with
+that reason."""
 
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ CONNECT_TIMEOUT_S = 5
 def _rds_owns_backups(stack: StackEndpoints, what: str) -> CheckResult | None:
     if stack.backend == "embedded":
         return None
+    # A stack the harness runs without backups (compose) says why in its facts; a deployment's are RDS's.
+    local = stack.facts.get("not_emulated", {}).get("backups")
+    if local:
+        return CheckResult(CheckStatus.NOT_EMULATED, f"backend {stack.backend}: {what}: {local}")
     return CheckResult(
         CheckStatus.NOT_EMULATED,
         f"backend {stack.backend}: {what} are RDS's own; `harness spec drift` reads BackupRetentionPeriod and "

@@ -43,16 +43,22 @@ def _not_emulated(reason: str) -> Check:
 def _figure(r: ThresholdResult) -> str:
     if r.status is Status.ERROR:
         return f"{r.threshold.id} not judged ({r.message})"
+    if r.status is Status.NOT_EMULATED:
+        return f"{r.threshold.id} NOT EMULATED ({r.message})"
     unit = f" {r.threshold.unit}" if r.threshold.unit and r.threshold.unit != "none" else ""
     n = "" if r.sample_size is None else f", N={r.sample_size:,}"
     return f"{r.threshold.id} {r.threshold.condition.statistic} = {r.measured:.4g}{unit}{n}: {r.status.value}"
 
 
 def judge_thresholds(results: Sequence[ThresholdResult], what: str) -> CheckResult:
-    """The worst of the thresholds' statuses; a threshold that could not be judged fails the item."""
+    """The worst of the thresholds' statuses; a threshold that could not be judged fails the item. NOT
+    EMULATED ones take no part, and an item whose thresholds are all NOT EMULATED is NOT EMULATED."""
     if not results:
         return CheckResult(CheckStatus.NOT_CHECKED_YET, f"no threshold on {what} was evaluated in this run")
-    statuses = {r.status for r in results}
+    judged = [r for r in results if r.status is not Status.NOT_EMULATED]
+    if not judged:
+        return CheckResult(CheckStatus.NOT_EMULATED, "; ".join(_figure(r) for r in results))
+    statuses = {r.status for r in judged}
     if Status.ERROR in statuses or Status.FAIL in statuses:
         status = CheckStatus.FAIL
     elif Status.WARN in statuses:

@@ -16,7 +16,7 @@ from typing import Any
 from harness.backends import get_backend
 from harness.backends.base import Backend
 from harness.backends.guard import require_destructive_allowed
-from harness.backup.unit import backup_target, restore_spec
+from harness.backup.unit import restore_spec
 from harness.cli.common import NoRunningStackError, running_stack, settings_from
 from harness.config import Settings
 from harness.data.app_role import app_endpoint
@@ -32,6 +32,12 @@ def _report(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _database(backend: Backend, stack: StackEndpoints, settings: Settings) -> DrillResult:
+    target, not_emulated = database.restore_target(settings, stack)
+    spec = restore_spec(settings, stack)
+    return database.run(backend, stack, target, spec, settings.state_dir / "pgbouncer", _report, not_emulated)
+
+
 DRILLS: dict[str, tuple[str, Runner]] = {
     "services": (
         "SIGKILL each service, `harness up`, check nothing the unit holds was lost",
@@ -39,9 +45,7 @@ DRILLS: dict[str, tuple[str, Runner]] = {
     ),
     "database": (
         "kill -9 the postmaster under writes (crash recovery), then lose it: restore, switch the proxy, resume",
-        lambda b, s, cfg: database.run(
-            b, s, backup_target(cfg, s), restore_spec(cfg, s), cfg.state_dir / "pgbouncer", _report
-        ),
+        lambda b, s, cfg: _database(b, s, cfg),
     ),
     "cache": (
         "SIGKILL Redis under cache-aside reads: errors, degraded reads, hit-rate recovery cold and warmed",
@@ -88,7 +92,12 @@ def run_drill(args: argparse.Namespace) -> int:
         print(f"harness drill: {exc}", file=sys.stderr)
         return ExitCode.FAILED
     require_destructive_allowed(settings, f"the {args.name} drill")
-    result = DRILLS[args.name][1](get_backend(settings), stack, settings)
+    backend = get_backend(settings)
+    not_emulated = lambda_export.not_emulated_reason(backend, stack) if args.name == "lambda" else ""
+    if not_emulated:
+        print(f"harness drill: the lambda drill is NOT EMULATED here: {not_emulated}", file=sys.stderr)
+        return ExitCode.FAILED
+    result = DRILLS[args.name][1](backend, stack, settings)
     if args.json:
         print(json.dumps(result.as_dict(), indent=1, default=str))
     else:

@@ -95,6 +95,8 @@ def format_status(status: StackStatus) -> str:
         lines.append(f"tls ({tls['mode']}): proxy {tls['proxy']}; redis {tls['redis']}; direct {tls['direct']}")
         if "certificate" in tls:
             lines.append(f"tls: clients verify against {tls['certificate']['ca_bundle']} (HARNESS_CA_BUNDLE)")
+    for what, why in status.facts.get("not_emulated", {}).items():
+        lines.append(f"NOT EMULATED {what.replace('_', ' ')}: {why}")
     if "state_dir" in status.facts:
         lines.append(f"state: {status.facts['state_dir']}")
     return "\n".join(lines)

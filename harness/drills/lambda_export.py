@@ -33,6 +33,7 @@ from psycopg import sql
 from harness.app.clones import clone_user, discard_clone
 from harness.app.gdpr_deploy import deploy_to_stack
 from harness.app.gdpr_invoke import Invocation, invoke, lambda_client
+from harness.backends.base import Backend
 from harness.drills.result import DrillResult
 from harness.endpoints import PostgresEndpoint, StackEndpoints
 from harness.services.aws import aborts_incomplete_uploads
@@ -253,6 +254,17 @@ def _killed(
         client.update_function_configuration(
             FunctionName=EXPORT, MemorySize=original["MemorySize"], Timeout=original["Timeout"]
         )
+
+
+def not_emulated_reason(backend: Backend, stack: StackEndpoints) -> str:
+    """Why this drill cannot run on the stack ("" when it can): it needs the harness's own Lambda runtime,
+    which enforces Timeout and MemorySize and whose workers it can kill."""
+    if backend.can_restart("lambda") and stack.aws.lambda_url:
+        return ""
+    return (
+        f"the {backend.name} backend runs no Lambda runtime of the harness's (its AWS emulator answers the Lambda "
+        "API itself, without enforcing Timeout or MemorySize and without workers to kill)"
+    )
 
 
 def run(

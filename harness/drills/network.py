@@ -378,8 +378,16 @@ def run(
                 f"{f['blackhole_redis']['failed']} failed of {f['blackhole_redis']['requests']} "
                 f"{f['blackhole_redis']['errors'] or ''}",
             )
-            if state_dir is not None:
+            # Environments that are containers reach the unit's published ports only, not this fault proxy.
+            in_containers = "containers" in stack.facts.get("lambda", {})
+            if state_dir is not None and stack.aws.lambda_url and not in_containers:
                 lambda_through_blackhole(stack, state_dir, pg_fault, result, report)
+            elif state_dir is not None:
+                result.notes.append(
+                    "a GDPR Lambda through the PostgreSQL blackhole: NOT EMULATED on this stack: its Lambda "
+                    "environments are containers, which reach the unit's published ports but not the drill's "
+                    "fault proxy (or it runs no Lambda runtime of the harness's)"
+                )
         finally:
             path.close()
     everything = path.requests

@@ -69,6 +69,9 @@ def run(backend: Backend, stack: StackEndpoints, report: Any = print) -> DrillRe
     before = unit_state(stack)
     result.figures["held"] = {k: len(v) if isinstance(v, (dict, list)) else v for k, v in before.items()}
     for service in ORDER:
+        if not backend.can_restart(service):
+            result.notes.append(f"{service}: NOT EMULATED on the {backend.name} backend: it runs no {service} to kill")
+            continue
         backend.kill(service, report)
         began = time.monotonic()
         stack = backend.up(report)

@@ -8,7 +8,12 @@
         "<gauge>":   {..., "entries": [{"labels": {}, "samples": [[t, value], [t, value, weight], ...]}]},
         "<rate>":    {..., "entries": [{"labels": {}, "intervals": [[t, hits, total], ...]}]},
         "<counter>": {..., "entries": [{"labels": {}, "count": n, "records": k}]},
-        "<series>":  {..., "entries": [{"labels": {}, "points": [{"t": ..., "field": ...}, ...]}]}}}
+        "<series>":  {..., "entries": [{"labels": {}, "points": [{"t": ..., "field": ...}, ...]}]}},
+     "not_emulated": {"<metric>": "<why this backend cannot measure it>"}}
+
+`not_emulated` is a scenario's statement that it could not measure a metric on this backend, and why: the
+evaluator reports such a threshold NOT EMULATED instead of ERROR (never measured). A metric that was measured
+anyway is judged on its measurement.
 
 Latencies are kept as HDR histograms rather than percentiles: histograms add, percentiles do not, so the
 merged p99 of four Locust workers is exactly the p99 of all their requests (to the histogram's 3
@@ -31,7 +36,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -296,6 +301,18 @@ class ResultsWriter:
             clean.append({"t": now, **fields})
         self._append(spec, labels, lambda entry: entry["points"].extend(clean), lambda: {"points": clean})
 
+    def record_not_emulated(self, metric: str, reason: str) -> None:
+        """State that `metric` cannot be measured on this backend, and why; its thresholds are then NOT
+        EMULATED, not ERROR. A later reason for the same metric replaces the earlier one."""
+        metric_spec(metric)
+        if not reason.strip():
+            raise ResultsError(f"{metric}: say why it is not emulated; an empty reason explains nothing")
+
+        def change(document: dict[str, Any]) -> None:
+            document.setdefault("not_emulated", {})[metric] = reason.strip()
+
+        self._mutate(change)
+
     def read(self) -> RunResults:
         return load_results(self.path)
 
@@ -493,6 +510,8 @@ class RunResults:
     path: Path
     run: dict[str, Any]
     measurements: dict[str, MetricData]
+    # Metric -> why this backend cannot measure it (ResultsWriter.record_not_emulated).
+    not_emulated: dict[str, str] = field(default_factory=dict)
 
     def get(self, metric: str) -> MetricData | None:
         return self.measurements.get(metric)
@@ -509,4 +528,7 @@ def load_results(path: Path | str) -> RunResults:
             measurements[name] = MetricData(name, kind, str(raw["unit"]), tuple(raw["entries"]), str(path))
         except (KeyError, TypeError, ValueError) as exc:
             raise ResultsError(f"{path}: measurement {name} is malformed ({exc}); the file is damaged") from None
-    return RunResults(path, dict(document["run"]), measurements)
+    not_emulated = document.get("not_emulated", {})
+    if not isinstance(not_emulated, dict) or not all(isinstance(v, str) for v in not_emulated.values()):
+        raise ResultsError(f"{path}: not_emulated must map metric names to reasons; the file is damaged")
+    return RunResults(path, dict(document["run"]), measurements, {str(k): v for k, v in not_emulated.items()})

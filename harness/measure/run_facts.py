@@ -50,6 +50,8 @@ def run_facts(stack: StackEndpoints, repo: Path | None = None) -> dict[str, Any]
         **({"images": facts["images"]} if facts.get("images") else {}),
         # cpu_credits mode, whether it is enforced (or "credits NOT enforced: why"), the storage caps.
         **({"credits": facts["credits"]} if facts.get("credits") else {}),
+        # What the backend does not emulate, and why (the compose stack's backups, say).
+        **({"not_emulated": facts["not_emulated"]} if facts.get("not_emulated") else {}),
     }
 
 

@@ -23,7 +23,7 @@ from harness.report.text import (
     security_rows,
     verdict_rows,
 )
-from harness.thresholds import EXIT_CODE_MEANINGS, Status, ThresholdResult
+from harness.thresholds import EXIT_CODE_MEANINGS, Status, ThresholdResult, not_emulated_note
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1rem auto; max-width: 1100px;
@@ -39,7 +39,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 tr.row-WARN td:first-child, tr.row-FAIL td:first-child, tr.row-ERROR td:first-child,
 tr.row-PASS td:first-child { font-weight: 700; }
 tr.row-WARN { background: #fff6e5; } tr.row-FAIL { background: #fdecea; }
-tr.row-ERROR { background: #f4e8f7; }
+tr.row-ERROR { background: #f4e8f7; } tr.row-NOT-EMULATED { background: #e0f2f1; }
 figure { margin: 1.5rem 0; } figure img { width: 100%; max-width: 900px; border: 1px solid #eee; }
 figcaption { font-size: .8rem; color: #444; max-width: 900px; }
 .note { font-size: .8rem; color: #555; } code { font-size: .95em; }
@@ -100,7 +100,8 @@ def render_html(
         f"<style>{_CSS}</style></head><body>",
         "<h1>Database Unit sign-off report</h1>",
         f'<p class="verdict"><span class="badge {escape(overall)}">{escape(overall)}</span> '
-        f"exit {code}: {escape(EXIT_CODE_MEANINGS[code])}. "
+        f"exit {code}: {escape(EXIT_CODE_MEANINGS[code])}"
+        f"{escape('; ' + not_emulated_note(results) if not_emulated_note(results) else '')}. "
         f"Generated {escape(generated_at)}{escape(produced_by(run))}.<br>"
         f'<span class="note">{escape(checklist_summary(checklist))}; '
         f"{escape(conclusiveness_summary(results))}.</span></p>",
@@ -118,7 +119,7 @@ def render_html(
             VERDICT_HEADERS,
             rows,
             numeric=(4, 5, 6, 7, 8),
-            row_classes=[f"row-{r.status.value}" for r in results],
+            row_classes=[f"row-{r.status.value.replace(' ', '-')}" for r in results],
         ),
     ]
     problems = [r for r in results if r.status is not Status.PASS or r.conclusive is False]

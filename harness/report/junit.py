@@ -35,7 +35,7 @@ def junit_xml(results: Sequence[ThresholdResult], suite_name: str, timestamp: st
         tests=str(len(results)),
         failures=str(counts[Status.FAIL]),
         errors=str(counts[Status.ERROR]),
-        skipped="0",
+        skipped=str(counts[Status.NOT_EMULATED]),
         time="0",
         timestamp=timestamp,
     )
@@ -56,6 +56,8 @@ def junit_xml(results: Sequence[ThresholdResult], suite_name: str, timestamp: st
             ET.SubElement(case, "failure", message=r.message, type="critical").text = r.message
         elif r.status is Status.ERROR:
             ET.SubElement(case, "error", message=r.message, type="not-judged").text = r.message
+        elif r.status is Status.NOT_EMULATED:
+            ET.SubElement(case, "skipped", message=f"NOT EMULATED: {r.message}")
         elif r.status is Status.WARN:
             ET.SubElement(case, "system-out").text = f"WARN: {r.message}"
         else:

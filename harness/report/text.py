@@ -7,7 +7,16 @@ from typing import Any
 
 from harness.checklist import ItemResult, status_counts
 from harness.report.figures import MetricSummary, format_value
-from harness.thresholds import EXIT_CODE_MEANINGS, ExitCode, Status, Threshold, ThresholdResult, exit_code, verdict
+from harness.thresholds import (
+    EXIT_CODE_MEANINGS,
+    ExitCode,
+    Status,
+    Threshold,
+    ThresholdResult,
+    exit_code,
+    not_emulated_note,
+    verdict,
+)
 
 # The environment facts a reader looks for first, in this order; any others follow alphabetically.
 PREFERRED_FACTS = (
@@ -190,7 +199,12 @@ def format_verdict_table(results: Sequence[ThresholdResult]) -> str:
     if any(r.threshold.ours for r in results):
         lines += ["", "* level set by the harness, not the seed document"]
     code = exit_code(results)
-    lines += ["", f"verdict: {verdict(results).value} (exit {code}: {EXIT_CODE_MEANINGS[code]})"]
+    left_out = not_emulated_note(results)
+    lines += [
+        "",
+        f"verdict: {verdict(results).value} (exit {code}: {EXIT_CODE_MEANINGS[code]})"
+        + (f"; {left_out}" if left_out else ""),
+    ]
     return "\n".join(lines)
 
 
@@ -216,8 +230,9 @@ def render_markdown(
     lines = [
         "# Database Unit sign-off report",
         "",
-        f"**Verdict: {VERDICT_NAMES[code]}** (exit {code}: {EXIT_CODE_MEANINGS[code]}). "
-        f"Generated {generated_at}{produced_by(run)}.",
+        f"**Verdict: {VERDICT_NAMES[code]}** (exit {code}: {EXIT_CODE_MEANINGS[code]}"
+        + (f"; {not_emulated_note(results)}" if not_emulated_note(results) else "")
+        + f"). Generated {generated_at}{produced_by(run)}.",
         "",
         f"{checklist_summary(checklist)}; {conclusiveness_summary(results)}.",
         "",

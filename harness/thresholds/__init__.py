@@ -16,6 +16,7 @@ from harness.thresholds.evaluate import (
     ThresholdResult,
     evaluate,
     exit_code,
+    not_emulated_note,
     verdict,
 )
 from harness.thresholds.grammar import Condition, ExpressionError, parse_expression
@@ -40,6 +41,7 @@ __all__ = [
     "evaluate",
     "exit_code",
     "load_thresholds",
+    "not_emulated_note",
     "parse_expression",
     "parse_thresholds",
     "verdict",

@@ -1,7 +1,10 @@
 """Judge a run's measurements against thresholds: PASS, WARN, FAIL, or ERROR when it cannot be judged.
 
 A threshold whose metric no scenario recorded is an ERROR, never a pass: a misspelt metric in a
-scenario, or a scenario that did not run, must not look like a healthy build.
+scenario, or a scenario that did not run, must not look like a healthy build. The one exception is a metric
+a scenario declared NOT EMULATED on this backend, with its reason (results.json's `not_emulated`): its
+thresholds are NOT EMULATED, which neither breaks the run nor counts as a pass; the verdict line says how
+many there were. A metric declared so but measured anyway is judged on its measurement.
 
 Exit codes (the process exit status of `harness signoff` and `harness report render`):
 
@@ -56,6 +59,7 @@ class Status(StrEnum):
     WARN = "WARN"
     FAIL = "FAIL"
     ERROR = "ERROR"
+    NOT_EMULATED = "NOT EMULATED"
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,9 @@ def _not_judged(threshold: Threshold, message: str) -> ThresholdResult:
 
 def evaluate_threshold(threshold: Threshold, results: RunResults) -> ThresholdResult:
     data = results.get(threshold.metric)
+    if data is None and threshold.metric in results.not_emulated:
+        reason = results.not_emulated[threshold.metric]
+        return ThresholdResult(threshold, Status.NOT_EMULATED, None, None, None, None, None, reason)
     if data is None:
         return _not_judged(
             threshold,
@@ -174,7 +181,9 @@ def evaluate(thresholds: ThresholdSet, results: RunResults) -> list[ThresholdRes
 
 
 def exit_code(results: Sequence[ThresholdResult]) -> ExitCode:
-    """The worst outcome wins; a broken run outranks a breach because its verdict cannot be trusted."""
+    """The worst outcome wins; a broken run outranks a breach because its verdict cannot be trusted.
+    NOT EMULATED thresholds take no part: the verdict is about the ones judged (not_emulated_note says
+    how many were left out)."""
     statuses = {r.status for r in results}
     if Status.ERROR in statuses:
         return ExitCode.BROKEN
@@ -183,6 +192,14 @@ def exit_code(results: Sequence[ThresholdResult]) -> ExitCode:
     if Status.WARN in statuses:
         return ExitCode.WARN
     return ExitCode.PASS
+
+
+def not_emulated_note(results: Sequence[ThresholdResult]) -> str:
+    """What the verdict line adds when thresholds were NOT EMULATED ("" when none were)."""
+    count = sum(r.status is Status.NOT_EMULATED for r in results)
+    if not count:
+        return ""
+    return f"{count} of {len(results)} thresholds NOT EMULATED on this backend (neither judged nor passed)"
 
 
 def verdict(results: Sequence[ThresholdResult]) -> Status:

@@ -176,6 +176,14 @@ def engine_problem() -> str | None:
     return None
 
 
+@pytest.fixture
+def docker_engine() -> None:
+    """Skips the test, with the reason, when no Docker engine with compose answers."""
+    problem = engine_problem()
+    if problem:
+        pytest.skip(problem)
+
+
 class ComposeStack(IsolatedStack):
     """An isolated stack on the compose backend: its own project (named from the state directory) and ports."""
 

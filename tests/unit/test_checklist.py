@@ -17,8 +17,9 @@ from harness.checklist import (
     checklist_exit_code,
     evaluate_checklist,
 )
+from harness.checklist.checks import judge_thresholds
 from harness.spec import load_unit_spec, read_document
-from harness.thresholds import ExitCode
+from harness.thresholds import ExitCode, Status, Threshold, ThresholdResult, parse_expression
 
 
 def _document_items(block: str) -> list[tuple[str, str]]:
@@ -89,3 +90,17 @@ def test_wiring_a_check_is_one_line_and_a_check_that_raises_fails_its_item(monke
     assert results["pre.security_validation.kms_keys"].status is CheckStatus.FAIL
     assert "RuntimeError: boom" in results["pre.security_validation.kms_keys"].evidence
     assert checklist_exit_code(list(evaluate_checklist({}, []))) == ExitCode.FAIL
+
+
+def _judged(metric: str, status: Status) -> ThresholdResult:
+    threshold = Threshold(metric, metric, "s", None, parse_expression("value < 300s"), "test", True, "t.yaml:1")
+    measured = None if status is Status.NOT_EMULATED else 1.0
+    return ThresholdResult(threshold, status, measured, 300.0, "critical", 299.0, 1, "no backups on this backend")
+
+
+def test_an_item_whose_thresholds_are_all_not_emulated_is_not_emulated_and_a_judged_one_decides_otherwise():
+    restore = _judged("drill.restore.rto_s", Status.NOT_EMULATED)
+    crash = _judged("drill.crash.recovery_s", Status.PASS)
+    only = judge_thresholds([restore], "restores")
+    assert only.status is CheckStatus.NOT_EMULATED and "no backups on this backend" in only.evidence
+    assert judge_thresholds([restore, crash], "drills").status is CheckStatus.PASS

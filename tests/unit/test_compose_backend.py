@@ -13,7 +13,9 @@ import yaml
 
 from harness.backends import get_backend
 from harness.backends.base import ServiceStatus
-from harness.backends.compose import ComposeBackend, parse_cgroup_read, read_env_file, require_docker
+from harness.backends.compose import ComposeBackend, read_env_file
+from harness.backends.compose_engine import require_docker
+from harness.backends.compose_limits import parse_cgroup_read
 from harness.backends.compose_spec import COMPOSE_FILE
 from harness.config import Settings
 from harness.endpoints import AwsResources, load_endpoints, save_endpoints

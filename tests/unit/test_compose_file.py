@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from harness.backends import compose_spec
+from harness.backends.compose import aws_build_paths
 from harness.backends.compose_spec import COMPOSE_DIR, COMPOSE_FILE
 from harness.config import Settings, shipped_unit
 from harness.endpoints import Secret
@@ -115,7 +116,7 @@ def test_images_are_built_here_from_the_debian_base_and_tagged(compose, service)
     assert spec["image"] == compose_spec.IMAGES[service]
     build = spec["build"]
     assert build["args"]["BASE_IMAGE"] == compose_spec.BASE_IMAGE
-    dockerfile = COMPOSE_DIR / build["context"] / build.get("dockerfile", "Dockerfile")
+    dockerfile = COMPOSE_DIR / default_of(build["context"]) / default_of(build.get("dockerfile", "Dockerfile"))
     text = dockerfile.read_text()
     assert "ARG BASE_IMAGE" in text and "FROM ${BASE_IMAGE}" in text
     # Every image runs as its own account, never root.
@@ -137,7 +138,9 @@ def test_pip_in_the_builds_gets_the_ca_bundle_as_a_secret_not_a_layer(compose):
     for service in ("postgres", "aws"):
         build = compose["services"][service]["build"]
         assert build["secrets"] == [compose_spec.PIP_CA_SECRET]
-        text = (COMPOSE_DIR / build["context"] / build.get("dockerfile", "Dockerfile")).read_text()
+        text = (
+            COMPOSE_DIR / default_of(build["context"]) / default_of(build.get("dockerfile", "Dockerfile"))
+        ).read_text()
         assert f"--mount=type=secret,id={compose_spec.PIP_CA_SECRET}" in text
         assert "COPY" not in text.split("--mount")[0].split("pip")[-1]
 
@@ -407,3 +410,14 @@ def test_gp3_and_off_render_their_own_caps_or_none():
     assert gp3["services"]["postgres"]["blkio_config"]["device_read_iops"][0]["rate"] == 500
     assert compose_spec.credit_override(Settings(cpu_credits="off")) is None
     assert "live credit changes" in compose_spec.COMPOSE_CREDITS_NOT_EMULATED
+
+
+def test_the_aws_build_paths_the_harness_passes_are_the_ones_the_checkout_defaults_name(compose):
+    build = compose["services"]["aws"]["build"]
+    passed = aws_build_paths()
+    assert Path(passed[compose_spec.AWS_CONTEXT_VAR]) == (COMPOSE_DIR / default_of(build["context"])).resolve()
+    dockerfile = Path(passed[compose_spec.AWS_DOCKERFILE_VAR])
+    assert dockerfile == (COMPOSE_DIR / default_of(build["context"]) / default_of(build["dockerfile"])).resolve()
+    # Every file the Dockerfile copies is in the context the harness passes.
+    for source in re.findall(r"^COPY (\S+) ", dockerfile.read_text(), re.MULTILINE):
+        assert (Path(passed[compose_spec.AWS_CONTEXT_VAR]) / source).is_file(), source

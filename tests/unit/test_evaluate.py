@@ -8,8 +8,18 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from harness.measure.results import ResultsWriter, load_results
-from harness.thresholds import EXIT_CODE_MEANINGS, ExitCode, Status, ThresholdSet, evaluate, exit_code, parse_thresholds
+from harness.measure.results import ResultsError, ResultsWriter, load_results
+from harness.thresholds import (
+    EXIT_CODE_MEANINGS,
+    ExitCode,
+    Status,
+    ThresholdSet,
+    evaluate,
+    exit_code,
+    not_emulated_note,
+    parse_thresholds,
+    verdict,
+)
 
 if TYPE_CHECKING:
     from conftest import ThresholdText
@@ -144,3 +154,49 @@ def test_exit_codes_are_distinct_and_clear_of_python_and_argparse() -> None:
     assert codes == sorted(codes)  # severity rises with the code
     assert not {1, 2} & set(codes)  # uncaught exceptions exit 1, argparse usage errors 2
     assert set(EXIT_CODE_MEANINGS) == set(codes)
+
+
+NO_SERVER_SIDE = "the cache node is a container: no server-side hit counters on this backend"
+
+
+def test_a_metric_declared_not_emulated_is_not_emulated_with_its_reason_not_an_error(
+    tmp_path: Path, thresholds: ThresholdSet
+) -> None:
+    path = tmp_path / "results.json"
+    results = ResultsWriter.open(path)
+    results.record_value("rds.cpu_pct", 10.0)
+    results.record_rate("cache.hit_rate_pct", 90, 100)
+    results.record_count("cache.evictions", 0)
+    results.record_not_emulated("proxy.acquire_ms", NO_SERVER_SIDE)
+    outcome = evaluate(thresholds, load_results(path))
+    (acquire,) = [r for r in outcome if r.threshold.id == "proxy.acquire_ms"]
+    assert (acquire.status, acquire.message, acquire.measured) == (Status.NOT_EMULATED, NO_SERVER_SIDE, None)
+    # It neither breaks the run nor passes: the verdict is the judged thresholds', and says what was left out.
+    assert exit_code(outcome) == ExitCode.PASS
+    assert verdict(outcome) is Status.PASS
+    assert not_emulated_note(outcome) == "1 of 4 thresholds NOT EMULATED on this backend (neither judged nor passed)"
+
+
+def test_a_metric_declared_not_emulated_but_measured_is_judged_on_its_measurement(
+    tmp_path: Path, thresholds: ThresholdSet
+) -> None:
+    path = run_with(tmp_path, 60, 60, 3, 150)
+    ResultsWriter.open(path).record_not_emulated("proxy.acquire_ms", NO_SERVER_SIDE)
+    (acquire,) = [r for r in evaluate(thresholds, load_results(path)) if r.threshold.id == "proxy.acquire_ms"]
+    assert acquire.status is Status.FAIL and acquire.measured == pytest.approx(150, rel=1e-3)
+
+
+def test_not_emulated_does_not_hide_another_metric_never_measured(tmp_path: Path, thresholds: ThresholdSet) -> None:
+    path = tmp_path / "results.json"
+    ResultsWriter.open(path).record_not_emulated("proxy.acquire_ms", NO_SERVER_SIDE)
+    outcome = evaluate(thresholds, load_results(path))
+    assert {r.status for r in outcome} == {Status.NOT_EMULATED, Status.ERROR}
+    assert exit_code(outcome) == ExitCode.BROKEN
+
+
+def test_a_not_emulated_statement_needs_a_known_metric_and_a_reason(tmp_path: Path) -> None:
+    results = ResultsWriter.open(tmp_path / "results.json")
+    with pytest.raises(ResultsError, match="say why"):
+        results.record_not_emulated("proxy.acquire_ms", "  ")
+    with pytest.raises(ValueError):
+        results.record_not_emulated("proxy.acquire_msec", NO_SERVER_SIDE)

@@ -187,3 +187,33 @@ def test_every_judged_percentile_states_its_sample_size_and_interval(outcome: Re
         assert t["sample_size"] > 0
         assert low <= t["measured"] <= high
         assert t["conclusive"] is not (low <= (t["level"] or 0) <= high and low < high)
+
+
+RESTORE_NOT_EMULATED = "the compose stack keeps no WAL archive: no backup to restore from"
+
+
+def test_a_threshold_declared_not_emulated_shows_so_with_its_reason_in_every_rendering(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    shutil.copy(SAMPLE, results)
+    ResultsWriter.open(results).record_not_emulated("drill.restore.rto_s", RESTORE_NOT_EMULATED)
+    rendered = render_report(results, tmp_path / "report", load_thresholds(DEFAULTS))
+    (restore,) = [r for r in rendered.evaluation if r.threshold.id == "drill.restore.rto_s"]
+    assert (restore.status, restore.message) == (Status.NOT_EMULATED, RESTORE_NOT_EMULATED)
+    # The run's other missing figures still break it: NOT EMULATED covers only what was declared.
+    assert rendered.exit_code == ExitCode.BROKEN
+    by_id = {t["id"]: t for t in json.loads(rendered.files["report.json"].read_text())["thresholds"]}
+    assert (by_id["drill.restore.rto_s"]["status"], by_id["drill.restore.rto_s"]["message"]) == (
+        "NOT EMULATED",
+        RESTORE_NOT_EMULATED,
+    )
+    markdown = rendered.files["report.md"].read_text()
+    assert f"- **NOT EMULATED** `drill.restore.rto_s`: {RESTORE_NOT_EMULATED}" in markdown
+    assert "1 of 38 thresholds NOT EMULATED on this backend" in markdown.splitlines()[2]
+    html = rendered.files["report.html"].read_text()
+    assert 'class="row-NOT-EMULATED"' in html and RESTORE_NOT_EMULATED in html
+    suite = ET.parse(rendered.files["junit.xml"]).getroot().find("testsuite")
+    assert suite is not None and suite.get("skipped") == "1"
+    text = format_verdict_table(rendered.evaluation)
+    assert f"NOT EMULATED drill.restore.rto_s: {RESTORE_NOT_EMULATED}" in text
+    left_out = "; 1 of 38 thresholds NOT EMULATED on this backend (neither judged nor passed)"
+    assert text.splitlines()[-1].endswith(left_out)
