@@ -203,9 +203,12 @@ class ComposeStack(IsolatedStack):
 
     @property
     def project(self) -> str:
-        endpoints = load_endpoints(self.state_dir)
-        assert endpoints is not None
-        return str(endpoints.facts["project"])
+        return str(self.endpoints().facts["project"])
+
+    def endpoints(self) -> StackEndpoints:
+        found = load_endpoints(self.state_dir)
+        assert found is not None, f"no endpoint file in {self.state_dir}"
+        return found
 
 
 @pytest.fixture(scope="module")

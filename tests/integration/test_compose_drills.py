@@ -16,7 +16,7 @@ from harness.backends import get_backend
 from harness.backends.compose import ComposeBackend
 from harness.backends.probes import probe_stack
 from harness.config import resolve_settings
-from harness.endpoints import StackEndpoints, load_endpoints
+from harness.endpoints import StackEndpoints
 from harness.services.process import ServiceError
 
 pytestmark = [pytest.mark.integration, pytest.mark.compose]
@@ -31,9 +31,7 @@ def backend(compose_stack) -> ComposeBackend:
 
 @pytest.fixture(scope="module")
 def endpoints(compose_stack) -> StackEndpoints:
-    found = load_endpoints(compose_stack.state_dir)
-    assert found is not None
-    return found
+    return compose_stack.endpoints()
 
 
 def test_the_compose_backend_kills_and_restarts_every_service_its_file_runs(backend):

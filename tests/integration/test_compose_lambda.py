@@ -17,7 +17,7 @@ import zipfile
 import pytest
 
 from harness.app.gdpr_invoke import invoke, lambda_client
-from harness.endpoints import StackEndpoints, load_endpoints
+from harness.endpoints import StackEndpoints
 from harness.lambda_runtime.container import PROJECT_LABEL
 from harness.sizing import lambda_vcpu_share
 
@@ -47,8 +47,8 @@ def function_containers(project: str, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def endpoints(compose_stack) -> StackEndpoints:
-    found = load_endpoints(compose_stack.state_dir)
-    assert found is not None and found.aws.lambda_url, "the compose stack has no Lambda runtime"
+    found = compose_stack.endpoints()
+    assert found.aws.lambda_url, "the compose stack has no Lambda runtime"
     return found
 
 

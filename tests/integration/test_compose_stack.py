@@ -14,7 +14,7 @@ import psycopg
 import pytest
 import redis
 
-from harness.endpoints import StackEndpoints, load_endpoints
+from harness.endpoints import StackEndpoints
 
 pytestmark = [pytest.mark.integration, pytest.mark.compose]
 
@@ -26,9 +26,7 @@ def docker_lines(*args: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def endpoints(compose_stack) -> StackEndpoints:
-    found = load_endpoints(compose_stack.state_dir)
-    assert found is not None
-    return found
+    return compose_stack.endpoints()
 
 
 def test_up_builds_the_images_then_waits_for_every_healthcheck(compose_stack):
