@@ -11,6 +11,7 @@ import subprocess
 from typing import Any
 
 from harness.backends.compose_engine import docker_run, require_docker
+from harness.services.cgroups import V1_UNLIMITED
 from harness.services.process import ServiceError
 
 # What a container's kernel holds, read inside it: cgroup v2 files, else v1's (the engine host's choice).
@@ -28,7 +29,7 @@ def parse_cgroup_read(text: str) -> dict[str, Any]:
     if not fields or fields[0] not in ("v1", "v2") or len(fields) != 4:
         raise ValueError(f"unexpected cgroup read-back: {text.strip()!r}")
     version, memory, quota, period = fields
-    unlimited_memory = memory == "max" or int(memory) >= 2**62
+    unlimited_memory = memory == "max" or int(memory) >= V1_UNLIMITED
     unlimited_cpu = quota in ("max", "-1")
     return {
         "cgroup": version,

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+# cgroup v1 writes "no limit" as a huge page-aligned number.
+V1_UNLIMITED = 2**62
 CPU_PERIOD_US = 100_000
 # A throttled t3 is slowed by the hypervisor in slices far shorter than CFS's default 100 ms period, in
 # which a process at 0.2 of a core runs 20 ms and then stalls for 80 ms. With a 10 ms period the longest
@@ -215,8 +217,7 @@ class CgroupLimiter:
         try:
             if version == "v1":
                 value = int((self._v1_dirs()["memory"] / "memory.limit_in_bytes").read_text())
-                # v1 reports "no limit" as a huge page-aligned number.
-                return None if value >= 2**62 else value
+                return None if value >= V1_UNLIMITED else value
             if version == "v2":
                 text = (self._v2_dir() / "memory.max").read_text().strip()
                 return None if text == "max" else int(text)

@@ -17,13 +17,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.services.cgroups import CGROUP_ROOT
+from harness.services.cgroups import CGROUP_ROOT, V1_UNLIMITED
 
 COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
 COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
 DOCKER_TIMEOUT_S = 20
-# cgroup v1 writes "no limit" as a huge page-aligned number.
-V1_UNLIMITED = 2**62
 
 
 class ContainerUnreadable(RuntimeError):
